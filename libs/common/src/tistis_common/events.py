@@ -1,0 +1,297 @@
+"""The event contract: the only place events are defined.
+
+Every event is a frozen pydantic model with the envelope fields and a literal `type`.
+The routing key is built from the model (`routing_key(event)`), never typed by hand:
+channel-bearing events append their channel (`message.received.whatsapp`).
+
+Events are flat (envelope fields next to the payload) rather than nested under `data`:
+handlers read `event.text`, and the JSON on the wire stays easy to read in a DLQ.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+SCHEMA_VERSION = 1
+
+
+class Channel(StrEnum):
+    WHATSAPP = "whatsapp"
+    INSTAGRAM = "instagram"
+    FACEBOOK = "facebook"
+    TIKTOK = "tiktok"
+
+
+class Signal(StrEnum):
+    """The product guide's lead scoring signals."""
+
+    INTERESTED = "interested"
+    URGENT = "urgent"
+    BUDGET_MENTIONED = "budget_mentioned"
+    DECISION_MAKER = "decision_maker"
+    COMPARING = "comparing"
+    NOT_INTERESTED = "not_interested"
+    SPAM = "spam"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Event(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    tenant_id: uuid.UUID
+    occurred_at: datetime = Field(default_factory=_now)
+    # The inbound message (event id) that started the chain; its own id for a chain's first event.
+    correlation_id: uuid.UUID | None = None
+    schema_version: int = SCHEMA_VERSION
+
+
+# ---------------------------------------------------------------- messages
+
+
+class MediaRef(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    id: str | None = None
+    url: str | None = None
+    mime_type: str | None = None
+    caption: str | None = None
+    filename: str | None = None
+
+
+class Location(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    latitude: float
+    longitude: float
+    name: str | None = None
+    address: str | None = None
+
+
+InboundKind = Literal[
+    "text", "button", "interactive", "quick_reply", "postback", "image", "audio", "video",
+    "document", "sticker", "location", "contacts", "reaction", "share", "unsupported",
+]
+
+
+class InboundMessage(Event):
+    """A message a patient (or the clinic's staff, from the native app) sent on a platform."""
+
+    type: Literal["message.received"] = "message.received"
+    channel: Channel
+    platform_account_id: str  # phone_number_id, Page id, Instagram account id, TikTok business id
+    platform_user_id: str  # wa_id (or BSUID), PSID, IGSID, TikTok user/open id
+    platform_message_id: str
+    platform_conversation_id: str | None = None  # TikTok conversation id
+    sent_at: datetime
+    kind: InboundKind = "text"
+    text: str | None = None
+    display_name: str | None = None
+    phone: str | None = None
+    media: MediaRef | None = None
+    location: Location | None = None
+    reply_to: str | None = None  # platform id of the message this one answers
+    choice_id: str | None = None  # button / list row / quick reply / postback payload
+    choice_title: str | None = None
+    # "agent": written by clinic staff in the native app (echo not from our app). Pauses the AI.
+    sender_type: Literal["lead", "agent"] = "lead"
+
+
+StatusValue = Literal["sent", "delivered", "read", "failed"]
+
+
+class MessageStatus(Event):
+    """The platform's word on a message we sent (delivered, read, failed)."""
+
+    type: Literal["message.status"] = "message.status"
+    channel: Channel
+    platform_account_id: str
+    platform_message_id: str
+    platform_user_id: str | None = None
+    status: StatusValue
+    status_at: datetime
+    error_code: int | None = None
+    error_title: str | None = None
+
+
+class Button(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    id: str
+    title: str
+
+
+class ListRow(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    id: str
+    title: str
+    description: str | None = None
+
+
+class ListSection(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    title: str
+    rows: list[ListRow]
+
+
+class TemplateRef(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    name: str
+    language: str = "es_MX"
+    body_params: list[str] = Field(default_factory=list)
+
+
+OutboundKind = Literal["text", "buttons", "list", "template", "media", "quick_replies"]
+OutboundPurpose = Literal[
+    "reply", "holding", "agent", "confirmation", "reminder", "followup", "marketing"
+]
+
+
+class OutboundMessage(Event):
+    """A command to the dispatcher: send this stored message (`message_id`) to the patient."""
+
+    type: Literal["message.outbound"] = "message.outbound"
+    channel: Channel
+    message_id: uuid.UUID  # row in `messages`; the dispatcher's idempotency key
+    conversation_id: uuid.UUID
+    lead_id: uuid.UUID
+    recipient_id: str  # platform user id (wa_id / PSID / IGSID / TikTok id)
+    sender_type: Literal["ai", "agent", "system"] = "ai"
+    purpose: OutboundPurpose = "reply"
+    kind: OutboundKind = "text"
+    text: str | None = None
+    buttons: list[Button] = Field(default_factory=list)
+    list_button: str | None = None
+    sections: list[ListSection] = Field(default_factory=list)
+    template: TemplateRef | None = None
+    media: MediaRef | None = None
+    media_type: Literal["image", "audio", "video", "document"] | None = None
+    # What to send instead when the 24 h window is closed (WhatsApp only).
+    fallback_template: TemplateRef | None = None
+
+
+# ------------------------------------------------------------------- leads
+
+
+class LeadSignals(Event):
+    type: Literal["lead.signals"] = "lead.signals"
+    lead_id: uuid.UUID
+    conversation_id: uuid.UUID | None = None
+    message_id: uuid.UUID | None = None
+    signals: list[Signal]
+    source: Literal["ai", "rules", "manual", "legacy"] = "ai"
+    reason: str | None = None
+
+
+class LeadScoreSet(Event):
+    """An absolute score from outside (the legacy `update_lead_score` callback, an operator)."""
+
+    type: Literal["lead.score_set"] = "lead.score_set"
+    lead_id: uuid.UUID
+    score: int
+    reason: str | None = None
+    source: Literal["manual", "legacy"] = "legacy"
+
+
+Classification = Literal["hot", "warm", "cold"]
+
+
+class LeadClassified(Event):
+    type: Literal["lead.classified"] = "lead.classified"
+    lead_id: uuid.UUID
+    score: int
+    classification: Classification
+    previous: Classification | None = None
+    spam: bool = False
+
+
+# ----------------------------------------------------------- conversations
+
+
+class ConversationEscalated(Event):
+    type: Literal["conversation.escalated"] = "conversation.escalated"
+    conversation_id: uuid.UUID
+    lead_id: uuid.UUID | None = None
+    channel: Channel | None = None
+    reason: str
+    source: Literal["ai", "keyword", "auto", "agent", "api", "legacy", "dispatcher"] = "ai"
+
+
+class ConversationReleased(Event):
+    """Handed back to the AI by staff."""
+
+    type: Literal["conversation.released"] = "conversation.released"
+    conversation_id: uuid.UUID
+
+
+# ------------------------------------------------------------- appointments
+
+
+class AppointmentRequested(Event):
+    type: Literal["appointment.requested"] = "appointment.requested"
+    action: Literal["book", "reschedule", "cancel"] = "book"
+    lead_id: uuid.UUID
+    conversation_id: uuid.UUID | None = None
+    appointment_id: uuid.UUID | None = None  # reschedule / cancel
+    service_id: uuid.UUID | None = None
+    service_name: str | None = None
+    branch_id: uuid.UUID | None = None
+    branch_name: str | None = None
+    preferred_dates: list[str] = Field(default_factory=list)  # ISO dates, patient's wording
+    scheduled_at: datetime | None = None  # exact time (legacy callback)
+    source: Literal["ai", "legacy", "api", "patient"] = "ai"
+
+
+AnyEvent = Annotated[
+    InboundMessage
+    | MessageStatus
+    | OutboundMessage
+    | LeadSignals
+    | LeadScoreSet
+    | LeadClassified
+    | ConversationEscalated
+    | ConversationReleased
+    | AppointmentRequested,
+    Field(discriminator="type"),
+]
+EVENT_ADAPTER: TypeAdapter[AnyEvent] = TypeAdapter(AnyEvent)
+EVENT_TYPES: tuple[type[Event], ...] = (
+    InboundMessage,
+    MessageStatus,
+    OutboundMessage,
+    LeadSignals,
+    LeadScoreSet,
+    LeadClassified,
+    ConversationEscalated,
+    ConversationReleased,
+    AppointmentRequested,
+)
+
+
+def event_type(model: type[Event]) -> str:
+    return str(model.model_fields["type"].default)
+
+
+def routing_key(event: Event) -> str:
+    return routing_pattern(type(event), getattr(event, "channel", None))
+
+
+def routing_pattern(model: type[Event], channel: Channel | str | None = None) -> str:
+    """Binding pattern for a model: `message.received.*`, `message.outbound.tiktok`, `lead.signals`."""
+    kind = event_type(model)
+    if kind.startswith("message."):
+        return f"{kind}.{channel or '*'}"
+    return kind
+
+
+def parse_event(body: bytes) -> AnyEvent:
+    return EVENT_ADAPTER.validate_json(body)
+
+
+def dump_event(event: Event) -> bytes:
+    return event.model_dump_json().encode()

@@ -1,0 +1,55 @@
+"""Settings read from the environment, once, in each service's main.
+
+Names follow the product guide where it has them (WHATSAPP_*, META_APP_SECRET,
+TIKTOK_CLIENT_SECRET, ANTHROPIC_API_KEY, CRON_SECRET). Per-tenant values stored in
+`channel_connections` / `ai_tenant_context` win over these.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    service_name: str = "tistis"
+    log_level: str = "INFO"
+    log_json: bool = True
+    http_host: str = "0.0.0.0"
+    http_port: int = 8000
+
+    # Infrastructure
+    database_url: str = "postgresql://tistis_app:tistis_app@127.0.0.1:5432/tistis"
+    migration_database_url: str = "postgresql://tistis:tistis@127.0.0.1:5432/tistis"
+    db_pool_min: int = 1
+    db_pool_max: int = 10
+    rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    rabbitmq_management_url: str = "http://guest:guest@127.0.0.1:15672"
+    prefetch: int = 32
+    # Delays in seconds between attempts; after the last one the event goes to <queue>.dlq.
+    retry_delays: list[float] = Field(default_factory=lambda: [1.0, 10.0, 60.0, 600.0])
+    shutdown_grace_seconds: float = 25.0
+
+    # Outside APIs: base URLs so that tests and the sandbox point real clients at fakes.
+    graph_api_base_url: str = "https://graph.facebook.com"
+    graph_api_version: str = "v21.0"
+    tiktok_api_base_url: str = "https://business-api.tiktok.com"
+    tiktok_api_version: str = "v1.3"
+    anthropic_base_url: str | None = None
+    anthropic_model: str = "claude-sonnet-4-5"
+
+    # Guide's global credentials (fallbacks when a connection has none of its own)
+    whatsapp_phone_number_id: str | None = None
+    whatsapp_business_account_id: str | None = None
+    whatsapp_access_token: str | None = None
+    whatsapp_verify_token: str | None = None
+    meta_app_secret: str | None = None
+    meta_app_id: str | None = None
+    tiktok_client_secret: str | None = None
+    tiktok_signature_tolerance_seconds: int = 300
+    anthropic_api_key: str | None = None
+    cron_secret: str | None = None
+    n8n_webhook_url: str | None = None
+    n8n_api_key: str | None = None

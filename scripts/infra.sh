@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# Local RabbitMQ + PostgreSQL without Docker: installs the Debian packages when missing,
+# starts both on loopback with data in a project-local folder, waits until they answer,
+# creates the database, roles and vhost. Safe to run twice, and when a server is already up.
+#   scripts/infra.sh up | down | status | env
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PG_PORT="${TISTIS_PG_PORT:-5432}"
+AMQP_PORT="${TISTIS_AMQP_PORT:-5672}"
+MGMT_PORT="${TISTIS_MGMT_PORT:-15672}"
+PG_SUPER_PASSWORD="postgres"          # loopback-only development cluster
+PG_OWNER="tistis"; PG_OWNER_PASSWORD="tistis"           # owns the schema, runs migrations
+PG_APP="tistis_app"; PG_APP_PASSWORD="tistis_app"       # what services use: RLS applies
+PG_DB="tistis"
+
+# Data lives in the project (git-ignored) when the service users can reach it; a checkout under
+# a private folder (mktemp -d is 0700) cannot be entered by them, so fall back to /var/tmp.
+data_dir() {
+  local local_dir="$ROOT/.infra"
+  mkdir -p "$local_dir"
+  if id postgres >/dev/null 2>&1 && runuser -u postgres -- test -x "$local_dir" 2>/dev/null; then
+    echo "$local_dir"
+  else
+    local d="/var/tmp/tistis-infra-$(echo "$ROOT" | md5sum | cut -c1-10)"
+    mkdir -p "$d"; chmod 755 "$d"; echo "$d"
+  fi
+}
+
+log() { echo "infra: $*" >&2; }
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+install_missing() {
+  local need=()
+  [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need+=(rabbitmq-server)
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql postgresql-contrib)
+  command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
+  command -v curl >/dev/null 2>&1 || need+=(curl)
+  if [ ${#need[@]} -gt 0 ]; then
+    log "installing ${need[*]}"
+    as_root apt-get update -qq
+    # policy-rc.d style: the packages must not start their own system instances.
+    as_root env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq "${need[@]}" >/dev/null
+  fi
+}
+
+pg_bin() { ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_for() { # what, seconds, command...
+  local what=$1 secs=$2; shift 2
+  for _ in $(seq 1 $((secs * 4))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.25; done
+  log "$what did not come up in ${secs}s"; return 1
+}
+
+psql_super() { PGOPTIONS="-c client_min_messages=warning" PGPASSWORD="$PG_SUPER_PASSWORD" psql -v ON_ERROR_STOP=1 -qAt -h 127.0.0.1 -p "$PG_PORT" -U postgres "$@"; }
+
+pg_up() {
+  local dir; dir="$(data_dir)/postgres"
+  if port_open "$PG_PORT"; then
+    log "postgres already answering on $PG_PORT"
+  else
+    local bin; bin="$(pg_bin)"
+    mkdir -p "$dir"; chown postgres:postgres "$dir"; chmod 700 "$dir"
+    if [ ! -f "$dir/PG_VERSION" ]; then
+      log "initdb in $dir"
+      local pw; pw="$(mktemp)"; echo "$PG_SUPER_PASSWORD" >"$pw"; chmod 644 "$pw"
+      runuser -u postgres -- "$bin/initdb" -D "$dir" -U postgres --pwfile="$pw" \
+        --auth-local=scram-sha-256 --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >/dev/null
+      rm -f "$pw"
+    fi
+    log "starting postgres on 127.0.0.1:$PG_PORT"
+    runuser -u postgres -- "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 start \
+      -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $dir -c max_connections=300 -c fsync=${TISTIS_PG_FSYNC:-on}" >/dev/null
+  fi
+  wait_for postgres 60 psql_super -d postgres -c "select 1"
+  psql_super -d postgres <<SQL
+DO \$\$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$PG_OWNER') THEN
+    CREATE ROLE $PG_OWNER LOGIN CREATEDB CREATEROLE PASSWORD '$PG_OWNER_PASSWORD';
+  END IF;
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$PG_APP') THEN
+    CREATE ROLE $PG_APP LOGIN NOBYPASSRLS PASSWORD '$PG_APP_PASSWORD';
+  END IF;
+END \$\$;
+GRANT $PG_APP TO $PG_OWNER WITH ADMIN OPTION;
+SQL
+  if [ -z "$(psql_super -d postgres -c "select 1 from pg_database where datname='$PG_DB'")" ]; then
+    psql_super -d postgres -c "CREATE DATABASE $PG_DB OWNER $PG_OWNER"
+  fi
+}
+
+rmq_env() { # fills RMQ_ENV for `env`
+  local dir=$1
+  RMQ_ENV=(HOME="$dir" RABBITMQ_MNESIA_BASE="$dir/mnesia" RABBITMQ_LOG_BASE="$dir/log"
+    RABBITMQ_NODENAME="tistis@localhost" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
+    RABBITMQ_NODE_PORT="$AMQP_PORT" RABBITMQ_DIST_PORT=$((AMQP_PORT + 20000))
+    RABBITMQ_ENABLED_PLUGINS_FILE="$dir/enabled_plugins" RABBITMQ_CONFIG_FILE="$dir/rabbitmq.conf"
+    RABBITMQ_PID_FILE="$dir/rabbitmq.pid" ERL_EPMD_ADDRESS=127.0.0.1
+    "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=-kernel inet_dist_use_interface {127,0,0,1}")
+}
+
+rmq_ctl() { local dir; dir="$(data_dir)/rabbitmq"; rmq_env "$dir"; runuser -u rabbitmq -- env "${RMQ_ENV[@]}" /usr/lib/rabbitmq/bin/rabbitmqctl -n tistis@localhost "$@"; }
+
+mgmt() { curl -fsS -u guest:guest "$@"; }
+
+rmq_up() {
+  local dir; dir="$(data_dir)/rabbitmq"
+  if port_open "$AMQP_PORT"; then
+    log "rabbitmq already answering on $AMQP_PORT"
+  else
+    mkdir -p "$dir/mnesia" "$dir/log"
+    echo "[rabbitmq_management,rabbitmq_consistent_hash_exchange]." >"$dir/enabled_plugins"
+    cat >"$dir/rabbitmq.conf" <<CONF
+listeners.tcp.default = 127.0.0.1:$AMQP_PORT
+management.tcp.ip = 127.0.0.1
+management.tcp.port = $MGMT_PORT
+loopback_users.guest = true
+vm_memory_high_watermark.relative = 0.3
+disk_free_limit.absolute = 50MB
+CONF
+    [ -f "$dir/.erlang.cookie" ] || { head -c 20 /dev/urandom | md5sum | cut -c1-20 >"$dir/.erlang.cookie"; }
+    chmod 400 "$dir/.erlang.cookie"
+    chown -R rabbitmq:rabbitmq "$dir"
+    log "starting rabbitmq on 127.0.0.1:$AMQP_PORT (management on $MGMT_PORT)"
+    rmq_env "$dir"
+    runuser -u rabbitmq -- env "${RMQ_ENV[@]}" setsid /usr/lib/rabbitmq/bin/rabbitmq-server >"$dir/log/console.log" 2>&1 </dev/null &
+  fi
+  wait_for rabbitmq 120 port_open "$AMQP_PORT"
+  wait_for rabbitmq-management 60 mgmt "http://127.0.0.1:$MGMT_PORT/api/overview"
+}
+
+up() {
+  install_missing
+  pg_up
+  rmq_up
+  log "ready: postgres 127.0.0.1:$PG_PORT, rabbitmq 127.0.0.1:$AMQP_PORT"
+}
+
+down() {
+  local base; base="$(data_dir)"
+  if [ -f "$base/postgres/postmaster.pid" ]; then
+    log "stopping postgres"
+    runuser -u postgres -- "$(pg_bin)/pg_ctl" -D "$base/postgres" -m fast -w stop >/dev/null || true
+  fi
+  if [ -d "$base/rabbitmq/mnesia" ] && port_open "$AMQP_PORT"; then
+    log "stopping rabbitmq"
+    rmq_ctl shutdown >/dev/null 2>&1 || rmq_ctl stop >/dev/null 2>&1 || true
+  fi
+}
+
+status() {
+  port_open "$PG_PORT" && echo "postgres: up ($PG_PORT)" || echo "postgres: down"
+  port_open "$AMQP_PORT" && echo "rabbitmq: up ($AMQP_PORT)" || echo "rabbitmq: down"
+}
+
+# The environment the services and tests use against this local infrastructure.
+env_vars() {
+  cat <<ENV
+DATABASE_URL=postgresql://$PG_APP:$PG_APP_PASSWORD@127.0.0.1:$PG_PORT/$PG_DB
+MIGRATION_DATABASE_URL=postgresql://$PG_OWNER:$PG_OWNER_PASSWORD@127.0.0.1:$PG_PORT/$PG_DB
+RABBITMQ_URL=amqp://guest:guest@127.0.0.1:$AMQP_PORT/
+RABBITMQ_MANAGEMENT_URL=http://guest:guest@127.0.0.1:$MGMT_PORT
+ENV
+}
+
+case "${1:-up}" in
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  env) env_vars ;;
+  rabbitmqctl) shift; rmq_ctl "$@" ;;
+  *) echo "usage: $0 up|down|status|env|rabbitmqctl ..." >&2; exit 2 ;;
+esac
