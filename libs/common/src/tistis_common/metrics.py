@@ -1,0 +1,92 @@
+"""Every Prometheus metric of the platform, in one place.
+
+Conventions: `tistis_*_total` counters, `*_seconds` histograms; labels are bounded (tenant is a
+slug/uuid of a known tenant, channel one of four, outcome/queue from fixed sets). Dashboards and
+alert rules under deploy/ use only names defined here (checked by a test).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+# -- broker / consumers (libs/common runner) --------------------------------------------
+EVENTS_PUBLISHED = Counter(
+    "tistis_events_published_total", "Events published with a broker confirm", ["event_type"]
+)
+PUBLISH_CONFIRM_SECONDS = Histogram(
+    "tistis_publish_confirm_seconds", "Time from publish to broker confirm",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5),
+)
+EVENTS_CONSUMED = Counter(
+    "tistis_events_consumed_total", "Events taken from a queue, by outcome",
+    ["queue", "outcome"],  # outcome: ok | retry | dead_letter
+)
+HANDLER_SECONDS = Histogram(
+    "tistis_handler_seconds", "Time a consumer handler took", ["queue"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+RETRIES = Counter("tistis_retries_total", "Events sent to a delayed retry", ["queue"])
+DEAD_LETTERS = Counter(
+    "tistis_dead_letters_total", "Events moved to a dead-letter queue", ["queue", "error_type"]
+)
+CONSUMER_IN_FLIGHT = Gauge("tistis_consumer_in_flight", "Events being handled now", ["queue"])
+QUEUE_MESSAGES = Gauge(
+    "tistis_queue_messages", "Messages ready in a queue (consumer lag), sampled", ["queue"]
+)
+
+# -- ingress -----------------------------------------------------------------------------
+WEBHOOKS = Counter(
+    "tistis_webhooks_total", "Webhook requests by channel and outcome",
+    # outcome: accepted | duplicate | bad_signature | unknown_tenant | cross_tenant |
+    #          malformed | too_large | ignored | verified | verify_failed | unavailable
+    ["channel", "outcome"],
+)
+WEBHOOK_EVENTS = Counter(
+    "tistis_webhook_events_total", "Platform events inside webhooks, by kind",
+    ["channel", "kind"],
+)
+WEBHOOK_SECONDS = Histogram(
+    "tistis_webhook_request_seconds", "Webhook request latency", ["channel"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+
+# -- ai responder ------------------------------------------------------------------------
+AI_REPLIES = Counter(
+    "tistis_ai_replies_total", "Replies by outcome", ["tenant", "outcome"]
+)  # outcome: ai | fallback | escalated | skipped
+AI_LATENCY = Histogram(
+    "tistis_ai_request_seconds", "Model call latency",
+    buckets=(0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60),
+)
+AI_TOKENS = Counter("tistis_ai_tokens_total", "Model tokens", ["tenant", "kind"])  # input|output|cache_read|cache_write
+AI_CIRCUIT_OPEN = Gauge("tistis_ai_circuit_open", "1 while the model circuit breaker is open")
+
+# -- dispatcher --------------------------------------------------------------------------
+SENDS = Counter(
+    "tistis_sends_total", "Outbound sends by channel and outcome", ["tenant", "channel", "outcome"]
+)  # outcome: sent | duplicate | blocked_window | rate_limited | failed | retry | parked
+SEND_SECONDS = Histogram(
+    "tistis_platform_request_seconds", "Platform API latency", ["channel"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+WINDOW_BLOCKS = Counter(
+    "tistis_window_blocks_total", "Messages refused by a messaging window", ["channel"]
+)
+CONNECTION_HEALTHY = Gauge(
+    "tistis_connection_healthy", "1 if the channel connection's token works", ["tenant", "channel"]
+)
+
+# -- scorer ------------------------------------------------------------------------------
+SCORE_CHANGES = Counter("tistis_score_changes_total", "Lead score changes", ["source"])
+LEADS_CLASSIFIED = Counter(
+    "tistis_leads_classified_total", "Band changes", ["classification"]
+)
+
+# -- scheduler ---------------------------------------------------------------------------
+BOOKINGS = Counter("tistis_bookings_total", "Appointment requests by outcome", ["outcome"])
+REMINDERS = Counter("tistis_reminders_total", "Reminders by outcome", ["outcome"])
+REMINDER_LAG_SECONDS = Histogram(
+    "tistis_reminder_lag_seconds", "How late a reminder went out after its due time",
+    buckets=(1, 10, 60, 300, 900, 3600, 4 * 3600),
+)
+FOLLOWUPS = Counter("tistis_followups_total", "Follow-ups by outcome", ["outcome"])
