@@ -21,6 +21,7 @@ from tistis_common.events import (
     LeadSignals,
     MessageStatus,
     OutboundMessage,
+    ReplyRequested,
     routing_pattern,
 )
 
@@ -52,7 +53,10 @@ class QueueSpec:
         return f"{self.name}.retry.{int(delay_seconds * 1000)}ms"
 
 
-AI_INBOUND = QueueSpec("ai-responder.inbound", (routing_pattern(InboundMessage),))
+# Patient messages and staff requests for one conversation share a queue, so order holds.
+AI_INBOUND = QueueSpec(
+    "ai-responder.inbound", (routing_pattern(InboundMessage), routing_pattern(ReplyRequested))
+)
 DISPATCHER_OUTBOUND = {
     channel: QueueSpec(f"dispatcher.{channel}", (routing_pattern(OutboundMessage, channel),))
     for channel in Channel

@@ -107,7 +107,7 @@ def webhook_router(settings: Settings, directory: Directory, publisher: Publishe
             log.warning("webhook.cross_tenant", channel=channel, tenant=tenant.slug,
                         accounts=sorted(foreign))
             return _answer(channel, "cross_tenant", 403, "account does not belong to this tenant")
-        for kind in normalized.ignored:
+        for _kind in normalized.ignored:
             metrics.WEBHOOK_EVENTS.labels(channel, "ignored").inc()
         try:
             await publisher.publish_all(normalized.events)

@@ -11,7 +11,9 @@ from tistis_common.db import connect
 from tistis_common.migrate import migrate as apply_migrations
 from tistis_common.settings import Settings
 
-app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, help="Operate the TIS TIS messaging platform.")
+app = typer.Typer(
+    no_args_is_help=True, pretty_exceptions_enable=False, help="Operate the TIS TIS messaging platform."
+)
 
 DEMO_FIXTURE = Path(__file__).resolve().parents[4] / "fixtures" / "esva-dental.yaml"
 
