@@ -9,6 +9,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PG_PORT="${TISTIS_PG_PORT:-5432}"
 AMQP_PORT="${TISTIS_AMQP_PORT:-5672}"
 MGMT_PORT="${TISTIS_MGMT_PORT:-15672}"
+# One node name per port, so that a second instance (another checkout on other ports) can run.
+RMQ_NODE="tistis@localhost"; [ "$AMQP_PORT" = 5672 ] || RMQ_NODE="tistis-$AMQP_PORT@localhost"
 PG_SUPER_PASSWORD="postgres"          # loopback-only development cluster
 PG_OWNER="tistis"; PG_OWNER_PASSWORD="tistis"           # owns the schema, runs migrations
 PG_APP="tistis_app"; PG_APP_PASSWORD="tistis_app"       # what services use: RLS applies
@@ -95,14 +97,14 @@ SQL
 rmq_env() { # fills RMQ_ENV for `env`
   local dir=$1
   RMQ_ENV=(HOME="$dir" RABBITMQ_MNESIA_BASE="$dir/mnesia" RABBITMQ_LOG_BASE="$dir/log"
-    RABBITMQ_NODENAME="tistis@localhost" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
+    RABBITMQ_NODENAME="$RMQ_NODE" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
     RABBITMQ_NODE_PORT="$AMQP_PORT" RABBITMQ_DIST_PORT=$((AMQP_PORT + 20000))
     RABBITMQ_ENABLED_PLUGINS_FILE="$dir/enabled_plugins" RABBITMQ_CONFIG_FILE="$dir/rabbitmq.conf"
     RABBITMQ_PID_FILE="$dir/rabbitmq.pid" ERL_EPMD_ADDRESS=127.0.0.1
     "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=-kernel inet_dist_use_interface {127,0,0,1}")
 }
 
-rmq_ctl() { local dir; dir="$(data_dir)/rabbitmq"; rmq_env "$dir"; runuser -u rabbitmq -- env "${RMQ_ENV[@]}" /usr/lib/rabbitmq/bin/rabbitmqctl -n tistis@localhost "$@"; }
+rmq_ctl() { local dir; dir="$(data_dir)/rabbitmq"; rmq_env "$dir"; runuser -u rabbitmq -- env "${RMQ_ENV[@]}" /usr/lib/rabbitmq/bin/rabbitmqctl -n "$RMQ_NODE" "$@"; }
 
 mgmt() { curl -fsS -u guest:guest "$@"; }
 
