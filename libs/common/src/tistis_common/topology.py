@@ -18,6 +18,7 @@ from tistis_common.events import (
     AppointmentRequested,
     Channel,
     InboundMessage,
+    LeadClassified,
     LeadScoreSet,
     LeadSignals,
     MessageStatus,
@@ -67,6 +68,9 @@ SCORER_SIGNALS = QueueSpec(
     "scorer.signals", (routing_pattern(LeadSignals), routing_pattern(LeadScoreSet))
 )
 SCHEDULER_REQUESTS = QueueSpec("scheduler.requests", (routing_pattern(AppointmentRequested),))
+# What staff see live (band changes). Also keeps these events routable: the publisher refuses
+# events no queue is bound for.
+REALTIME_FEED = QueueSpec("realtime.feed", (routing_pattern(LeadClassified),))
 
 ALL_QUEUES: tuple[QueueSpec, ...] = (
     AI_INBOUND,
@@ -74,6 +78,7 @@ ALL_QUEUES: tuple[QueueSpec, ...] = (
     DISPATCHER_STATUS,
     SCORER_SIGNALS,
     SCHEDULER_REQUESTS,
+    REALTIME_FEED,
 )
 
 

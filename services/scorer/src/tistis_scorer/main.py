@@ -1,12 +1,16 @@
-"""tistis-scorer: declares its queues and serves probes and metrics; its consumers come with its issue."""
+"""tistis-scorer: turns lead signals and absolute scores into a score, a band and its history."""
 
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 
 from tistis_common.logging import configure_logging
 from tistis_common.runtime import Runtime
 from tistis_common.settings import Settings
+from tistis_common.topology import SCORER_SIGNALS
+
+from .handlers import Deps, handle_score_event
 
 NAME = "scorer"
 
@@ -14,6 +18,8 @@ NAME = "scorer"
 async def start(settings: Settings) -> Runtime:
     runtime = Runtime(settings, NAME)
     await runtime.start()
+    assert runtime.pool is not None
+    runtime.consume(SCORER_SIGNALS, partial(handle_score_event, deps=Deps(runtime.pool)))
     await runtime.start_consumers()
     await runtime.serve_http()
     return runtime
