@@ -134,6 +134,20 @@ def announced(seen: list[LeadClassified], lead_id: uuid.UUID, at_least: int = 1,
     return check
 
 
+def count_handled(runtime) -> dict[str, int]:
+    """Counts the events the runtime's scorer consumer handles (the real handler still runs)."""
+    [consumer] = [c for c in runtime.consumers if c.spec.name == SCORER_SIGNALS.name]
+    counter = {"n": 0}
+    real = consumer.handler
+
+    async def counting(event):
+        counter["n"] += 1
+        return await real(event)
+
+    consumer.handler = counting
+    return counter
+
+
 # -- tests -----------------------------------------------------------------------------------
 
 
@@ -194,10 +208,16 @@ class TestConcurrency:
         events = [signals(tenant.id, lead, cycle[i % len(cycle)]) for i in range(200)]
         expected = sum({S.INTERESTED: 10, S.URGENT: 15, S.BUDGET_MENTIONED: 20,
                         S.DECISION_MAKER: 15, S.COMPARING: 5}[e.signals[0]] for e in events)
-        async with running(start_scorer, settings) as one, running(start_scorer, settings) as two:
+        async with (
+            running(start_scorer, settings, prefetch=8) as one,
+            running(start_scorer, settings, prefetch=8) as two,
+        ):
+            handled = {"one": count_handled(one), "two": count_handled(two)}
             await publisher.publish_all(events)
             rows = await eventually(history_of_size(app_pool, tenant.id, lead, 200), timeout=60)
-            assert {c.spec.name for c in one.consumers + two.consumers} == {SCORER_SIGNALS.name}
+        # both scorers took their share of the same lead's events
+        assert handled["one"]["n"] > 0 and handled["two"]["n"] > 0
+        assert handled["one"]["n"] + handled["two"]["n"] >= 200
         row = await lead_row(app_pool, tenant.id, lead)
         assert (len(rows), row["score"]) == (200, expected)
         assert {r["event_id"] for r in rows} == {e.event_id for e in events}

@@ -22,10 +22,17 @@ from tistis_common.events import Signal
 __all__ = ["detect_signals", "normalize"]
 
 
-def normalize(text: str) -> str:
-    """Lower case without accents ("¿Cuánto?" -> "¿cuanto?"); ñ becomes n, which is harmless here."""
+def _fold(text: str) -> str:
+    """Lower case without accents, punctuation kept ("¿Cuánto?" -> "¿cuanto?"): prices, links
+    and apostrophes still read as such. ñ becomes n, which is harmless here."""
     decomposed = unicodedata.normalize("NFKD", text.casefold())
     return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def normalize(text: str) -> str:
+    """Lower case, without accents, words only, single spaces: '¿Cuánto CUESTA?' -> 'cuanto cuesta'.
+    For keyword matching elsewhere (the AI responder's escalation words and service names)."""
+    return " ".join(re.findall(r"\w+", _fold(text)))
 
 
 def _words(*phrases: str) -> re.Pattern[str]:
@@ -67,7 +74,7 @@ RULES: tuple[tuple[Signal, re.Pattern[str]], ...] = (
     (Signal.INTERESTED, _words(
         r"(?:quiero|quisiera|queria|necesito|me gustaria) (?:una|otra|mi) cita",
         r"(?:agendar|sacar|hacer|reservar|programar) (?:una )?cita", r"me interesa(?:n|ria)?",
-        r"estoy interesad[oa]s?", r"informacion", r"mas info", r"me pueden informar",
+        r"estoy interesad[oa]s?", r"informacion", r"informes", r"mas info", r"me pueden informar",
         r"i(?:'d| would)? like (?:an|to book an|to make an) appointment",
         r"i want (?:an|to book an) appointment", r"(?:book|schedule|make) an appointment",
         r"i(?:'m| am) interested", r"interested in", r"information", r"more info",
@@ -90,7 +97,7 @@ RULES: tuple[tuple[Signal, re.Pattern[str]], ...] = (
     (Signal.DECISION_MAKER, _words(
         r"yo decido", r"yo soy (?:quien|el que|la que) decide", r"la decision es mia",
         r"para mi y (?:mi|mis) (?:familia|esposa|esposo|hijos|hijas)", r"soy (?:el|la) titular",
-        r"yo pago", r"yo me encargo del pago",
+        r"yo pago", r"yo me encargo del pago", r"soy (?:el dueno|la duena)",
         r"i decide", r"i(?:'m| am) the (?:one who decides|decision maker|account holder|"
         r"policy ?holder)", r"i make the decisions?", r"for me and my (?:family|wife|husband|kids)",
         r"i(?:'ll| will) pay",
@@ -98,7 +105,7 @@ RULES: tuple[tuple[Signal, re.Pattern[str]], ...] = (
     (Signal.COMPARING, _words(
         r"(?:estoy |estamos )?comparando", r"otras? clinicas?", r"otros? dentistas?",
         r"otros? consultorios?", r"otros? doctor(?:es)?", r"cotizacion de otr[oa]",
-        r"en otro lado", r"otras opciones", r"mas barato", r"me cobran",
+        r"en otro (?:lado|lugar)", r"otras opciones", r"mas barato", r"me cobran", r"cotizando",
         r"comparing", r"(?:another|other) (?:clinics?|dentists?|offices?)",
         r"quote from (?:another|other)", r"cheaper", r"shopping around",
     )),
@@ -116,7 +123,7 @@ def _is_spam(normalized: str) -> bool:
 
 def detect_signals(text: str) -> list[Signal]:
     """The guide's signals in one message, each once, in the order of `Signal`."""
-    normalized = normalize(text or "")
+    normalized = _fold(text or "")
     if not normalized.strip():
         return []
     if _is_spam(normalized):

@@ -91,7 +91,8 @@ async def _changes(
     """The history rows this event writes, each with its source, in the order applied."""
     if isinstance(event, LeadScoreSet):
         return [(set_to(start, event.score, config), event.source)]
-    changes = [(c, event.source) for c in apply(start, signal_points(event.signals, config), config)]
+    source: str = event.source
+    changes = [(c, source) for c in apply(start, signal_points(event.signals, config), config)]
     if config.engagement_on:
         score = changes[-1][0].after if changes else start
         facts = await repo.engagement_facts(
