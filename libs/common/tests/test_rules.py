@@ -69,8 +69,9 @@ class TestDetectSignals:
             "GANA DINERO desde casa, haz clic",
             "Congratulations, you have won a prize",
             "Earn money fast with crypto",
-            "compra compra compra compra",
-            "!!!!!!!!!!!!!!",
+            "compra compra compra compra compra",
+            "Oferta limitada, compra ya. Oferta limitada, compra ya. Oferta limitada, compra ya",
+            "!!!!!!!!!!!!!!!!!!!!",
             # a link wins over everything else: a chain letter is not a lead
             "Me interesa, más información en https://spam.example.com",
         ],
@@ -89,6 +90,17 @@ class TestDetectSignals:
     )
     def test_words_match_whole_words_only(self, text):
         assert detect_signals(text) == []
+
+    @pytest.mark.parametrize(
+        "text", ["No no no no, gracias", "Hola?????", "jajajajaja", "Sí, sí, perfecto, sí"]
+    )
+    def test_ordinary_repetition_is_not_spam(self, text):
+        assert S.SPAM not in detect_signals(text)
+
+    def test_a_very_long_message_is_read_up_to_a_limit(self):
+        words = " ".join(f"palabra{i}" for i in range(2_000))
+        assert detect_signals("cuánto cuesta " + words) == [S.BUDGET_MENTIONED]
+        assert detect_signals(words + " cuánto cuesta") == []
 
     def test_an_email_address_is_not_a_link(self):
         assert detect_signals("Mi correo es maria@gmail.com, me interesa") == [S.INTERESTED]

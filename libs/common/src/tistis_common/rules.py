@@ -61,13 +61,17 @@ SPAM_PHRASES = _words(
     r"gana(?:r)? dinero", r"dinero facil", r"ingresos extra", r"trabaja desde casa",
     r"inversion (?:garantizada|segura)", r"criptomonedas?", r"bitcoin", r"casino", r"apuestas",
     r"seguidores gratis", r"haz clic", r"da clic", r"click aqui", r"prestamos? inmediatos?",
-    r"felicidades,? (?:has|ha) ganado", r"premio", r"sorteo",
+    r"felicidades,? (?:has|ha) ganado",
     r"earn money", r"make money", r"easy money", r"work from home", r"free followers",
     r"click here", r"crypto", r"you(?:'ve| have) won", r"congratulations,? you", r"viagra",
 )
-# the same word four times in a row, or one character ten times ("!!!!!!!!!!", "aaaaaaaaaa")
-REPEATED_WORD = re.compile(r"(?<!\w)(\w+)(?:\W+\1(?!\w)){3,}")
-REPEATED_CHAR = re.compile(r"(\S)\1{9,}")
+# Repetition, at levels a patient does not reach by accident ("no no no" and "??????" are fine):
+# a word five times in a row, a phrase of two to six words three times, one character 15 times.
+REPEATED_WORD = re.compile(r"(?<!\w)(\w+)(?:\W+\1(?!\w)){4,}")
+REPEATED_PHRASE = re.compile(r"(?<!\w)((?:\w+\W+){1,5}\w+)(?:\W+\1(?!\w)){2,}")
+REPEATED_CHAR = re.compile(r"(\S)\1{14,}")
+# Longer messages are read only this far (the patterns above stay cheap).
+MAX_CHARS = 4000
 
 # -- positive signals ------------------------------------------------------------------------
 RULES: tuple[tuple[Signal, re.Pattern[str]], ...] = (
@@ -117,13 +121,14 @@ def _is_spam(normalized: str) -> bool:
         LINK.search(normalized)
         or SPAM_PHRASES.search(normalized)
         or REPEATED_WORD.search(normalized)
+        or REPEATED_PHRASE.search(normalized)
         or REPEATED_CHAR.search(normalized)
     )
 
 
 def detect_signals(text: str) -> list[Signal]:
     """The guide's signals in one message, each once, in the order of `Signal`."""
-    normalized = _fold(text or "")
+    normalized = _fold((text or "")[:MAX_CHARS])
     if not normalized.strip():
         return []
     if _is_spam(normalized):
