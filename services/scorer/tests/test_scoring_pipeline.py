@@ -380,6 +380,30 @@ class TestLegacyEngagement:
         assert (await lead_row(app_pool, tenant.id, lead))["score"] == 91
 
 
+async def dead_lettered(settings, event_id: uuid.UUID):
+    """The dead letter of this event in scorer.signals.dlq; the others stay where they were."""
+    connection = await aio_pika.connect(settings.rabbitmq_url)
+    try:
+        channel = await connection.channel()
+        dlq = await channel.get_queue(SCORER_SIGNALS.dlq)
+
+        async def find():
+            found, taken = None, []
+            while (message := await dlq.get(no_ack=False, fail=False)) is not None:
+                taken.append(message)
+            for message in taken:
+                if message.message_id == str(event_id):
+                    found = message
+                    await message.ack()
+                else:
+                    await message.nack(requeue=True)
+            return found
+
+        return await eventually(find)
+    finally:
+        await connection.close()
+
+
 class TestBadEvents:
     async def test_signals_for_an_unknown_lead_are_dead_lettered(
         self, scorer, publisher, settings, make_tenant
@@ -387,25 +411,27 @@ class TestBadEvents:
         tenant = await make_tenant()
         event = signals(tenant.id, uuid.uuid4(), S.INTERESTED)
         await publisher.publish(event)
-        connection = await aio_pika.connect(settings.rabbitmq_url)
-        try:
-            channel = await connection.channel()
-            dlq = await channel.get_queue(SCORER_SIGNALS.dlq)
+        message = await dead_lettered(settings, event.event_id)
+        assert message.headers["x-error-type"] == "PermanentError"
 
-            async def find():
-                """Looks at every dead letter, keeps the others where they were."""
-                found, taken = None, []
-                while (message := await dlq.get(no_ack=False, fail=False)) is not None:
-                    taken.append(message)
-                for message in taken:
-                    if message.message_id == str(event.event_id):
-                        found = message
-                        await message.ack()
-                    else:
-                        await message.nack(requeue=True)
-                return found
+    async def test_a_lead_of_another_tenant_is_unknown(
+        self, scorer, publisher, settings, app_pool, make_tenant
+    ):
+        mine, theirs = await make_tenant(), await make_tenant()
+        their_lead = await create_lead(app_pool, theirs.id)
+        event = signals(mine.id, their_lead, S.INTERESTED)
+        await publisher.publish(event)
+        await dead_lettered(settings, event.event_id)
+        assert (await lead_row(app_pool, theirs.id, their_lead))["score"] == 0
 
-            message = await eventually(find)
-            assert message.headers["x-error-type"] == "PermanentError"
-        finally:
-            await connection.close()
+    async def test_invalid_tenant_settings_dead_letter_with_the_reason(
+        self, scorer, publisher, settings, app_pool, make_tenant
+    ):
+        tenant = await make_tenant()
+        await set_scoring(settings, tenant.id, {"bands": {"hot": 30, "warm": 60}})
+        lead = await create_lead(app_pool, tenant.id)
+        event = signals(tenant.id, lead, S.INTERESTED)
+        await publisher.publish(event)
+        message = await dead_lettered(settings, event.event_id)
+        assert "invalid scoring settings" in message.headers["x-error"]
+        assert await history(app_pool, tenant.id, lead) == []

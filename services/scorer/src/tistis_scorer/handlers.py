@@ -73,7 +73,8 @@ async def handle_score_event(event: ScoreEvent, deps: Deps) -> Sequence[Event]:
              classification=band, changes=len(changes), spam=spam)
     if announced is None:
         return []
-    metrics.LEADS_CLASSIFIED.labels(band).inc()
+    if announced["previous"] != band:  # not for a spam flag alone
+        metrics.LEADS_CLASSIFIED.labels(band).inc()
     return [_classified(event, announced)]
 
 
