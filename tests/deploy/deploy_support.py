@@ -96,6 +96,13 @@ def pod_spec(doc: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+def workload(doc: dict[str, Any]) -> dict[str, Any]:
+    """The pod template's spec of a resource known to be a workload."""
+    spec = pod_spec(doc)
+    assert spec is not None, f"{doc['kind']} has no pod template"
+    return spec
+
+
 @functools.cache
 def settings_env_names() -> frozenset[str]:
     """Environment variable names the services read: Settings fields, upper-cased."""

@@ -21,6 +21,7 @@ from deploy_support import (
     render,
     settings_env_names,
     shutdown_grace_seconds,
+    workload,
 )
 
 # Oldest Kubernetes we support, and the newest the schemas know.
@@ -221,7 +222,7 @@ class TestWorkloads:
     def test_probes_point_at_readyz_and_healthz(self, overlay: tuple) -> None:
         _, docs = overlay
         for name, deployment in by_kind(docs, "Deployment").items():
-            container = pod_spec(deployment)["containers"][0]
+            container = workload(deployment)["containers"][0]
             assert container["readinessProbe"]["httpGet"]["path"] == "/readyz", name
             assert container["livenessProbe"]["httpGet"]["path"] == "/healthz", name
             assert container["ports"][0]["containerPort"] == 8000
@@ -229,7 +230,7 @@ class TestWorkloads:
     def test_grace_period_covers_prestop_and_the_drain(self, overlay: tuple) -> None:
         _, docs = overlay
         for name, deployment in by_kind(docs, "Deployment").items():
-            spec = pod_spec(deployment)
+            spec = workload(deployment)
             pre_stop = spec["containers"][0]["lifecycle"]["preStop"]["exec"]["command"]
             assert pre_stop == ["sleep", str(PRESTOP_SECONDS)], name
             budget = PRESTOP_SECONDS + shutdown_grace_seconds()
@@ -275,10 +276,10 @@ class TestWorkloads:
     def test_migration_is_a_job_with_the_ops_cli(self, overlay: tuple) -> None:
         _, docs = overlay
         job = by_kind(docs, "Job")["tistis-migrate"]
-        container = pod_spec(job)["containers"][0]
+        container = workload(job)["containers"][0]
         assert container["args"] == ["migrate"]
         assert re.search(r"(^|/)tistis-cli:", container["image"])
-        assert pod_spec(job)["restartPolicy"] == "Never"
+        assert workload(job)["restartPolicy"] == "Never"
 
     def test_broker_and_database_are_external(self, overlay: tuple) -> None:
         _, docs = overlay
@@ -319,7 +320,7 @@ class TestScaling:
         assert hpa["spec"]["scaleTargetRef"]["name"] == "tistis-ingress"
         assert hpa["spec"]["metrics"][0]["resource"]["name"] == "cpu"
         deployment = by_kind(docs, "Deployment")["tistis-ingress"]
-        assert pod_spec(deployment)["containers"][0]["resources"]["requests"]["cpu"]
+        assert workload(deployment)["containers"][0]["resources"]["requests"]["cpu"]
 
     def test_autoscaled_deployments_leave_replicas_to_the_autoscaler(self, overlay: tuple) -> None:
         _, docs = overlay

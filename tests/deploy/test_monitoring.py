@@ -46,7 +46,7 @@ def our_metrics() -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
     for obj in vars(metrics).values():
         if isinstance(obj, MetricWrapperBase):
-            for suffix in suffixes[obj._type]:
+            for suffix in suffixes[str(obj._type)]:
                 out[obj._name + suffix] = set(obj._labelnames)
     return out
 
