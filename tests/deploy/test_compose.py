@@ -113,6 +113,9 @@ class TestComposePlatform:
         assert migrate["command"] == ["migrate"] and migrate["restart"] == "no"
         assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
         assert seed["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+        fixture = seed["command"][-1]
+        assert fixture.startswith("/app/fixtures/"), "the Dockerfile copies fixtures/ there"
+        assert (ROOT / "fixtures" / fixture.removeprefix("/app/fixtures/")).is_file()
 
     def test_sandbox_sits_behind_a_profile(self) -> None:
         raw = yaml.safe_load(COMPOSE.read_text())
