@@ -70,9 +70,7 @@ def run(
             full.pop(key, None)
         else:
             full[key] = value
-    proc = subprocess.run(
-        list(args), cwd=cwd, capture_output=True, text=True, timeout=120, env=full
-    )
+    proc = subprocess.run(list(args), cwd=cwd, capture_output=True, text=True, timeout=120, env=full)
     assert proc.returncode == 0, f"{' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc
 

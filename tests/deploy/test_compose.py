@@ -68,9 +68,7 @@ class TestComposePlatform:
         expected = {"postgres", "rabbitmq", "migrate", "seed", "prometheus", "grafana", *SERVICES}
         assert set(default["services"]) == expected
 
-    def test_sandbox_env_file_adds_the_sandbox_and_points_apis_at_it(
-        self, with_sandbox: dict
-    ) -> None:
+    def test_sandbox_env_file_adds_the_sandbox_and_points_apis_at_it(self, with_sandbox: dict) -> None:
         assert "sandbox" in with_sandbox["services"]
         env = with_sandbox["services"]["dispatcher"]["environment"]
         assert env["GRAPH_API_BASE_URL"] == "http://sandbox:9100"

@@ -98,8 +98,49 @@ CRD_SCHEMAS: dict[str, dict[str, Any]] = {
                             **_OBJ,
                             "additionalProperties": False,
                             "required": ["parameter", "name", "key"],
+                            "properties": {k: {"type": "string"} for k in ("parameter", "name", "key")},
+                        },
+                    }
+                },
+            }
+        },
+    },
+    "PrometheusRule": {
+        **_OBJ,
+        "required": ["spec"],
+        "properties": {
+            "spec": {
+                **_OBJ,
+                "additionalProperties": False,
+                "required": ["groups"],
+                "properties": {
+                    "groups": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {
+                            **_OBJ,
+                            "additionalProperties": False,
+                            "required": ["name", "rules"],
                             "properties": {
-                                k: {"type": "string"} for k in ("parameter", "name", "key")
+                                "name": {"type": "string"},
+                                "rules": {
+                                    "type": "array",
+                                    "items": {
+                                        **_OBJ,
+                                        "additionalProperties": False,
+                                        "required": ["alert", "expr"],
+                                        "properties": {
+                                            "alert": {"type": "string"},
+                                            "expr": {"type": "string"},
+                                            "for": {"type": "string", "pattern": r"^\d+[smh]$"},
+                                            "labels": {**_OBJ, "additionalProperties": {"type": "string"}},
+                                            "annotations": {
+                                                **_OBJ,
+                                                "additionalProperties": {"type": "string"},
+                                            },
+                                        },
+                                    },
+                                },
                             },
                         },
                     }
@@ -215,9 +256,7 @@ class TestWorkloads:
         for name, deployment in by_kind(docs, "Deployment").items():
             labels = deployment["spec"]["template"]["metadata"]["labels"]
             assert selects(pdbs[name]["spec"]["selector"], labels)
-            assert selects(
-                {"matchLabels": by_kind(docs, "Service")[name]["spec"]["selector"]}, labels
-            )
+            assert selects({"matchLabels": by_kind(docs, "Service")[name]["spec"]["selector"]}, labels)
 
     def test_probes_point_at_readyz_and_healthz(self, overlay: tuple) -> None:
         _, docs = overlay
@@ -256,8 +295,7 @@ class TestWorkloads:
                 assert c["resources"]["limits"]["memory"], where
         namespaces = by_kind(docs, "Namespace")
         assert [
-            ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"]
-            for ns in namespaces.values()
+            ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] for ns in namespaces.values()
         ] == ["restricted"]
 
     def test_config_comes_from_the_configmap_and_the_secret(self, overlay: tuple) -> None:
@@ -345,9 +383,7 @@ class TestNetworkAndMonitoring:
                 targets = [
                     n
                     for n, d in deployments.items()
-                    if selects(
-                        policy["spec"]["podSelector"], d["spec"]["template"]["metadata"]["labels"]
-                    )
+                    if selects(policy["spec"]["podSelector"], d["spec"]["template"]["metadata"]["labels"])
                 ]
                 assert targets == ["tistis-ingress"], policy["metadata"]["name"]
 
@@ -358,9 +394,9 @@ class TestNetworkAndMonitoring:
             spec = pod_spec(doc)
             if spec is None:
                 continue
-            labels = (
-                doc["spec"].get("template") or doc["spec"]["jobTemplate"]["spec"]["template"]
-            )["metadata"]["labels"]
+            labels = (doc["spec"].get("template") or doc["spec"]["jobTemplate"]["spec"]["template"])[
+                "metadata"
+            ]["labels"]
             allowed = {
                 port["port"]
                 for policy in by_kind(docs, "NetworkPolicy").values()

@@ -117,6 +117,30 @@ class TestAlertRules:
             "TistisAIFallbackRateHigh", "TistisConnectionUnhealthy", "TistisRemindersLate",
         } <= names  # fmt: skip
 
+    def test_every_alert_has_a_unit_test(self) -> None:
+        tested = {
+            case["alertname"]
+            for test in yaml.safe_load(ALERT_TESTS.read_text())["tests"]
+            for case in test["alert_rule_test"]
+            if case.get("exp_alerts")
+        }
+        assert {r["alert"] for r in alert_rules()} <= tested
+
+    def test_kubernetes_gets_the_same_rules(self) -> None:
+        proc = subprocess.run(
+            [sys.executable, "-c", "import prometheusrule as p; print(p.render(), end='')"],
+            cwd=ALERTS.parent,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        committed = DEPLOY / "k8s" / "base" / "prometheusrule.yaml"
+        assert proc.stdout == committed.read_text(), (
+            "run `uv run python deploy/prometheus/prometheusrule.py` and commit the manifest"
+        )
+        groups = yaml.safe_load(committed.read_text())["spec"]["groups"]
+        assert groups == yaml.safe_load(ALERTS.read_text())["groups"]
+
     def test_every_alert_has_severity_and_a_summary(self) -> None:
         for rule in alert_rules():
             assert rule["labels"]["severity"] in {"critical", "warning"}, rule["alert"]

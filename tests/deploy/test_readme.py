@@ -9,9 +9,7 @@ from deploy_support import DEPLOY
 
 
 def table() -> dict[str, str]:
-    rows = re.findall(
-        r"^\| `([A-Z0-9_]+)` \| ([^|]*) \|", (DEPLOY / "README-deploy.md").read_text(), re.M
-    )
+    rows = re.findall(r"^\| `([A-Z0-9_]+)` \| ([^|]*) \|", (DEPLOY / "README-deploy.md").read_text(), re.M)
     return {name: default.strip().strip("`") for name, default in rows}
 
 
