@@ -149,3 +149,15 @@ class TestComposePlatform:
         assert targets == {f"{name}:8000" for name in SERVICES}
         assert jobs["rabbitmq"]["metrics_path"] == "/metrics/per-object"
         assert prom["rule_files"] == ["/etc/prometheus/alerts.yml"]
+
+    def test_grafana_is_provisioned_with_the_dashboard_and_prometheus(self, default: dict) -> None:
+        grafana = default["services"]["grafana"]
+        mounts = {v["target"]: Path(v["source"]) for v in grafana["volumes"] if v["type"] == "bind"}
+        provisioning = mounts["/etc/grafana/provisioning"]
+        (provider,) = yaml.safe_load((provisioning / "dashboards" / "tistis.yml").read_text())["providers"]
+        dashboards = mounts[provider["options"]["path"]]
+        assert (dashboards / "tistis.json").is_file()
+        (source,) = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())[
+            "datasources"
+        ]
+        assert source["type"] == "prometheus" and source["url"] == "http://prometheus:9090"
