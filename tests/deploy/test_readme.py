@@ -1,4 +1,4 @@
-"""The Deploy section's table lists every setting, with its real default."""
+"""The README's Deploy section lists every setting, with its real default."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from deploy_support import DEPLOY
 
 
 def table() -> dict[str, str]:
-    rows = re.findall(r"^\| `([A-Z0-9_]+)` \| ([^|]*) \|", (DEPLOY / "README-deploy.md").read_text(), re.M)
+    rows = re.findall(r"^\| `([A-Z0-9_]+)` \| ([^|]*) \|", (DEPLOY.parent / "README.md").read_text(), re.M)
     return {name: default.strip().strip("`") for name, default in rows}
 
 
