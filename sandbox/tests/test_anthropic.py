@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import anthropic
 import pytest
@@ -9,7 +9,7 @@ from tistis_sandbox import SandboxClient
 from tistis_sandbox.testing import ANTHROPIC_HEADERS
 
 MODEL = "claude-sonnet-4-6"
-REPLY_TOOL = {
+REPLY_TOOL: Any = {
     "name": "reply",
     "description": "Answer the patient and report what you noticed.",
     "input_schema": {
@@ -36,9 +36,10 @@ REPLY_TOOL = {
         },
     },
 }
-ESCALATE_TOOL = {"name": "escalate", "input_schema": {
+ESCALATE_TOOL: Any = {"name": "escalate", "input_schema": {
     "type": "object", "properties": {"reason": {"type": "string"}}, "required": ["reason"]}}
 HOLA = "Hola, quiero una cita para limpieza"
+FORCE_REPLY: Any = {"type": "tool", "name": "reply"}
 
 
 def request(**overrides: Any) -> dict[str, Any]:
@@ -53,7 +54,7 @@ def post(api: TestClient, body: Any, headers: dict[str, str] | None = None) -> A
                     headers=ANTHROPIC_HEADERS if headers is None else headers)
 
 
-def cached_system(n: int) -> list[dict[str, Any]]:
+def cached_system(n: int) -> Any:
     context = "Clínica ESVA Dental. Servicios: limpieza $500, blanqueamiento $2500. " * n
     return [{"type": "text", "text": context, "cache_control": {"type": "ephemeral"}}]
 
@@ -111,6 +112,13 @@ class TestMessagesApi:
         usage = post(api, request(system="Eres una asistente dental.")).json()["usage"]
         assert usage["cache_creation_input_tokens"] == usage["cache_read_input_tokens"] == 0
 
+    def test_count_tokens_matches_the_billed_estimate(self, api: TestClient) -> None:
+        body = request(system="Eres una asistente dental.")
+        counted = api.post("/v1/messages/count_tokens", json={
+            k: v for k, v in body.items() if k != "max_tokens"}, headers=ANTHROPIC_HEADERS)
+        assert counted.status_code == 200
+        assert counted.json()["input_tokens"] == post(api, body).json()["usage"]["input_tokens"]
+
     def test_scripted_text_and_tool_input(self, api: TestClient) -> None:
         api.post("/_sandbox/script/anthropic", json=[
             {"text": "Claro, ¿qué día te acomoda?"},
@@ -129,6 +137,10 @@ class TestMessagesApiErrors:
         assert r.status_code == 401
         assert r.json()["type"] == "error"
         assert r.json()["error"]["type"] == "authentication_error"
+
+    def test_invalid_key_is_authentication_error(self, api: TestClient) -> None:
+        r = post(api, request(), headers={**ANTHROPIC_HEADERS, "x-api-key": "invalid-key"})
+        assert (r.status_code, r.json()["error"]["type"]) == (401, "authentication_error")
 
     def test_missing_version_header_is_invalid(self, api: TestClient) -> None:
         r = post(api, request(), headers={"x-api-key": "k"})
@@ -175,18 +187,18 @@ class TestWithTheOfficialSdk:
     async def test_tool_use(self, live_url: str, sandbox: SandboxClient) -> None:
         async with sdk(live_url) as client:
             msg = await client.messages.create(
-                model=MODEL, max_tokens=300, tools=[REPLY_TOOL],  # type: ignore[list-item]
-                tool_choice={"type": "tool", "name": "reply"},
-                system=cached_system(30),  # type: ignore[arg-type]
+                model=MODEL, max_tokens=300, tools=[REPLY_TOOL],
+                tool_choice=FORCE_REPLY,
+                system=cached_system(30),
                 messages=[{"role": "user", "content": HOLA}])
             again = await client.messages.create(
-                model=MODEL, max_tokens=300, tools=[REPLY_TOOL],  # type: ignore[list-item]
-                system=cached_system(30),  # type: ignore[arg-type]
+                model=MODEL, max_tokens=300, tools=[REPLY_TOOL],
+                system=cached_system(30),
                 messages=[{"role": "user", "content": "¿Cuánto cuesta?"}])
         assert msg.stop_reason == "tool_use"
         block = msg.content[0]
         assert block.type == "tool_use" and block.name == "reply"
-        assert HOLA in block.input["text"]  # type: ignore[index]
+        assert HOLA in cast(dict[str, str], block.input)["text"]
         assert (again.usage.cache_read_input_tokens or 0) > 0
 
     async def test_rate_limit_then_success_is_retried_by_the_sdk(

@@ -45,6 +45,13 @@ def _add_platform_routes(app: FastAPI) -> None:
             return anthropic.error(400, "Request body is not valid JSON")
         return await anthropic.handle(_recorder(request), request, body)
 
+    @app.post("/v1/messages/count_tokens")
+    async def anthropic_count_tokens(request: Request) -> Response:
+        body = await _json_body(request)
+        if body is _NOT_JSON:
+            return anthropic.error(400, "Request body is not valid JSON")
+        return anthropic.count_tokens(body)
+
     @app.post("/open_api/{version}/business/message/send/")
     async def tiktok_send(request: Request, version: str) -> Response:
         body = await _json_body(request)

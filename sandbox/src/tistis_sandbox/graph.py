@@ -185,7 +185,7 @@ def _answer(step: Step | None, request: Request, body: Any) -> JSONResponse:
 
 
 async def handle(recorder: Recorder, request: Request, body: Any) -> JSONResponse:
-    entry = await recorder.record("graph", request, body)
+    entry = recorder.record("graph", request, body)
     step = recorder.next_step("graph")
     await apply_delay(step)
     if isinstance(body, dict) and isinstance(body.get("recipient"), dict):

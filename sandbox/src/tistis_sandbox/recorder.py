@@ -102,7 +102,6 @@ class Recorder:
         self.faults: dict[str, Fault] = {t: Fault() for t in TARGETS}
         # Prompt-cache prefixes seen by the Anthropic fake (hash -> tokens).
         self.prompt_cache: dict[str, int] = {}
-        self._lock = asyncio.Lock()
 
     def reset(self) -> None:
         self.requests.clear()
@@ -120,7 +119,7 @@ class Recorder:
             return self.scripts[target].popleft()
         return self.faults[target].as_step()
 
-    async def record(self, target: str, request: Request, body: Any) -> Recorded:
+    def record(self, target: str, request: Request, body: Any) -> Recorded:
         query = {
             k: (REDACTED if k in SECRET_QUERY else v) for k, v in request.query_params.items()
         }
@@ -133,8 +132,8 @@ class Recorder:
             json=body,
             time=time.time(),
         )
-        async with self._lock:
-            self.requests.append(entry)
+        # One event loop serves the app, so a plain append cannot interleave.
+        self.requests.append(entry)
         return entry
 
     def find(self, target: str | None = None, recipient: str | None = None) -> list[Recorded]:

@@ -103,7 +103,7 @@ def _answer(step: Step | None, request: Request, body: Any) -> JSONResponse:
 
 
 async def handle(recorder: Recorder, request: Request, body: Any) -> JSONResponse:
-    entry = await recorder.record("tiktok", request, body)
+    entry = recorder.record("tiktok", request, body)
     step = recorder.next_step("tiktok")
     await apply_delay(step)
     if isinstance(body, dict) and isinstance(body.get("recipient"), str):

@@ -240,7 +240,7 @@ def new_wamid(wa_id: str) -> str:
 
 
 async def handle(recorder: Recorder, request: Request, body: Any) -> JSONResponse:
-    entry = await recorder.record("whatsapp", request, body)
+    entry = recorder.record("whatsapp", request, body)
     step = recorder.next_step("whatsapp")
     await apply_delay(step)
     if isinstance(body, dict):
