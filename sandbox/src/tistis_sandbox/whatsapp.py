@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
+from tistis_sandbox.callbacks import schedule_whatsapp_statuses
 from tistis_sandbox.meta import (
     bearer_or_query_token,
     graph_error,
@@ -251,6 +252,13 @@ async def handle(recorder: Recorder, request: Request, body: Any) -> JSONRespons
         answered = _json(response)
         entry.answered_id = answered["messages"][0]["id"]
         entry.text = summary(body)
+        callback = recorder.callbacks.get("whatsapp")
+        if callback is not None:
+            schedule_whatsapp_statuses(
+                callback, recorder.deliveries, message_id=entry.answered_id,
+                recipient=answered["contacts"][0]["wa_id"],
+                phone_number_id=request.path_params.get("account_id", ""),
+                async_error_code=step.async_error_code if step is not None else None)
     else:
         entry.error_code = _json(response)["error"]["code"]
     return response
