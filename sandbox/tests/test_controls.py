@@ -115,3 +115,22 @@ class TestRequests:
         assert wa(api).status_code == 200  # fault cleared
         assert api.post(PAGE_PATH, json=PAGE_TEXT,
                         params={"access_token": "t"}).status_code == 200  # script cleared
+
+
+class TestWrongJsonTypes:
+    """A value of the wrong JSON type is a validation error, never a 500."""
+
+    def test_every_fake_answers_its_own_validation_error(self, api: TestClient) -> None:
+        bad_wa = {**WA_TEXT, "type": "interactive", "interactive": {
+            "type": "list", "header": "oops", "body": {"text": "x"}, "action": {}}}
+        assert api.post(WA_PATH, json=bad_wa, headers=BEARER).status_code == 400
+        bad_page = {**PAGE_TEXT, "message": {"text": "x", "quick_replies": ["oops"]}}
+        r = api.post(PAGE_PATH, json=bad_page, params={"access_token": "t"})
+        assert r.status_code == 400
+        bad_tt = {**TT_TEXT, "text": "oops"}
+        r = api.post(TIKTOK_PATH, json=bad_tt, headers={"Access-Token": "t"})
+        assert (r.status_code, r.json()["code"]) == (200, 40002)
+        r = api.post("/v1/messages", json={"model": "m", "max_tokens": 5, "temperature": "hot",
+                                           "messages": [{"role": "user", "content": "x"}]},
+                     headers={"x-api-key": "k", "anthropic-version": "2023-06-01"})
+        assert r.status_code == 400

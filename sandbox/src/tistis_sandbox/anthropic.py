@@ -240,7 +240,7 @@ def _answer(recorder: Recorder, step: Step | None, request: Request, body: Any) 
         return error(400, "anthropic-version: header is required")
     try:
         validate(body)
-    except Invalid as exc:
+    except (Invalid, AttributeError, TypeError, KeyError, ValueError) as exc:
         return error(400, str(exc))
     message = build_message(body, step, recorder.prompt_cache)
     return JSONResponse(message, headers={"request-id": _id("req_")})

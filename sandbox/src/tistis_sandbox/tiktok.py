@@ -96,7 +96,7 @@ def _answer(step: Step | None, request: Request, body: Any) -> JSONResponse:
         return JSONResponse(envelope(TOKEN_INVALID))
     try:
         validate(body)
-    except Invalid as exc:
+    except (Invalid, AttributeError, TypeError, KeyError, ValueError) as exc:
         return JSONResponse(envelope(INVALID_PARAMS, str(exc)))
     message_id = secrets.token_urlsafe(18)
     return JSONResponse(envelope(OK, data={"message": {"message_id": message_id}}))

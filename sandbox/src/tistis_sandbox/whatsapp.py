@@ -130,7 +130,7 @@ def _validate_interactive(msg: dict[str, Any]) -> None:
     if kind == "button":
         _validate_buttons(action)
     elif kind == "list":
-        if header is not None and header.get("type") != "text":
+        if header is not None and (not isinstance(header, dict) or header.get("type") != "text"):
             raise Invalid(131009, "List messages only support a text header.")
         _validate_list(action)
     elif kind == "cta_url":
@@ -274,6 +274,9 @@ def _answer(step: Step | None, request: Request, body: Any) -> JSONResponse:
         validate(body)
     except Invalid as exc:
         return graph_error(exc.code, details=exc.details, whatsapp=True)
+    except (AttributeError, TypeError, KeyError, ValueError) as exc:
+        # A value of the wrong JSON type deep in the body: Graph calls that a bad parameter.
+        return graph_error(100, details=f"Invalid parameter: {exc}", whatsapp=True)
     to = str(body["to"])
     wa_id = to.lstrip("+")
     message: dict[str, str] = {"id": new_wamid(wa_id)}
