@@ -195,10 +195,19 @@ class LeadScoreSet(Event):
     lead_id: uuid.UUID
     score: int
     reason: str | None = None
-    source: Literal["manual", "legacy"] = "legacy"
+    source: Literal["manual", "legacy", "followup"] = "legacy"
 
 
 Classification = Literal["hot", "warm", "cold"]
+
+
+class LeadCreated(Event):
+    """A new lead from its first message on any channel (the realtime feed shows it)."""
+
+    type: Literal["lead.created"] = "lead.created"
+    lead_id: uuid.UUID
+    channel: Channel
+    name: str | None = None
 
 
 class LeadClassified(Event):
@@ -229,6 +238,14 @@ class ConversationReleased(Event):
     conversation_id: uuid.UUID
 
 
+class ReplyRequested(Event):
+    """Staff ask the AI to answer a conversation now (operator API)."""
+
+    type: Literal["conversation.reply_requested"] = "conversation.reply_requested"
+    conversation_id: uuid.UUID
+    requested_by: str | None = None
+
+
 # ------------------------------------------------------------- appointments
 
 
@@ -253,9 +270,11 @@ AnyEvent = Annotated[
     | OutboundMessage
     | LeadSignals
     | LeadScoreSet
+    | LeadCreated
     | LeadClassified
     | ConversationEscalated
     | ConversationReleased
+    | ReplyRequested
     | AppointmentRequested,
     Field(discriminator="type"),
 ]
@@ -266,9 +285,11 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     OutboundMessage,
     LeadSignals,
     LeadScoreSet,
+    LeadCreated,
     LeadClassified,
     ConversationEscalated,
     ConversationReleased,
+    ReplyRequested,
     AppointmentRequested,
 )
 

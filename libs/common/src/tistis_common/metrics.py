@@ -58,7 +58,8 @@ AI_LATENCY = Histogram(
     "tistis_ai_request_seconds", "Model call latency",
     buckets=(0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60),
 )
-AI_TOKENS = Counter("tistis_ai_tokens_total", "Model tokens", ["tenant", "kind"])  # input|output|cache_read|cache_write
+# kind: input | output | cache_read | cache_write
+AI_TOKENS = Counter("tistis_ai_tokens_total", "Model tokens", ["tenant", "kind"])
 AI_CIRCUIT_OPEN = Gauge("tistis_ai_circuit_open", "1 while the model circuit breaker is open")
 
 # -- dispatcher --------------------------------------------------------------------------

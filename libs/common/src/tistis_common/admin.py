@@ -1,0 +1,117 @@
+"""Tenant administration (the ops CLI and the test fixtures use it): tenants, channel
+connections, AI context and the clinic catalog (branches, services, FAQs), loaded from a readable
+YAML file. Runs with the schema owner's connection, scoped per tenant like everything else."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import yaml
+
+_AI_FIELDS = (
+    "system_prompt", "temperature", "max_tokens", "response_style", "business_hours",
+    "escalation_keywords", "auto_escalate_after_messages", "ai_provider", "model", "language",
+)
+
+
+def _date(value: str | date) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(value)
+
+
+async def _scope(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> None:
+    await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(tenant_id))
+
+
+async def upsert_tenant(conn: asyncpg.Connection, slug: str, name: str, timezone: str) -> uuid.UUID:
+    return await conn.fetchval(
+        """INSERT INTO tenants (slug, name, timezone) VALUES ($1, $2, $3)
+           ON CONFLICT (slug) DO UPDATE SET name = EXCLUDED.name, timezone = EXCLUDED.timezone
+           RETURNING id""",
+        slug, name, timezone,
+    )
+
+
+async def upsert_connection(conn: asyncpg.Connection, tenant_id: uuid.UUID, c: dict[str, Any]) -> None:
+    await _scope(conn, tenant_id)
+    await conn.execute(
+        """INSERT INTO channel_connections (tenant_id, channel, platform_account_id, access_token,
+                                            verify_token, app_secret, app_id, settings)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+           ON CONFLICT (channel, platform_account_id) DO UPDATE SET
+             access_token = EXCLUDED.access_token, verify_token = EXCLUDED.verify_token,
+             app_secret = EXCLUDED.app_secret, app_id = EXCLUDED.app_id,
+             settings = EXCLUDED.settings, updated_at = now()
+           WHERE channel_connections.tenant_id = EXCLUDED.tenant_id""",
+        tenant_id, c["channel"], str(c["platform_account_id"]), c.get("access_token"),
+        c.get("verify_token"), c.get("app_secret"), c.get("app_id"), c.get("settings") or {},
+    )
+
+
+async def set_ai_context(conn: asyncpg.Connection, tenant_id: uuid.UUID, ctx: dict[str, Any]) -> None:
+    await _scope(conn, tenant_id)
+    await conn.execute(
+        "INSERT INTO ai_tenant_context (tenant_id) VALUES ($1) ON CONFLICT DO NOTHING", tenant_id
+    )
+    for field in _AI_FIELDS:  # names come from the fixed tuple above, never from input
+        if field in ctx:
+            await conn.execute(
+                f"UPDATE ai_tenant_context SET {field} = $2, updated_at = now() WHERE tenant_id = $1",
+                tenant_id, ctx[field],
+            )
+
+
+async def import_catalog(conn: asyncpg.Connection, tenant_id: uuid.UUID, doc: dict[str, Any]) -> None:
+    await _scope(conn, tenant_id)
+    for b in doc.get("branches", []):
+        await conn.execute(
+            """INSERT INTO branches (tenant_id, name, address, phone, timezone, opening_hours,
+                                     closed_days, capacity)
+               VALUES ($1, $2, $3, $4, $5, $6, $7::date[], $8)
+               ON CONFLICT (tenant_id, name) DO UPDATE SET address = EXCLUDED.address,
+                 phone = EXCLUDED.phone, timezone = EXCLUDED.timezone,
+                 opening_hours = EXCLUDED.opening_hours, closed_days = EXCLUDED.closed_days,
+                 capacity = EXCLUDED.capacity""",
+            tenant_id, b["name"], b.get("address"), b.get("phone"),
+            b.get("timezone", "America/Mexico_City"), b.get("opening_hours", {}),
+            [_date(d) for d in b.get("closed_days", [])], b.get("capacity", 1),
+        )
+    for s in doc.get("services", []):
+        await conn.execute(
+            """INSERT INTO services (tenant_id, name, description, price_min, price_max, currency,
+                                     duration_minutes, high_value, keywords)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+               ON CONFLICT (tenant_id, name) DO UPDATE SET description = EXCLUDED.description,
+                 price_min = EXCLUDED.price_min, price_max = EXCLUDED.price_max,
+                 currency = EXCLUDED.currency, duration_minutes = EXCLUDED.duration_minutes,
+                 high_value = EXCLUDED.high_value, keywords = EXCLUDED.keywords""",
+            tenant_id, s["name"], s.get("description"), s.get("price_min"), s.get("price_max"),
+            s.get("currency", "MXN"), s.get("duration_minutes", 60), s.get("high_value", False),
+            s.get("keywords", []),
+        )
+    for f in doc.get("faqs", []):
+        await conn.execute(
+            """INSERT INTO faqs (tenant_id, question, answer, keywords) VALUES ($1, $2, $3, $4)
+               ON CONFLICT (tenant_id, question) DO UPDATE SET answer = EXCLUDED.answer,
+                 keywords = EXCLUDED.keywords""",
+            tenant_id, f["question"], f["answer"], f.get("keywords", []),
+        )
+
+
+async def load_tenant(conn: asyncpg.Connection, doc: dict[str, Any]) -> uuid.UUID:
+    """Create or update a whole tenant from a fixture document, in one transaction."""
+    async with conn.transaction():
+        t = doc["tenant"]
+        tenant_id = await upsert_tenant(conn, t["slug"], t["name"], t.get("timezone", "America/Mexico_City"))
+        for c in doc.get("connections", []):
+            await upsert_connection(conn, tenant_id, c)
+        await set_ai_context(conn, tenant_id, doc.get("ai_context", {}))
+        await import_catalog(conn, tenant_id, doc)
+    return tenant_id
+
+
+def read_fixture(path: Path) -> dict[str, Any]:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))

@@ -1,0 +1,240 @@
+"""Publishing with confirms, and the one consumer runner every service uses.
+
+A handler is `async def handle(event) -> Sequence[Event]` (dependencies bound with
+functools.partial). The runner owns the rest: validate, handle, publish what the handler returned
+(each confirmed by the broker), then ack. Handlers must be idempotent and, on a redelivery,
+return the same events again (deterministic ids), so that a crash between commit and publish
+loses nothing and downstream consumers drop the duplicates.
+
+Failures: `PermanentError` (or an event that does not validate) goes straight to `<queue>.dlq`;
+anything else is retried after growing delays, then dead-lettered. The error, its type, the
+attempt count and the original routing key travel in the headers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import traceback
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+
+import aio_pika
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractRobustConnection,
+)
+from pydantic import ValidationError
+
+from tistis_common import metrics
+from tistis_common.events import AnyEvent, Event, dump_event, parse_event, routing_key
+from tistis_common.logging import bound, get_logger
+from tistis_common.topology import EXCHANGE, QueueSpec
+
+log = get_logger(__name__)
+
+Handler = Callable[[AnyEvent], Awaitable[Sequence[Event]]]
+
+H_ATTEMPT = "x-attempt"
+H_ERROR = "x-error"
+H_ERROR_TYPE = "x-error-type"
+H_ORIGINAL_KEY = "x-original-routing-key"
+H_ORIGINAL_QUEUE = "x-original-queue"
+H_FAILED_AT = "x-failed-at"
+
+
+class PermanentError(Exception):
+    """Retrying cannot help (bad data, a rule says no): dead-letter at once."""
+
+
+async def connect(url: str) -> AbstractRobustConnection:
+    return await aio_pika.connect_robust(url, client_properties={"connection_name": "tistis"})
+
+
+def event_message(event: Event, headers: dict | None = None) -> aio_pika.Message:
+    return aio_pika.Message(
+        body=dump_event(event),
+        content_type="application/json",
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        message_id=str(event.event_id),
+        type=event.type,  # type: ignore[attr-defined]
+        timestamp=event.occurred_at,
+        headers={
+            "tenant_id": str(event.tenant_id),
+            "correlation_id": str(event.correlation_id or event.event_id),
+            **(headers or {}),
+        },
+    )
+
+
+class Publisher:
+    """Publishes persistent events and returns only once the broker confirmed each one."""
+
+    def __init__(self, channel: AbstractChannel, exchange: AbstractExchange, timeout: float = 10):
+        self.channel = channel
+        self.exchange = exchange
+        self.timeout = timeout
+
+    @classmethod
+    async def open(cls, connection: AbstractRobustConnection, timeout: float = 10) -> Publisher:
+        # Confirms on; an event no queue is bound for raises instead of vanishing.
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        exchange = await channel.get_exchange(EXCHANGE)
+        return cls(channel, exchange, timeout)
+
+    async def publish(self, event: Event) -> None:
+        started = time.perf_counter()
+        await self.exchange.publish(
+            event_message(event), routing_key=routing_key(event), mandatory=True,
+            timeout=self.timeout,
+        )
+        metrics.PUBLISH_CONFIRM_SECONDS.observe(time.perf_counter() - started)
+        metrics.EVENTS_PUBLISHED.labels(event.type).inc()  # type: ignore[attr-defined]
+
+    async def publish_all(self, events: Sequence[Event]) -> None:
+        """All in flight at once; returns when every confirm is back, raises if any failed."""
+        if events:
+            await asyncio.gather(*(self.publish(e) for e in events))
+
+    async def send_to_queue(self, queue: str, body: bytes, headers: dict, props: dict) -> None:
+        """Through the default exchange, straight to one queue (retries, dead letters, replay)."""
+        message = aio_pika.Message(
+            body=body, headers=headers, delivery_mode=aio_pika.DeliveryMode.PERSISTENT, **props
+        )
+        await self.channel.default_exchange.publish(
+            message, routing_key=queue, mandatory=True, timeout=self.timeout
+        )
+
+
+def _copy_props(message: AbstractIncomingMessage) -> dict:
+    return {
+        "content_type": message.content_type,
+        "message_id": message.message_id,
+        "type": message.type,
+        "timestamp": message.timestamp,
+    }
+
+
+class Consumer:
+    """Runs one handler on one queue with bounded prefetch; stops gracefully."""
+
+    def __init__(
+        self,
+        connection: AbstractRobustConnection,
+        spec: QueueSpec,
+        handler: Handler,
+        publisher: Publisher,
+        *,
+        prefetch: int,
+        retry_delays: Sequence[float],
+    ):
+        self.connection = connection
+        self.spec = spec
+        self.handler = handler
+        self.publisher = publisher
+        self.prefetch = prefetch
+        self.retry_delays = list(retry_delays)
+        self._channel: AbstractChannel | None = None
+        self._tag: str | None = None
+        self._queue: aio_pika.abc.AbstractQueue | None = None
+        self._in_flight: set[asyncio.Task] = set()
+
+    async def start(self) -> None:
+        self._channel = await self.connection.channel()
+        await self._channel.set_qos(prefetch_count=self.prefetch)
+        self._queue = await self._channel.get_queue(self.spec.name)
+        self._tag = await self._queue.consume(self._on_message)
+        log.info("consumer.started", queue=self.spec.name, prefetch=self.prefetch)
+
+    async def stop(self, grace: float) -> None:
+        """Take no new events, let the ones in hand finish, then close."""
+        if self._queue is not None and self._tag is not None:
+            try:
+                await self._queue.cancel(self._tag)
+            except Exception:  # the channel may already be gone; in-flight work still finishes
+                log.warning("consumer.cancel_failed", queue=self.spec.name)
+        if self._in_flight:
+            log.info("consumer.draining", queue=self.spec.name, in_flight=len(self._in_flight))
+            await asyncio.wait(self._in_flight, timeout=grace)
+        if self._channel is not None and not self._channel.is_closed:
+            await self._channel.close()
+        log.info("consumer.stopped", queue=self.spec.name)
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._in_flight.add(task)
+        metrics.CONSUMER_IN_FLIGHT.labels(self.spec.name).inc()
+        try:
+            await self._process(message)
+        finally:
+            self._in_flight.discard(task)
+            metrics.CONSUMER_IN_FLIGHT.labels(self.spec.name).dec()
+
+    async def _process(self, message: AbstractIncomingMessage) -> None:
+        queue = self.spec.name
+        attempt = int(str((message.headers or {}).get(H_ATTEMPT, 0))) + 1
+        try:
+            event = parse_event(message.body)
+        except ValidationError as exc:
+            await self._dead_letter(message, exc, attempt)
+            return
+        with bound(
+            tenant_id=str(event.tenant_id), event_id=str(event.event_id), event_type=event.type,
+            correlation_id=str(event.correlation_id or event.event_id), queue=queue,
+        ):
+            started = time.perf_counter()
+            try:
+                produced = await self.handler(event)
+                await self.publisher.publish_all(produced)
+            except PermanentError as exc:
+                await self._dead_letter(message, exc, attempt)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if attempt <= len(self.retry_delays):
+                    await self._retry(message, exc, attempt)
+                else:
+                    await self._dead_letter(message, exc, attempt)
+            else:
+                await message.ack()
+                metrics.EVENTS_CONSUMED.labels(queue, "ok").inc()
+                log.debug("event.handled", produced=len(produced))
+            finally:
+                metrics.HANDLER_SECONDS.labels(queue).observe(time.perf_counter() - started)
+
+    def _failure_headers(self, message: AbstractIncomingMessage, exc: BaseException, attempt: int) -> dict:
+        headers = dict(message.headers or {})
+        headers.setdefault(H_ORIGINAL_KEY, message.routing_key or "")
+        headers.setdefault(H_ORIGINAL_QUEUE, self.spec.name)
+        headers[H_ATTEMPT] = attempt
+        headers[H_ERROR] = f"{type(exc).__name__}: {exc}"[:2000]
+        headers[H_ERROR_TYPE] = type(exc).__name__
+        headers[H_FAILED_AT] = datetime.now(UTC).isoformat()
+        return headers
+
+    async def _retry(self, message: AbstractIncomingMessage, exc: Exception, attempt: int) -> None:
+        delay = self.retry_delays[attempt - 1]
+        log.warning("event.retry", attempt=attempt, delay_s=delay, error=repr(exc)[:500])
+        await self.publisher.send_to_queue(
+            self.spec.retry_queue(delay), message.body,
+            self._failure_headers(message, exc, attempt), _copy_props(message),
+        )
+        await message.ack()
+        metrics.RETRIES.labels(self.spec.name).inc()
+        metrics.EVENTS_CONSUMED.labels(self.spec.name, "retry").inc()
+
+    async def _dead_letter(self, message: AbstractIncomingMessage, exc: Exception, attempt: int) -> None:
+        log.error(
+            "event.dead_lettered", queue=self.spec.name, attempt=attempt, error=repr(exc)[:500],
+            trace="".join(traceback.format_exception(exc))[-2000:],
+        )
+        await self.publisher.send_to_queue(
+            self.spec.dlq, message.body, self._failure_headers(message, exc, attempt),
+            _copy_props(message),
+        )
+        await message.ack()
+        metrics.DEAD_LETTERS.labels(self.spec.name, type(exc).__name__).inc()
+        metrics.EVENTS_CONSUMED.labels(self.spec.name, "dead_letter").inc()

@@ -1,0 +1,51 @@
+"""asyncpg access. Every tenant-owned query runs inside `tenant_tx`, which sets the per-transaction
+`app.tenant_id` that the row level security policies check."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for name in ("jsonb", "json"):
+        await conn.set_type_codec(
+            name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+        )
+
+
+async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(
+        url, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=30
+    )
+    assert pool is not None
+    return pool
+
+
+@asynccontextmanager
+async def tenant_tx(pool: asyncpg.Pool, tenant_id: uuid.UUID) -> AsyncIterator[asyncpg.Connection]:
+    """One short transaction scoped to one tenant (RLS sees only its rows)."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(tenant_id))
+        yield conn
+
+
+async def tenant_by_slug(pool: asyncpg.Pool, slug: str) -> asyncpg.Record | None:
+    """The tenant directory is readable without a tenant scope (it is how the scope is found)."""
+    return await pool.fetchrow("SELECT id, slug, name, timezone FROM tenants WHERE slug = $1", slug)
+
+
+async def tenant_ids(pool: asyncpg.Pool) -> list[uuid.UUID]:
+    """For periodic jobs that visit each tenant in turn, each in its own scope."""
+    return [r["id"] for r in await pool.fetch("SELECT id FROM tenants ORDER BY slug")]
+
+
+async def connect(url: str) -> asyncpg.Connection:
+    """A single connection with the same codecs as the pool (CLI, migrations, admin)."""
+    conn = await asyncpg.connect(url)
+    await _init_connection(conn)
+    return conn

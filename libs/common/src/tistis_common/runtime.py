@@ -1,0 +1,141 @@
+"""What every service shares at run time: database pool, broker connection with the topology
+declared, a confirming publisher, its consumers, an HTTP server for probes and metrics, and a
+graceful stop on SIGTERM/SIGINT (stop taking events, finish the ones in hand, close)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager, suppress
+from typing import Any
+
+import asyncpg
+import uvicorn
+from aio_pika.abc import AbstractRobustConnection
+from fastapi import FastAPI
+
+from tistis_common.broker import Consumer, Handler, Publisher, connect
+from tistis_common.db import create_pool
+from tistis_common.health import add_probe_routes
+from tistis_common.logging import get_logger
+from tistis_common.settings import Settings
+from tistis_common.topology import QueueSpec, declare_topology
+
+log = get_logger(__name__)
+
+BackgroundTask = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the runtime owns SIGTERM (drain consumers first)."""
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class Runtime:
+    def __init__(self, settings: Settings, name: str):
+        self.settings = settings
+        self.name = name
+        self.pool: asyncpg.Pool | None = None
+        self.connection: AbstractRobustConnection | None = None
+        self.publisher: Publisher | None = None
+        self.consumers: list[Consumer] = []
+        self.stopping = asyncio.Event()
+        self._background: list[asyncio.Task] = []
+        self._server: uvicorn.Server | None = None
+        self._server_task: asyncio.Task | None = None
+
+    # -- lifecycle --------------------------------------------------------------------
+    async def start(self) -> None:
+        s = self.settings
+        self.pool = await create_pool(s.database_url, min_size=s.db_pool_min, max_size=s.db_pool_max)
+        self.connection = await connect(s.rabbitmq_url)
+        setup = await self.connection.channel()
+        await declare_topology(setup, s.retry_delays)
+        await setup.close()
+        self.publisher = await Publisher.open(self.connection)
+        log.info("service.started", name=self.name)
+
+    def consume(self, spec: QueueSpec, handler: Handler) -> None:
+        assert self.connection and self.publisher
+        self.consumers.append(
+            Consumer(
+                self.connection, spec, handler, self.publisher,
+                prefetch=self.settings.prefetch, retry_delays=self.settings.retry_delays,
+            )
+        )
+
+    async def start_consumers(self) -> None:
+        for consumer in self.consumers:
+            await consumer.start()
+
+    def background(self, task: BackgroundTask) -> None:
+        """A loop of the service's own (a scheduler's clock); it must return once `stopping` is set."""
+        self._background.append(asyncio.create_task(task(self.stopping)))
+
+    async def serve_http(self, app: FastAPI | None = None) -> None:
+        app = app or FastAPI(title=self.name)
+        add_probe_routes(app, self.ready)
+        config = uvicorn.Config(
+            app, host=self.settings.http_host, port=self.settings.http_port, log_config=None,
+            access_log=False, lifespan="off",
+        )
+        self._server = _QuietServer(config)
+        self._server_task = asyncio.create_task(self._server.serve())
+        while not self._server.started:  # so that `http_port` is known (port 0 picks a free one)
+            if self._server_task.done():
+                self._server_task.result()
+            await asyncio.sleep(0.01)
+
+    @property
+    def http_port(self) -> int:
+        assert self._server is not None and self._server.servers
+        return int(self._server.servers[0].sockets[0].getsockname()[1])
+
+    async def ready(self) -> dict[str, bool]:
+        checks = {"broker": bool(self.connection and not self.connection.is_closed)}
+        try:
+            assert self.pool is not None
+            async with asyncio.timeout(2):
+                await self.pool.fetchval("SELECT 1")
+            checks["database"] = True
+        except Exception:
+            checks["database"] = False
+        checks["running"] = not self.stopping.is_set()
+        return checks
+
+    async def stop(self) -> None:
+        self.stopping.set()
+        grace = self.settings.shutdown_grace_seconds
+        log.info("service.stopping", grace_s=grace)
+        for consumer in self.consumers:
+            await consumer.stop(grace)
+        if self._background:
+            await asyncio.wait(self._background, timeout=grace)
+            for task in self._background:
+                task.cancel()
+        if self._server is not None:
+            self._server.should_exit = True
+            if self._server_task:
+                with suppress(Exception):
+                    await asyncio.wait_for(self._server_task, timeout=5)
+        if self.publisher and not self.publisher.channel.is_closed:
+            with suppress(Exception):
+                await self.publisher.channel.close()
+        if self.connection:
+            with suppress(Exception):
+                await self.connection.close()
+        if self.pool:
+            await self.pool.close()
+        log.info("service.stopped", name=self.name)
+
+    async def run_until_signalled(self) -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await self.stop()

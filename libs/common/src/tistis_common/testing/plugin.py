@@ -1,0 +1,199 @@
+"""pytest plugin: a real PostgreSQL database and a real RabbitMQ vhost per test session.
+
+Uses the servers that `scripts/infra.sh up` started on loopback (what `make test` does). Where a
+Docker engine exists and TISTIS_TESTCONTAINERS=1, testcontainers starts them instead. Each session
+gets its own database (migrated) and vhost, so that several suites can run side by side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import asyncpg
+import httpx
+import pytest
+
+from tistis_common.admin import load_tenant
+from tistis_common.db import connect, create_pool
+from tistis_common.migrate import migrate
+from tistis_common.runtime import Runtime
+from tistis_common.settings import Settings
+
+
+@dataclass(frozen=True)
+class Infra:
+    owner_url: str  # schema owner, may create databases
+    app_url: str  # application role (RLS applies)
+    amqp_url: str
+    management_url: str
+
+
+def _with_db(url: str, db: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + db))
+
+
+def _with_vhost(url: str, vhost: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + quote(vhost, safe="")))
+
+
+@pytest.fixture(scope="session")
+def infra() -> Iterator[Infra]:
+    if os.environ.get("TISTIS_TESTCONTAINERS") == "1":  # pragma: no cover - needs Docker
+        from testcontainers.postgres import PostgresContainer
+        from testcontainers.rabbitmq import RabbitMqContainer
+
+        with PostgresContainer("postgres:16") as pg, RabbitMqContainer(
+            "rabbitmq:3.13-management"
+        ) as mq:
+            su = pg.get_connection_url(driver=None)
+            mq_host, mq_port = mq.get_container_host_ip(), mq.get_exposed_port(5672)
+            mgmt = f"http://guest:guest@{mq_host}:{mq.get_exposed_port(15672)}"
+            yield Infra(su, su, f"amqp://guest:guest@{mq_host}:{mq_port}/", mgmt)
+        return
+    s = Settings()
+    yield Infra(s.migration_database_url, s.database_url, s.rabbitmq_url, s.rabbitmq_management_url)
+
+
+@pytest.fixture(scope="session")
+async def database(infra: Infra) -> AsyncIterator[tuple[str, str]]:
+    """(owner_url, app_url) of a fresh, migrated database for this session."""
+    name = f"tistis_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(infra.owner_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    owner_url, app_url = _with_db(infra.owner_url, name), _with_db(infra.app_url, name)
+    await migrate(owner_url)
+    yield owner_url, app_url
+    admin = await asyncpg.connect(infra.owner_url)
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin.close()
+
+
+@pytest.fixture(scope="session")
+async def vhost(infra: Infra) -> AsyncIterator[str]:
+    """amqp URL of a fresh vhost for this session."""
+    name = f"tistis_test_{uuid.uuid4().hex[:12]}"
+    parts = urlsplit(infra.management_url)
+    base = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    auth = (parts.username or "guest", parts.password or "guest")
+    async with httpx.AsyncClient(base_url=base, auth=auth, timeout=10) as http:
+        (await http.put(f"/api/vhosts/{name}")).raise_for_status()
+        user = urlsplit(infra.amqp_url).username or "guest"
+        perms = {"configure": ".*", "write": ".*", "read": ".*"}
+        (await http.put(f"/api/permissions/{name}/{user}", json=perms)).raise_for_status()
+        yield _with_vhost(infra.amqp_url, name)
+        await http.delete(f"/api/vhosts/{name}")
+
+
+@pytest.fixture(scope="session")
+def settings(database: tuple[str, str], vhost: str, infra: Infra) -> Settings:
+    owner_url, app_url = database
+    parts = urlsplit(vhost)
+    return Settings(
+        database_url=app_url,
+        migration_database_url=owner_url,
+        rabbitmq_url=vhost,
+        rabbitmq_management_url=infra.management_url,
+        http_host="127.0.0.1",
+        http_port=0,
+        retry_delays=[0.2, 0.5],
+        shutdown_grace_seconds=5,
+        meta_app_secret="test-meta-secret",
+        tiktok_client_secret="test-tiktok-secret",
+        whatsapp_verify_token="test-verify-token",
+        log_json=True,
+        service_name=f"test:{parts.path}",
+    )
+
+
+@pytest.fixture(scope="session")
+async def app_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    """The application role's pool: read through `tenant_tx`, as the services do."""
+    pool = await create_pool(settings.database_url, max_size=5)
+    yield pool
+    await pool.close()
+
+
+@dataclass(frozen=True)
+class TestTenant:
+    id: uuid.UUID
+    slug: str
+    whatsapp_phone_number_id: str
+    instagram_account_id: str
+    page_id: str
+    tiktok_business_id: str
+
+
+@pytest.fixture
+async def make_tenant(settings: Settings):
+    """Creates a tenant with one connection per channel, unique account ids, the demo catalog."""
+
+    async def make(extra: dict | None = None) -> TestTenant:
+        n = uuid.uuid4().hex[:10]
+        slug = f"clinic-{n}"
+        ids = {
+            "whatsapp": f"1{int(n, 16) % 10**14:014d}",
+            "instagram": f"178{int(n, 16) % 10**14:014d}",
+            "facebook": f"2{int(n, 16) % 10**14:014d}",
+            "tiktok": f"tt-{n}",
+        }
+        doc = {
+            "tenant": {"slug": slug, "name": f"Clinic {n}", "timezone": "America/Mexico_City"},
+            "connections": [
+                {"channel": ch, "platform_account_id": acc, "access_token": f"token-{ch}-{n}",
+                 "verify_token": f"verify-{n}"}
+                for ch, acc in ids.items()
+            ],
+            "ai_context": {},
+            "branches": [{"name": "Centro", "address": "Av. Juárez 1", "capacity": 1,
+                          "timezone": "America/Mexico_City",
+                          "opening_hours": {d: [["09:00", "18:00"]] for d in
+                                            ("mon", "tue", "wed", "thu", "fri")}}],
+            "services": [{"name": "Limpieza dental", "price_min": 600, "price_max": 900,
+                          "duration_minutes": 45, "keywords": ["limpieza"]}],
+            "faqs": [{"question": "¿Cuál es su horario?",
+                      "answer": "Lunes a viernes de 9:00 a 18:00.",
+                      "keywords": ["horario", "abren"]}],
+            **(extra or {}),
+        }
+        conn = await connect(settings.migration_database_url)
+        try:
+            tenant_id = await load_tenant(conn, doc)
+        finally:
+            await conn.close()
+        return TestTenant(tenant_id, slug, ids["whatsapp"], ids["instagram"], ids["facebook"],
+                          ids["tiktok"])
+
+    return make
+
+
+@asynccontextmanager
+async def running(start: Callable[[Settings], Awaitable[Runtime]], settings: Settings,
+                  **overrides: object) -> AsyncIterator[Runtime]:
+    """Run a service in-process with the session's settings, and stop it gracefully after."""
+    runtime = await start(settings.model_copy(update=overrides))
+    try:
+        yield runtime
+    finally:
+        await runtime.stop()
+
+
+async def eventually(check: Callable[[], Awaitable[object]], timeout: float = 10.0,
+                     interval: float = 0.05) -> object:
+    """Polls until `check` returns something truthy; the pipeline is asynchronous by design."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last: {result!r})")
+        await asyncio.sleep(interval)

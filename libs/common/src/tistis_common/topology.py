@@ -1,0 +1,108 @@
+"""Broker topology, declared from code, idempotently, by every service at start.
+
+One durable topic exchange. Each consumer purpose has a durable quorum queue; failed events go
+to per-delay retry queues (`<queue>.retry.<ms>ms`, TTL then dead-letter straight back to the
+queue) and, after the last attempt, to `<queue>.dlq` with the error in their headers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractExchange
+
+from tistis_common.events import (
+    AppointmentRequested,
+    Channel,
+    InboundMessage,
+    LeadScoreSet,
+    LeadSignals,
+    MessageStatus,
+    OutboundMessage,
+    ReplyRequested,
+    routing_pattern,
+)
+
+EXCHANGE = "tistis.events"
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    name: str
+    bindings: tuple[str, ...]
+    # A message redelivered this often (a consumer crashing on it again and again) goes to the DLQ.
+    delivery_limit: int = 20
+
+    @property
+    def arguments(self) -> dict[str, Any]:
+        # Quorum queues survive a broker restart; delay queues are classic (TTL + DLX).
+        return {
+            "x-queue-type": "quorum",
+            "x-delivery-limit": self.delivery_limit,
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": self.dlq,
+        }
+
+    @property
+    def dlq(self) -> str:
+        return f"{self.name}.dlq"
+
+    def retry_queue(self, delay_seconds: float) -> str:
+        return f"{self.name}.retry.{int(delay_seconds * 1000)}ms"
+
+
+# Patient messages and staff requests for one conversation share a queue, so order holds.
+AI_INBOUND = QueueSpec(
+    "ai-responder.inbound", (routing_pattern(InboundMessage), routing_pattern(ReplyRequested))
+)
+DISPATCHER_OUTBOUND = {
+    channel: QueueSpec(f"dispatcher.{channel}", (routing_pattern(OutboundMessage, channel),))
+    for channel in Channel
+}
+DISPATCHER_STATUS = QueueSpec("dispatcher.status", (routing_pattern(MessageStatus),))
+SCORER_SIGNALS = QueueSpec(
+    "scorer.signals", (routing_pattern(LeadSignals), routing_pattern(LeadScoreSet))
+)
+SCHEDULER_REQUESTS = QueueSpec("scheduler.requests", (routing_pattern(AppointmentRequested),))
+
+ALL_QUEUES: tuple[QueueSpec, ...] = (
+    AI_INBOUND,
+    *DISPATCHER_OUTBOUND.values(),
+    DISPATCHER_STATUS,
+    SCORER_SIGNALS,
+    SCHEDULER_REQUESTS,
+)
+
+
+def queue_by_name(name: str) -> QueueSpec:
+    for spec in ALL_QUEUES:
+        if spec.name == name:
+            return spec
+    raise KeyError(name)
+
+
+async def declare_topology(
+    channel: AbstractChannel,
+    retry_delays: Sequence[float],
+    queues: Sequence[QueueSpec] = ALL_QUEUES,
+) -> AbstractExchange:
+    exchange = await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
+    for spec in queues:
+        queue = await channel.declare_queue(spec.name, durable=True, arguments=spec.arguments)
+        for pattern in spec.bindings:
+            await queue.bind(exchange, routing_key=pattern)
+        await channel.declare_queue(spec.dlq, durable=True, arguments={"x-queue-type": "quorum"})
+        for delay in retry_delays:
+            await channel.declare_queue(
+                spec.retry_queue(delay),
+                durable=True,
+                arguments={
+                    "x-message-ttl": int(delay * 1000),
+                    "x-dead-letter-exchange": "",
+                    "x-dead-letter-routing-key": spec.name,
+                },
+            )
+    return exchange

@@ -1,0 +1,146 @@
+import asyncio
+import uuid
+from datetime import UTC, datetime
+
+import aio_pika
+import pytest
+from tistis_common.broker import (
+    H_ATTEMPT,
+    H_ERROR,
+    H_ORIGINAL_KEY,
+    Consumer,
+    PermanentError,
+    Publisher,
+    connect,
+)
+from tistis_common.events import Channel, InboundMessage
+from tistis_common.topology import QueueSpec, declare_topology
+
+
+def event() -> InboundMessage:
+    return InboundMessage(
+        tenant_id=uuid.uuid4(), channel=Channel.TIKTOK, platform_account_id="acc",
+        platform_user_id="u", platform_message_id=uuid.uuid4().hex, sent_at=datetime.now(UTC),
+        text="hola",
+    )
+
+
+@pytest.fixture
+async def broker(settings):
+    connection = await connect(settings.rabbitmq_url)
+    # A queue of this test's own, bound to the same exchange as the real ones.
+    spec = QueueSpec(f"test.{uuid.uuid4().hex[:8]}", ("message.received.tiktok",))
+    channel = await connection.channel()
+    await declare_topology(channel, settings.retry_delays)
+    await declare_topology(channel, settings.retry_delays, queues=[spec])
+    publisher = await Publisher.open(connection)
+    yield connection, spec, publisher, channel
+    for name in (spec.name, spec.dlq, *(spec.retry_queue(d) for d in settings.retry_delays)):
+        await channel.queue_delete(name)
+    await connection.close()
+
+
+async def get_one(channel, queue: str, timeout: float = 10) -> aio_pika.abc.AbstractIncomingMessage:
+    q = await channel.get_queue(queue)
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        message = await q.get(fail=False)
+        if message:
+            await message.ack()
+            return message
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"nothing arrived in {queue}")
+
+
+class TestConsumer:
+    async def test_handled_event_is_acked_once(self, settings, broker):
+        connection, spec, publisher, channel = broker
+        seen = []
+
+        async def handler(e):
+            seen.append(e.event_id)
+            return []
+
+        consumer = Consumer(connection, spec, handler, publisher, prefetch=4, retry_delays=[0.1])
+        await consumer.start()
+        sent = event()
+        await publisher.publish(sent)
+        for _ in range(100):
+            if seen:
+                break
+            await asyncio.sleep(0.05)
+        await consumer.stop(grace=2)
+        assert seen == [sent.event_id]
+        assert (await channel.get_queue(spec.name)).declaration_result.message_count == 0
+
+    async def test_event_that_keeps_failing_ends_in_the_dlq_with_its_error(self, settings, broker):
+        connection, spec, publisher, channel = broker
+        attempts = []
+
+        async def handler(e):
+            attempts.append(e.event_id)
+            raise RuntimeError("database said no")
+
+        consumer = Consumer(connection, spec, handler, publisher, prefetch=4,
+                            retry_delays=settings.retry_delays)
+        await consumer.start()
+        sent = event()
+        await publisher.publish(sent)
+        dead = await get_one(channel, spec.dlq)
+        await consumer.stop(grace=2)
+        assert len(attempts) == len(settings.retry_delays) + 1
+        assert dead.headers[H_ATTEMPT] == len(settings.retry_delays) + 1
+        assert "RuntimeError: database said no" in dead.headers[H_ERROR]
+        assert dead.headers[H_ORIGINAL_KEY] == "message.received.tiktok"
+        assert dead.message_id == str(sent.event_id)
+
+    async def test_permanent_error_skips_the_retries(self, settings, broker):
+        connection, spec, publisher, channel = broker
+        calls = []
+
+        async def handler(e):
+            calls.append(1)
+            raise PermanentError("no such conversation")
+
+        consumer = Consumer(connection, spec, handler, publisher, prefetch=4, retry_delays=[5.0])
+        await consumer.start()
+        await publisher.publish(event())
+        dead = await get_one(channel, spec.dlq)
+        await consumer.stop(grace=2)
+        assert calls == [1]
+        assert dead.headers[H_ATTEMPT] == 1
+
+    async def test_a_body_that_is_not_an_event_is_dead_lettered(self, settings, broker):
+        connection, spec, publisher, channel = broker
+
+        async def handler(e):
+            raise AssertionError("never called")
+
+        consumer = Consumer(connection, spec, handler, publisher, prefetch=4, retry_delays=[0.1])
+        await consumer.start()
+        await publisher.channel.default_exchange.publish(
+            aio_pika.Message(b'{"not": "an event"}'), routing_key=spec.name
+        )
+        dead = await get_one(channel, spec.dlq)
+        await consumer.stop(grace=2)
+        assert "ValidationError" in dead.headers[H_ERROR]
+
+    async def test_stop_finishes_the_event_in_hand(self, settings, broker):
+        connection, spec, publisher, channel = broker
+        started, finished = asyncio.Event(), []
+
+        async def handler(e):
+            started.set()
+            await asyncio.sleep(0.5)
+            finished.append(e.event_id)
+            return []
+
+        consumer = Consumer(connection, spec, handler, publisher, prefetch=4, retry_delays=[0.1])
+        await consumer.start()
+        sent = event()
+        await publisher.publish(sent)
+        await asyncio.wait_for(started.wait(), 10)
+        await consumer.stop(grace=5)
+        assert finished == [sent.event_id]
+        q = await channel.declare_queue(spec.name, passive=True)
+        assert q.declaration_result.message_count == 0

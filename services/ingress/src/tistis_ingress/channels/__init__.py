@@ -1,0 +1,1 @@
+"""One adapter per platform: signature check and normalization into the common events."""

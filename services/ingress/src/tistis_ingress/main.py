@@ -1,0 +1,40 @@
+"""tistis-ingress: the one HTTP edge."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import FastAPI
+from tistis_common.logging import configure_logging
+from tistis_common.runtime import Runtime
+from tistis_common.settings import Settings
+
+from .directory import Directory
+from .webhooks import webhook_router
+
+NAME = "ingress"
+
+
+def build_app(runtime: Runtime) -> FastAPI:
+    assert runtime.pool and runtime.publisher
+    app = FastAPI(title="TIS TIS ingress", version="0.1.0")
+    app.include_router(webhook_router(runtime.settings, Directory(runtime.pool), runtime.publisher))
+    return app
+
+
+async def start(settings: Settings) -> Runtime:
+    runtime = Runtime(settings, NAME)
+    await runtime.start()
+    await runtime.serve_http(build_app(runtime))
+    return runtime
+
+
+async def main() -> None:
+    settings = Settings(service_name=NAME)
+    configure_logging(NAME, settings.log_level, settings.log_json)
+    runtime = await start(settings)
+    await runtime.run_until_signalled()
+
+
+def cli() -> None:
+    asyncio.run(main())
