@@ -35,7 +35,7 @@ test-chaos: install infra ## the long failure-injection scenarios
 lint: install ## ruff, mypy and the architecture contracts
 	.venv/bin/ruff check .
 	.venv/bin/lint-imports
-	.venv/bin/mypy libs/common/src services/*/src tools/cli/src
+	.venv/bin/mypy libs/common/src services/*/src tools/cli/src sandbox/src
 
 bench: install infra ## the benchmarks (they print their figures)
 	@$(ENV) for b in bench/*/run.py; do .venv/bin/python $$b; done

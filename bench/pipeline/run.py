@@ -41,9 +41,11 @@ async def measure(cluster: Cluster, rate: float, seconds: float, seed: int) -> d
     deadline = time.monotonic() + 60
     arrived: dict[str, float] = {}
     while time.monotonic() < deadline and len(arrived) < len(wanted):
-        rows = httpx.get(f"{cluster.sandbox_url}/_sandbox/requests", timeout=60).json()["requests"]
+        async with httpx.AsyncClient(timeout=60) as http:
+            rows = (await http.get(f"{cluster.sandbox_url}/_sandbox/requests")).json()["requests"]
         for r in rows:
-            if r.get("recipient") in wanted and 200 <= r["status"] < 300 and r["target"] != "anthropic":
+            delivered = 200 <= r["status"] < 300 and r["target"] != "anthropic"
+            if delivered and r.get("recipient") in wanted:
                 arrived.setdefault(r["recipient"], r["time"])
         await asyncio.sleep(0.5)
     latencies = [arrived[k] - (wanted[k].accepted_at + wall_offset) for k in arrived]  # type: ignore[operator]
@@ -59,7 +61,8 @@ async def measure(cluster: Cluster, rate: float, seconds: float, seed: int) -> d
 
 def show(title: str, rows: list[dict[str, float]]) -> None:
     print(f"\n{title}")
-    print(f"{'offered/s':>10} {'sent':>6} {'delivered':>9} {'msg/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}")
+    print(f"{'offered/s':>10} {'sent':>6} {'delivered':>9} {'msg/s':>8} "
+          f"{'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}")
     for r in rows:
         print(f"{r['offered']:>10.0f} {r['sent']:>6.0f} {r['delivered']:>9.0f} {r['throughput']:>8.1f} "
               f"{r['p50']:>8.1f} {r['p95']:>8.1f} {r['p99']:>8.1f}")
