@@ -29,7 +29,7 @@ def percentile(values: list[float], p: float) -> float:
     if not values:
         return float("nan")
     values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+    return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))]
 
 
 async def measure(cluster: Cluster, rate: float, seconds: float, seed: int) -> dict[str, float]:
