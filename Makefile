@@ -26,7 +26,8 @@ run: seed ## everything: infra, migrations, demo tenant, the five services (+ sa
 	@scripts/run.sh
 
 test: install infra ## the whole suite against real RabbitMQ and PostgreSQL
-	@$(ENV) .venv/bin/pytest -q -p no:cacheprovider
+	@deploy/tools/install-checkers.sh
+	@$(ENV) PATH="$(CURDIR)/.infra/tools/bin:$$PATH" .venv/bin/pytest -q -p no:cacheprovider
 
 test-chaos: install infra ## the long failure-injection scenarios
 	@$(ENV) TISTIS_CHAOS=full .venv/bin/pytest -q -p no:cacheprovider tests/chaos
@@ -34,7 +35,7 @@ test-chaos: install infra ## the long failure-injection scenarios
 lint: install ## ruff, mypy and the architecture contracts
 	.venv/bin/ruff check .
 	.venv/bin/lint-imports
-	.venv/bin/mypy libs/common/src services/*/src tools/cli/src
+	.venv/bin/mypy libs/common/src services/*/src tools/cli/src sandbox/src
 
 bench: install infra ## the benchmarks (they print their figures)
 	@$(ENV) for b in bench/*/run.py; do .venv/bin/python $$b; done

@@ -2,7 +2,9 @@
 # Local RabbitMQ + PostgreSQL without Docker: installs the Debian packages when missing,
 # starts both on loopback with data in a project-local folder, waits until they answer,
 # creates the database, roles and vhost. Safe to run twice, and when a server is already up.
-#   scripts/infra.sh up | down | status | env
+#   scripts/infra.sh up|down [postgres|rabbitmq] | status | env
+# Ports: TISTIS_PG_PORT, TISTIS_AMQP_PORT, TISTIS_MGMT_PORT (a second instance on other ports
+# runs beside the first: the chaos tests restart their own servers that way).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -11,6 +13,8 @@ AMQP_PORT="${TISTIS_AMQP_PORT:-5672}"
 MGMT_PORT="${TISTIS_MGMT_PORT:-15672}"
 # One node name per port, so that a second instance (another checkout on other ports) can run.
 RMQ_NODE="tistis@localhost"; [ "$AMQP_PORT" = 5672 ] || RMQ_NODE="tistis-$AMQP_PORT@localhost"
+PG_DIR="postgres"; [ "$PG_PORT" = 5432 ] || PG_DIR="postgres-$PG_PORT"
+RMQ_DIR="rabbitmq"; [ "$AMQP_PORT" = 5672 ] || RMQ_DIR="rabbitmq-$AMQP_PORT"
 PG_SUPER_PASSWORD="postgres"          # loopback-only development cluster
 PG_OWNER="tistis"; PG_OWNER_PASSWORD="tistis"           # owns the schema, runs migrations
 PG_APP="tistis_app"; PG_APP_PASSWORD="tistis_app"       # what services use: RLS applies
@@ -63,7 +67,7 @@ wait_for() { # what, seconds, command...
 psql_super() { PGOPTIONS="-c client_min_messages=warning" PGPASSWORD="$PG_SUPER_PASSWORD" psql -v ON_ERROR_STOP=1 -qAt -h 127.0.0.1 -p "$PG_PORT" -U postgres "$@"; }
 
 pg_up() {
-  local dir; dir="$(data_dir)/postgres"
+  local dir; dir="$(data_dir)/$PG_DIR"
   if port_open "$PG_PORT"; then
     log "postgres already answering on $PG_PORT"
   else
@@ -107,12 +111,12 @@ rmq_env() { # fills RMQ_ENV for `env`
     "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=-kernel inet_dist_use_interface {127,0,0,1}")
 }
 
-rmq_ctl() { local dir; dir="$(data_dir)/rabbitmq"; rmq_env "$dir"; as_user rabbitmq env "${RMQ_ENV[@]}" /usr/lib/rabbitmq/bin/rabbitmqctl -n "$RMQ_NODE" "$@"; }
+rmq_ctl() { local dir; dir="$(data_dir)/$RMQ_DIR"; rmq_env "$dir"; as_user rabbitmq env "${RMQ_ENV[@]}" /usr/lib/rabbitmq/bin/rabbitmqctl -n "$RMQ_NODE" "$@"; }
 
 mgmt() { curl -fsS -u guest:guest "$@"; }
 
 rmq_up() {
-  local dir; dir="$(data_dir)/rabbitmq"
+  local dir; dir="$(data_dir)/$RMQ_DIR"
   if port_open "$AMQP_PORT"; then
     log "rabbitmq already answering on $AMQP_PORT"
   else
@@ -144,17 +148,22 @@ up() {
   log "ready: postgres 127.0.0.1:$PG_PORT, rabbitmq 127.0.0.1:$AMQP_PORT"
 }
 
-down() {
-  local base; base="$(data_dir)"
-  if [ -f "$base/postgres/postmaster.pid" ]; then
+pg_down() {
+  local dir; dir="$(data_dir)/$PG_DIR"
+  if [ -f "$dir/postmaster.pid" ]; then
     log "stopping postgres"
-    as_user postgres "$(pg_bin)/pg_ctl" -D "$base/postgres" -m fast -w stop >/dev/null || true
+    as_user postgres "$(pg_bin)/pg_ctl" -D "$dir" -m fast -w stop >/dev/null || true
   fi
-  if [ -d "$base/rabbitmq/mnesia" ] && port_open "$AMQP_PORT"; then
+}
+
+rmq_down() {
+  if [ -d "$(data_dir)/$RMQ_DIR/mnesia" ] && port_open "$AMQP_PORT"; then
     log "stopping rabbitmq"
     rmq_ctl shutdown >/dev/null 2>&1 || rmq_ctl stop >/dev/null 2>&1 || true
   fi
 }
+
+down() { pg_down; rmq_down; }
 
 status() {
   port_open "$PG_PORT" && echo "postgres: up ($PG_PORT)" || echo "postgres: down"
@@ -172,10 +181,10 @@ ENV
 }
 
 case "${1:-up}" in
-  up) up ;;
-  down) down ;;
+  up) case "${2:-all}" in postgres) install_missing; pg_up ;; rabbitmq) install_missing; rmq_up ;; *) up ;; esac ;;
+  down) case "${2:-all}" in postgres) pg_down ;; rabbitmq) rmq_down ;; *) down ;; esac ;;
   status) status ;;
   env) env_vars ;;
   rabbitmqctl) shift; rmq_ctl "$@" ;;
-  *) echo "usage: $0 up|down|status|env|rabbitmqctl ..." >&2; exit 2 ;;
+  *) echo "usage: $0 up|down [postgres|rabbitmq] | status | env | rabbitmqctl ..." >&2; exit 2 ;;
 esac

@@ -13,6 +13,10 @@ if [ -z "${WHATSAPP_ACCESS_TOKEN:-}${META_APP_SECRET:-}" ]; then
   export META_APP_SECRET="sandbox-app-secret" TIKTOK_CLIENT_SECRET="sandbox-app-secret"
   export WHATSAPP_VERIFY_TOKEN="${WHATSAPP_VERIFY_TOKEN:-tistis_verify_token}"
   START_SANDBOX=1
+  # The fake model too, when asked: without a key the responder answers with its FAQ fallback.
+  if [ "${SANDBOX_AI:-0}" = 1 ] && [ -z "${ANTHROPIC_API_KEY:-}" ]; then
+    export ANTHROPIC_API_KEY="sk-ant-sandbox" ANTHROPIC_BASE_URL="http://127.0.0.1:$SANDBOX_PORT"
+  fi
 fi
 export LOG_JSON="${LOG_JSON:-true}"
 
