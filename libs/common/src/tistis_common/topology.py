@@ -66,6 +66,8 @@ SCORER_SIGNALS = QueueSpec(
     "scorer.signals", (routing_pattern(LeadSignals), routing_pattern(LeadScoreSet))
 )
 SCHEDULER_REQUESTS = QueueSpec("scheduler.requests", (routing_pattern(AppointmentRequested),))
+# Patients choosing an offered slot (list row ids `slot:<branch_id>:<service_id>:<iso utc>`).
+SCHEDULER_CHOICES = QueueSpec("scheduler.choices", (routing_pattern(InboundMessage),))
 
 ALL_QUEUES: tuple[QueueSpec, ...] = (
     AI_INBOUND,
@@ -73,6 +75,7 @@ ALL_QUEUES: tuple[QueueSpec, ...] = (
     DISPATCHER_STATUS,
     SCORER_SIGNALS,
     SCHEDULER_REQUESTS,
+    SCHEDULER_CHOICES,
 )
 
 
