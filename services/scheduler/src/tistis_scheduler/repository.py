@@ -30,7 +30,8 @@ async def outbox_add(conn: asyncpg.Connection, tenant_id: uuid.UUID, event_id: u
     await conn.execute(
         """INSERT INTO scheduler_outbox (event_id, tenant_id, source_event_id, body, created_at,
                                          published_at)
-           VALUES ($1, $2, $3, $4, $5, CASE WHEN $6 THEN $5 END) ON CONFLICT DO NOTHING""",
+           VALUES ($1, $2, $3, $4, $5::timestamptz, CASE WHEN $6 THEN $5::timestamptz END)
+           ON CONFLICT DO NOTHING""",
         event_id, tenant_id, source_event_id, body, now, published,
     )
 
