@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 from tistis_common.events import AppointmentRequested, Channel, InboundMessage
-from tistis_common.testing.plugin import eventually
 
 
 def request(p, **fields) -> AppointmentRequested:
@@ -85,7 +84,8 @@ class TestBookingInsideHours:
         tenant = await make_tenant()
         p = await rows.patient(tenant, channel="facebook")
         async with scheduler() as runtime:
-            await runtime.publisher.publish(request(p, scheduled_at=utc(2027, 1, 13, 16, 10), source="legacy"))
+            await runtime.publisher.publish(
+                request(p, scheduled_at=utc(2027, 1, 13, 16, 10), source="legacy"))
             [sent] = await bus.events(tenant.id, at_least=1)
         [appt] = await booked(rows, tenant.id)
         assert appt["scheduled_at"] == utc(2027, 1, 13, 16, 10)
@@ -133,7 +133,8 @@ class TestBookingOutsideHours:
         [appt] = await booked(rows, tenant.id)
         assert appt["scheduled_at"] == datetime.fromisoformat(row.id.split(":", 3)[3].replace("Z", "+00:00"))
         assert sent[1].template.name == "cita_confirmada"
-        assert await rows.val(tenant.id, "SELECT count(*) FROM scheduler_offers WHERE consumed_at IS NULL") == 0
+        open_offers = "SELECT count(*) FROM scheduler_offers WHERE consumed_at IS NULL"
+        assert await rows.val(tenant.id, open_offers) == 0
 
     async def test_other_channels_get_the_offer_as_numbered_text(self, scheduler, make_tenant, rows, bus):
         tenant = await make_tenant()
@@ -206,7 +207,8 @@ class TestCapacityUnderRace:
         p = await rows.patient(tenant)
         appt = await rows.appointment(p, at=utc(2027, 1, 11, 15), booked_at=utc(2027, 1, 1))
         branch_id = await rows.branch(tenant.id)
-        insert = """INSERT INTO appointment_claims (tenant_id, branch_id, slot_start, chair_no, appointment_id)
+        insert = """INSERT INTO appointment_claims
+                      (tenant_id, branch_id, slot_start, chair_no, appointment_id)
                     VALUES ($1, $2, $3, $4, $5)"""
         async with tenant_tx(app_pool, tenant.id) as conn:
             await conn.execute(insert, tenant.id, branch_id, utc(2027, 1, 11, 15), 1, appt)

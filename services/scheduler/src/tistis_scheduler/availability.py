@@ -86,7 +86,8 @@ def cells(start: datetime, end: datetime) -> list[datetime]:
     return out
 
 
-def free_chair(taken: Mapping[datetime, set[int]], slot_cells: Iterable[datetime], capacity: int) -> dict[datetime, int] | None:
+def free_chair(taken: Mapping[datetime, set[int]], slot_cells: Iterable[datetime],
+               capacity: int) -> dict[datetime, int] | None:
     """A chair number per cell (lowest free), or None if any cell is full."""
     chosen = {}
     for cell in slot_cells:

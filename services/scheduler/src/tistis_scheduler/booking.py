@@ -116,13 +116,14 @@ async def _claim_first(conn: asyncpg.Connection, tenant_id: uuid.UUID, slots: li
                        moving: uuid.UUID | None) -> Slot | None:
     if not slots:
         return None
-    await repo.lock_branch_days(conn, [(s.branch_id, s.start.astimezone(branches[s.branch_id].timezone).date())
-                                       for s in slots])
+    await repo.lock_branch_days(
+        conn, [(s.branch_id, s.start.astimezone(branches[s.branch_id].timezone).date()) for s in slots])
     span = [c for s in slots for c in cells(s.start, s.end)]
     taken = await repo.claims(conn, list({s.branch_id for s in slots}), min(span),
                               max(span) + timedelta(minutes=15), exclude=moving)
     for slot in slots:
-        chairs = free_chair(taken[slot.branch_id], cells(slot.start, slot.end), branches[slot.branch_id].capacity)
+        capacity = branches[slot.branch_id].capacity
+        chairs = free_chair(taken[slot.branch_id], cells(slot.start, slot.end), capacity)
         if chairs is not None:
             if moving:
                 await repo.drop_claims(conn, moving)
@@ -142,7 +143,8 @@ async def process(conn: asyncpg.Connection, req: Request, deps: Deps) -> Outcome
     if not all_branches:
         raise PermanentError("the clinic has no branches")
     by_id = {b.id: b for b in all_branches}
-    ctx = dict(now=now, correlation_id=req.correlation_id, source_event_id=req.source_event_id)
+    ctx: notices.Ctx = {"now": now, "correlation_id": req.correlation_id,
+                        "source_event_id": req.source_event_id}
 
     current = None
     if req.action in ("reschedule", "cancel"):
@@ -165,8 +167,8 @@ async def process(conn: asyncpg.Connection, req: Request, deps: Deps) -> Outcome
             events.append(await notices.plain(conn, to, key=("cancelled", current["id"]), text=text, **ctx))
         return Outcome("cancelled", events, current["id"])
 
-    service = resolve_service(await repo.services(conn), req.service_id or (current and current["service_id"]),
-                              req.service_name)
+    service = resolve_service(await repo.services(conn),
+                              req.service_id or (current and current["service_id"]), req.service_name)
     branches = resolve_branches(all_branches, req.branch_id or (current and current["branch_id"]),
                                 req.branch_name)
     earliest = now + timedelta(minutes=s.scheduler_min_notice_minutes)
@@ -175,8 +177,8 @@ async def process(conn: asyncpg.Connection, req: Request, deps: Deps) -> Outcome
 
     if req.action == "book" and req.exact is not None:
         # The same choice (or the same legacy callback) twice books once.
-        for slot in wanted:
-            existing = await repo.booked_at(conn, req.lead_id, slot.branch_id, slot.start)
+        for wish in wanted:
+            existing = await repo.booked_at(conn, req.lead_id, wish.branch_id, wish.start)
             if existing:
                 return Outcome("duplicate", [], existing)
 
@@ -186,7 +188,8 @@ async def process(conn: asyncpg.Connection, req: Request, deps: Deps) -> Outcome
         first = wanted[0]
         await repo.insert_appointment(
             conn, id=appointment_id, tenant_id=req.tenant_id, lead_id=req.lead_id,
-            branch_id=first.branch_id, service_id=service.id, conversation_id=to.conversation_id if to else None,
+            branch_id=first.branch_id, service_id=service.id,
+            conversation_id=to.conversation_id if to else None,
             start=first.start, end=first.end, request_event_id=req.source_event_id, now=now,
         )
     slot = await _claim_first(conn, req.tenant_id, wanted, by_id, appointment_id,
@@ -222,14 +225,15 @@ async def _offer(conn: asyncpg.Connection, req: Request, deps: Deps, to: Recipie
                               exclude=moving)
     slots = next_free(branches, service.duration, step, earliest, s.scheduler_search_days, taken,
                       min(s.scheduler_offer_count, notices.MAX_ROWS))
-    ctx = dict(now=now, correlation_id=req.correlation_id, source_event_id=req.source_event_id)
+    ctx: notices.Ctx = {"now": now, "correlation_id": req.correlation_id,
+                        "source_event_id": req.source_event_id}
     if not to:
         return Outcome("unreachable")
     if not slots:
         text = ("Por ahora no tenemos horarios disponibles en las próximas semanas. "
                 "Un miembro del equipo te contactará para encontrar una opción.")
-        return Outcome("no_availability", [await notices.plain(conn, to, key=("none-free", req.source_event_id),
-                                                               text=text, **ctx)])
+        message = await notices.plain(conn, to, key=("none-free", req.source_event_id), text=text, **ctx)
+        return Outcome("no_availability", [message])
     await repo.add_offer(conn, id=stable_id("offer", req.source_event_id), tenant_id=req.tenant_id,
                          lead_id=req.lead_id, action="reschedule" if moving else "book",
                          appointment_id=moving, request_event_id=req.source_event_id, now=now)

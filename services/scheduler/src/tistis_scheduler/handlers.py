@@ -81,7 +81,7 @@ async def handle_choice(event: InboundMessage, deps: Deps) -> Sequence[Event]:
         tenant_id=event.tenant_id, source_event_id=event.event_id,
         correlation_id=event.correlation_id or event.event_id,
         action="reschedule" if reschedule else "book", lead_id=lead["id"],
-        appointment_id=offer["appointment_id"] if reschedule else None,
+        appointment_id=offer["appointment_id"] if reschedule and offer else None,
         service_id=service_id, branch_id=branch_id, exact=start, chosen=True,
     )
     return await _run(SCHEDULER_CHOICES.name, req, deps)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import TypedDict
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -16,6 +17,16 @@ from .outbound import Recipient
 from .spanish import corta, fecha, fecha_hora, hora
 
 LIST_BUTTON = "Ver horarios"  # WhatsApp: at most 20 characters
+
+
+class Ctx(TypedDict):
+    """Where a message comes from: the clock, the chain and the consumed event."""
+
+    now: datetime
+    correlation_id: uuid.UUID | None
+    source_event_id: uuid.UUID
+
+
 ROW_TITLE, ROW_DESCRIPTION, SECTION_TITLE, MAX_ROWS = 24, 72, 24, 10
 
 
@@ -56,7 +67,8 @@ async def confirmation(conn: asyncpg.Connection, to: Recipient, *, appointment_i
     )
 
 
-async def offer(conn: asyncpg.Connection, to: Recipient, *, slots: list[Slot], branches: dict[uuid.UUID, Branch],
+async def offer(conn: asyncpg.Connection, to: Recipient, *, slots: list[Slot],
+                branches: dict[uuid.UUID, Branch],
                 service_id: uuid.UUID | None, service_name: str | None, intro: str, now: datetime,
                 correlation_id: uuid.UUID | None, source_event_id: uuid.UUID) -> OutboundMessage:
     what = f" para {service_name}" if service_name else ""

@@ -57,7 +57,8 @@ async def _due(conn: asyncpg.Connection, now: datetime, ahead: timedelta) -> lis
 async def _mark_sent(conn: asyncpg.Connection, appointment_id: uuid.UUID, now: datetime) -> None:
     await conn.execute(
         """UPDATE appointments SET reminder_sent = true, reminder_sent_at = $2, updated_at = $2,
-             needs_attention = needs_attention AND COALESCE(attention_reason, '') NOT LIKE 'reminder not sent%'
+             needs_attention = needs_attention
+                               AND COALESCE(attention_reason, '') NOT LIKE 'reminder not sent%'
            WHERE id = $1""",
         appointment_id, now,
     )
@@ -72,7 +73,8 @@ async def remind(conn: asyncpg.Connection, tenant_id: uuid.UUID, deps: Deps) -> 
         branch = Branch(row["branch_id"], row["branch_name"], row["address"], ZoneInfo(row["timezone"]), {})
         conv = await repo.conversation(conn, row["lead_id"], row["conversation_id"])
         if conv is None:
-            if await repo.flag_appointment(conn, row["id"], "reminder not sent: no conversation with the patient", now):
+            reason = "reminder not sent: no conversation with the patient"
+            if await repo.flag_appointment(conn, row["id"], reason, now):
                 metrics.REMINDERS.labels("flagged").inc()
             continue
         to = Recipient(tenant_id, row["lead_id"], conv["id"], Channel(conv["channel"]),

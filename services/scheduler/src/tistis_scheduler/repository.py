@@ -91,7 +91,8 @@ async def lead(conn: asyncpg.Connection, lead_id: uuid.UUID) -> asyncpg.Record |
     )
 
 
-async def lead_by_platform(conn: asyncpg.Connection, channel: str, platform_user_id: str) -> asyncpg.Record | None:
+async def lead_by_platform(conn: asyncpg.Connection, channel: str,
+                           platform_user_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow(
         """SELECT id, channel, platform_user_id, name FROM leads
            WHERE channel = $1 AND platform_user_id = $2""",
@@ -124,7 +125,8 @@ async def lock_branch_days(conn: asyncpg.Connection, keys: list[tuple[uuid.UUID,
 
 
 async def claims(conn: asyncpg.Connection, branch_ids: list[uuid.UUID], start: datetime,
-                 end: datetime, exclude: uuid.UUID | None = None) -> dict[uuid.UUID, dict[datetime, set[int]]]:
+                 end: datetime,
+                 exclude: uuid.UUID | None = None) -> dict[uuid.UUID, dict[datetime, set[int]]]:
     """Chairs taken per cell; `exclude` leaves out the appointment being moved."""
     rows = await conn.fetch(
         """SELECT branch_id, slot_start, chair_no FROM appointment_claims
