@@ -170,6 +170,32 @@ class TestRescheduleAndCancel:
         assert "reprogramada" in (await rows.val(tenant.id, "SELECT content FROM messages WHERE id = $1",
                                                  sent[1].message_id))
 
+    async def test_reschedule_to_a_closed_day_offers_slots_and_the_choice_moves_the_same_appointment(
+        self, scheduler, make_tenant, rows, bus, clock
+    ):
+        tenant = await make_tenant()
+        p = await rows.patient(tenant)
+        async with scheduler() as runtime:
+            await runtime.publisher.publish(request(p, preferred_dates=["2027-01-11"]))
+            await bus.events(tenant.id, at_least=1)
+            [first] = await booked(rows, tenant.id)
+            await runtime.publisher.publish(request(p, action="reschedule", preferred_dates=["2027-01-10"]))
+            offer = (await bus.events(tenant.id, at_least=2))[1]
+            row = offer.sections[0].rows[-1]
+            await runtime.publisher.publish(InboundMessage(
+                tenant_id=tenant.id, channel=Channel.WHATSAPP,
+                platform_account_id=tenant.whatsapp_phone_number_id, platform_user_id=p.platform_user_id,
+                platform_message_id=f"wamid.{uuid.uuid4().hex}", sent_at=clock(), kind="interactive",
+                choice_id=row.id, choice_title=row.title,
+            ))
+            confirmation = (await bus.events(tenant.id, at_least=3))[2]
+        [moved] = await booked(rows, tenant.id)
+        assert moved["id"] == first["id"] and moved["scheduled_at"] != first["scheduled_at"]
+        assert moved["scheduled_at"].strftime("%Y-%m-%dT%H:%MZ") == row.id.split(":", 3)[3]
+        assert confirmation.template.name == "cita_confirmada"
+        claims = await rows.fetch(tenant.id, "SELECT DISTINCT appointment_id FROM appointment_claims")
+        assert [c["appointment_id"] for c in claims] == [first["id"]]
+
     async def test_cancel_frees_the_slot_and_tells_the_patient(self, scheduler, make_tenant, rows, bus):
         tenant = await make_tenant()
         p = await rows.patient(tenant)

@@ -72,6 +72,21 @@ class TestFollowUpLadder:
         assert [f["attempt"] for f in ladder_rows] == [1, 2, 1]
         assert [f["answered_at"] for f in ladder_rows] == [reply, reply, None]
 
+    async def test_two_replicas_passing_together_send_one_follow_up(
+        self, make_tenant, rows, bus, clock, deps_for, scheduler
+    ):
+        import asyncio
+
+        tenant = await make_tenant()
+        p = await rows.patient(tenant)
+        await rows.message(p, direction="inbound", at=T0)
+        await rows.message(p, direction="outbound", at=T0 + timedelta(minutes=1))
+        clock.set(T0 + timedelta(hours=49))
+        async with scheduler() as one, scheduler() as two:
+            await asyncio.gather(*(run_pass(deps_for(r)) for _ in range(5) for r in (one, two)))
+        assert len(await bus.events(tenant.id, at_least=1)) == 1
+        assert len(await followups(rows, tenant.id)) == 1
+
     @pytest.mark.parametrize("lead", [{"spam": True}, {"not_interested": True},
                                       {"opted_out_at": T0}, {"status": "human"}])
     async def test_spam_uninterested_opted_out_and_staff_handled_leads_are_left_alone(

@@ -47,7 +47,6 @@ async def _candidates(conn: asyncpg.Connection, now: datetime, silence: timedelt
                AND c.status = 'active'
                AND NOT EXISTS (SELECT 1 FROM appointments a WHERE a.lead_id = l.id
                                  AND a.status = 'booked' AND a.scheduled_at > $1)
-             FOR UPDATE OF l SKIP LOCKED
            )
            SELECT conv.*,
                   (SELECT count(*) FROM followups f
@@ -109,17 +108,21 @@ async def follow_up(conn: asyncpg.Connection, tenant_id: uuid.UUID, deps: Deps) 
         to = Recipient(tenant_id, row["lead_id"], row["conversation_id"], channel,
                        row["platform_user_id"], row["name"])
         key = ("followup", row["lead_id"], since_key(since), attempt)
+        # The ladder step is claimed by its deterministic id: a replica that read the same lead
+        # before this commit computes the same step, conflicts here and sends nothing.
+        claimed = await conn.fetchval(
+            """INSERT INTO followups (id, tenant_id, lead_id, attempt, message_id, sent_at)
+               VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING true""",
+            stable_id("followup", tenant_id, *key), tenant_id, row["lead_id"], attempt,
+            outbound.message_id_for(tenant_id, key), now,
+        )
+        if not claimed:
+            continue
         message = await outbound.queue(
             conn, to, key=key, purpose="followup", text=notices.followup_text(to.display_name),
             template=outbound.template("seguimiento", to.display_name)
             if channel is Channel.WHATSAPP else None,
             now=now, correlation_id=None, source_event_id=None,
-        )
-        await conn.execute(
-            """INSERT INTO followups (id, tenant_id, lead_id, attempt, message_id, sent_at)
-               VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING""",
-            stable_id("followup", tenant_id, *key), tenant_id, row["lead_id"], attempt,
-            message.message_id, now,
         )
         events.append(message)
         metrics.FOLLOWUPS.labels("sent").inc()

@@ -41,6 +41,10 @@ async def recipient(conn: asyncpg.Connection, tenant_id: uuid.UUID, lead: asyncp
                      lead["platform_user_id"], lead["name"]), conv
 
 
+def message_id_for(tenant_id: uuid.UUID, key: tuple[object, ...]) -> uuid.UUID:
+    return stable_id("scheduler-message", tenant_id, *key)
+
+
 async def queue(
     conn: asyncpg.Connection, to: Recipient, *, key: tuple[object, ...], purpose: OutboundPurpose,
     text: str, now: datetime, correlation_id: uuid.UUID | None, source_event_id: uuid.UUID | None,
@@ -48,7 +52,7 @@ async def queue(
     list_button: str | None = None,
 ) -> OutboundMessage:
     """Store one outbound message and its event; `text` is what a human reads in the inbox."""
-    message_id = stable_id("scheduler-message", to.tenant_id, *key)
+    message_id = message_id_for(to.tenant_id, key)
     kind = "template" if template else "list" if sections else "text"
     event = OutboundMessage(
         event_id=stable_id("outbound", message_id), tenant_id=to.tenant_id, occurred_at=now,
