@@ -90,7 +90,11 @@ def clock_loop(deps: Deps) -> Callable[[asyncio.Event], Awaitable[None]]:
         last_followups = float("-inf")
         while not stopping.is_set():
             due = time.monotonic() - last_followups >= s.scheduler_followup_interval_seconds
-            result = await run_pass(deps, followups=due)
+            try:
+                result = await run_pass(deps, followups=due)
+            except Exception as exc:  # the tenant directory unreachable: try again next tick
+                log.exception("pass.failed")
+                result = PassResult(errors=[f"{type(exc).__name__}: {exc}"])
             if due and not result.errors:
                 last_followups = time.monotonic()
             if result.reminders or result.followups or result.republished or result.errors:
