@@ -218,7 +218,7 @@ class TestCapacityUnderRace:
         # Monday opens for exactly one 45-minute slot.
         await rows.branch(tenant.id, capacity=capacity, opening_hours={"mon": [["09:00", "09:45"]]})
         patients = [await rows.patient(tenant, name=f"P{n}") for n in range(20)]
-        async with scheduler() as runtime:
+        async with scheduler() as runtime, scheduler():  # two replicas share the requests
             await asyncio.gather(*(runtime.publisher.publish(request(p, preferred_dates=["2027-01-11"]))
                                    for p in patients))
             sent = await bus.events(tenant.id, at_least=20, timeout=30)
