@@ -220,3 +220,26 @@ class TestStatuses:
         await clinic.publish(await self.status(conv, wamid, "delivered"))
         await asyncio.sleep(0.5)
         assert await clinic.status_of(conv, event.message_id) == "failed"
+
+
+class TestCrashWindow:
+    async def test_a_stale_claim_is_not_sent_again_but_flagged(self, clinic, sandbox, make_tenant):
+        from tistis_common.db import tenant_tx
+
+        conv = await clinic.conversation(await make_tenant(), "whatsapp")
+        event = clinic.outbound(conv)
+        async with tenant_tx(clinic.pool, conv.tenant.id) as conn:
+            # A worker claimed it, called the platform and died before its commit.
+            await conn.execute(
+                """INSERT INTO messages (id, tenant_id, conversation_id, lead_id, channel,
+                                         direction, sender_type, content, status, updated_at)
+                   VALUES ($1, $2, $3, $4, 'whatsapp', 'outbound', 'ai', 'hola', 'sending',
+                           now() - interval '1 hour')""",
+                event.message_id, conv.tenant.id, conv.conversation_id, conv.lead_id)
+        await clinic.publish(event)
+        row = await clinic.until_status(conv, event.message_id, "failed")
+        assert row["error_title"] == "send_outcome_unknown"
+        conversation = await clinic.conversation_row(conv)
+        assert conversation["needs_attention"] and conversation["attention_reason"] == (
+            "send_outcome_unknown")
+        assert await sandbox.requests("whatsapp", conv.recipient) == []
