@@ -144,16 +144,23 @@ class TestPermanentErrors:
         assert (await clinic.lead_row(conv))["opted_out_at"] is not None
 
 
-async def take_from_dlq(channel, queue: str, message_id: str, timeout: float = 10) -> aio_pika.abc.AbstractIncomingMessage:
+async def take_from_dlq(channel, queue: str, message_id: str,
+                        timeout: float = 10) -> aio_pika.abc.AbstractIncomingMessage:
+    """Our message out of the dead-letter queue; the others go back."""
+
     async def check():
         q = await channel.get_queue(queue)
+        found, others = None, []
         while (msg := await q.get(fail=False)) is not None:
             if json.loads(msg.body)["message_id"] == message_id:
-                await msg.ack()
-                return msg
+                found = msg
+            else:
+                others.append(msg)
+        for msg in others:
             await msg.nack(requeue=True)
-            return None
-        return None
+        if found is not None:
+            await found.ack()
+        return found
 
     return await eventually(check, timeout)  # type: ignore[return-value]
 
