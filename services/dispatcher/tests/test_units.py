@@ -120,3 +120,29 @@ class TestClassification:
 
     def test_tiktok_code_0_is_success(self):
         assert platform.classify_tiktok(httpx.Response(200, json={"code": 0, "data": {}})) is None
+
+
+class TestTenantLimiter:
+    async def test_a_busy_tenant_holds_only_its_own_slots(self):
+        import asyncio
+
+        from tistis_dispatcher.service import TenantLimiter
+
+        limiter = TenantLimiter(per_tenant=2)
+        release, two_in = asyncio.Event(), asyncio.Event()
+        inside = []
+
+        async def busy() -> None:
+            async with limiter.slot("big"):
+                inside.append(1)
+                if len(inside) == 2:
+                    two_in.set()
+                await release.wait()
+
+        tasks = [asyncio.create_task(busy()) for _ in range(6)]
+        await two_in.wait()
+        async with asyncio.timeout(5), limiter.slot("small"):
+            assert len(inside) == 2  # the big tenant's other four wait; the small one did not
+        release.set()
+        await asyncio.gather(*tasks)
+        assert len(inside) == 6

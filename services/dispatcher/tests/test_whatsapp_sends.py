@@ -107,6 +107,29 @@ class TestWhatsAppKinds:
             "Limpieza dental", "Blanqueamiento"]
 
 
+    async def test_the_guides_template_helpers_pass_the_platform_checks(self, dispatcher,
+                                                                        sandbox, make_tenant):
+        from tistis_dispatcher.platform import Account
+
+        tenant = await make_tenant()
+        account = Account(None, "whatsapp", tenant.whatsapp_phone_number_id, "token-x")
+        client, to = dispatcher.platform, "5215500000002"
+        await whatsapp.send_appointment_confirmation(client, account, to, "María", "Lunes 15",
+                                                     "10:00 AM", "ESVA Nogales", "Av. Principal 123")
+        await whatsapp.send_appointment_reminder(client, account, to, "María", "Lunes 15",
+                                                 "10:00 AM", "ESVA Nogales")
+        await whatsapp.send_welcome(client, account, to, "María")
+        await whatsapp.send_quote_sent(client, account, to, "María", "Limpieza, Blanqueamiento")
+        await whatsapp.send_follow_up(client, account, to, "María")
+        await whatsapp.send_text(client, account, to, "Hola")
+        await whatsapp.send_buttons(client, account, to, "¿Confirmas?",
+                                    [Button(id="y", title="Sí")])
+        bodies = await sent_bodies(sandbox, to, count=7)
+        assert [b.get("template", {}).get("name") for b in bodies] == [
+            "cita_confirmada", "recordatorio_cita", "bienvenida_esva", "cotizacion_enviada",
+            "seguimiento", None, None]
+
+
 class TestWhatsAppWindow:
     async def test_outside_24h_the_fallback_template_goes_instead(self, clinic, sandbox,
                                                                    make_tenant):

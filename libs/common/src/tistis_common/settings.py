@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     # Dispatcher; per-channel values in channel_connections.settings win (e.g. "window_hours")
     dispatcher_http_timeout_seconds: float = 10.0
     dispatcher_tenant_concurrency: int = 4
+    dispatcher_tenant_rate_per_second: float = 20.0  # platform calls per tenant; 0: no limit
     dispatcher_sending_timeout_seconds: float = 120.0  # a claim older than this is a crash
     dispatcher_max_inline_wait_seconds: float = 5.0  # longer Retry-After: back to the queue
     dispatcher_inline_retries: int = 2

@@ -222,12 +222,14 @@ async def find_by_platform_id(conn: asyncpg.Connection, channel: str,
     )
 
 
-async def any_in_flight(conn: asyncpg.Connection, channel: str) -> bool:
-    """Is a send of this tenant and channel between its platform call and its commit?"""
+async def any_in_flight(conn: asyncpg.Connection, channel: str, within_seconds: float) -> bool:
+    """Is a send of this tenant and channel between its platform call and its commit?
+    (A claim older than the timeout is a crash, not a send in flight.)"""
     return bool(await conn.fetchval(
         """SELECT true FROM messages
-           WHERE direction = 'outbound' AND status = 'sending' AND channel = $1 LIMIT 1""",
-        channel,
+           WHERE direction = 'outbound' AND status = 'sending' AND channel = $1
+             AND updated_at > now() - make_interval(secs => $2) LIMIT 1""",
+        channel, within_seconds,
     ))
 
 

@@ -16,8 +16,10 @@ A crash between 2 and 3 leaves the row in `sending`: see docs/reliability.md.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -54,17 +56,46 @@ class RetryLater(Exception):
     """Not now: the runner retries with its delays (a plain exception on purpose)."""
 
 
-class TenantLimiter:
-    """At most `per_tenant` platform calls in flight per tenant: one large tenant cannot take
-    every connection (and its rate limits are its own)."""
+class TokenBucket:
+    """`rate` calls per second on average, bursts of `burst`; waiters are served in turn."""
 
-    def __init__(self, per_tenant: int):
+    def __init__(self, rate: float, burst: float):
+        self.rate = rate
+        self.capacity = max(1.0, burst)
+        self.tokens = self.capacity
+        self.updated = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    async def take(self) -> None:
+        async with self._lock:
+            while True:
+                now = time.monotonic()
+                self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+                self.updated = now
+                if self.tokens >= 1:
+                    self.tokens -= 1
+                    return
+                await asyncio.sleep((1 - self.tokens) / self.rate)
+
+
+class TenantLimiter:
+    """Per tenant: at most `per_tenant` platform calls in flight and `rate` calls per second
+    (0: no rate limit). One large tenant cannot take every connection nor every second of a
+    channel's consumer; each tenant's platform rate limits are its own anyway."""
+
+    def __init__(self, per_tenant: int, rate: float = 0.0):
+        self.rate = rate
         self._semaphores: dict[Any, asyncio.Semaphore] = defaultdict(
             lambda: asyncio.Semaphore(per_tenant)
         )
+        self._buckets: dict[Any, TokenBucket] = defaultdict(lambda: TokenBucket(rate, rate))
 
-    def __call__(self, tenant_id: Any) -> asyncio.Semaphore:
-        return self._semaphores[tenant_id]
+    @asynccontextmanager
+    async def slot(self, tenant_id: Any) -> AsyncIterator[None]:
+        async with self._semaphores[tenant_id]:
+            if self.rate > 0:
+                await self._buckets[tenant_id].take()
+            yield
 
 
 @dataclass
@@ -75,7 +106,8 @@ class Deps:
     limiter: TenantLimiter = field(init=False)
 
     def __post_init__(self) -> None:
-        self.limiter = TenantLimiter(self.settings.dispatcher_tenant_concurrency)
+        self.limiter = TenantLimiter(self.settings.dispatcher_tenant_concurrency,
+                                     self.settings.dispatcher_tenant_rate_per_second)
 
 
 @dataclass(frozen=True)
@@ -244,7 +276,7 @@ async def _call(event: OutboundMessage, account: Account, body: dict[str, Any],
     attempt = 0
     while True:
         try:
-            async with deps.limiter(event.tenant_id):
+            async with deps.limiter.slot(event.tenant_id):
                 return await deps.platform.send(account, body)
         except RateLimited as exc:
             wait = exc.retry_after if exc.retry_after is not None else _backoff(
@@ -315,7 +347,8 @@ async def handle_status(event: MessageStatus, deps: Deps) -> Sequence[Event]:
         async with tenant_tx(deps.pool, event.tenant_id) as conn:
             row = await repo.find_by_platform_id(conn, channel, event.platform_message_id)
             if row is None:
-                if await repo.any_in_flight(conn, channel):
+                if await repo.any_in_flight(conn, channel,
+                                            deps.settings.dispatcher_sending_timeout_seconds):
                     # The webhook may beat our own commit of the platform id: look again later.
                     raise RetryLater("status for a message not stored yet")
                 log.info("status.unknown_message")  # e.g. sent from the clinic's own app

@@ -229,6 +229,22 @@ async def send_appointment_reminder(
         account, template_body(to, template_appointment_reminder(patient_name, date, time, branch)))
 
 
+async def send_welcome(client: PlatformClient, account: Account, to: str,
+                       patient_name: str) -> str:
+    return await client.send_graph(account, template_body(to, template_welcome(patient_name)))
+
+
+async def send_quote_sent(client: PlatformClient, account: Account, to: str, patient_name: str,
+                          services: str) -> str:
+    return await client.send_graph(account, template_body(to, template_quote_sent(patient_name,
+                                                                                  services)))
+
+
+async def send_follow_up(client: PlatformClient, account: Account, to: str,
+                         patient_name: str) -> str:
+    return await client.send_graph(account, template_body(to, template_follow_up(patient_name)))
+
+
 def services_menu(services: Sequence[tuple[str, str, str | None]],
                   title: str = "Servicios") -> list[ListSection]:
     """(id, name, description) of up to 10 services as one list section."""
