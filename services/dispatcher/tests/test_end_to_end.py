@@ -11,9 +11,9 @@ import pytest
 from tistis_common.testing.plugin import running
 
 pytest.importorskip("tistis_ai_responder.service")
-from tistis_ai_responder.main import start as start_ai_responder  # noqa: E402
-from tistis_ingress.main import start as start_ingress  # noqa: E402
-from tistis_sandbox.webhooks import sign_meta, wa_text, whatsapp_payload  # noqa: E402
+from tistis_ai_responder.main import start as start_ai_responder
+from tistis_ingress.main import start as start_ingress
+from tistis_sandbox.webhooks import sign_meta, wa_text, whatsapp_payload
 
 ALWAYS_OPEN = {"ai_context": {"business_hours": {
     "timezone": "UTC", **{d: [["00:00", "23:59"]] for d in

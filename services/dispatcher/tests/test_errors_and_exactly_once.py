@@ -250,3 +250,18 @@ class TestCrashWindow:
         assert conversation["needs_attention"] and conversation["attention_reason"] == (
             "send_outcome_unknown")
         assert await sandbox.requests("whatsapp", conv.recipient) == []
+
+
+class TestStatusOfAPart:
+    async def test_a_status_for_an_earlier_part_updates_the_message(self, clinic, sandbox,
+                                                                    make_tenant):
+        conv = await clinic.conversation(await make_tenant(), "facebook")
+        event = clinic.outbound(conv, text=" ".join(f"Frase número {i}." for i in range(200)))
+        await clinic.publish(event)
+        row = await clinic.until_status(conv, event.message_id, "sent")
+        first, last = row["payload"]["part_ids"][0], row["platform_message_id"]
+        assert first != last
+        await clinic.publish(MessageStatus(
+            tenant_id=conv.tenant.id, channel="facebook", platform_account_id=conv.tenant.page_id,
+            platform_message_id=first, status="delivered", status_at=datetime.now(UTC)))
+        await clinic.until_status(conv, event.message_id, "delivered")

@@ -212,12 +212,20 @@ async def take_quota(
 
 async def find_by_platform_id(conn: asyncpg.Connection, channel: str,
                               platform_message_id: str) -> asyncpg.Record | None:
-    """Our outbound message by the platform id of its last part (or any earlier part)."""
+    """Our outbound message by its platform id, or by the id of an earlier part of a split
+    text (both lookups indexed), locked for the status update."""
+    row = await conn.fetchrow(
+        """SELECT id, status, conversation_id, lead_id FROM messages
+           WHERE channel = $1 AND platform_message_id = $2 AND direction = 'outbound'
+           FOR UPDATE""",
+        channel, platform_message_id,
+    )
+    if row is not None:
+        return row
     return await conn.fetchrow(
         """SELECT id, status, conversation_id, lead_id FROM messages
-           WHERE direction = 'outbound' AND channel = $1
-             AND (platform_message_id = $2 OR payload->'part_ids' ? $2)
-           ORDER BY (platform_message_id = $2) DESC LIMIT 1 FOR UPDATE""",
+           WHERE direction = 'outbound' AND channel = $1 AND (payload -> 'part_ids') ? $2
+           LIMIT 1 FOR UPDATE""",
         channel, platform_message_id,
     )
 

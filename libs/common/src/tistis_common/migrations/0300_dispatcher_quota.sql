@@ -29,6 +29,11 @@ CREATE TABLE dispatcher_quota_uses (
 CREATE INDEX messages_outbound_sending ON messages (tenant_id, updated_at)
   WHERE direction = 'outbound' AND status = 'sending';
 
+-- A text split into parts keeps every part's platform id in payload.part_ids (the last one is
+-- platform_message_id): status webhooks for an earlier part find the message through this.
+CREATE INDEX messages_part_ids ON messages USING gin ((payload -> 'part_ids'))
+  WHERE direction = 'outbound';
+
 ALTER TABLE dispatcher_send_quota ENABLE ROW LEVEL SECURITY;
 ALTER TABLE dispatcher_send_quota FORCE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON dispatcher_send_quota USING (tenant_id = current_tenant())
