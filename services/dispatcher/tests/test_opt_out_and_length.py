@@ -77,3 +77,27 @@ class TestTooLong:
         await clinic.until_status(conv, event.message_id, "failed")
         await asyncio.sleep(0.1)
         assert await sandbox.requests("whatsapp", conv.recipient) == []
+
+
+class TestUnsupportedKinds:
+    async def test_a_whatsapp_template_on_messenger_is_refused_clearly(self, clinic, sandbox,
+                                                                        make_tenant):
+        from tistis_common.events import TemplateRef
+
+        conv = await clinic.conversation(await make_tenant(), "facebook")
+        event = clinic.outbound(conv, kind="template", text=None,
+                                template=TemplateRef(name="seguimiento", body_params=["Ana"]))
+        await clinic.publish(event)
+        row = await clinic.until_status(conv, event.message_id, "failed")
+        assert row["error_title"].startswith("unsupported")
+
+    async def test_media_on_tiktok_is_refused_clearly(self, clinic, sandbox, make_tenant):
+        from tistis_common.events import MediaRef
+
+        conv = await clinic.conversation(await make_tenant(), "tiktok")
+        event = clinic.outbound(conv, kind="media", text=None, media_type="image",
+                                media=MediaRef(url="https://example.com/a.jpg"))
+        await clinic.publish(event)
+        row = await clinic.until_status(conv, event.message_id, "failed")
+        assert row["error_title"].startswith("unsupported")
+        assert await sandbox.requests("tiktok") == []
