@@ -151,7 +151,7 @@ class TestUnroutedEvents:
         from tistis_common.events import ConversationEscalated
         from tistis_common.topology import UNROUTED
 
-        connection, spec, publisher, channel = broker
+        _connection, _spec, publisher, channel = broker
         event = ConversationEscalated(tenant_id=uuid.uuid4(), conversation_id=uuid.uuid4(),
                                       reason="queja")
         await publisher.publish(event)  # no queue is bound to conversation.escalated
