@@ -42,7 +42,8 @@ class TestBookingInsideHours:
         assert sent.template.name == "cita_confirmada"
         assert sent.template.body_params == ["María García", "lunes 11 de enero", "09:00", "Centro"]
         [msg] = await rows.fetch(tenant.id, "SELECT * FROM messages WHERE id = $1", sent.message_id)
-        assert (msg["status"], msg["direction"], msg["sender_type"]) == ("pending", "outbound", "system")
+        assert (msg["direction"], msg["sender_type"]) == ("outbound", "system")
+        assert msg["purpose"] == "confirmation"
         assert "lunes 11 de enero a las 09:00" in msg["content"]
 
     async def test_wished_hour_is_booked_when_free(self, scheduler, make_tenant, rows, bus):

@@ -38,9 +38,10 @@ async def _candidates(conn: asyncpg.Connection, now: datetime, silence: timedelt
              SELECT l.id AS lead_id, l.name, l.platform_user_id, l.score, c.id AS conversation_id,
                     c.channel,
                     GREATEST(c.last_inbound_at, l.last_inbound_at) AS last_in,
-                    (SELECT max(COALESCE(m.sent_at, m.created_at)) FROM messages m
-                      WHERE m.conversation_id = c.id AND m.direction = 'outbound'
-                        AND m.status NOT IN ('failed', 'blocked_window', 'skipped')) AS last_out
+                    -- every attempt counts, delivered or not: a failed follow-up is not
+                    -- retried at once, it waits its 48 h like the others
+                    (SELECT max(m.created_at) FROM messages m
+                      WHERE m.conversation_id = c.id AND m.direction = 'outbound') AS last_out
              FROM leads l
              JOIN conversations c ON c.lead_id = l.id AND c.channel = l.channel
              WHERE NOT l.spam AND NOT l.not_interested AND l.opted_out_at IS NULL
