@@ -137,16 +137,40 @@ class TestBookingOutsideHours:
         open_offers = "SELECT count(*) FROM scheduler_offers WHERE consumed_at IS NULL"
         assert await rows.val(tenant.id, open_offers) == 0
 
-    async def test_other_channels_get_the_offer_as_numbered_text(self, scheduler, make_tenant, rows, bus):
+    async def test_tiktok_gets_the_offer_as_numbered_text(self, scheduler, make_tenant, rows, bus):
         tenant = await make_tenant()
-        p = await rows.patient(tenant, channel="instagram")
+        p = await rows.patient(tenant, channel="tiktok")
         async with scheduler(scheduler_offer_count=3) as runtime:
             await runtime.publisher.publish(request(p, preferred_dates=["2027-01-10"]))  # Sunday
             [offer] = await bus.events(tenant.id, at_least=1)
-        assert offer.kind == "text" and offer.channel is Channel.INSTAGRAM
+        assert offer.kind == "text" and offer.channel is Channel.TIKTOK
         assert offer.text.splitlines()[1:] == [
             "1. viernes 8 de enero, 13:00 (Centro)", "2. viernes 8 de enero, 13:30 (Centro)",
             "3. lunes 11 de enero, 09:00 (Centro)", "Respóndenos con el horario que prefieras."]
+
+    async def test_instagram_gets_quick_replies_whose_payload_books_when_tapped(
+        self, scheduler, make_tenant, rows, bus, clock
+    ):
+        tenant = await make_tenant()
+        p = await rows.patient(tenant, channel="instagram")
+        async with scheduler(scheduler_offer_count=3) as runtime:
+            await runtime.publisher.publish(request(p, preferred_dates=["2027-01-10"]))
+            [offer] = await bus.events(tenant.id, at_least=1)
+            assert offer.kind == "quick_replies" and offer.channel is Channel.INSTAGRAM
+            assert [b.title for b in offer.buttons] == [
+                "vie 8 ene, 13:00", "vie 8 ene, 13:30", "lun 11 ene, 09:00"]
+            assert offer.text.splitlines()[-1] == "Elige el horario que prefieras."
+            tapped = offer.buttons[2]
+            await runtime.publisher.publish(InboundMessage(
+                tenant_id=tenant.id, channel=Channel.INSTAGRAM,
+                platform_account_id=tenant.instagram_account_id,
+                platform_user_id=p.platform_user_id, platform_message_id=f"mid.{uuid.uuid4().hex}",
+                sent_at=clock(), kind="quick_reply", text=tapped.title, choice_id=tapped.id,
+                choice_title=tapped.title))
+            confirmation = (await bus.events(tenant.id, at_least=2))[1]
+        [appt] = await booked(rows, tenant.id)
+        assert appt["scheduled_at"] == utc(2027, 1, 11, 15)
+        assert confirmation.kind == "text" and "lunes 11 de enero a las 09:00" in confirmation.text
 
 
 class TestRescheduleAndCancel:

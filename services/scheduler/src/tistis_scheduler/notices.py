@@ -9,7 +9,7 @@ from typing import TypedDict
 from zoneinfo import ZoneInfo
 
 import asyncpg
-from tistis_common.events import Channel, ListRow, ListSection, OutboundMessage
+from tistis_common.events import Button, Channel, ListRow, ListSection, OutboundMessage
 
 from . import outbound
 from .availability import Branch, Slot
@@ -28,6 +28,8 @@ class Ctx(TypedDict):
 
 
 ROW_TITLE, ROW_DESCRIPTION, SECTION_TITLE, MAX_ROWS = 24, 72, 24, 10
+QUICK_REPLY_TITLE = 20  # Messenger and Instagram quick replies (at most 13)
+QUICK_REPLY_CHANNELS = (Channel.FACEBOOK, Channel.INSTAGRAM)
 
 
 def slot_choice_id(branch_id: uuid.UUID, service_id: uuid.UUID | None, start: datetime) -> str:
@@ -93,8 +95,16 @@ async def offer(conn: asyncpg.Connection, to: Recipient, *, slots: list[Slot],
     for n, slot in enumerate(slots, 1):
         b = branches[slot.branch_id]
         lines.append(f"{n}. {fecha_hora(slot.start.astimezone(b.timezone))} ({b.name})")
-    text = (f"{intro} Estos son los próximos horarios disponibles{what}:\n" + "\n".join(lines)
-            + "\nRespóndenos con el horario que prefieras.")
+    head = f"{intro} Estos son los próximos horarios disponibles{what}:\n" + "\n".join(lines)
+    if to.channel in QUICK_REPLY_CHANNELS:
+        # A tapped quick reply comes back with its payload as the choice id, like a list row.
+        buttons = [Button(id=slot_choice_id(s.branch_id, service_id, s.start),
+                          title=corta(s.start.astimezone(branches[s.branch_id].timezone))[:QUICK_REPLY_TITLE])
+                   for s in slots]
+        return await outbound.queue(conn, to, key=("offer", source_event_id), purpose="reply",
+                                    text=head + "\nElige el horario que prefieras.", quick_replies=buttons,
+                                    now=now, correlation_id=correlation_id, source_event_id=source_event_id)
+    text = head + "\nRespóndenos con el horario que prefieras."
     return await outbound.queue(conn, to, key=("offer", source_event_id), purpose="reply", text=text,
                                 now=now, correlation_id=correlation_id, source_event_id=source_event_id)
 

@@ -9,7 +9,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
-from tistis_common.events import Channel, ListSection, OutboundMessage, OutboundPurpose, TemplateRef
+from tistis_common.events import (
+    Button,
+    Channel,
+    ListSection,
+    OutboundMessage,
+    OutboundPurpose,
+    TemplateRef,
+)
 from tistis_common.ids import stable_id
 
 from . import repository as repo
@@ -49,18 +56,19 @@ async def queue(
     conn: asyncpg.Connection, to: Recipient, *, key: tuple[object, ...], purpose: OutboundPurpose,
     text: str, now: datetime, correlation_id: uuid.UUID | None, source_event_id: uuid.UUID | None,
     template: TemplateRef | None = None, sections: list[ListSection] | None = None,
-    list_button: str | None = None,
+    list_button: str | None = None, quick_replies: list[Button] | None = None,
 ) -> OutboundMessage:
     """Store one outbound message and its event; `text` is what a human reads in the inbox."""
     message_id = message_id_for(to.tenant_id, key)
-    kind = "template" if template else "list" if sections else "text"
+    kind = ("template" if template else "list" if sections
+            else "quick_replies" if quick_replies else "text")
     event = OutboundMessage(
         event_id=stable_id("outbound", message_id), tenant_id=to.tenant_id, occurred_at=now,
         correlation_id=correlation_id, channel=to.channel, message_id=message_id,
         conversation_id=to.conversation_id, lead_id=to.lead_id, recipient_id=to.platform_user_id,
         sender_type="system", purpose=purpose, kind=kind,
         text=None if template else text, template=template, sections=sections or [],
-        list_button=list_button,
+        list_button=list_button, buttons=quick_replies or [],
     )
     body = event.model_dump(mode="json")
     await repo.insert_outbound(
