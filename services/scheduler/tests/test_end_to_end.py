@@ -103,3 +103,22 @@ async def test_request_outside_hours_reaches_the_patient_as_a_whatsapp_list(
     row_ids = [r["id"] for s in interactive["action"]["sections"] for r in s["rows"]]
     assert row_ids and all(r.startswith("slot:") for r in row_ids)
     assert await rows.val(tenant.id, "SELECT count(*) FROM appointments") == 0
+
+
+async def test_instagram_offer_reaches_the_fake_graph_api_as_quick_replies(
+    own_settings, sandbox_url, make_tenant, rows
+):
+    now = datetime.now(UTC).replace(microsecond=0)
+    tenant = await make_tenant()
+    p = await rows.patient(tenant, channel="instagram", last_inbound_at=now)
+    sunday = now.astimezone(CDMX).date() + timedelta(days=(6 - now.astimezone(CDMX).weekday()) or 7)
+    async with AsyncSandboxClient(sandbox_url) as sandbox, \
+            running(start_dispatcher, own_settings), \
+            running(partial(start_scheduler, now=lambda: now), own_settings) as scheduler:
+        await sandbox.reset()
+        await scheduler.publisher.publish(AppointmentRequested(
+            tenant_id=tenant.id, lead_id=p.lead_id, preferred_dates=[sunday.isoformat()]))
+        [sent] = await sandbox.wait_for("graph", recipient=p.platform_user_id, within=15)
+    message = sent["json"]["message"]
+    assert message["text"].endswith("Elige el horario que prefieras.")
+    assert [q["payload"][:5] for q in message["quick_replies"]] == ["slot:"] * 5
