@@ -15,7 +15,7 @@ from tistis_common.db import connect as db_connect
 from tistis_common.db import tenant_tx
 from tistis_common.events import LeadClassified, LeadScoreSet, LeadSignals, Signal, parse_event
 from tistis_common.testing.plugin import eventually, running
-from tistis_common.topology import EXCHANGE, SCORER_SIGNALS, declare_topology
+from tistis_common.topology import SCORER_SIGNALS, declare_topology
 from tistis_scorer.main import start as start_scorer
 
 S = Signal
@@ -99,7 +99,7 @@ async def classified(settings):
     """Every LeadClassified published meanwhile, as parsed events."""
     connection = await aio_pika.connect(settings.rabbitmq_url)
     channel = await connection.channel()
-    exchange = await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
+    exchange = await declare_topology(channel, settings.retry_delays)
     queue = await channel.declare_queue(exclusive=True, auto_delete=True)
     await queue.bind(exchange, routing_key="lead.classified")
     seen: list[LeadClassified] = []

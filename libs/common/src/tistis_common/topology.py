@@ -74,8 +74,7 @@ SCORER_SIGNALS = QueueSpec(
 SCHEDULER_REQUESTS = QueueSpec("scheduler.requests", (routing_pattern(AppointmentRequested),))
 # Patients choosing an offered slot (list row ids `slot:<branch_id>:<service_id>:<iso utc>`).
 SCHEDULER_CHOICES = QueueSpec("scheduler.choices", (routing_pattern(InboundMessage),))
-# What staff see live (band changes). Also keeps these events routable: the publisher refuses
-# events no queue is bound for.
+# What staff see live: band changes (the scorer's LeadClassified).
 REALTIME_FEED = QueueSpec("realtime.feed", (routing_pattern(LeadClassified),))
 
 ALL_QUEUES: tuple[QueueSpec, ...] = (
