@@ -13,7 +13,14 @@ import pytest
 from tistis_common.broker import Publisher, connect
 from tistis_common.db import connect as db_connect
 from tistis_common.db import tenant_tx
-from tistis_common.events import LeadClassified, LeadScoreSet, LeadSignals, Signal, parse_event
+from tistis_common.events import (
+    LeadClassified,
+    LeadScoreSet,
+    LeadSignals,
+    Signal,
+    parse_event,
+    routing_pattern,
+)
 from tistis_common.testing.plugin import eventually, running
 from tistis_common.topology import SCORER_SIGNALS, declare_topology
 from tistis_scorer.main import start as start_scorer
@@ -101,7 +108,7 @@ async def classified(settings):
     channel = await connection.channel()
     exchange = await declare_topology(channel, settings.retry_delays)
     queue = await channel.declare_queue(exclusive=True, auto_delete=True)
-    await queue.bind(exchange, routing_key="lead.classified")
+    await queue.bind(exchange, routing_key=routing_pattern(LeadClassified))
     seen: list[LeadClassified] = []
 
     async def collect(message: aio_pika.abc.AbstractIncomingMessage) -> None:
