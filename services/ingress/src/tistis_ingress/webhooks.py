@@ -102,7 +102,25 @@ REQUEST_BODY = {
     "description": "The platform's webhook JSON, exactly as sent (the signature covers the raw "
                    "bytes): WhatsApp `object: whatsapp_business_account`, Messenger `object: "
                    "page`, Instagram `object: instagram`, TikTok envelope with `content`.",
-    "content": {"application/json": {"schema": {"type": "object"}}},
+    "content": {"application/json": {"schema": {"anyOf": [
+        {"title": "MetaWebhook", "type": "object", "required": ["object", "entry"], "properties": {
+            "object": {"type": "string", "enum": ["whatsapp_business_account", "page", "instagram"]},
+            "entry": {"type": "array", "items": {"type": "object", "properties": {
+                "id": {"type": "string"}, "time": {"type": "integer"},
+                "changes": {"type": "array", "items": {"type": "object"}},
+                "messaging": {"type": "array", "items": {"type": "object"}},
+                "standby": {"type": "array", "items": {"type": "object"}},
+            }}},
+        }},
+        {"title": "TikTokWebhook", "type": "object", "required": ["event", "user_openid", "content"],
+         "properties": {
+            "client_key": {"type": "string"}, "create_time": {"type": "integer"},
+            "event": {"type": "string", "enum": ["im_receive_msg", "im_send_msg", "im_mark_read_msg",
+                                                 "direct_message.receive"]},
+            "user_openid": {"type": "string"},
+            "content": {"type": "string", "description": "the event, a JSON string"},
+        }},
+    ]}}},
 }
 
 
@@ -122,8 +140,9 @@ def webhook_router(settings: Settings, directory: Directory, publisher: Publishe
         return JSONResponse({"status": outcome, "events": events, "detail": detail},
                             status_code=status)
 
-    @router.get(PATH, response_class=PlainTextResponse, responses={
-        200: {"description": "hub.challenge, echoed as plain text", "content": {"text/plain": {}}},
+    @router.get(PATH, response_model=None, responses={
+        200: {"description": "hub.challenge, echoed as plain text",
+              "content": {"text/plain": {"schema": {"type": "string"}}}},
         403: {"model": WebhookAnswer, "description": "Wrong mode or verify token"},
         404: {"model": WebhookAnswer, "description": "Unknown tenant"},
         503: {"model": WebhookAnswer, "description": "Database unavailable"},
