@@ -34,6 +34,7 @@ from .channels.meta_messaging import FacebookAdapter, InstagramAdapter
 from .channels.tiktok import TikTokAdapter
 from .channels.whatsapp import WhatsAppAdapter
 from .directory import Connection, Directory, Tenant
+from .publishing import WebhookPublisher
 from .recent import RecentlyConfirmed
 
 log = get_logger(__name__)
@@ -124,79 +125,77 @@ REQUEST_BODY = {
 }
 
 
-def webhook_router(settings: Settings, directory: Directory, publisher: Publisher) -> APIRouter:
-    router = APIRouter(tags=["webhooks"])
-    adapters = build_adapters(settings)
-    recent = RecentlyConfirmed()
+class WebhookIntake:
+    """The POST pipeline and the GET handshake, independent of how the request was routed."""
 
-    def answer(channel: str, outcome: str, status: int, detail: str | None = None,
+    def __init__(self, settings: Settings, directory: Directory, publisher: Publisher):
+        self.settings = settings
+        self.directory = directory
+        self.adapters = build_adapters(settings)
+        self.recent = RecentlyConfirmed()
+        self.confirming = WebhookPublisher(publisher)
+        self._counters: dict[tuple[str, ...], Any] = {}
+
+    def _count(self, metric: Any, *labels: str) -> Any:
+        # Labelled children cached: `.labels()` takes a lock and builds a tuple every call.
+        key = (metric._name, *labels)
+        child = self._counters.get(key)
+        if child is None:
+            child = self._counters[key] = metric.labels(*labels)
+        return child
+
+    def answer(self, channel: str, outcome: str, status: int, detail: str | None = None,
                tenant: Tenant | None = None, events: int = 0) -> Response:
-        metrics.WEBHOOKS.labels(channel, outcome).inc()
+        self._count(metrics.WEBHOOKS, channel, outcome).inc()
         if tenant is not None:
-            metrics.WEBHOOKS_BY_TENANT.labels(tenant.slug, channel, outcome).inc()
+            self._count(metrics.WEBHOOKS_BY_TENANT, tenant.slug, channel, outcome).inc()
         if status >= 400:
             log.info("webhook.refused", channel=channel, outcome=outcome, status=status,
                      detail=detail, tenant=tenant.slug if tenant else None)
         return JSONResponse({"status": outcome, "events": events, "detail": detail},
                             status_code=status)
 
-    @router.get(PATH, response_model=None, responses={
-        200: {"description": "hub.challenge, echoed as plain text",
-              "content": {"text/plain": {"schema": {"type": "string"}}}},
-        403: {"model": WebhookAnswer, "description": "Wrong mode or verify token"},
-        404: {"model": WebhookAnswer, "description": "Unknown tenant"},
-        503: {"model": WebhookAnswer, "description": "Database unavailable"},
-    })
-    async def verify(
-        channel: Channel,
-        tenant_slug: str,
-        mode: str | None = Query(None, alias="hub.mode"),
-        token: str | None = Query(None, alias="hub.verify_token"),
-        challenge: str | None = Query(None, alias="hub.challenge"),
-    ) -> Response:
-        """Meta's subscription handshake: echo hub.challenge when the verify token matches the
-        tenant's connection (or WHATSAPP_VERIFY_TOKEN for WhatsApp)."""
-        name = channel.value
+    async def verify(self, channel: str, tenant_slug: str, mode: str | None, token: str | None,
+                     challenge: str | None) -> Response:
         try:
-            tenant = await directory.tenant(tenant_slug)
+            tenant = await self.directory.tenant(tenant_slug)
             if tenant is None:
-                return answer(name, "unknown_tenant", 404, "unknown tenant")
-            tokens = {c.verify_token for c in await directory.connections(tenant.id, name)}
+                return self.answer(channel, "unknown_tenant", 404, "unknown tenant")
+            tokens = {c.verify_token for c in await self.directory.connections(tenant.id, channel)}
         except Exception as exc:
-            log.error("webhook.verify_unavailable", channel=name, error=repr(exc))
-            return answer(name, "unavailable", 503, "try again later")
-        if channel == Channel.WHATSAPP and settings.whatsapp_verify_token:
-            tokens.add(settings.whatsapp_verify_token)
+            log.error("webhook.verify_unavailable", channel=channel, error=repr(exc))
+            return self.answer(channel, "unavailable", 503, "try again later")
+        if channel == Channel.WHATSAPP and self.settings.whatsapp_verify_token:
+            tokens.add(self.settings.whatsapp_verify_token)
         tokens.discard(None)
         if mode == "subscribe" and token and challenge is not None and token in tokens:
-            metrics.WEBHOOKS.labels(name, "verified").inc()
+            self._count(metrics.WEBHOOKS, channel, "verified").inc()
             return PlainTextResponse(challenge)
-        return answer(name, "verify_failed", 403, "verification failed", tenant)
+        return self.answer(channel, "verify_failed", 403, "verification failed", tenant)
 
-    @router.post(PATH, response_model=WebhookAnswer, responses=RESPONSES,
-                 openapi_extra={"requestBody": REQUEST_BODY})
-    async def receive(channel: Channel, tenant_slug: str, request: Request) -> Response:
+    async def receive(self, channel: str, tenant_slug: str, request: Request) -> Response:
         """A platform's webhook: verified, normalized, published with broker confirms."""
         started = time.perf_counter()
         try:
-            return await _receive(channel.value, tenant_slug, request)
+            return await self._receive(channel, tenant_slug, request)
         except Exception as exc:  # a bug of ours: count it, let the platform retry, never 500
-            log.exception("webhook.error", channel=channel.value, error=repr(exc))
-            return answer(channel.value, "error", 503, "try again later")
+            log.exception("webhook.error", channel=channel, error=repr(exc))
+            return self.answer(channel, "error", 503, "try again later")
         finally:
-            metrics.WEBHOOK_SECONDS.labels(channel.value).observe(time.perf_counter() - started)
+            self._count(metrics.WEBHOOK_SECONDS, channel).observe(time.perf_counter() - started)
 
-    async def _receive(channel: str, tenant_slug: str, request: Request) -> Response:
-        adapter = adapters[channel]
+    async def _receive(self, channel: str, tenant_slug: str, request: Request) -> Response:
+        answer, settings = self.answer, self.settings
+        adapter = self.adapters[channel]
         try:
             body = await read_limited(request)
         except BodyTooLarge:
             return answer(channel, "too_large", 413, "body over 1 MiB")
         try:
-            tenant = await directory.tenant(tenant_slug)
+            tenant = await self.directory.tenant(tenant_slug)
             if tenant is None:
                 return answer(channel, "unknown_tenant", 404, "unknown tenant")
-            connections = await directory.connections(tenant.id, channel)
+            connections = await self.directory.connections(tenant.id, channel)
         except Exception as exc:  # database down: transient
             log.error("webhook.directory_unavailable", channel=channel, error=repr(exc))
             return answer(channel, "unavailable", 503, "try again later")
@@ -223,29 +222,60 @@ def webhook_router(settings: Settings, directory: Directory, publisher: Publishe
             return answer(channel, "cross_tenant", 403, "account does not belong to this tenant",
                           tenant)
         for kind in normalized.ignored:
-            metrics.WEBHOOK_EVENTS.labels(channel, "ignored").inc()
+            self._count(metrics.WEBHOOK_EVENTS, channel, "ignored").inc()
             log.debug("webhook.ignored_kind", channel=channel, kind=kind)
         if normalized.echoes:
-            metrics.WEBHOOK_EVENTS.labels(channel, "echo").inc(normalized.echoes)
+            self._count(metrics.WEBHOOK_EVENTS, channel, "echo").inc(normalized.echoes)
         events = normalized.events
         if not events:
             outcome = "echo" if normalized.echoes and not normalized.ignored else "ignored"
             return answer(channel, outcome, 200, None, tenant)
         ids = [e.event_id for e in events]
-        if recent.all_seen(ids):
+        if self.recent.all_seen(ids):
             return answer(channel, "duplicate", 200, None, tenant, len(events))
         confirm_started = time.perf_counter()
         try:
-            await publisher.publish_all(events)
+            await self.confirming.publish_all(events)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # broker down, confirm refused, timeout: let the platform retry
             log.error("webhook.publish_failed", channel=channel, tenant=tenant.slug, error=repr(exc))
             return answer(channel, "unavailable", 503, "try again later", tenant)
-        metrics.WEBHOOK_CONFIRM_SECONDS.labels(channel).observe(time.perf_counter() - confirm_started)
-        recent.add(ids)
+        self._count(metrics.WEBHOOK_CONFIRM_SECONDS, channel).observe(
+            time.perf_counter() - confirm_started)
+        self.recent.add(ids)
         for event in events:
-            metrics.WEBHOOK_EVENTS.labels(channel, event.type).inc()  # type: ignore[attr-defined]
+            self._count(metrics.WEBHOOK_EVENTS, channel, event.type).inc()  # type: ignore[attr-defined]
         return answer(channel, "accepted", 200, None, tenant, len(events))
+
+
+def webhook_router(intake: WebhookIntake) -> APIRouter:
+    """The routes as FastAPI serves and documents them (OpenAPI). In the running service the
+    POST is usually taken earlier by `fastpath.WebhookFastPath`, which calls the same intake."""
+    router = APIRouter(tags=["webhooks"])
+
+    @router.get(PATH, response_model=None, responses={
+        200: {"description": "hub.challenge, echoed as plain text",
+              "content": {"text/plain": {"schema": {"type": "string"}}}},
+        403: {"model": WebhookAnswer, "description": "Wrong mode or verify token"},
+        404: {"model": WebhookAnswer, "description": "Unknown tenant"},
+        503: {"model": WebhookAnswer, "description": "Database unavailable"},
+    })
+    async def verify(
+        channel: Channel,
+        tenant_slug: str,
+        mode: str | None = Query(None, alias="hub.mode"),
+        token: str | None = Query(None, alias="hub.verify_token"),
+        challenge: str | None = Query(None, alias="hub.challenge"),
+    ) -> Response:
+        """Meta's subscription handshake: echo hub.challenge when the verify token matches the
+        tenant's connection (or WHATSAPP_VERIFY_TOKEN for WhatsApp)."""
+        return await intake.verify(channel.value, tenant_slug, mode, token, challenge)
+
+    @router.post(PATH, response_model=WebhookAnswer, responses=RESPONSES,
+                 openapi_extra={"requestBody": REQUEST_BODY})
+    async def receive(channel: Channel, tenant_slug: str, request: Request) -> Response:
+        """A platform's webhook: verified, normalized, published with broker confirms, then 200."""
+        return await intake.receive(channel.value, tenant_slug, request)
 
     return router
