@@ -14,13 +14,15 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import aio_pika
 import httpx
 import pytest
+from tistis_common.broker import connect
 from tistis_common.events import AnyEvent, parse_event
 from tistis_common.testing.plugin import TestTenant, running
-from tistis_common.topology import EXCHANGE
+from tistis_common.topology import EXCHANGE, declare_topology
 from tistis_ingress.main import start as start_ingress
 
 PAYLOADS = Path(__file__).parent / "payloads"
@@ -135,3 +137,30 @@ async def ingress(settings, tap):
 async def poster(ingress, settings) -> AsyncIterator[Poster]:
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ingress.http_port}") as http:
         yield Poster(http, settings.meta_app_secret, settings.tiktok_client_secret)
+
+
+class ScratchVhost:
+    """A vhost of our own that the test can take away and give back, leaving the shared
+    RabbitMQ server (and everyone else's vhosts) alone."""
+
+    def __init__(self, settings):
+        self.name = f"tistis_outage_{uuid.uuid4().hex[:10]}"
+        mgmt = urlsplit(settings.rabbitmq_management_url)
+        self.base = urlunsplit(mgmt._replace(netloc=f"{mgmt.hostname}:{mgmt.port or 15672}"))
+        self.auth = (mgmt.username or "guest", mgmt.password or "guest")
+        amqp = urlsplit(settings.rabbitmq_url)
+        self.user = amqp.username or "guest"
+        self.url = urlunsplit(amqp._replace(path="/" + quote(self.name, safe="")))
+
+    async def create(self, retry_delays) -> None:
+        async with httpx.AsyncClient(base_url=self.base, auth=self.auth, timeout=10) as http:
+            (await http.put(f"/api/vhosts/{self.name}")).raise_for_status()
+            perms = {"configure": ".*", "write": ".*", "read": ".*"}
+            (await http.put(f"/api/permissions/{self.name}/{self.user}", json=perms)).raise_for_status()
+        connection = await connect(self.url)
+        await declare_topology(await connection.channel(), retry_delays)
+        await connection.close()
+
+    async def delete(self) -> None:
+        async with httpx.AsyncClient(base_url=self.base, auth=self.auth, timeout=10) as http:
+            await http.delete(f"/api/vhosts/{self.name}")

@@ -3,19 +3,14 @@ times is stored once on every channel, and a broker outage answers 503 and loses
 
 from __future__ import annotations
 
-import uuid
-from urllib.parse import quote, urlsplit, urlunsplit
-
 import httpx
 import pytest
 from tistis_ai_responder.main import start as start_ai_responder
-from tistis_common.broker import connect
 from tistis_common.db import tenant_tx
 from tistis_common.testing.plugin import eventually, running
-from tistis_common.topology import declare_topology
 from tistis_ingress.main import start as start_ingress
 
-from .conftest import Poster, account_of, payload
+from .conftest import Poster, ScratchVhost, account_of, payload
 
 
 async def stored(pool, tenant_id) -> list[tuple[str, str, str]]:
@@ -59,33 +54,6 @@ async def test_agent_message_is_stored_as_agent(poster, ai_responder, app_pool, 
     assert (await poster.post("tiktok", tenant, "tiktok_send_msg")).status_code == 200
     rows = await eventually(lambda: count_at_least(app_pool, tenant.id, 1))
     assert rows == [("tiktok", "u5Buqc6lAghuOelnHUZV88DK2F==", "agent")]
-
-
-class ScratchVhost:
-    """A vhost of our own that the test can take away and give back, leaving the shared
-    RabbitMQ server (and everyone else's vhosts) alone."""
-
-    def __init__(self, settings):
-        self.name = f"tistis_outage_{uuid.uuid4().hex[:10]}"
-        mgmt = urlsplit(settings.rabbitmq_management_url)
-        self.base = urlunsplit(mgmt._replace(netloc=f"{mgmt.hostname}:{mgmt.port or 15672}"))
-        self.auth = (mgmt.username or "guest", mgmt.password or "guest")
-        amqp = urlsplit(settings.rabbitmq_url)
-        self.user = amqp.username or "guest"
-        self.url = urlunsplit(amqp._replace(path="/" + quote(self.name, safe="")))
-
-    async def create(self, retry_delays) -> None:
-        async with httpx.AsyncClient(base_url=self.base, auth=self.auth, timeout=10) as http:
-            (await http.put(f"/api/vhosts/{self.name}")).raise_for_status()
-            perms = {"configure": ".*", "write": ".*", "read": ".*"}
-            (await http.put(f"/api/permissions/{self.name}/{self.user}", json=perms)).raise_for_status()
-        connection = await connect(self.url)
-        await declare_topology(await connection.channel(), retry_delays)
-        await connection.close()
-
-    async def delete(self) -> None:
-        async with httpx.AsyncClient(base_url=self.base, auth=self.auth, timeout=10) as http:
-            await http.delete(f"/api/vhosts/{self.name}")
 
 
 async def test_broker_outage_answers_503_and_the_retried_post_is_stored_once(
