@@ -20,9 +20,16 @@ import aio_pika
 import httpx
 import pytest
 from tistis_common.broker import connect
-from tistis_common.events import AnyEvent, parse_event
+from tistis_common.events import (
+    AnyEvent,
+    InboundMessage,
+    MessageStatus,
+    OptOutChanged,
+    parse_event,
+    routing_pattern,
+)
 from tistis_common.testing.plugin import TestTenant, running
-from tistis_common.topology import EXCHANGE, declare_topology
+from tistis_common.topology import declare_topology
 from tistis_ingress.main import start as start_ingress
 
 PAYLOADS = Path(__file__).parent / "payloads"
@@ -51,7 +58,7 @@ def tiktok_headers(body: bytes, secret: str, t: int | None = None) -> dict[str, 
 
 
 class Tap:
-    """Every event published to the exchange in this session's vhost, by tenant."""
+    """Every event of the kinds the ingress publishes, in this session's vhost, by tenant."""
 
     def __init__(self) -> None:
         self.events: list[AnyEvent] = []
@@ -100,9 +107,12 @@ async def tap(settings) -> AsyncIterator[Tap]:
     tap = Tap()
     connection = await aio_pika.connect(settings.rabbitmq_url)
     channel = await connection.channel()
-    exchange = await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
+    exchange = await declare_topology(channel, settings.retry_delays)
     queue = await channel.declare_queue("", exclusive=True, auto_delete=True)
-    await queue.bind(exchange, "#")
+    # What the ingress publishes; not '#', which would make every event of the session routable
+    # (other suites in the same session check that unrouted events are parked).
+    for model in (InboundMessage, MessageStatus, OptOutChanged):
+        await queue.bind(exchange, routing_pattern(model))
     tap.channel, tap.queue_name = channel, queue.name
     await queue.consume(tap.on_message)
     yield tap
@@ -152,14 +162,15 @@ class ScratchVhost:
         self.user = amqp.username or "guest"
         self.url = urlunsplit(amqp._replace(path="/" + quote(self.name, safe="")))
 
-    async def create(self, retry_delays) -> None:
+    async def create(self, retry_delays, *, topology: bool = True) -> None:
         async with httpx.AsyncClient(base_url=self.base, auth=self.auth, timeout=10) as http:
             (await http.put(f"/api/vhosts/{self.name}")).raise_for_status()
             perms = {"configure": ".*", "write": ".*", "read": ".*"}
             (await http.put(f"/api/permissions/{self.name}/{self.user}", json=perms)).raise_for_status()
-        connection = await connect(self.url)
-        await declare_topology(await connection.channel(), retry_delays)
-        await connection.close()
+        if topology:
+            connection = await connect(self.url)
+            await declare_topology(await connection.channel(), retry_delays)
+            await connection.close()
 
     async def delete(self) -> None:
         async with httpx.AsyncClient(base_url=self.base, auth=self.auth, timeout=10) as http:

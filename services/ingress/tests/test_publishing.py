@@ -32,13 +32,13 @@ class Stray(Event):
 
 @pytest.fixture
 async def scratch(settings):
-    """A vhost of our own with the real topology and a queue that copies `message.received.*`;
-    nothing is bound to '#', so an event no service listens to is really unroutable."""
+    """A vhost of our own with just the exchange (no alternate exchange) and one queue copying
+    `message.received.*`: an event nothing is bound for is returned by the broker."""
     vhost = ScratchVhost(settings)
-    await vhost.create(settings.retry_delays)
+    await vhost.create(settings.retry_delays, topology=False)
     connection = await connect(vhost.url)
     channel = await connection.channel()
-    exchange = await channel.get_exchange(EXCHANGE)
+    exchange = await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
     copies = await channel.declare_queue("", exclusive=True)
     await copies.bind(exchange, "message.received.*")
     publisher = await Publisher.open(connection)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange
@@ -27,6 +28,10 @@ from tistis_common.events import (
 )
 
 EXCHANGE = "tistis.events"
+# Events no queue is bound for (a notification nobody listens to yet, such as an escalation
+# when no realtime feed runs) land here instead of failing their publisher; bounded, so it
+# cannot grow without end, and inspectable, so a missing binding can be seen.
+UNROUTED = "tistis.unrouted"
 
 
 @dataclass(frozen=True)
@@ -37,7 +42,7 @@ class QueueSpec:
     delivery_limit: int = 20
 
     @property
-    def arguments(self) -> dict[str, object]:
+    def arguments(self) -> dict[str, Any]:
         # Quorum queues survive a broker restart; delay queues are classic (TTL + DLX).
         return {
             "x-queue-type": "quorum",
@@ -69,6 +74,8 @@ SCORER_SIGNALS = QueueSpec(
     "scorer.signals", (routing_pattern(LeadSignals), routing_pattern(LeadScoreSet))
 )
 SCHEDULER_REQUESTS = QueueSpec("scheduler.requests", (routing_pattern(AppointmentRequested),))
+# Patients choosing an offered slot (list row ids `slot:<branch_id>:<service_id>:<iso utc>`).
+SCHEDULER_CHOICES = QueueSpec("scheduler.choices", (routing_pattern(InboundMessage),))
 
 ALL_QUEUES: tuple[QueueSpec, ...] = (
     AI_INBOUND,
@@ -77,6 +84,7 @@ ALL_QUEUES: tuple[QueueSpec, ...] = (
     LEAD_PREFERENCES,
     SCORER_SIGNALS,
     SCHEDULER_REQUESTS,
+    SCHEDULER_CHOICES,
 )
 
 
@@ -92,7 +100,16 @@ async def declare_topology(
     retry_delays: Sequence[float],
     queues: Sequence[QueueSpec] = ALL_QUEUES,
 ) -> AbstractExchange:
-    exchange = await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
+    unrouted = await channel.declare_exchange(UNROUTED, aio_pika.ExchangeType.FANOUT, durable=True)
+    parked = await channel.declare_queue(
+        UNROUTED, durable=True,
+        arguments={"x-max-length": 10_000, "x-overflow": "drop-head", "x-message-ttl": 86_400_000},
+    )
+    await parked.bind(unrouted)
+    exchange = await channel.declare_exchange(
+        EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True,
+        arguments={"alternate-exchange": UNROUTED},
+    )
     for spec in queues:
         queue = await channel.declare_queue(spec.name, durable=True, arguments=spec.arguments)
         for pattern in spec.bindings:
