@@ -20,6 +20,7 @@ import hmac
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -118,6 +119,8 @@ async def queue_depth(management_url: str, vhost: str) -> int:
 
 
 async def main() -> None:
+    if shutil.which("wrk") is None:
+        sys.exit("bench/ingress needs wrk (Debian/Ubuntu: apt-get install wrk)")
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=2)
@@ -150,9 +153,10 @@ async def main() -> None:
         env = {**os.environ, "DATABASE_URL": app_url, "RABBITMQ_URL": amqp_url,
                "HTTP_HOST": "127.0.0.1", "HTTP_PORT": str(INGRESS_PORT), "META_APP_SECRET": SECRET,
                "LOG_LEVEL": "WARNING"}
-        procs.append(subprocess.Popen(
+        # The benchmark is sequential by design: nothing else runs on this loop meanwhile.
+        procs.append(subprocess.Popen(  # noqa: ASYNC220
             [sys.executable, "-c", "from tistis_ingress.main import cli; cli()"], env=env))
-        procs.append(subprocess.Popen(
+        procs.append(subprocess.Popen(  # noqa: ASYNC220
             [sys.executable, "-m", "uvicorn", "--app-dir", str(HERE), "bare:app", "--host",
              "127.0.0.1", "--port", str(BARE_PORT), "--no-access-log", "--lifespan", "off",
              "--log-level", "warning"], env=env))

@@ -117,7 +117,7 @@ def _settle(underlay, message_id: str, confirmation: asyncio.Future, out: asynci
         return
     if confirmation.cancelled():
         out.set_exception(ChannelInvalidStateError("confirmation cancelled"))
-    elif confirmation.exception() is not None:
-        out.set_exception(confirmation.exception())
+    elif (error := confirmation.exception()) is not None:
+        out.set_exception(error)
     else:
         out.set_result(confirmation.result())

@@ -94,7 +94,7 @@ class WhatsAppAdapter:
                  ctx: Context, out: Normalized, *, sender_type: str) -> None:
         kind = msg.get("type")
         fields: dict[str, Any] = {}
-        body = msg.get(kind) if isinstance(kind, str) else None
+        body: Any = msg.get(kind) if isinstance(kind, str) else None  # shape checked by use
         if kind == "text":
             fields = {"kind": "text", "text": str(body["body"])}
         elif kind == "interactive":
