@@ -16,7 +16,11 @@ from aio_pika.abc import AbstractChannel, AbstractExchange
 from tistis_common.events import (
     AppointmentRequested,
     Channel,
+    ConversationEscalated,
+    ConversationReleased,
     InboundMessage,
+    LeadClassified,
+    LeadCreated,
     LeadScoreSet,
     LeadSignals,
     MessageStatus,
@@ -73,6 +77,17 @@ ALL_QUEUES: tuple[QueueSpec, ...] = (
     DISPATCHER_STATUS,
     SCORER_SIGNALS,
     SCHEDULER_REQUESTS,
+)
+
+# The realtime feed: each ingress instance binds its own exclusive, auto-deleted queue (not
+# declared here: it lives and dies with the instance) to these, and fans out to SSE clients.
+REALTIME_BINDINGS: tuple[str, ...] = (
+    routing_pattern(LeadCreated),
+    routing_pattern(InboundMessage),
+    routing_pattern(OutboundMessage),
+    routing_pattern(ConversationEscalated),
+    routing_pattern(ConversationReleased),
+    routing_pattern(LeadClassified),
 )
 
 
