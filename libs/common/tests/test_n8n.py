@@ -38,6 +38,8 @@ async def fake_n8n(status: int = 200) -> AsyncIterator[tuple[str, list[dict]]]:
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="off"))
     task = asyncio.create_task(server.serve())
     while not server.started:
+        if task.done():
+            task.result()  # it failed to start: say why
         await asyncio.sleep(0.01)
     port = server.servers[0].sockets[0].getsockname()[1]
     try:

@@ -34,9 +34,9 @@ def platform_app() -> FastAPI:
     async def graph_node(account_id: str, request: Request):
         token = request.headers.get("authorization", "").removeprefix("Bearer ")
         if token.startswith("revoked"):
-            return JSONResponse({"error": {"message": "Invalid OAuth access token - Cannot parse access token",
-                                           "type": "OAuthException", "code": 190, "fbtrace_id": "A"}},
-                                status_code=400)
+            error = {"message": "Invalid OAuth access token - Cannot parse access token",
+                     "type": "OAuthException", "code": 190, "fbtrace_id": "A"}
+            return JSONResponse({"error": error}, status_code=400)
         return {"id": account_id}
 
     return fake
@@ -47,6 +47,8 @@ async def serve(fake: FastAPI) -> AsyncIterator[str]:
     server = uvicorn.Server(uvicorn.Config(fake, host="127.0.0.1", port=0, log_config=None, lifespan="off"))
     task = asyncio.create_task(server.serve())
     while not server.started:
+        if task.done():
+            task.result()  # it failed to start: say why
         await asyncio.sleep(0.01)
     try:
         yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"

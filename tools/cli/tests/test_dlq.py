@@ -9,12 +9,12 @@ import uuid
 from dataclasses import dataclass, field
 
 import pytest
+from tistis_cli import deadletters as dl
 from tistis_common.broker import Consumer, PermanentError, Publisher, connect
 from tistis_common.db import tenant_tx
 from tistis_common.events import Channel, LeadCreated
 from tistis_common.testing.plugin import eventually
 from tistis_common.topology import QueueSpec, declare_topology
-from tistis_cli import deadletters as dl
 
 
 @dataclass
@@ -93,7 +93,8 @@ class TestReplay:
         shown = await tistis("dlq", "show", str(event.event_id), "-q", spec.dlq)
         assert shown.exit_code == 0, shown.output
         letter = json.loads(shown.output)
-        assert (letter["attempts"], letter["error_type"], letter["original_queue"]) == (3, "RuntimeError", spec.name)
+        assert (letter["attempts"], letter["error_type"], letter["original_queue"]) == (
+            3, "RuntimeError", spec.name)
         assert letter["error"] == "RuntimeError: cause not fixed yet"
         assert letter["original_routing_key"] == "lead.created"
         assert letter["body"]["event_id"] == str(event.event_id)
@@ -170,7 +171,7 @@ class TestReplay:
 
 class TestPurge:
     async def test_purge_asks_first_and_deletes_only_when_confirmed(self, tistis, flaky, make_tenant):
-        spec, handler, publisher, connection = flaky
+        spec, _handler, publisher, connection = flaky
         tenant = await make_tenant()
         for _ in range(2):
             await publisher.publish(lead(tenant.id))
@@ -185,7 +186,7 @@ class TestPurge:
         assert await dead(connection, spec) == 0
 
     async def test_purge_one_by_id(self, tistis, flaky, make_tenant):
-        spec, handler, publisher, connection = flaky
+        spec, _handler, publisher, connection = flaky
         tenant = await make_tenant()
         keep, drop = lead(tenant.id), lead(tenant.id)
         await publisher.publish(keep)

@@ -29,7 +29,8 @@ def slug() -> str:
 class TestTenantCreate:
     async def test_creates_a_tenant(self, tistis, settings):
         s = slug()
-        result = await tistis("tenant", "create", s, "--name", "Clínica Sonrisa", "--timezone", "America/Monterrey")
+        result = await tistis("tenant", "create", s, "--name", "Clínica Sonrisa",
+                              "--timezone", "America/Monterrey")
         assert result.exit_code == 0, result.output
         conn = await connect(settings.migration_database_url)
         row = await conn.fetchrow("SELECT name, timezone FROM tenants WHERE slug = $1", s)
@@ -72,7 +73,8 @@ class TestConnections:
         tenant = await make_tenant()
         await owner_fetch(settings, tenant.id, "UPDATE channel_connections SET healthy = false, "
                           "last_error = 'expired' WHERE channel = 'tiktok' RETURNING 1")
-        result = await tistis("connection", "rotate", tenant.slug, "tiktok", "--access-token", "new-token-123")
+        result = await tistis("connection", "rotate", tenant.slug, "tiktok",
+                              "--access-token", "new-token-123")
         assert result.exit_code == 0, result.output
         [row] = await owner_fetch(settings, tenant.id, "SELECT access_token, healthy, last_error "
                                   "FROM channel_connections WHERE channel = 'tiktok'")

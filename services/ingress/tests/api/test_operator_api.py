@@ -43,7 +43,8 @@ class TestReads:
                 await conn.execute(
                     """UPDATE channel_connections SET healthy = false, last_error = 'token expired (190)',
                          last_error_at = now() WHERE channel = 'tiktok'""")
-                await conn.execute("UPDATE channel_connections SET enabled = false WHERE channel = 'facebook'")
+                await conn.execute(
+                    "UPDATE channel_connections SET enabled = false WHERE channel = 'facebook'")
         finally:
             await conn.close()
         status = (await ingress.get("/api/v1/integrations", headers=t.auth)).json()
@@ -148,7 +149,8 @@ class TestBadInput:
         assert answer.status_code == 422
         assert answer.json()["detail"][0]["loc"] == ["query", "band"]
         answer = await ingress.post(f"/api/v1/conversations/{t.conversation_id}/escalate",
-                                    content=b"{not json", headers={**t.auth, "Content-Type": "application/json"})
+                                    content=b"{not json",
+                                    headers={**t.auth, "Content-Type": "application/json"})
         assert answer.status_code == 422
 
 
