@@ -169,7 +169,7 @@ async def check_connections(slug: str, channel: str | None) -> list[tuple[str, s
             tenant_id = await resolve_tenant(conn, slug)
             rows = [r for r in await admin.connection_secrets(conn, tenant_id)
                     if channel is None or r["channel"] == channel]
-        out = []
+        out: list[tuple[str, str, str, str]] = []
         async with httpx.AsyncClient(timeout=10) as http:
             for r in rows:
                 result = await check_token(http, s, r["channel"], r["platform_account_id"], r["access_token"])

@@ -117,11 +117,11 @@ def operator_router(runtime: Runtime) -> APIRouter:
     @router.post("/conversations/{conversation_id}/ai-reply", status_code=202)
     async def request_ai_reply(
         conversation_id: uuid.UUID, tenant_id: uuid.UUID = tenant,
-        body: ReplyRequest = Body(default_factory=ReplyRequest),
+        body: ReplyRequest | None = Body(None),
     ) -> dict:
         await load_conversation(tenant_id, conversation_id)
         event = ReplyRequested(tenant_id=tenant_id, conversation_id=conversation_id,
-                               requested_by=body.requested_by or "api")
+                               requested_by=(body and body.requested_by) or "api")
         await publish_or_503(publisher, [event], ROUTE)
         return {"status": "queued", "event_id": str(event.event_id)}
 

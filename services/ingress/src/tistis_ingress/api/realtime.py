@@ -159,11 +159,11 @@ async def _events(feed: RealtimeFeed, tenant_id: uuid.UUID, backlog: list[FeedIt
                   queue: asyncio.Queue[FeedItem | None], stopping: asyncio.Event) -> AsyncIterator[bytes]:
     try:
         yield b"retry: 1000\n: connected\n\n"
-        for item in backlog:
-            yield item.encode()
+        for old in backlog:
+            yield old.encode()
         while not stopping.is_set():
             try:
-                item = await asyncio.wait_for(queue.get(), timeout=KEEPALIVE_SECONDS)
+                item: FeedItem | None = await asyncio.wait_for(queue.get(), timeout=KEEPALIVE_SECONDS)
             except TimeoutError:
                 yield b": keepalive\n\n"
                 continue

@@ -39,7 +39,7 @@ async def integration_status(conn: asyncpg.Connection) -> dict[str, dict[str, An
         configured = bool(r and r["enabled"])
         status[channel] = {
             "configured": configured,
-            "healthy": bool(configured and r["healthy"]),
+            "healthy": bool(r is not None and configured and r["healthy"]),
             "accounts": r["accounts"] if r else 0,
             "last_error": r["last_error"] if r else None,
             "last_error_at": r["last_error_at"] if r else None,
