@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     tiktok_api_base_url: str = "https://business-api.tiktok.com"
     tiktok_api_version: str = "v1.3"
     anthropic_base_url: str | None = None
-    anthropic_model: str = "claude-sonnet-4-5"
+    anthropic_model: str = "claude-sonnet-4-6"
 
     # Guide's global credentials (fallbacks when a connection has none of its own)
     whatsapp_phone_number_id: str | None = None
