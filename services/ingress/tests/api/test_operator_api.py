@@ -17,6 +17,13 @@ class TestAuthentication:
         assert answer.status_code == 401
         assert answer.headers["www-authenticate"] == "Bearer"
 
+    async def test_wrong_key_with_a_bad_body_is_still_401(self, ingress, keyed_tenant, tap):
+        t = await keyed_tenant()
+        answer = await ingress.post(f"/api/v1/conversations/{t.conversation_id}/messages",
+                                    json={"nope": 1}, headers={"Authorization": "Bearer tt_wrong"})
+        assert answer.status_code == 401
+        assert await tap.nothing()
+
     async def test_revoked_key_is_401(self, ingress, keyed_tenant, settings):
         t = await keyed_tenant()
         assert (await ingress.get("/api/v1/integrations", headers=t.auth)).status_code == 200
