@@ -53,3 +53,29 @@ class Settings(BaseSettings):
     cron_secret: str | None = None
     n8n_webhook_url: str | None = None
     n8n_api_key: str | None = None
+
+    # Dispatcher; per-channel values in channel_connections.settings win (e.g. "window_hours")
+    dispatcher_http_timeout_seconds: float = 10.0
+    dispatcher_tenant_concurrency: int = 4
+    dispatcher_tenant_rate_per_second: float = 20.0  # platform calls per tenant; 0: no limit
+    dispatcher_sending_timeout_seconds: float = 120.0  # a claim older than this is a crash
+    dispatcher_max_inline_wait_seconds: float = 5.0  # longer Retry-After: back to the queue
+    dispatcher_inline_retries: int = 2
+    dispatcher_max_parts: int = 5  # a longer text is refused, not truncated
+    opt_out_words: list[str] = Field(default_factory=lambda: ["STOP", "BAJA"])
+    tiktok_window_hours: float = 24.0  # the guide says 24 h, TikTok allows 48 h
+    tiktok_daily_limit: int = 10
+    tiktok_unanswered_limit: int = 10
+
+    # Scheduler (its own clock: one tick checks reminders and the outbox; follow-ups less often)
+    scheduler_tick_seconds: float = 60.0
+    scheduler_followup_interval_seconds: float = 4 * 3600.0
+    scheduler_slot_step_minutes: int = 30  # candidate start times, in the branch's local time
+    scheduler_min_notice_minutes: int = 60  # nothing is booked sooner than this from now
+    scheduler_search_days: int = 21  # how far ahead free slots are looked for
+    scheduler_offer_count: int = 5  # free slots offered when no preference fits (WhatsApp: <= 10)
+    scheduler_reminder_hours: float = 24.0
+    scheduler_followup_after_hours: float = 48.0
+    scheduler_followup_max: int = 3
+    scheduler_followup_cold_score: int = 20  # LeadScoreSet score for a lead gone cold (<= 39)
+    scheduler_outbox_grace_seconds: float = 30.0  # unpublished pass events older than this resend
