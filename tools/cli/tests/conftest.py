@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from urllib.parse import quote, urlsplit, urlunsplit
 
+import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI, Request
@@ -92,3 +96,33 @@ def tistis(settings, platforms, topology):
 
     run.env = env  # type: ignore[attr-defined]
     return run
+
+
+def json_of(output: str):
+    """The JSON document a `--json` command printed. Other services of the session run in this
+    process and may log to the same stdout meanwhile; the document starts and ends at column 0."""
+    found = re.search(r"^[\[{].*?^[\]}]$", output, re.M | re.S)
+    assert found, output
+    return json.loads(found.group(0))
+
+
+@pytest.fixture
+async def private_vhost(settings) -> AsyncIterator[str]:
+    """A vhost of this test alone (queue depths that no other test's consumer can change)."""
+    name = f"tistis_cli_{uuid.uuid4().hex[:10]}"
+    parts = urlsplit(settings.rabbitmq_management_url)
+    base = urlunsplit(parts._replace(netloc=f"{parts.hostname}:{parts.port}"))
+    async with httpx.AsyncClient(base_url=base, auth=(parts.username, parts.password), timeout=10) as http:
+        (await http.put(f"/api/vhosts/{name}")).raise_for_status()
+        user = urlsplit(settings.rabbitmq_url).username or "guest"
+        perms = {"configure": ".*", "write": ".*", "read": ".*"}
+        (await http.put(f"/api/permissions/{name}/{user}", json=perms)).raise_for_status()
+        url = urlunsplit(urlsplit(settings.rabbitmq_url)._replace(path="/" + quote(name, safe="")))
+        connection = await connect(url)
+        channel = await connection.channel()
+        await declare_topology(channel, settings.retry_delays)
+        await connection.close()
+        try:
+            yield url
+        finally:
+            await http.delete(f"/api/vhosts/{name}")

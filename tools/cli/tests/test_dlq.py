@@ -4,7 +4,6 @@ processed_events, as real consumers do."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass, field
 
@@ -15,6 +14,8 @@ from tistis_common.db import tenant_tx
 from tistis_common.events import Channel, LeadCreated
 from tistis_common.testing.plugin import eventually
 from tistis_common.topology import QueueSpec, declare_topology
+
+from .conftest import json_of
 
 
 @dataclass
@@ -86,13 +87,13 @@ class TestReplay:
 
         listed = await tistis("dlq", "list", "-q", spec.name, "--json")
         assert listed.exit_code == 0, listed.output
-        [row] = json.loads(listed.output)
+        [row] = json_of(listed.output)
         assert (row["queue"], row["count"], row["errors"]) == (spec.dlq, 1, {"RuntimeError": 1})
         assert row["oldest"] is not None
 
         shown = await tistis("dlq", "show", str(event.event_id), "-q", spec.dlq)
         assert shown.exit_code == 0, shown.output
-        letter = json.loads(shown.output)
+        letter = json_of(shown.output)
         assert (letter["attempts"], letter["error_type"], letter["original_queue"]) == (
             3, "RuntimeError", spec.name)
         assert letter["error"] == "RuntimeError: cause not fixed yet"

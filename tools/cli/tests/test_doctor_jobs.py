@@ -10,16 +10,18 @@ from tistis_common.events import Channel, OutboundMessage
 from tistis_common.testing.plugin import eventually
 from tistis_common.topology import DISPATCHER_OUTBOUND
 
+from .conftest import json_of
+
 
 def outbound(channel: Channel) -> OutboundMessage:
     return OutboundMessage(tenant_id=uuid.uuid4(), channel=channel, message_id=uuid.uuid4(),
                            conversation_id=uuid.uuid4(), lead_id=uuid.uuid4(), recipient_id="u", text="hola")
 
 
-async def jobs(tistis) -> dict[str, dict]:
-    result = await tistis("jobs", "--json")
+async def jobs(tistis, **env: str) -> dict[str, dict]:
+    result = await tistis("jobs", "--json", **env)
     assert result.exit_code == 0, result.output
-    return {row["job_type"]: row for row in json.loads(result.output)}
+    return {row["job_type"]: row for row in json_of(result.output)}
 
 
 class TestJobs:
@@ -31,9 +33,9 @@ class TestJobs:
         table = await tistis("jobs")
         assert table.output.splitlines()[0].split()[:3] == ["job", "type", "queued"]
 
-    async def test_queued_retrying_dead_and_in_flight(self, tistis, settings):
-        before = await jobs(tistis)
-        connection = await connect(settings.rabbitmq_url)
+    async def test_queued_retrying_dead_and_in_flight(self, tistis, settings, private_vhost):
+        before = await jobs(tistis, RABBITMQ_URL=private_vhost)
+        connection = await connect(private_vhost)
         try:
             publisher = await Publisher.open(connection)
             spec = DISPATCHER_OUTBOUND[Channel.INSTAGRAM]
@@ -48,7 +50,7 @@ class TestJobs:
                 "x-message-ttl": 60_000, "x-dead-letter-exchange": "",
                 "x-dead-letter-routing-key": spec.name})
             await publisher.send_to_queue(spec.retry_queue(60.0), body, {}, {})
-            after = await jobs_with(tistis, longer)
+            after = await jobs(tistis, RABBITMQ_URL=private_vhost, RETRY_DELAYS=json.dumps(longer))
             row = after["send_instagram"]
             assert row["queued"] == before["send_instagram"]["queued"] + 2
             assert row["dead"] == before["send_instagram"]["dead"] + 1
@@ -59,7 +61,7 @@ class TestJobs:
             held = await queue.get(no_ack=False)
 
             async def in_flight():
-                return (await jobs(tistis))["send_instagram"]["in_flight"] == 1
+                return (await jobs(tistis, RABBITMQ_URL=private_vhost))["send_instagram"]["in_flight"] == 1
 
             await eventually(in_flight, timeout=20, interval=1)
             await held.nack(requeue=True)
@@ -68,17 +70,11 @@ class TestJobs:
             await connection.close()
 
 
-async def jobs_with(tistis, retry_delays) -> dict[str, dict]:
-    result = await tistis("jobs", "--json", RETRY_DELAYS=json.dumps(retry_delays))
-    assert result.exit_code == 0, result.output
-    return {row["job_type"]: row for row in json.loads(result.output)}
-
-
 class TestDoctor:
     async def test_reports_database_broker_queues_and_each_token(self, tistis, make_tenant):
         tenant = await make_tenant()
         result = await tistis("doctor", "--json")
-        checks = {c["what"]: c for c in json.loads(result.output)}
+        checks = {c["what"]: c for c in json_of(result.output)}
         assert checks["database"]["status"] == "ok"
         assert checks["broker"]["status"] == "ok"
         assert checks["queue ai-responder.inbound"]["status"] in ("ok", "warn")

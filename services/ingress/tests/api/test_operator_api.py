@@ -30,10 +30,8 @@ class TestAuthentication:
         conn = await connect(settings.migration_database_url)
         try:
             async with conn.transaction():
-                key_id = await conn.fetchval(
-                    "SELECT set_config('app.tenant_id', $1, true), id FROM api_keys WHERE tenant_id = $2",
-                    str(t.tenant.id), t.tenant.id, column=1,
-                )
+                await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(t.tenant.id))
+                key_id = await conn.fetchval("SELECT id FROM api_keys")
                 assert await revoke_api_key(conn, t.tenant.id, key_id)
         finally:
             await conn.close()

@@ -29,6 +29,8 @@ DO $$ BEGIN
     CREATE ROLE tistis_resolver NOLOGIN NOBYPASSRLS;
   END IF;
 END $$;
+-- Membership only to hand the functions over (revoked at the end): policies apply to a role's
+-- members too, and the schema owner must stay under RLS like everyone else.
 GRANT tistis_resolver TO CURRENT_USER;
 GRANT USAGE, CREATE ON SCHEMA public TO tistis_resolver;
 GRANT SELECT (id, tenant_id, key_hash, revoked_at) ON api_keys TO tistis_resolver;
@@ -55,3 +57,4 @@ ALTER FUNCTION lead_tenant(uuid) OWNER TO tistis_resolver;
 REVOKE ALL ON FUNCTION api_key_tenant(text), conversation_tenant(uuid), lead_tenant(uuid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION api_key_tenant(text), conversation_tenant(uuid), lead_tenant(uuid)
   TO tistis_app;
+REVOKE tistis_resolver FROM CURRENT_USER;

@@ -15,6 +15,7 @@ better a duplicate the client drops by id than a gap.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import uuid
@@ -22,7 +23,6 @@ from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from fastapi import APIRouter, Depends, Header, HTTPException
 from fastapi.responses import StreamingResponse
@@ -61,11 +61,26 @@ class RealtimeFeed:
         self._subscribers: dict[uuid.UUID, set[asyncio.Queue[FeedItem | None]]] = {}
 
     async def run(self, stopping: asyncio.Event) -> None:
-        """Background loop of the runtime: consume until the service stops."""
+        """Background loop of the runtime: consume until the service stops; a failure to set
+        the feed up is logged and tried again (the streams answer 503 meanwhile)."""
+        try:
+            while not stopping.is_set():
+                try:
+                    await self._consume(stopping)
+                except Exception as exc:
+                    log.error("realtime.failed", error=repr(exc)[:500])
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stopping.wait(), timeout=1.0)
+        finally:
+            for queues in self._subscribers.values():
+                for q in queues:
+                    q.put_nowait(None)  # end the open streams so that the server can stop
+
+    async def _consume(self, stopping: asyncio.Event) -> None:
         channel = await self.connection.channel()
         name = f"ingress.realtime.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
         try:
-            exchange = await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
+            exchange = await channel.get_exchange(EXCHANGE)  # declared by the runtime at start
             # Bounded: a stalled instance drops the oldest rather than growing without end.
             queue = await channel.declare_queue(
                 name, exclusive=True, auto_delete=True,
@@ -79,9 +94,6 @@ class RealtimeFeed:
             await stopping.wait()
         finally:
             self.ready.clear()
-            for queues in self._subscribers.values():
-                for q in queues:
-                    q.put_nowait(None)  # end the open streams so that the server can stop
             if not channel.is_closed:
                 await channel.close()
 
