@@ -69,6 +69,16 @@ class TestConnections:
             assert secret not in shown.output
         assert "EAAG…zz (46 chars)" in shown.output
 
+    async def test_an_account_of_another_tenant_is_refused(self, tistis, make_tenant, settings):
+        a, b = await make_tenant(), await make_tenant()
+        result = await tistis("connection", "add", a.slug, "whatsapp", b.whatsapp_phone_number_id,
+                              "--access-token", "stolen")
+        assert result.exit_code != 0
+        assert result.output.strip().count("\n") == 0
+        [row] = await owner_fetch(settings, b.id, "SELECT tenant_id, access_token FROM channel_connections "
+                                  "WHERE channel = 'whatsapp'")
+        assert row["tenant_id"] == b.id and row["access_token"] != "stolen"
+
     async def test_rotate_replaces_the_token_and_clears_the_error(self, tistis, make_tenant, settings):
         tenant = await make_tenant()
         await owner_fetch(settings, tenant.id, "UPDATE channel_connections SET healthy = false, "

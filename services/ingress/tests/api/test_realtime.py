@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -151,3 +152,24 @@ class TestRealtimeFeed:
     async def test_stream_without_a_valid_key_is_401(self, ingress):
         answer = await ingress.get("/api/v1/events/stream", headers={"Authorization": "Bearer nope"})
         assert answer.status_code == 401
+
+
+class TestShutdown:
+    async def test_open_streams_end_when_the_ingress_stops(self, settings, keyed_tenant):
+        from tistis_common.testing.plugin import running
+        from tistis_ingress.main import start as start_ingress
+
+        a = await keyed_tenant()
+        async with running(start_ingress, settings) as runtime:
+            http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{runtime.http_port}", timeout=10)
+            opened = stream(http, a.key)
+            feed = await opened.__aenter__()
+            reader = asyncio.create_task(feed.next(timeout=30))
+            await asyncio.sleep(0.1)
+        # `running` returned: the service stopped with a client still connected
+        with contextlib.suppress(AssertionError, httpx.HTTPError):
+            await asyncio.wait_for(reader, timeout=5)
+        assert reader.done()
+        with contextlib.suppress(Exception):
+            await opened.__aexit__(None, None, None)
+        await http.aclose()
