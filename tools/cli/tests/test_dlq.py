@@ -101,6 +101,10 @@ class TestReplay:
         assert letter["body"]["event_id"] == str(event.event_id)
         assert letter["headers"]["tenant_id"] == str(tenant.id)
 
+        everything = await tistis("dlq", "list", "--json")  # no -q: the topology's + discovered
+        names = [r["queue"] for r in json_of(everything.output)]
+        assert "ai-responder.inbound.dlq" in names and spec.dlq in names
+
         dry = await tistis("dlq", "replay", str(event.event_id), "-q", spec.name, "--dry-run")
         assert dry.exit_code == 0 and "would replay: 1" in dry.output
         assert await dead(connection, spec) == 1  # listing, showing, dry run: nothing removed

@@ -203,3 +203,19 @@ class TestEntryPoint:
         assert result.returncode == 2
         assert result.stderr.strip().count("\n") == 0
         assert result.stderr.startswith("error: Invalid value for 'channel'")
+
+
+class TestExistingCommands:
+    async def test_migrate_on_a_current_schema_changes_nothing(self, tistis):
+        result = await tistis("migrate")
+        assert (result.exit_code, result.output.strip()) == (0, "schema up to date")
+
+    async def test_seed_demo_twice_is_one_tenant(self, tistis, settings):
+        for _ in range(2):
+            result = await tistis("seed-demo")
+            assert result.exit_code == 0, result.output
+        conn = await connect(settings.migration_database_url)
+        try:
+            assert await conn.fetchval("SELECT count(*) FROM tenants WHERE slug = 'esva-dental'") == 1
+        finally:
+            await conn.close()
