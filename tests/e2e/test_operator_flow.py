@@ -5,6 +5,7 @@ real ingress, RabbitMQ, the dispatcher and PostgreSQL."""
 from __future__ import annotations
 
 import uuid
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 import pytest
@@ -22,6 +23,24 @@ CRON = "e2e-cron-secret"
 def sandbox_url():
     with running_sandbox() as url:
         yield url
+
+
+@pytest.fixture
+async def own_vhost(settings):
+    """The session's vhost may hold consumers other modules left running (a session-scoped
+    dispatcher that sends to its own sandbox): this test's services get a vhost of their own."""
+    name = f"tistis_e2e_{uuid.uuid4().hex[:10]}"
+    parts = urlsplit(settings.rabbitmq_management_url)
+    base = urlunsplit(parts._replace(netloc=f"{parts.hostname}:{parts.port}"))
+    async with httpx.AsyncClient(base_url=base, auth=(parts.username, parts.password), timeout=10) as http:
+        (await http.put(f"/api/vhosts/{name}")).raise_for_status()
+        user = urlsplit(settings.rabbitmq_url).username or "guest"
+        perms = {"configure": ".*", "write": ".*", "read": ".*"}
+        (await http.put(f"/api/permissions/{name}/{user}", json=perms)).raise_for_status()
+        try:
+            yield urlunsplit(urlsplit(settings.rabbitmq_url)._replace(path="/" + quote(name, safe="")))
+        finally:
+            await http.delete(f"/api/vhosts/{name}")
 
 
 async def open_conversation(settings, tenant) -> tuple[str, uuid.UUID, str]:
@@ -44,10 +63,13 @@ async def open_conversation(settings, tenant) -> tuple[str, uuid.UUID, str]:
     return key, conv_id, wa_id
 
 
-async def test_agent_message_and_n8n_answer_reach_the_patient(settings, sandbox_url, make_tenant, app_pool):
+async def test_agent_message_and_n8n_answer_reach_the_patient(
+    settings, sandbox_url, own_vhost, make_tenant, app_pool
+):
     tenant = await make_tenant()
     key, conv_id, wa_id = await open_conversation(settings, tenant)
     platforms = {"graph_api_base_url": sandbox_url, "tiktok_api_base_url": sandbox_url}
+    settings = settings.model_copy(update={"rabbitmq_url": own_vhost})
     async with AsyncSandboxClient(sandbox_url) as sandbox, \
             running(start_ingress, settings, cron_secret=CRON) as ingress, \
             running(start_dispatcher, settings, **platforms):
