@@ -25,6 +25,7 @@ from tistis_common.events import (
     LeadScoreSet,
     LeadSignals,
     MessageStatus,
+    OptOutChanged,
     OutboundMessage,
     ReplyRequested,
     routing_pattern,
@@ -71,6 +72,8 @@ DISPATCHER_OUTBOUND = {
     for channel in Channel
 }
 DISPATCHER_STATUS = QueueSpec("dispatcher.status", (routing_pattern(MessageStatus),))
+# Marketing opt-outs and resumes (WhatsApp user_preferences), for whoever writes leads.
+LEAD_PREFERENCES = QueueSpec("ai-responder.preferences", (routing_pattern(OptOutChanged),))
 SCORER_SIGNALS = QueueSpec(
     "scorer.signals", (routing_pattern(LeadSignals), routing_pattern(LeadScoreSet))
 )
@@ -82,6 +85,7 @@ ALL_QUEUES: tuple[QueueSpec, ...] = (
     AI_INBOUND,
     *DISPATCHER_OUTBOUND.values(),
     DISPATCHER_STATUS,
+    LEAD_PREFERENCES,
     SCORER_SIGNALS,
     SCHEDULER_REQUESTS,
     SCHEDULER_CHOICES,
