@@ -137,7 +137,7 @@ class TestActions:
 class TestBadInput:
     @pytest.mark.parametrize("body,field", [
         ({}, "text"), ({"text": ""}, "text"), ({"text": "x" * 5000}, "text"),
-        ({"text": "hi", "extra": 1}, "extra"),
+        ({"text": "hi", "extra": 1}, "extra"), ({"text": "a\x00b"}, "text"),
     ])
     async def test_bad_message_body_is_422_naming_the_field(self, ingress, keyed_tenant, tap, body, field):
         t = await keyed_tenant()

@@ -37,7 +37,7 @@ from tistis_common.runtime import Runtime
 
 from . import repository
 from .auth import cron_secret
-from .common import not_found, publish_or_503
+from .common import CleanStr, errors, not_found, publish_or_503
 
 log = get_logger(__name__)
 ROUTE = "callback"
@@ -52,8 +52,8 @@ class _Action(BaseModel):
 class AiResponse(_Action):
     action: Literal["ai_response"]
     conversation_id: uuid.UUID
-    content: str = Field(min_length=1, max_length=4096)
-    model: str | None = None
+    content: CleanStr = Field(min_length=1, max_length=4096)
+    model: CleanStr | None = None
     tokens: int | None = None
 
 
@@ -61,7 +61,7 @@ class UpdateLeadScore(_Action):
     action: Literal["update_lead_score"]
     lead_id: uuid.UUID
     score: int = Field(ge=0, le=100)
-    reason: str | None = Field(None, max_length=1000)
+    reason: CleanStr | None = Field(None, max_length=1000)
 
 
 class ScheduleAppointment(_Action):
@@ -76,7 +76,7 @@ class ScheduleAppointment(_Action):
 class EscalateConversation(_Action):
     action: Literal["escalate_conversation"]
     conversation_id: uuid.UUID
-    reason: str = Field(min_length=1, max_length=1000)
+    reason: CleanStr = Field(min_length=1, max_length=1000)
 
 
 CallbackAction = Annotated[
@@ -98,7 +98,8 @@ def callback_router(runtime: Runtime) -> APIRouter:
             raise not_found(ROUTE, kind)
         return tenant_id
 
-    @router.post("/api/webhook", status_code=202, dependencies=[Depends(cron_secret(runtime.settings))])
+    @router.post("/api/webhook", status_code=202, dependencies=[Depends(cron_secret(runtime.settings))],
+                 responses=errors(401, 404, 503))
     async def legacy_callback(
         body: CallbackAction = Body(...),
         idempotency_key: str | None = Header(None, max_length=200),

@@ -6,16 +6,43 @@ import asyncio
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import HTTPException
+from pydantic import AfterValidator, BaseModel
 from tistis_common import metrics
 from tistis_common.broker import Publisher
 from tistis_common.events import Event
 from tistis_common.logging import get_logger
 
 log = get_logger(__name__)
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold NUL: refuse it here (422) rather than fail downstream.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+CleanStr = Annotated[str, AfterValidator(_no_nul)]
+
+
+class ErrorBody(BaseModel):
+    detail: str
+
+
+_DESCRIPTIONS = {
+    401: "missing, wrong or revoked bearer credential",
+    404: "no such object in the caller's tenant",
+    503: "the broker did not confirm; try again",
+}
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for the refusals a route can answer (the fuzzer holds us to them)."""
+    return {code: {"model": ErrorBody, "description": _DESCRIPTIONS[code]} for code in codes}
 
 
 async def publish_or_503(publisher: Publisher, events: Sequence[Event], route: str) -> None:

@@ -31,26 +31,26 @@ from tistis_common.runtime import Runtime
 
 from . import repository
 from .auth import tenant_key
-from .common import jsonable, not_found, publish_or_503
+from .common import CleanStr, errors, jsonable, not_found, publish_or_503
 
 ROUTE = "operator"
 
 
 class AgentMessage(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    text: str = Field(min_length=1, max_length=4096)
+    text: CleanStr = Field(min_length=1, max_length=4096)
     # Optional idempotency key: the same value sends the same message once.
-    client_message_id: str | None = Field(None, min_length=1, max_length=200)
+    client_message_id: CleanStr | None = Field(None, min_length=1, max_length=200)
 
 
 class Escalation(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    reason: str = Field(min_length=1, max_length=1000)
+    reason: CleanStr = Field(min_length=1, max_length=1000)
 
 
 class ReplyRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    requested_by: str | None = Field(None, max_length=200)
+    requested_by: CleanStr | None = Field(None, max_length=200)
 
 
 def operator_router(runtime: Runtime) -> APIRouter:
@@ -67,24 +67,24 @@ def operator_router(runtime: Runtime) -> APIRouter:
             raise not_found(ROUTE, "conversation")
         return conv
 
-    @router.get("/integrations")
+    @router.get("/integrations", responses=errors(401))
     async def integrations(tenant_id: uuid.UUID = tenant) -> dict:
         """Per channel: configured, healthy, last error (what the dispatcher last recorded)."""
         async with tenant_tx(pool, tenant_id) as conn:
             return jsonable(await repository.integration_status(conn))
 
-    @router.get("/leads")
+    @router.get("/leads", responses=errors(401))
     async def leads(
         tenant_id: uuid.UUID = tenant,
         band: Literal["hot", "warm", "cold"] | None = Query(None),
         limit: int = Query(50, ge=1, le=500),
-        offset: int = Query(0, ge=0),
+        offset: int = Query(0, ge=0, le=1_000_000),
     ) -> dict:
         async with tenant_tx(pool, tenant_id) as conn:
             rows = await repository.leads(conn, band, limit, offset)
         return {"leads": jsonable(rows), "band": band, "limit": limit, "offset": offset}
 
-    @router.get("/conversations/{conversation_id}")
+    @router.get("/conversations/{conversation_id}", responses=errors(401, 404))
     async def conversation(
         conversation_id: uuid.UUID, tenant_id: uuid.UUID = tenant,
         limit: int = Query(100, ge=1, le=1000),
@@ -96,7 +96,8 @@ def operator_router(runtime: Runtime) -> APIRouter:
             raise not_found(ROUTE, "conversation")
         return {"conversation": jsonable(conv), "messages": jsonable(msgs)}
 
-    @router.post("/conversations/{conversation_id}/messages", status_code=202)
+    @router.post("/conversations/{conversation_id}/messages", status_code=202,
+                 responses=errors(401, 404, 503))
     async def send_message(
         conversation_id: uuid.UUID, body: AgentMessage, tenant_id: uuid.UUID = tenant,
     ) -> dict:
@@ -114,7 +115,8 @@ def operator_router(runtime: Runtime) -> APIRouter:
         await publish_or_503(publisher, [event], ROUTE)
         return {"status": "queued", "message_id": str(message_id), "event_id": str(event.event_id)}
 
-    @router.post("/conversations/{conversation_id}/ai-reply", status_code=202)
+    @router.post("/conversations/{conversation_id}/ai-reply", status_code=202,
+                 responses=errors(401, 404, 503))
     async def request_ai_reply(
         conversation_id: uuid.UUID, tenant_id: uuid.UUID = tenant,
         body: ReplyRequest | None = Body(None),
@@ -125,7 +127,8 @@ def operator_router(runtime: Runtime) -> APIRouter:
         await publish_or_503(publisher, [event], ROUTE)
         return {"status": "queued", "event_id": str(event.event_id)}
 
-    @router.post("/conversations/{conversation_id}/escalate", status_code=202)
+    @router.post("/conversations/{conversation_id}/escalate", status_code=202,
+                 responses=errors(401, 404, 503))
     async def escalate(
         conversation_id: uuid.UUID, body: Escalation, tenant_id: uuid.UUID = tenant,
     ) -> dict:
@@ -137,7 +140,8 @@ def operator_router(runtime: Runtime) -> APIRouter:
         await publish_or_503(publisher, [event], ROUTE)
         return {"status": "queued", "event_id": str(event.event_id)}
 
-    @router.post("/conversations/{conversation_id}/release", status_code=202)
+    @router.post("/conversations/{conversation_id}/release", status_code=202,
+                 responses=errors(401, 404, 503))
     async def release(conversation_id: uuid.UUID, tenant_id: uuid.UUID = tenant) -> dict:
         await load_conversation(tenant_id, conversation_id)
         event = ConversationReleased(tenant_id=tenant_id, conversation_id=conversation_id)

@@ -34,6 +34,7 @@ from tistis_common.runtime import Runtime
 from tistis_common.topology import EXCHANGE, REALTIME_BINDINGS
 
 from .auth import tenant_key
+from .common import errors
 
 log = get_logger(__name__)
 
@@ -148,7 +149,9 @@ def realtime_router(runtime: Runtime) -> APIRouter:
     runtime.background(feed.run)
     router = APIRouter(prefix="/api/v1", tags=["realtime"])
 
-    @router.get("/events/stream")
+    @router.get("/events/stream", response_class=StreamingResponse, responses={
+        200: {"content": {"text/event-stream": {}}, "description": "server-sent events"},
+        **errors(401, 503)})
     async def stream(
         tenant_id: uuid.UUID = Depends(tenant_key(runtime.pool, "realtime")),
         last_event_id: str | None = Header(None, max_length=100),
