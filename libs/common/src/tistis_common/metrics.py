@@ -106,3 +106,15 @@ REMINDER_LAG_SECONDS = Histogram(
     buckets=(1, 10, 60, 300, 900, 3600, 4 * 3600),
 )
 FOLLOWUPS = Counter("tistis_followups_total", "Follow-ups by outcome", ["outcome"])
+
+# -- operations (operator API, legacy callback, realtime feed, dead letters) --------------
+API_REQUESTS = Counter(
+    "tistis_api_requests_total", "Operator API and callback requests by route and outcome",
+    # outcome: ok | unauthorized | not_found | unavailable
+    ["route", "outcome"],
+)
+REALTIME_SUBSCRIBERS = Gauge("tistis_realtime_subscribers", "Open server-sent event streams")
+REALTIME_EVENTS = Counter(
+    "tistis_realtime_events_total", "Events fanned out to the realtime feed", ["event_type"]
+)
+DLQ_REPLAYED = Counter("tistis_dlq_replayed_total", "Dead letters replayed by the CLI", ["queue"])

@@ -17,8 +17,11 @@ from aio_pika.abc import AbstractChannel, AbstractExchange
 from tistis_common.events import (
     AppointmentRequested,
     Channel,
+    ConversationEscalated,
+    ConversationReleased,
     InboundMessage,
     LeadClassified,
+    LeadCreated,
     LeadScoreSet,
     LeadSignals,
     MessageStatus,
@@ -77,8 +80,6 @@ SCORER_SIGNALS = QueueSpec(
 SCHEDULER_REQUESTS = QueueSpec("scheduler.requests", (routing_pattern(AppointmentRequested),))
 # Patients choosing an offered slot (list row ids `slot:<branch_id>:<service_id>:<iso utc>`).
 SCHEDULER_CHOICES = QueueSpec("scheduler.choices", (routing_pattern(InboundMessage),))
-# What staff see live: band changes (the scorer's LeadClassified).
-REALTIME_FEED = QueueSpec("realtime.feed", (routing_pattern(LeadClassified),))
 
 ALL_QUEUES: tuple[QueueSpec, ...] = (
     AI_INBOUND,
@@ -88,7 +89,17 @@ ALL_QUEUES: tuple[QueueSpec, ...] = (
     SCORER_SIGNALS,
     SCHEDULER_REQUESTS,
     SCHEDULER_CHOICES,
-    REALTIME_FEED,
+)
+
+# The realtime feed: each ingress instance binds its own exclusive, auto-deleted queue (not
+# declared here: it lives and dies with the instance) to these, and fans out to SSE clients.
+REALTIME_BINDINGS: tuple[str, ...] = (
+    routing_pattern(LeadCreated),
+    routing_pattern(InboundMessage),
+    routing_pattern(OutboundMessage),
+    routing_pattern(ConversationEscalated),
+    routing_pattern(ConversationReleased),
+    routing_pattern(LeadClassified),
 )
 
 

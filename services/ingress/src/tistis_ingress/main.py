@@ -9,6 +9,7 @@ from tistis_common.logging import configure_logging
 from tistis_common.runtime import Runtime
 from tistis_common.settings import Settings
 
+from .api import callback_router, operator_router, realtime_router
 from .directory import Directory
 from .fastpath import WebhookFastPath
 from .webhooks import WebhookIntake, webhook_router
@@ -22,6 +23,9 @@ def build_app(runtime: Runtime) -> FastAPI:
     intake = WebhookIntake(runtime.settings, Directory(runtime.pool), runtime.publisher)
     app.include_router(webhook_router(intake))
     app.add_middleware(WebhookFastPath, intake=intake)
+    app.include_router(callback_router(runtime))
+    app.include_router(operator_router(runtime))
+    app.include_router(realtime_router(runtime))
     return app
 
 
