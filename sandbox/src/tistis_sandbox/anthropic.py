@@ -1,0 +1,260 @@
+"""Fake Anthropic Messages API: `POST /v1/messages`, enough for the official SDK.
+
+Without a script it answers deterministically: a `tool_use` of the forced (or first) tool with
+an input generated from the tool's JSON schema, or a friendly Spanish text. Token counts are
+estimates (4 characters a token); prompt caching is simulated per `cache_control` breakpoint so
+that the second call with the same prefix reports `cache_read_input_tokens`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import string
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+
+from tistis_sandbox.recorder import Recorder, Step, apply_delay
+from tistis_sandbox.schema_sample import sample_from_schema
+
+ERROR_TYPES: dict[int, str] = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    529: "overloaded_error",
+}
+ERROR_MESSAGES: dict[str, str] = {
+    "rate_limit_error": "Number of request tokens has exceeded your per-minute rate limit",
+    "api_error": "Internal server error",
+    "overloaded_error": "Overloaded",
+    "authentication_error": "invalid x-api-key",
+}
+QUOTE_MAX = 200
+_B62 = string.ascii_letters + string.digits
+
+
+def _id(prefix: str) -> str:
+    return prefix + "01" + "".join(secrets.choice(_B62) for _ in range(22))
+
+
+def estimate_tokens(value: Any) -> int:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return max(1, len(text) // 4)
+
+
+def error(status: int, message: str | None = None, *, error_type: str | None = None,
+          headers: dict[str, str] | None = None) -> JSONResponse:
+    etype = error_type or ERROR_TYPES.get(status, "api_error" if status >= 500 else
+                                          "invalid_request_error")
+    req_id = _id("req_")
+    all_headers = {"request-id": req_id, **(headers or {})}
+    if status == 429 and not any(k.lower() == "retry-after" for k in all_headers):
+        all_headers["retry-after"] = "1"
+    body = {
+        "type": "error",
+        "error": {"type": etype, "message": message or ERROR_MESSAGES.get(etype, etype)},
+        "request_id": req_id,
+    }
+    return JSONResponse(body, status_code=status, headers=all_headers)
+
+
+class Invalid(Exception):
+    pass
+
+
+def validate(body: Any) -> None:
+    if not isinstance(body, dict):
+        raise Invalid("Request body must be a JSON object")
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        raise Invalid("model: Field required")
+    max_tokens = body.get("max_tokens")
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+        raise Invalid("max_tokens: Field required and must be a positive integer")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise Invalid("messages: at least one message is required")
+    for i, msg in enumerate(messages):
+        if not isinstance(msg, dict) or msg.get("role") not in ("user", "assistant"):
+            raise Invalid(f"messages.{i}.role: Input should be 'user' or 'assistant'")
+        content = msg.get("content")
+        if isinstance(content, list):
+            if any(not isinstance(b, dict) or "type" not in b for b in content):
+                raise Invalid(f"messages.{i}.content: each block needs a type")
+        elif not isinstance(content, str):
+            raise Invalid(f"messages.{i}.content: Input should be a string or a list of blocks")
+    temperature = body.get("temperature")
+    if temperature is not None and not 0 <= temperature <= 1:
+        raise Invalid("temperature: Input should be less than or equal to 1")
+    if body.get("stream"):
+        raise Invalid("stream: streaming is not supported by the sandbox")
+    tools = body.get("tools") or []
+    names = {t.get("name") for t in tools if isinstance(t, dict)}
+    for i, tool in enumerate(tools):
+        if not isinstance(tool, dict) or not tool.get("name"):
+            raise Invalid(f"tools.{i}.name: Field required")
+        if "type" not in tool and not isinstance(tool.get("input_schema"), dict):
+            raise Invalid(f"tools.{i}.custom.input_schema: Field required")
+    choice = body.get("tool_choice")
+    if choice is not None:
+        if not isinstance(choice, dict) or choice.get("type") not in ("auto", "any", "tool",
+                                                                       "none"):
+            raise Invalid("tool_choice.type: Input should be 'auto', 'any', 'tool' or 'none'")
+        if choice["type"] == "tool" and choice.get("name") not in names:
+            raise Invalid(f"tool_choice: tool '{choice.get('name')}' not found in tools")
+
+
+def _blocks(body: dict[str, Any]) -> list[tuple[Any, bool]]:
+    """Every cacheable unit in prompt order (tools, system, messages), with its breakpoint."""
+    out: list[tuple[Any, bool]] = []
+    for tool in body.get("tools") or []:
+        out.append((tool, "cache_control" in tool))
+    system = body.get("system")
+    if isinstance(system, str):
+        out.append((system, False))
+    elif isinstance(system, list):
+        out.extend((b, isinstance(b, dict) and "cache_control" in b) for b in system)
+    for msg in body["messages"]:
+        content = msg["content"]
+        if isinstance(content, str):
+            out.append(({"role": msg["role"], "text": content}, False))
+        else:
+            out.extend(({"role": msg["role"], **b}, "cache_control" in b) for b in content)
+    if "cache_control" in body and out:
+        # Automatic caching: the breakpoint moves to the last block.
+        out[-1] = (out[-1][0], True)
+    return out
+
+
+def usage_for(body: dict[str, Any], cache: dict[str, int], output_tokens: int) -> dict[str, Any]:
+    digest = hashlib.sha256()
+    total = 0
+    breakpoints: list[tuple[str, int]] = []
+    for block, is_breakpoint in _blocks(body):
+        plain = {k: v for k, v in block.items() if k != "cache_control"} if isinstance(
+            block, dict) else block
+        digest.update(json.dumps(plain, sort_keys=True, ensure_ascii=False).encode())
+        total += estimate_tokens(plain)
+        if is_breakpoint:
+            breakpoints.append((digest.hexdigest(), total))
+    read = max((tokens for h, tokens in breakpoints if h in cache), default=0)
+    cached_upto = breakpoints[-1][1] if breakpoints else 0
+    for h, tokens in breakpoints:
+        cache[h] = tokens
+    return {
+        "input_tokens": max(total - cached_upto, 1),
+        "cache_creation_input_tokens": max(cached_upto - read, 0),
+        "cache_read_input_tokens": read,
+        "output_tokens": output_tokens,
+        "service_tier": "standard",
+    }
+
+
+def last_user_text(body: dict[str, Any]) -> str:
+    for msg in reversed(body["messages"]):
+        if msg["role"] != "user":
+            continue
+        content = msg["content"]
+        if isinstance(content, str):
+            return content
+        texts = [b.get("text", "") for b in content if b.get("type") == "text"]
+        if texts:
+            return "\n".join(texts)
+    return ""
+
+
+def friendly_reply(body: dict[str, Any]) -> str:
+    quoted = " ".join(last_user_text(body).split())
+    if len(quoted) > QUOTE_MAX:
+        quoted = quoted[: QUOTE_MAX - 1] + "…"
+    if not quoted:
+        return "¡Hola! Gracias por tu mensaje. ¿En qué te puedo ayudar?"
+    return f"¡Hola! Gracias por tu mensaje: «{quoted}». ¿En qué te puedo ayudar?"
+
+
+def _pick_tool(body: dict[str, Any], name: str | None) -> dict[str, Any] | None:
+    tools = [t for t in body.get("tools") or [] if isinstance(t.get("input_schema"), dict)]
+    choice = body.get("tool_choice") or {}
+    if name is None and choice.get("type") == "none":
+        return None
+    wanted = name or (choice.get("name") if choice.get("type") == "tool" else None)
+    for tool in tools:
+        if wanted is None or tool["name"] == wanted:
+            return tool
+    return {"name": wanted, "input_schema": {}} if wanted else None
+
+
+def build_message(body: dict[str, Any], step: Step | None, cache: dict[str, int]) -> dict:
+    scripted_text = step.text if step is not None else None
+    scripted_input = step.tool_input if step is not None else None
+    scripted_name = step.tool_name if step is not None else None
+    content: list[dict[str, Any]]
+    stop_reason = "end_turn"
+    tool = None if scripted_text is not None else _pick_tool(body, scripted_name)
+    if tool is None and scripted_input is not None:
+        tool = {"name": scripted_name or "tool", "input_schema": {}}
+    if scripted_text is not None:
+        content = [{"type": "text", "text": scripted_text}]
+    elif tool is not None:
+        tool_input = (scripted_input if scripted_input is not None
+                      else sample_from_schema(tool["input_schema"], friendly_reply(body)))
+        content = [{"type": "tool_use", "id": _id("toolu_"), "name": tool["name"],
+                    "input": tool_input}]
+        stop_reason = "tool_use"
+    else:
+        text = friendly_reply(body)
+        limit = body["max_tokens"] * 4
+        if len(text) > limit:
+            text, stop_reason = text[:limit], "max_tokens"
+        content = [{"type": "text", "text": text}]
+    output_tokens = sum(estimate_tokens(b.get("text") or b.get("input") or "") for b in content)
+    return {
+        "id": _id("msg_"),
+        "type": "message",
+        "role": "assistant",
+        "model": body["model"],
+        "content": content,
+        "stop_reason": stop_reason,
+        "stop_sequence": None,
+        "usage": usage_for(body, cache, output_tokens),
+    }
+
+
+def _answer(recorder: Recorder, step: Step | None, request: Request, body: Any) -> JSONResponse:
+    if step is not None and step.is_error:
+        status = step.status or 500
+        return error(status, step.message, error_type=step.error_type, headers=step.headers)
+    if not request.headers.get("x-api-key") and not request.headers.get("authorization"):
+        return error(401, "x-api-key header is required")
+    if not request.headers.get("anthropic-version"):
+        return error(400, "anthropic-version: header is required")
+    try:
+        validate(body)
+    except Invalid as exc:
+        return error(400, str(exc))
+    message = build_message(body, step, recorder.prompt_cache)
+    return JSONResponse(message, headers={"request-id": _id("req_")})
+
+
+async def handle(recorder: Recorder, request: Request, body: Any) -> JSONResponse:
+    entry = await recorder.record("anthropic", request, body)
+    step = recorder.next_step("anthropic")
+    await apply_delay(step)
+    response = _answer(recorder, step, request, body)
+    answer = json.loads(bytes(response.body))
+    entry.status = response.status_code
+    if response.status_code == 200:
+        entry.answered_id = answer["id"]
+        first = answer["content"][0]
+        entry.text = first.get("text") or json.dumps(first.get("input"), ensure_ascii=False)
+    else:
+        entry.error_code = answer["error"]["type"]
+    return response
+

@@ -1,0 +1,201 @@
+"""Fake Messenger / Instagram Send API: `POST /{version}/{page_or_ig_id}/messages`.
+
+Answers `{"recipient_id": ..., "message_id": "m_..."}` or a Graph error. Only HUMAN_AGENT is
+accepted as a message tag: the other tags are deprecated, and a fake that accepted them would
+hide a bug the real platform would refuse.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+
+from tistis_sandbox.meta import (
+    bearer_or_query_token,
+    graph_error,
+    random_token,
+    scripted_graph_error,
+    token_error,
+)
+from tistis_sandbox.recorder import Recorder, Step, apply_delay
+
+TEXT_MAX = 2000
+QUICK_REPLIES_MAX = 13
+QUICK_REPLY_TITLE_MAX = 20
+PAYLOAD_MAX = 1000
+BUTTON_TEXT_MAX = 640
+BUTTONS_MAX = 3
+BUTTON_TITLE_MAX = 20
+GENERIC_ELEMENTS_MAX = 10
+GENERIC_TITLE_MAX = 80
+MESSAGING_TYPES = ("RESPONSE", "UPDATE", "MESSAGE_TAG")
+VALID_TAGS = ("HUMAN_AGENT",)
+DEPRECATED_TAGS = (
+    "CONFIRMED_EVENT_UPDATE", "POST_PURCHASE_UPDATE", "ACCOUNT_UPDATE", "CUSTOMER_FEEDBACK",
+)
+SENDER_ACTIONS = ("typing_on", "typing_off", "mark_seen", "react", "unreact")
+MEDIA_TYPES = ("image", "audio", "video", "file")
+
+
+class Invalid(Exception):
+    def __init__(self, details: str, code: int = 100, subcode: int | None = None) -> None:
+        super().__init__(details)
+        self.code = code
+        self.subcode = subcode
+        self.details = details
+
+
+def _str(value: Any, limit: int, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise Invalid(f"(#100) {what} is required")
+    if len(value) > limit:
+        raise Invalid(f"(#100) {what} must be at most {limit} characters", subcode=2018047)
+    return value
+
+
+def _url(value: Any, what: str) -> None:
+    if not isinstance(value, str) or not re.match(r"^https?://\S+$", value):
+        raise Invalid(f"(#100) {what} should represent a valid URL")
+
+
+def _validate_button(button: Any) -> None:
+    if not isinstance(button, dict):
+        raise Invalid("(#100) buttons[] must be objects")
+    kind = button.get("type")
+    _str(button.get("title"), BUTTON_TITLE_MAX, "buttons[].title")
+    if kind == "web_url":
+        _url(button.get("url"), "buttons[].url")
+    elif kind == "postback":
+        _str(button.get("payload"), PAYLOAD_MAX, "buttons[].payload")
+    elif kind != "phone_number":
+        raise Invalid("(#100) buttons[].type must be one of web_url, postback, phone_number")
+
+
+def _validate_buttons(buttons: Any) -> None:
+    if not isinstance(buttons, list) or not 1 <= len(buttons) <= BUTTONS_MAX:
+        raise Invalid(f"(#100) buttons must contain 1 to {BUTTONS_MAX} elements")
+    for button in buttons:
+        _validate_button(button)
+
+
+def _validate_attachment(att: Any) -> None:
+    if not isinstance(att, dict):
+        raise Invalid("(#100) message.attachment must be an object")
+    kind = att.get("type")
+    payload = att.get("payload")
+    if not isinstance(payload, dict):
+        raise Invalid("(#100) message.attachment.payload is required")
+    if kind in MEDIA_TYPES:
+        if "attachment_id" not in payload:
+            _url(payload.get("url"), "attachment.payload.url")
+        return
+    if kind != "template":
+        raise Invalid("(#100) attachment.type must be one of template, image, audio, video, file")
+    template_type = payload.get("template_type")
+    if template_type == "button":
+        _str(payload.get("text"), BUTTON_TEXT_MAX, "payload.text")
+        _validate_buttons(payload.get("buttons"))
+    elif template_type == "generic":
+        elements = payload.get("elements")
+        if not isinstance(elements, list) or not 1 <= len(elements) <= GENERIC_ELEMENTS_MAX:
+            raise Invalid(f"(#100) elements must contain 1 to {GENERIC_ELEMENTS_MAX} elements")
+        for element in elements:
+            _str(element.get("title"), GENERIC_TITLE_MAX, "elements[].title")
+            if "subtitle" in element:
+                _str(element["subtitle"], GENERIC_TITLE_MAX, "elements[].subtitle")
+            if "buttons" in element:
+                _validate_buttons(element["buttons"])
+    else:
+        raise Invalid("(#100) template_type must be one of button, generic")
+
+
+def _validate_quick_replies(replies: Any) -> None:
+    if not isinstance(replies, list) or not 1 <= len(replies) <= QUICK_REPLIES_MAX:
+        raise Invalid(f"(#100) quick_replies must contain 1 to {QUICK_REPLIES_MAX} elements")
+    for reply in replies:
+        kind = reply.get("content_type") if isinstance(reply, dict) else None
+        if kind == "text":
+            _str(reply.get("title"), QUICK_REPLY_TITLE_MAX, "quick_replies[].title")
+            _str(reply.get("payload"), PAYLOAD_MAX, "quick_replies[].payload")
+        elif kind not in ("user_phone_number", "user_email"):
+            raise Invalid("(#100) quick_replies[].content_type must be text, "
+                          "user_phone_number or user_email")
+
+
+def validate(body: Any) -> None:
+    if not isinstance(body, dict):
+        raise Invalid("(#100) Request body must be a JSON object")
+    recipient = body.get("recipient")
+    if not isinstance(recipient, dict) or not recipient.get("id"):
+        raise Invalid("(#100) The parameter recipient is required")
+    if "sender_action" in body:
+        if body["sender_action"] not in SENDER_ACTIONS:
+            raise Invalid("(#100) sender_action is not valid")
+        return
+    messaging_type = body.get("messaging_type")
+    if messaging_type not in MESSAGING_TYPES:
+        raise Invalid("(#100) messaging_type must be one of RESPONSE, UPDATE, MESSAGE_TAG")
+    if messaging_type == "MESSAGE_TAG":
+        tag = body.get("tag")
+        if tag in DEPRECATED_TAGS:
+            raise Invalid(f"(#100) Tag {tag} is deprecated", subcode=2018344)
+        if tag not in VALID_TAGS:
+            raise Invalid("(#100) Param tag must be HUMAN_AGENT")
+    message = body.get("message")
+    if not isinstance(message, dict):
+        raise Invalid("(#100) The parameter message is required")
+    has_text, has_att = "text" in message, "attachment" in message
+    if has_text == has_att:
+        raise Invalid("(#100) message must have exactly one of text or attachment")
+    if has_text:
+        _str(message["text"], TEXT_MAX, "message.text")
+    else:
+        _validate_attachment(message["attachment"])
+    if "quick_replies" in message:
+        _validate_quick_replies(message["quick_replies"])
+
+
+def summary(body: dict[str, Any]) -> str | None:
+    message = body.get("message") or {}
+    if "text" in message:
+        return message["text"]
+    payload = (message.get("attachment") or {}).get("payload") or {}
+    return payload.get("text") or payload.get("url")
+
+
+def _answer(step: Step | None, request: Request, body: Any) -> JSONResponse:
+    if step is not None and step.is_error:
+        return scripted_graph_error(step, whatsapp=False)
+    bad_token = token_error(bearer_or_query_token(request), whatsapp=False)
+    if bad_token is not None:
+        return bad_token
+    try:
+        validate(body)
+    except Invalid as exc:
+        return graph_error(exc.code, subcode=exc.subcode, message=exc.details)
+    answer: dict[str, str] = {"recipient_id": str(body["recipient"]["id"])}
+    if "sender_action" not in body:
+        answer["message_id"] = "m_" + random_token(40, "abcdefghijklmnopqrstuvwxyz"
+                                                    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
+    return JSONResponse(answer)
+
+
+async def handle(recorder: Recorder, request: Request, body: Any) -> JSONResponse:
+    entry = await recorder.record("graph", request, body)
+    step = recorder.next_step("graph")
+    await apply_delay(step)
+    if isinstance(body, dict) and isinstance(body.get("recipient"), dict):
+        entry.recipient = str(body["recipient"].get("id") or "") or None
+    response = _answer(step, request, body)
+    entry.status = response.status_code
+    answer = json.loads(bytes(response.body))
+    if response.status_code == 200:
+        entry.answered_id = answer.get("message_id")
+        entry.text = summary(body)
+    else:
+        entry.error_code = answer["error"]["code"]
+    return response

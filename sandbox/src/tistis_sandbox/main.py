@@ -1,0 +1,148 @@
+"""`tistis-sandbox`: serve the fake platforms, or play a patient against the ingress.
+
+    tistis-sandbox serve --port 9100
+    tistis-sandbox play "Hola, quiero una cita" --channel whatsapp --tenant esva-dental
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from enum import StrEnum
+from typing import Annotated, Any
+
+import httpx
+import typer
+
+from tistis_sandbox import webhooks
+
+app = typer.Typer(help="Local fake of WhatsApp, Messenger/Instagram, TikTok and Anthropic.",
+                  no_args_is_help=True, add_completion=False)
+
+
+class ChannelName(StrEnum):
+    whatsapp = "whatsapp"
+    facebook = "facebook"
+    messenger = "messenger"
+    instagram = "instagram"
+    tiktok = "tiktok"
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 9100,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve the fakes (point the *_BASE_URL settings at http://HOST:PORT)."""
+    import uvicorn
+
+    from tistis_sandbox.app import create_app
+
+    uvicorn.run(create_app(), host=host, port=port, log_level=log_level)
+
+
+def build_webhook(channel: ChannelName, text: str, user: str, name: str,
+                  account: str | None) -> tuple[webhooks.SignedWebhook, str, str]:
+    """The signed webhook, the sandbox target the reply will hit, and its recipient id."""
+    meta_secret = os.environ.get("META_APP_SECRET") or webhooks.DEFAULT_SECRET
+    if channel is ChannelName.whatsapp:
+        phone_number_id = (account or os.environ.get("WHATSAPP_PHONE_NUMBER_ID")
+                           or webhooks.DEFAULT_PHONE_NUMBER_ID)
+        payload = webhooks.whatsapp_payload([webhooks.wa_text(user, text)], name=name,
+                                            phone_number_id=phone_number_id)
+        return webhooks.sign_meta(payload, meta_secret), "whatsapp", user
+    if channel is ChannelName.instagram:
+        payload = webhooks.instagram_payload(text, sender_id=user,
+                                             ig_id=account or webhooks.DEFAULT_IG_ID)
+        return webhooks.sign_meta(payload, meta_secret), "graph", user
+    if channel is ChannelName.tiktok:
+        secret = os.environ.get("TIKTOK_CLIENT_SECRET") or webhooks.DEFAULT_SECRET
+        payload = webhooks.tiktok_payload(
+            text, user_id=user, username=name,
+            business_id=account or webhooks.DEFAULT_TIKTOK_BUSINESS_ID)
+        return (webhooks.sign_tiktok(payload, secret), "tiktok",
+                webhooks.tiktok_conversation_id(user))
+    payload = webhooks.messenger_payload(text, sender_id=user,
+                                         page_id=account or webhooks.DEFAULT_PAGE_ID)
+    return webhooks.sign_meta(payload, meta_secret), "graph", user
+
+
+def _replies(sandbox: str, target: str, recipient: str, since: float) -> list[dict[str, Any]]:
+    r = httpx.get(f"{sandbox.rstrip('/')}/_sandbox/requests",
+                  params={"target": target, "recipient": recipient}, timeout=5)
+    r.raise_for_status()
+    return [q for q in r.json()["requests"] if q["time"] >= since and 200 <= q["status"] < 300]
+
+
+@app.command()
+def play(
+    text: Annotated[str, typer.Argument(help="What the patient writes.")],
+    channel: Annotated[ChannelName, typer.Option(help="Platform the patient writes on.")] = (
+        ChannelName.whatsapp),
+    tenant: Annotated[str, typer.Option(help="Tenant slug in the webhook URL.")] = "esva-dental",
+    ingress: Annotated[str, typer.Option(help="Base URL of the ingress.")] = (
+        "http://127.0.0.1:8000"),
+    from_: Annotated[str, typer.Option("--from", help="Patient id: phone (WhatsApp), PSID, "
+                                                     "IGSID or TikTok user id.")] = (
+        "5215512345678"),
+    name: Annotated[str, typer.Option(help="Patient's display name.")] = "María García",
+    account: Annotated[str | None, typer.Option(
+        help="Platform account id (phone_number_id, Page id, IG id, TikTok business id).")
+    ] = None,
+    sandbox: Annotated[str, typer.Option(help="Base URL of the sandbox.")] = (
+        "http://127.0.0.1:9100"),
+    wait: Annotated[float, typer.Option(help="Seconds to wait for the reply.")] = 10.0,
+) -> None:
+    """Sign and post a patient's message as the platform would, then show the reply."""
+    webhook, target, recipient = build_webhook(channel, text, from_, name, account)
+    path_channel = "facebook" if channel is ChannelName.messenger else channel.value
+    url = f"{ingress.rstrip('/')}/api/webhook/{path_channel}/{tenant}"
+    since = time.time()
+    try:
+        answer = httpx.post(url, content=webhook.body, headers=webhook.headers, timeout=15)
+    except httpx.HTTPError as exc:
+        typer.echo(f"POST {url} failed: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"POST {url} -> {answer.status_code} {answer.text[:500]}")
+    if answer.status_code >= 300:
+        raise typer.Exit(1)
+    deadline = time.monotonic() + wait
+    seen: set[str | None] = set()
+    while True:
+        try:
+            replies = _replies(sandbox, target, recipient, since)
+        except httpx.HTTPError as exc:
+            typer.echo(f"sandbox at {sandbox} not reachable: {exc}", err=True)
+            raise typer.Exit(3) from exc
+        for reply in replies:
+            if reply["answered_id"] not in seen:
+                seen.add(reply["answered_id"])
+                shown = reply["text"] or json.dumps(reply["json"], ensure_ascii=False)
+                typer.echo(f"reply on {target} to {recipient}: {shown}")
+        if seen or time.monotonic() >= deadline:
+            break
+        time.sleep(0.2)
+    if not seen:
+        typer.echo(f"no reply reached the sandbox for {recipient} within {wait:g}s (none yet)")
+
+
+@app.command()
+def requests(
+    target: Annotated[str | None, typer.Option(help="whatsapp, graph, tiktok or anthropic")] = (
+        None),
+    sandbox: Annotated[str, typer.Option(help="Base URL of the sandbox.")] = (
+        "http://127.0.0.1:9100"),
+) -> None:
+    """Print what the sandbox received, oldest first."""
+    params = {"target": target} if target else {}
+    r = httpx.get(f"{sandbox.rstrip('/')}/_sandbox/requests", params=params, timeout=5)
+    r.raise_for_status()
+    for q in r.json()["requests"]:
+        typer.echo(f"{q['target']:9} {q['status']} {q['path']} -> {q['recipient']}: "
+                   f"{q['text'] or q['error_code']}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,119 @@
+"""Fake TikTok Business Messaging: `POST /open_api/{version}/business/message/send/`.
+
+Request (TikTok API for Business): header `Access-Token` (no "Bearer"), body
+`{"business_id", "recipient_type": "CONVERSATION", "recipient": <conversation id>,
+  "message_type": "TEXT", "text": {"body": ...}}`.
+Answer: `{"code": 0, "message": "OK", "request_id", "data": {"message": {"message_id"}}}`.
+Errors come as a non-zero `code` with HTTP 200, as TikTok does; only a scripted `status`
+changes the HTTP status (a gateway failure).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+
+from tistis_sandbox.recorder import Recorder, Step, apply_delay
+
+TEXT_MAX = 6000
+OK = 0
+INVALID_PARAMS = 40002
+RATE_LIMITED = 40100
+TOKEN_EMPTY = 40104
+TOKEN_INVALID = 40105
+SENDING_TOO_FAST = 40064
+SYSTEM_ERROR = 50000
+
+MESSAGES: dict[int, str] = {
+    INVALID_PARAMS: "Invalid parameters",
+    RATE_LIMITED: "Too many requests. Please retry in some time.",
+    TOKEN_EMPTY: "Access token is null, you should set it in http header with key Access-Token.",
+    TOKEN_INVALID: "Access token is incorrect or has been revoked.",
+    SENDING_TOO_FAST: "You are sending messages too fast. Take a rest.",
+    SYSTEM_ERROR: "System error. Please try again later.",
+}
+
+
+def request_id() -> str:
+    # TikTok's look like a timestamp followed by hex: sortable and unique.
+    return time.strftime("%Y%m%d%H%M%S", time.gmtime()) + secrets.token_hex(12).upper()
+
+
+def envelope(code: int, message: str | None = None, data: Any = None) -> dict[str, Any]:
+    return {
+        "code": code,
+        "message": "OK" if code == OK else (message or MESSAGES.get(code, "Error")),
+        "request_id": request_id(),
+        "data": data if data is not None else {},
+    }
+
+
+class Invalid(Exception):
+    pass
+
+
+def validate(body: Any) -> None:
+    if not isinstance(body, dict):
+        raise Invalid("request body must be a JSON object")
+    for field in ("business_id", "recipient_type", "recipient", "message_type"):
+        if not body.get(field):
+            raise Invalid(f"{field}: Missing data for required field.")
+    if body["recipient_type"] != "CONVERSATION":
+        raise Invalid("recipient_type: Must be one of: CONVERSATION.")
+    if not isinstance(body["recipient"], str):
+        raise Invalid("recipient: Not a valid string.")
+    kind = body["message_type"]
+    if kind == "TEXT":
+        text = body.get("text")
+        if not isinstance(text, dict) or not isinstance(text.get("body"), str) or not text["body"]:
+            raise Invalid("text.body: Missing data for required field.")
+        if len(text["body"]) > TEXT_MAX:
+            raise Invalid(f"text.body: Length must be between 1 and {TEXT_MAX}.")
+    elif kind == "IMAGE":
+        image = body.get("image")
+        if not isinstance(image, dict) or not image.get("media_id"):
+            raise Invalid("image.media_id: Missing data for required field.")
+    else:
+        raise Invalid("message_type: Must be one of: TEXT, IMAGE.")
+
+
+def _answer(step: Step | None, request: Request, body: Any) -> JSONResponse:
+    if step is not None and step.is_error:
+        code = step.error_code or (RATE_LIMITED if step.status == 429 else SYSTEM_ERROR)
+        return JSONResponse(
+            envelope(code, step.message), status_code=step.status or 200, headers=step.headers
+        )
+    token = request.headers.get("access-token")
+    if not token:
+        return JSONResponse(envelope(TOKEN_EMPTY))
+    if token.startswith(("expired", "invalid", "Bearer ")):
+        # "Bearer " is the classic mistake: TikTok wants the bare token and answers 40105.
+        return JSONResponse(envelope(TOKEN_INVALID))
+    try:
+        validate(body)
+    except Invalid as exc:
+        return JSONResponse(envelope(INVALID_PARAMS, str(exc)))
+    message_id = secrets.token_urlsafe(18)
+    return JSONResponse(envelope(OK, data={"message": {"message_id": message_id}}))
+
+
+async def handle(recorder: Recorder, request: Request, body: Any) -> JSONResponse:
+    entry = await recorder.record("tiktok", request, body)
+    step = recorder.next_step("tiktok")
+    await apply_delay(step)
+    if isinstance(body, dict) and isinstance(body.get("recipient"), str):
+        entry.recipient = body["recipient"]
+    response = _answer(step, request, body)
+    answer = json.loads(bytes(response.body))
+    entry.status = response.status_code
+    if answer["code"] == OK:
+        entry.answered_id = answer["data"]["message"]["message_id"]
+        entry.text = (body.get("text") or {}).get("body")
+    else:
+        entry.error_code = answer["code"]
+    return response
