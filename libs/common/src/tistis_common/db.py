@@ -34,6 +34,16 @@ async def tenant_tx(pool: asyncpg.Pool, tenant_id: uuid.UUID) -> AsyncIterator[a
         yield conn
 
 
+@asynccontextmanager
+async def conn_tenant_tx(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID
+) -> AsyncIterator[asyncpg.Connection]:
+    """`tenant_tx` on a connection the caller already holds (e.g. one keeping a session lock)."""
+    async with conn.transaction():
+        await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(tenant_id))
+        yield conn
+
+
 async def tenant_by_slug(pool: asyncpg.Pool, slug: str) -> asyncpg.Record | None:
     """The tenant directory is readable without a tenant scope (it is how the scope is found)."""
     return await pool.fetchrow("SELECT id, slug, name, timezone FROM tenants WHERE slug = $1", slug)
