@@ -236,6 +236,31 @@ class TestModelFailures:
         assert len(await sandbox.requests("anthropic")) == 1
 
 
+    async def test_slow_answer_times_out_and_the_retry_replies(
+        self, patient_message, settings, ai_settings, bus, sandbox, make_tenant
+    ):
+        tenant = await make_tenant(OPEN_ALL_DAY)
+        await sandbox.script("anthropic", {"delay": 2.0}, tool_answer("¡Aquí estoy!"))
+        overrides = {**ai_settings, "ai_timeout_seconds": 0.5, "ai_sdk_max_retries": 0}
+        async with running(start, settings, **overrides):
+            await bus.publish(patient_message(tenant, "Hola"))
+            [out] = await bus.wait(tenant.id, "message.outbound")
+        assert out.text == "¡Aquí estoy!"
+
+    async def test_model_that_refuses_temperature_is_asked_without_it(
+        self, patient_message, responder, bus, sandbox, make_tenant
+    ):
+        tenant = await make_tenant(OPEN_ALL_DAY)
+        await sandbox.script("anthropic",
+                             {"status": 400, "message": "`temperature` is deprecated for this model."},
+                             tool_answer("¡Hola!"))
+        await bus.publish(patient_message(tenant, "Hola"))
+        [out] = await bus.wait(tenant.id, "message.outbound")
+        assert out.text == "¡Hola!"
+        first, second = await sandbox.requests("anthropic")
+        assert first["json"]["temperature"] == 0.7 and "temperature" not in second["json"]
+
+
 async def _dead_letter(bus, event_id: uuid.UUID, timeout: float = 20):
     channel = bus.queue.channel
     dlq = await channel.get_queue("ai-responder.inbound.dlq")

@@ -100,7 +100,7 @@ class TenantContext:
             name=row["tenant_name"],
             timezone=row["timezone"],
             system_prompt=get("system_prompt", DEFAULT_PROMPT),
-            temperature=float(get("temperature", 0.7)),
+            temperature=round(float(get("temperature", 0.7)), 3),  # `real` column: 0.699999988
             max_tokens=int(get("max_tokens", 500)),
             response_style=get("response_style", "professional"),
             business_hours=get("business_hours", DEFAULT_HOURS),
