@@ -2,13 +2,19 @@
 # Local RabbitMQ + PostgreSQL without Docker: installs the Debian packages when missing,
 # starts both on loopback with data in a project-local folder, waits until they answer,
 # creates the database, roles and vhost. Safe to run twice, and when a server is already up.
-#   scripts/infra.sh up | down | status | env
+#   scripts/infra.sh up|down [postgres|rabbitmq] | status | env
+# Ports: TISTIS_PG_PORT, TISTIS_AMQP_PORT, TISTIS_MGMT_PORT (a second instance on other ports
+# runs beside the first: the chaos tests restart their own servers that way).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PG_PORT="${TISTIS_PG_PORT:-5432}"
 AMQP_PORT="${TISTIS_AMQP_PORT:-5672}"
 MGMT_PORT="${TISTIS_MGMT_PORT:-15672}"
+# One node name per port, so that a second instance (another checkout on other ports) can run.
+RMQ_NODE="tistis@localhost"; [ "$AMQP_PORT" = 5672 ] || RMQ_NODE="tistis-$AMQP_PORT@localhost"
+PG_DIR="postgres"; [ "$PG_PORT" = 5432 ] || PG_DIR="postgres-$PG_PORT"
+RMQ_DIR="rabbitmq"; [ "$AMQP_PORT" = 5672 ] || RMQ_DIR="rabbitmq-$AMQP_PORT"
 PG_SUPER_PASSWORD="postgres"          # loopback-only development cluster
 PG_OWNER="tistis"; PG_OWNER_PASSWORD="tistis"           # owns the schema, runs migrations
 PG_APP="tistis_app"; PG_APP_PASSWORD="tistis_app"       # what services use: RLS applies
@@ -19,7 +25,7 @@ PG_DB="tistis"
 data_dir() {
   local local_dir="$ROOT/.infra"
   mkdir -p "$local_dir"
-  if id postgres >/dev/null 2>&1 && runuser -u postgres -- test -x "$local_dir" 2>/dev/null; then
+  if id postgres >/dev/null 2>&1 && as_user postgres test -x "$local_dir" 2>/dev/null; then
     echo "$local_dir"
   else
     local d="/var/tmp/tistis-infra-$(echo "$ROOT" | md5sum | cut -c1-10)"
@@ -28,6 +34,9 @@ data_dir() {
 }
 
 log() { echo "infra: $*" >&2; }
+
+# From / so that a service user never needs to enter a private checkout folder.
+as_user() { local user=$1; shift; (cd / && runuser -u "$user" -- "$@"); }
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -58,7 +67,7 @@ wait_for() { # what, seconds, command...
 psql_super() { PGOPTIONS="-c client_min_messages=warning" PGPASSWORD="$PG_SUPER_PASSWORD" psql -v ON_ERROR_STOP=1 -qAt -h 127.0.0.1 -p "$PG_PORT" -U postgres "$@"; }
 
 pg_up() {
-  local dir; dir="$(data_dir)/postgres"
+  local dir; dir="$(data_dir)/$PG_DIR"
   if port_open "$PG_PORT"; then
     log "postgres already answering on $PG_PORT"
   else
@@ -67,12 +76,12 @@ pg_up() {
     if [ ! -f "$dir/PG_VERSION" ]; then
       log "initdb in $dir"
       local pw; pw="$(mktemp)"; echo "$PG_SUPER_PASSWORD" >"$pw"; chmod 644 "$pw"
-      runuser -u postgres -- "$bin/initdb" -D "$dir" -U postgres --pwfile="$pw" \
+      as_user postgres "$bin/initdb" -D "$dir" -U postgres --pwfile="$pw" \
         --auth-local=scram-sha-256 --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >/dev/null
       rm -f "$pw"
     fi
     log "starting postgres on 127.0.0.1:$PG_PORT"
-    runuser -u postgres -- "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 start \
+    as_user postgres "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 start \
       -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $dir -c max_connections=300 -c fsync=${TISTIS_PG_FSYNC:-on}" >/dev/null
   fi
   wait_for postgres 60 psql_super -d postgres -c "select 1"
@@ -95,19 +104,19 @@ SQL
 rmq_env() { # fills RMQ_ENV for `env`
   local dir=$1
   RMQ_ENV=(HOME="$dir" RABBITMQ_MNESIA_BASE="$dir/mnesia" RABBITMQ_LOG_BASE="$dir/log"
-    RABBITMQ_NODENAME="tistis@localhost" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
+    RABBITMQ_NODENAME="$RMQ_NODE" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
     RABBITMQ_NODE_PORT="$AMQP_PORT" RABBITMQ_DIST_PORT=$((AMQP_PORT + 20000))
     RABBITMQ_ENABLED_PLUGINS_FILE="$dir/enabled_plugins" RABBITMQ_CONFIG_FILE="$dir/rabbitmq.conf"
     RABBITMQ_PID_FILE="$dir/rabbitmq.pid" ERL_EPMD_ADDRESS=127.0.0.1
     "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=-kernel inet_dist_use_interface {127,0,0,1}")
 }
 
-rmq_ctl() { local dir; dir="$(data_dir)/rabbitmq"; rmq_env "$dir"; runuser -u rabbitmq -- env "${RMQ_ENV[@]}" /usr/lib/rabbitmq/bin/rabbitmqctl -n tistis@localhost "$@"; }
+rmq_ctl() { local dir; dir="$(data_dir)/$RMQ_DIR"; rmq_env "$dir"; as_user rabbitmq env "${RMQ_ENV[@]}" /usr/lib/rabbitmq/bin/rabbitmqctl -n "$RMQ_NODE" "$@"; }
 
 mgmt() { curl -fsS -u guest:guest "$@"; }
 
 rmq_up() {
-  local dir; dir="$(data_dir)/rabbitmq"
+  local dir; dir="$(data_dir)/$RMQ_DIR"
   if port_open "$AMQP_PORT"; then
     log "rabbitmq already answering on $AMQP_PORT"
   else
@@ -126,7 +135,7 @@ CONF
     chown -R rabbitmq:rabbitmq "$dir"
     log "starting rabbitmq on 127.0.0.1:$AMQP_PORT (management on $MGMT_PORT)"
     rmq_env "$dir"
-    runuser -u rabbitmq -- env "${RMQ_ENV[@]}" setsid /usr/lib/rabbitmq/bin/rabbitmq-server >"$dir/log/console.log" 2>&1 </dev/null &
+    as_user rabbitmq env "${RMQ_ENV[@]}" setsid /usr/lib/rabbitmq/bin/rabbitmq-server >"$dir/log/console.log" 2>&1 </dev/null &
   fi
   wait_for rabbitmq 120 port_open "$AMQP_PORT"
   wait_for rabbitmq-management 60 mgmt "http://127.0.0.1:$MGMT_PORT/api/overview"
@@ -139,17 +148,22 @@ up() {
   log "ready: postgres 127.0.0.1:$PG_PORT, rabbitmq 127.0.0.1:$AMQP_PORT"
 }
 
-down() {
-  local base; base="$(data_dir)"
-  if [ -f "$base/postgres/postmaster.pid" ]; then
+pg_down() {
+  local dir; dir="$(data_dir)/$PG_DIR"
+  if [ -f "$dir/postmaster.pid" ]; then
     log "stopping postgres"
-    runuser -u postgres -- "$(pg_bin)/pg_ctl" -D "$base/postgres" -m fast -w stop >/dev/null || true
+    as_user postgres "$(pg_bin)/pg_ctl" -D "$dir" -m fast -w stop >/dev/null || true
   fi
-  if [ -d "$base/rabbitmq/mnesia" ] && port_open "$AMQP_PORT"; then
+}
+
+rmq_down() {
+  if [ -d "$(data_dir)/$RMQ_DIR/mnesia" ] && port_open "$AMQP_PORT"; then
     log "stopping rabbitmq"
     rmq_ctl shutdown >/dev/null 2>&1 || rmq_ctl stop >/dev/null 2>&1 || true
   fi
 }
+
+down() { pg_down; rmq_down; }
 
 status() {
   port_open "$PG_PORT" && echo "postgres: up ($PG_PORT)" || echo "postgres: down"
@@ -167,10 +181,10 @@ ENV
 }
 
 case "${1:-up}" in
-  up) up ;;
-  down) down ;;
+  up) case "${2:-all}" in postgres) install_missing; pg_up ;; rabbitmq) install_missing; rmq_up ;; *) up ;; esac ;;
+  down) case "${2:-all}" in postgres) pg_down ;; rabbitmq) rmq_down ;; *) down ;; esac ;;
   status) status ;;
   env) env_vars ;;
   rabbitmqctl) shift; rmq_ctl "$@" ;;
-  *) echo "usage: $0 up|down|status|env|rabbitmqctl ..." >&2; exit 2 ;;
+  *) echo "usage: $0 up|down [postgres|rabbitmq] | status | env | rabbitmqctl ..." >&2; exit 2 ;;
 esac

@@ -3,7 +3,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import httpx
 from fastapi.testclient import TestClient
+from tistis_sandbox import AsyncSandboxClient
 from tistis_sandbox.testing import BEARER, PAGE_PATH, TIKTOK_PATH, WA_PATH
 
 WA_TEXT = {"messaging_product": "whatsapp", "to": "5215512345678", "type": "text",
@@ -115,3 +117,40 @@ class TestRequests:
         assert wa(api).status_code == 200  # fault cleared
         assert api.post(PAGE_PATH, json=PAGE_TEXT,
                         params={"access_token": "t"}).status_code == 200  # script cleared
+
+
+class TestWrongJsonTypes:
+    """A value of the wrong JSON type is a validation error, never a 500."""
+
+    def test_every_fake_answers_its_own_validation_error(self, api: TestClient) -> None:
+        bad_wa = {**WA_TEXT, "type": "interactive", "interactive": {
+            "type": "list", "header": "oops", "body": {"text": "x"}, "action": {}}}
+        assert api.post(WA_PATH, json=bad_wa, headers=BEARER).status_code == 400
+        bad_page = {**PAGE_TEXT, "message": {"text": "x", "quick_replies": ["oops"]}}
+        r = api.post(PAGE_PATH, json=bad_page, params={"access_token": "t"})
+        assert r.status_code == 400
+        bad_tt = {**TT_TEXT, "text": "oops"}
+        r = api.post(TIKTOK_PATH, json=bad_tt, headers={"Access-Token": "t"})
+        assert (r.status_code, r.json()["code"]) == (200, 40002)
+        r = api.post("/v1/messages", json={"model": "m", "max_tokens": 5, "temperature": "hot",
+                                           "messages": [{"role": "user", "content": "x"}]},
+                     headers={"x-api-key": "k", "anthropic-version": "2023-06-01"})
+        assert r.status_code == 400
+
+
+class TestAsyncClient:
+    async def test_script_fault_wait_and_reset(self, live_url: str) -> None:
+
+        async with AsyncSandboxClient(live_url) as sbx, httpx.AsyncClient(
+            base_url=live_url, headers=BEARER
+        ) as http:
+            await sbx.reset()
+            await sbx.script("whatsapp", {"error_code": 131056})
+            assert (await http.post(WA_PATH, json=WA_TEXT)).status_code == 400
+            assert (await http.post(WA_PATH, json=WA_TEXT)).status_code == 200
+            [ok] = await sbx.wait_for("whatsapp", recipient="5215512345678", within=1)
+            assert ok["answered_id"].startswith("wamid.")
+            await sbx.fault("whatsapp", "error", status=503)
+            assert (await http.post(WA_PATH, json=WA_TEXT)).status_code == 503
+            await sbx.reset()
+            assert await sbx.requests() == []

@@ -9,7 +9,7 @@ CONVERSATION = "u5JhpselBAhoPOlnH0tZ9y07kg=="
 
 
 def body(**overrides: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {"business_id": "-000sandboxBusinessOpenId",
+    out: dict[str, Any] = {"business_id": "tt-business-esva",
                            "recipient_type": "CONVERSATION", "recipient": CONVERSATION,
                            "message_type": "TEXT", "text": {"body": "¡Hola! ¿En qué te ayudo?"}}
     out.update(overrides)

@@ -231,20 +231,23 @@ def _answer(recorder: Recorder, step: Step | None, request: Request, body: Any) 
     if step is not None and step.is_error:
         status = step.status or 500
         return error(status, step.message, error_type=step.error_type, headers=step.headers)
-    if not request.headers.get("x-api-key") and not request.headers.get("authorization"):
+    key = request.headers.get("x-api-key") or request.headers.get("authorization")
+    if not key:
         return error(401, "x-api-key header is required")
+    if key.startswith("invalid"):
+        return error(401, "invalid x-api-key")
     if not request.headers.get("anthropic-version"):
         return error(400, "anthropic-version: header is required")
     try:
         validate(body)
-    except Invalid as exc:
+    except (Invalid, AttributeError, TypeError, KeyError, ValueError) as exc:
         return error(400, str(exc))
     message = build_message(body, step, recorder.prompt_cache)
     return JSONResponse(message, headers={"request-id": _id("req_")})
 
 
 async def handle(recorder: Recorder, request: Request, body: Any) -> JSONResponse:
-    entry = await recorder.record("anthropic", request, body)
+    entry = recorder.record("anthropic", request, body)
     step = recorder.next_step("anthropic")
     await apply_delay(step)
     response = _answer(recorder, step, request, body)
@@ -258,3 +261,15 @@ async def handle(recorder: Recorder, request: Request, body: Any) -> JSONRespons
         entry.error_code = answer["error"]["type"]
     return response
 
+
+
+def count_tokens(body: Any) -> JSONResponse:
+    """`POST /v1/messages/count_tokens`: the same estimate the fake bills in `usage`."""
+    if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+        return error(400, "messages: Field required")
+    try:
+        validate({**body, "max_tokens": 1})
+    except Invalid as exc:
+        return error(400, str(exc))
+    total = sum(estimate_tokens(b) for b, _ in _blocks(body))
+    return JSONResponse({"input_tokens": total})

@@ -8,12 +8,14 @@ same path shape (`/{version}/{id}/messages`), exactly as in production where one
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 
 from tistis_sandbox import anthropic, graph, tiktok, whatsapp
+from tistis_sandbox.callbacks import Callback
 from tistis_sandbox.meta import graph_error
 from tistis_sandbox.recorder import TARGETS, Fault, Recorder, Step
 
@@ -44,6 +46,13 @@ def _add_platform_routes(app: FastAPI) -> None:
         if body is _NOT_JSON:
             return anthropic.error(400, "Request body is not valid JSON")
         return await anthropic.handle(_recorder(request), request, body)
+
+    @app.post("/v1/messages/count_tokens")
+    async def anthropic_count_tokens(request: Request) -> Response:
+        body = await _json_body(request)
+        if body is _NOT_JSON:
+            return anthropic.error(400, "Request body is not valid JSON")
+        return anthropic.count_tokens(body)
 
     @app.post("/open_api/{version}/business/message/send/")
     async def tiktok_send(request: Request, version: str) -> Response:
@@ -92,6 +101,29 @@ def _add_control_routes(app: FastAPI) -> None:
             raise HTTPException(422, "mode must be ok, error or slow")
         _recorder(request).faults[target] = fault
         return {"target": target, "mode": fault.mode}
+
+    @app.post("/_sandbox/callbacks/{target}")
+    async def callbacks(request: Request, target: str) -> dict[str, Any]:
+        if target != "whatsapp":
+            raise HTTPException(404, "status callbacks exist for whatsapp only")
+        raw = await _json_body(request)
+        try:
+            callback = Callback(**raw) if isinstance(raw, dict) else None
+        except TypeError as exc:
+            raise HTTPException(422, str(exc)) from exc
+        if callback is None:
+            raise HTTPException(422, "expected {url, app_secret?, statuses?, delay?}")
+        _recorder(request).callbacks[target] = callback
+        return {"target": target, "url": callback.url, "statuses": callback.statuses}
+
+    @app.delete("/_sandbox/callbacks/{target}")
+    async def drop_callbacks(request: Request, target: str) -> dict[str, str]:
+        _recorder(request).callbacks.pop(target, None)
+        return {"target": target, "status": "removed"}
+
+    @app.get("/_sandbox/callbacks")
+    async def deliveries(request: Request) -> dict[str, Any]:
+        return {"deliveries": [asdict(d) for d in _recorder(request).deliveries]}
 
     @app.get("/_sandbox/requests")
     async def requests(

@@ -13,6 +13,12 @@ def _steps_payload(steps: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:
     return list(steps)
 
 
+def _callback_payload(url: str, app_secret: str | None, statuses: list[str] | None,
+                      delay: float | None) -> dict[str, Any]:
+    extra = {"app_secret": app_secret, "statuses": statuses, "delay": delay}
+    return {"url": url, **{k: v for k, v in extra.items() if v is not None}}
+
+
 class SandboxClient:
     """Synchronous client: `SandboxClient("http://127.0.0.1:9100").script("whatsapp", {...})`."""
 
@@ -37,6 +43,18 @@ class SandboxClient:
     def fault(self, target: str, mode: str, **params: Any) -> None:
         r = self._http.post(f"/_sandbox/faults/{target}", json={"mode": mode, **params})
         r.raise_for_status()
+
+    def callbacks(self, url: str, *, app_secret: str | None = None,
+                  statuses: list[str] | None = None, delay: float | None = None) -> None:
+        """Make the fake WhatsApp post status webhooks to `url` after each accepted send."""
+        r = self._http.post("/_sandbox/callbacks/whatsapp",
+                            json=_callback_payload(url, app_secret, statuses, delay))
+        r.raise_for_status()
+
+    def deliveries(self) -> list[dict]:
+        r = self._http.get("/_sandbox/callbacks")
+        r.raise_for_status()
+        return r.json()["deliveries"]  # type: ignore[no-any-return]
 
     def requests(self, target: str | None = None, recipient: str | None = None) -> list[dict]:
         params = {k: v for k, v in {"target": target, "recipient": recipient}.items() if v}
@@ -83,6 +101,17 @@ class AsyncSandboxClient:
     async def fault(self, target: str, mode: str, **params: Any) -> None:
         r = await self._http.post(f"/_sandbox/faults/{target}", json={"mode": mode, **params})
         r.raise_for_status()
+
+    async def callbacks(self, url: str, *, app_secret: str | None = None,
+                        statuses: list[str] | None = None, delay: float | None = None) -> None:
+        r = await self._http.post("/_sandbox/callbacks/whatsapp",
+                                  json=_callback_payload(url, app_secret, statuses, delay))
+        r.raise_for_status()
+
+    async def deliveries(self) -> list[dict]:
+        r = await self._http.get("/_sandbox/callbacks")
+        r.raise_for_status()
+        return r.json()["deliveries"]  # type: ignore[no-any-return]
 
     async def requests(self, target: str | None = None,
                        recipient: str | None = None) -> list[dict]:

@@ -177,6 +177,8 @@ def _answer(step: Step | None, request: Request, body: Any) -> JSONResponse:
         validate(body)
     except Invalid as exc:
         return graph_error(exc.code, subcode=exc.subcode, message=exc.details)
+    except (AttributeError, TypeError, KeyError, ValueError) as exc:
+        return graph_error(100, message=f"(#100) Invalid parameter: {exc}")
     answer: dict[str, str] = {"recipient_id": str(body["recipient"]["id"])}
     if "sender_action" not in body:
         answer["message_id"] = "m_" + random_token(40, "abcdefghijklmnopqrstuvwxyz"
@@ -185,7 +187,7 @@ def _answer(step: Step | None, request: Request, body: Any) -> JSONResponse:
 
 
 async def handle(recorder: Recorder, request: Request, body: Any) -> JSONResponse:
-    entry = await recorder.record("graph", request, body)
+    entry = recorder.record("graph", request, body)
     step = recorder.next_step("graph")
     await apply_delay(step)
     if isinstance(body, dict) and isinstance(body.get("recipient"), dict):

@@ -34,13 +34,22 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 9100,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    status_webhook: Annotated[str | None, typer.Option(
+        help="Ingress URL that receives WhatsApp status webhooks (sent/delivered/read) after "
+             "each accepted send, signed with META_APP_SECRET.")] = None,
 ) -> None:
     """Serve the fakes (point the *_BASE_URL settings at http://HOST:PORT)."""
     import uvicorn
 
     from tistis_sandbox.app import create_app
+    from tistis_sandbox.callbacks import Callback
+    from tistis_sandbox.recorder import Recorder
 
-    uvicorn.run(create_app(), host=host, port=port, log_level=log_level)
+    recorder = Recorder()
+    if status_webhook:
+        secret = os.environ.get("META_APP_SECRET") or webhooks.DEFAULT_SECRET
+        recorder.callbacks["whatsapp"] = Callback(url=status_webhook, app_secret=secret)
+    uvicorn.run(create_app(recorder), host=host, port=port, log_level=log_level)
 
 
 def build_webhook(channel: ChannelName, text: str, user: str, name: str,

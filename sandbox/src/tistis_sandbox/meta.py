@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import secrets
 import string
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
-from tistis_sandbox.recorder import Step
+if TYPE_CHECKING:  # recorder imports callbacks, which import this module
+    from tistis_sandbox.recorder import Step
 
 # code -> (HTTP status, title). Titles are what Meta puts into `message`; the dispatcher should
 # classify on `code`, as Meta recommends, so the exact wording matters little.

@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from fastapi import Request
 
+from tistis_sandbox.callbacks import Callback, Delivery
+
 Target = Literal["whatsapp", "graph", "tiktok", "anthropic"]
 TARGETS: tuple[str, ...] = ("whatsapp", "graph", "tiktok", "anthropic")
 
@@ -41,6 +43,7 @@ class Step:
     tool_input: dict[str, Any] | None = None
     tool_name: str | None = None
     text: str | None = None
+    async_error_code: int | None = None  # accept, then report `failed` by status webhook
 
     @property
     def is_error(self) -> bool:
@@ -102,7 +105,8 @@ class Recorder:
         self.faults: dict[str, Fault] = {t: Fault() for t in TARGETS}
         # Prompt-cache prefixes seen by the Anthropic fake (hash -> tokens).
         self.prompt_cache: dict[str, int] = {}
-        self._lock = asyncio.Lock()
+        self.callbacks: dict[str, Callback] = {}
+        self.deliveries: list[Delivery] = []
 
     def reset(self) -> None:
         self.requests.clear()
@@ -110,6 +114,8 @@ class Recorder:
             self.scripts[target].clear()
             self.faults[target] = Fault()
         self.prompt_cache.clear()
+        self.callbacks.clear()
+        self.deliveries.clear()
 
     def queue(self, target: str, steps: list[Step]) -> None:
         self.scripts[target].extend(steps)
@@ -120,7 +126,7 @@ class Recorder:
             return self.scripts[target].popleft()
         return self.faults[target].as_step()
 
-    async def record(self, target: str, request: Request, body: Any) -> Recorded:
+    def record(self, target: str, request: Request, body: Any) -> Recorded:
         query = {
             k: (REDACTED if k in SECRET_QUERY else v) for k, v in request.query_params.items()
         }
@@ -133,8 +139,8 @@ class Recorder:
             json=body,
             time=time.time(),
         )
-        async with self._lock:
-            self.requests.append(entry)
+        # One event loop serves the app, so a plain append cannot interleave.
+        self.requests.append(entry)
         return entry
 
     def find(self, target: str | None = None, recipient: str | None = None) -> list[Recorded]:

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import uvicorn
 
@@ -25,22 +26,28 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 @contextmanager
-def running_sandbox(host: str = "127.0.0.1", port: int = 0,
-                    recorder: Recorder | None = None) -> Iterator[str]:
-    """Yield the base URL of a sandbox served from a background thread."""
+def serving(app: Any, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Serve any ASGI app from a background thread; yield its base URL."""
     port = port or free_port(host)
-    config = uvicorn.Config(create_app(recorder), host=host, port=port, log_level="warning",
-                            lifespan="off")
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="tistis-sandbox", daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
     while not server.started:
         if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("sandbox did not start")
+            raise RuntimeError("server did not start")
         time.sleep(0.01)
     try:
         yield f"http://{host}:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=5)
+
+
+@contextmanager
+def running_sandbox(host: str = "127.0.0.1", port: int = 0,
+                    recorder: Recorder | None = None) -> Iterator[str]:
+    """Yield the base URL of a sandbox served from a background thread."""
+    with serving(create_app(recorder), host, port) as url:
+        yield url

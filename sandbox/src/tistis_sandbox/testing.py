@@ -4,7 +4,7 @@ from __future__ import annotations
 
 GRAPH_VERSION = "v21.0"
 PHONE_NUMBER_ID = "100000000000001"
-PAGE_ID = "100000000000003"
+PAGE_ID = "100000000000101"
 WA_PATH = f"/{GRAPH_VERSION}/{PHONE_NUMBER_ID}/messages"
 PAGE_PATH = f"/{GRAPH_VERSION}/{PAGE_ID}/messages"
 TIKTOK_PATH = "/open_api/v1.3/business/message/send/"

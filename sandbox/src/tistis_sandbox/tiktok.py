@@ -96,14 +96,14 @@ def _answer(step: Step | None, request: Request, body: Any) -> JSONResponse:
         return JSONResponse(envelope(TOKEN_INVALID))
     try:
         validate(body)
-    except Invalid as exc:
+    except (Invalid, AttributeError, TypeError, KeyError, ValueError) as exc:
         return JSONResponse(envelope(INVALID_PARAMS, str(exc)))
     message_id = secrets.token_urlsafe(18)
     return JSONResponse(envelope(OK, data={"message": {"message_id": message_id}}))
 
 
 async def handle(recorder: Recorder, request: Request, body: Any) -> JSONResponse:
-    entry = await recorder.record("tiktok", request, body)
+    entry = recorder.record("tiktok", request, body)
     step = recorder.next_step("tiktok")
     await apply_delay(step)
     if isinstance(body, dict) and isinstance(body.get("recipient"), str):

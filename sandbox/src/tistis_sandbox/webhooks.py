@@ -18,14 +18,15 @@ import secrets
 import time
 from typing import Any, NamedTuple
 
+# Defaults match the demo tenant in fixtures/, so `play` works against `make run` as is.
 DEFAULT_SECRET = "sandbox-app-secret"
 DEFAULT_PHONE_NUMBER_ID = "100000000000001"
-DEFAULT_DISPLAY_PHONE = "15550000001"
-DEFAULT_WABA_ID = "100000000000002"
-DEFAULT_PAGE_ID = "100000000000003"
-DEFAULT_IG_ID = "17841400000000004"
-DEFAULT_TIKTOK_BUSINESS_ID = "-000sandboxBusinessOpenId"
-DEFAULT_TIKTOK_CLIENT_KEY = "sbx000000000000000"
+DEFAULT_DISPLAY_PHONE = "526310000000"
+DEFAULT_WABA_ID = "200000000000001"
+DEFAULT_PAGE_ID = "100000000000101"
+DEFAULT_IG_ID = "17841400000000001"
+DEFAULT_TIKTOK_BUSINESS_ID = "tt-business-esva"
+DEFAULT_TIKTOK_CLIENT_KEY = "sandbox-tiktok-client-key"
 
 
 class SignedWebhook(NamedTuple):

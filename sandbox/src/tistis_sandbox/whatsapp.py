@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
+from tistis_sandbox.callbacks import schedule_whatsapp_statuses
 from tistis_sandbox.meta import (
     bearer_or_query_token,
     graph_error,
@@ -129,7 +130,7 @@ def _validate_interactive(msg: dict[str, Any]) -> None:
     if kind == "button":
         _validate_buttons(action)
     elif kind == "list":
-        if header is not None and header.get("type") != "text":
+        if header is not None and (not isinstance(header, dict) or header.get("type") != "text"):
             raise Invalid(131009, "List messages only support a text header.")
         _validate_list(action)
     elif kind == "cta_url":
@@ -240,7 +241,7 @@ def new_wamid(wa_id: str) -> str:
 
 
 async def handle(recorder: Recorder, request: Request, body: Any) -> JSONResponse:
-    entry = await recorder.record("whatsapp", request, body)
+    entry = recorder.record("whatsapp", request, body)
     step = recorder.next_step("whatsapp")
     await apply_delay(step)
     if isinstance(body, dict):
@@ -251,6 +252,13 @@ async def handle(recorder: Recorder, request: Request, body: Any) -> JSONRespons
         answered = _json(response)
         entry.answered_id = answered["messages"][0]["id"]
         entry.text = summary(body)
+        callback = recorder.callbacks.get("whatsapp")
+        if callback is not None:
+            schedule_whatsapp_statuses(
+                callback, recorder.deliveries, message_id=entry.answered_id,
+                recipient=answered["contacts"][0]["wa_id"],
+                phone_number_id=request.path_params.get("account_id", ""),
+                async_error_code=step.async_error_code if step is not None else None)
     else:
         entry.error_code = _json(response)["error"]["code"]
     return response
@@ -266,6 +274,9 @@ def _answer(step: Step | None, request: Request, body: Any) -> JSONResponse:
         validate(body)
     except Invalid as exc:
         return graph_error(exc.code, details=exc.details, whatsapp=True)
+    except (AttributeError, TypeError, KeyError, ValueError) as exc:
+        # A value of the wrong JSON type deep in the body: Graph calls that a bad parameter.
+        return graph_error(100, details=f"Invalid parameter: {exc}", whatsapp=True)
     to = str(body["to"])
     wa_id = to.lstrip("+")
     message: dict[str, str] = {"id": new_wamid(wa_id)}

@@ -175,7 +175,7 @@ class Consumer:
 
     async def _process(self, message: AbstractIncomingMessage) -> None:
         queue = self.spec.name
-        attempt = int((message.headers or {}).get(H_ATTEMPT, 0)) + 1
+        attempt = int(str((message.headers or {}).get(H_ATTEMPT, 0))) + 1
         try:
             event = parse_event(message.body)
         except ValidationError as exc:

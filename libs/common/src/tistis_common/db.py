@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -44,8 +45,15 @@ async def conn_tenant_tx(
         yield conn
 
 
+# The shape the tenants table enforces; anything else (NUL bytes, SQL, 10 kB) is no tenant, and
+# is answered without asking the database (which would refuse a NUL with an error).
+SLUG = re.compile(r"[a-z0-9][a-z0-9-]{1,62}")
+
+
 async def tenant_by_slug(pool: asyncpg.Pool, slug: str) -> asyncpg.Record | None:
     """The tenant directory is readable without a tenant scope (it is how the scope is found)."""
+    if not SLUG.fullmatch(slug):
+        return None
     return await pool.fetchrow("SELECT id, slug, name, timezone FROM tenants WHERE slug = $1", slug)
 
 

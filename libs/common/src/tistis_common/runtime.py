@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Awaitable, Callable
-from contextlib import suppress
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager, suppress
+from typing import Any
 
 import asyncpg
 import uvicorn
@@ -23,7 +24,15 @@ from tistis_common.topology import QueueSpec, declare_topology
 
 log = get_logger(__name__)
 
-BackgroundTask = Callable[[asyncio.Event], Awaitable[None]]
+BackgroundTask = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the runtime owns SIGTERM (drain consumers first)."""
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 class Runtime:
@@ -74,8 +83,7 @@ class Runtime:
             app, host=self.settings.http_host, port=self.settings.http_port, log_config=None,
             access_log=False, lifespan="off",
         )
-        self._server = uvicorn.Server(config)
-        self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self._server = _QuietServer(config)
         self._server_task = asyncio.create_task(self._server.serve())
         while not self._server.started:  # so that `http_port` is known (port 0 picks a free one)
             if self._server_task.done():

@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     tiktok_api_base_url: str = "https://business-api.tiktok.com"
     tiktok_api_version: str = "v1.3"
     anthropic_base_url: str | None = None
-    anthropic_model: str = "claude-sonnet-4-5"
+    anthropic_model: str = "claude-sonnet-4-6"
     # AI responder: a burst of patient messages within this window gets one reply.
     ai_debounce_seconds: float = 1.5
     ai_history_messages: int = 20  # last N messages of the conversation sent to the model

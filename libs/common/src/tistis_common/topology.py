@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange
@@ -38,7 +39,7 @@ class QueueSpec:
     delivery_limit: int = 20
 
     @property
-    def arguments(self) -> dict[str, object]:
+    def arguments(self) -> dict[str, Any]:
         # Quorum queues survive a broker restart; delay queues are classic (TTL + DLX).
         return {
             "x-queue-type": "quorum",

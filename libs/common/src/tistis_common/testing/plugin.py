@@ -82,7 +82,7 @@ async def vhost(infra: Infra) -> AsyncIterator[str]:
     """amqp URL of a fresh vhost for this session."""
     name = f"tistis_test_{uuid.uuid4().hex[:12]}"
     parts = urlsplit(infra.management_url)
-    base = urlunsplit(parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")))
+    base = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
     auth = (parts.username or "guest", parts.password or "guest")
     async with httpx.AsyncClient(base_url=base, auth=auth, timeout=10) as http:
         (await http.put(f"/api/vhosts/{name}")).raise_for_status()

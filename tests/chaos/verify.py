@@ -1,0 +1,112 @@
+"""What the chaos scenarios promise, checked against the database and the fake platforms."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import asyncpg
+import httpx
+
+from .cluster import Cluster
+from .load import Webhook
+
+
+@dataclass
+class Outcome:
+    accepted: int
+    stored_once: int = 0
+    stored_twice_or_more: list[str] = field(default_factory=list)
+    lost: list[str] = field(default_factory=list)
+    replied_once: int = 0
+    replied_twice_or_more: list[str] = field(default_factory=list)
+    unanswered: list[str] = field(default_factory=list)
+    dead_letters: dict[str, int] = field(default_factory=dict)
+    stuck: dict[str, dict] = field(default_factory=dict)
+    settle_seconds: float = 0.0
+
+    def problems(self) -> list[str]:
+        out = []
+        if self.lost:
+            out.append(f"{len(self.lost)} accepted webhooks not stored: {self.lost[:5]}")
+        if self.stored_twice_or_more:
+            out.append(f"{len(self.stored_twice_or_more)} stored twice: {self.stored_twice_or_more[:5]}")
+        if self.replied_twice_or_more:
+            out.append(f"{len(self.replied_twice_or_more)} patients got 2+ replies: "
+                       f"{self.replied_twice_or_more[:5]}")
+        if self.unanswered:
+            out.append(f"{len(self.unanswered)} patients got no reply: {self.unanswered[:5]}; "
+                       f"dead letters: {self.dead_letters}")
+        if self.stuck:
+            out.append(f"queues not drained: {self.stuck}")
+        return out
+
+
+async def _inbound_counts(cluster: Cluster, hooks: list[Webhook]) -> Counter:
+    conn = await asyncpg.connect(cluster.superuser_url)  # the superuser sees every tenant
+    try:
+        rows = await conn.fetch(
+            """SELECT tenant_id, channel, platform_message_id, count(*) AS n FROM messages
+               WHERE direction = 'inbound' AND platform_message_id = ANY($1::text[])
+               GROUP BY 1, 2, 3""",
+            [h.message_id for h in hooks],
+        )
+    finally:
+        await conn.close()
+    return Counter({(r["tenant_id"], r["channel"], r["platform_message_id"]): r["n"] for r in rows})
+
+
+def _replies(cluster: Cluster, hooks: list[Webhook]) -> Counter:
+    wanted = {h.recipient for h in hooks}
+    rows = httpx.get(f"{cluster.sandbox_url}/_sandbox/requests", timeout=30).json()["requests"]
+    return Counter(r["recipient"] for r in rows
+                   if r.get("recipient") in wanted and 200 <= r["status"] < 300
+                   and r["target"] != "anthropic")
+
+
+def _queues(cluster: Cluster) -> tuple[dict[str, dict], dict[str, int]]:
+    stuck, dead = {}, {}
+    for name, depth in cluster.queues().items():
+        if name.endswith(".dlq"):
+            if depth["ready"]:
+                dead[name] = depth["ready"]
+        elif ".retry." not in name and (depth["ready"] or depth["unacked"]):
+            stuck[name] = depth
+    return stuck, dead
+
+
+async def settle_and_check(cluster: Cluster, hooks: list[Webhook], timeout: float = 120) -> Outcome:
+    """Wait until every accepted patient message got its reply (or time runs out), then judge."""
+    accepted = [h for h in hooks if h.accepted_at]
+    started = time.monotonic()
+    while True:
+        replies = _replies(cluster, accepted)
+        stuck, dead = _queues(cluster)
+        done = len(replies) >= len(accepted) and not stuck
+        if done or time.monotonic() - started > timeout:
+            break
+        await asyncio.sleep(0.5)
+    await asyncio.sleep(1.0)  # a late duplicate would show up now
+    replies = _replies(cluster, accepted)
+    stuck, dead = _queues(cluster)
+    counts = await _inbound_counts(cluster, accepted)
+    outcome = Outcome(accepted=len(accepted), dead_letters=dead, stuck=stuck,
+                      settle_seconds=time.monotonic() - started)
+    for h in accepted:
+        n = counts.get((h.tenant.id, h.channel, h.message_id), 0)
+        if n == 0:
+            outcome.lost.append(h.message_id)
+        elif n == 1:
+            outcome.stored_once += 1
+        else:
+            outcome.stored_twice_or_more.append(h.message_id)
+        r = replies.get(h.recipient, 0)
+        if r == 0:
+            outcome.unanswered.append(h.recipient)
+        elif r == 1:
+            outcome.replied_once += 1
+        else:
+            outcome.replied_twice_or_more.append(h.recipient)
+    return outcome
