@@ -33,8 +33,12 @@ class Stored:
 
 
 async def store_inbound(event: InboundMessage, deps: Deps) -> Stored:
-    """Lead, conversation and message, once per platform message id (a redelivery finds them)."""
-    async with tenant_tx(deps.engine.pool, event.tenant_id) as conn:
+    """Lead, conversation and message, once per platform message id (a redelivery finds them).
+
+    Serialized per patient in this process, so that a burst is stored in delivery order.
+    """
+    sender = ("store", event.tenant_id, event.channel, event.platform_user_id)
+    async with deps.engine.locks.local(sender), tenant_tx(deps.engine.pool, event.tenant_id) as conn:
         lead_id = await repo.upsert_lead(conn, event)
         conversation = await repo.upsert_conversation(conn, event, lead_id)
         message_id = await repo.insert_inbound_message(conn, event, conversation["id"], lead_id)

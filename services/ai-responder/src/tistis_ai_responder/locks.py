@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Hashable
 from contextlib import asynccontextmanager
 
 import asyncpg
@@ -25,24 +25,32 @@ def advisory_key(conversation_id: uuid.UUID) -> int:
 
 class ConversationLocks:
     def __init__(self) -> None:
-        self._locks: dict[uuid.UUID, tuple[asyncio.Lock, int]] = {}
+        self._locks: dict[Hashable, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def local(self, key: Hashable) -> AsyncIterator[None]:
+        """In-process only. asyncio locks are FIFO, so handlers that ask in delivery order (before
+        any other await) get it in delivery order: a burst is stored in the order it came."""
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users <= 1:
+                del self._locks[key]  # the registry stays as small as the work in hand
+            else:
+                self._locks[key] = (lock, users - 1)
 
     @asynccontextmanager
     async def hold(self, pool: asyncpg.Pool, conversation_id: uuid.UUID) -> AsyncIterator[asyncpg.Connection]:
-        lock, users = self._locks.get(conversation_id, (asyncio.Lock(), 0))
-        self._locks[conversation_id] = (lock, users + 1)
-        try:
-            async with lock, pool.acquire() as conn:
-                key = advisory_key(conversation_id)
-                await conn.execute("SELECT pg_advisory_lock($1)", key)
-                try:
-                    yield conn
-                finally:
-                    if not conn.is_closed():
-                        await conn.execute("SELECT pg_advisory_unlock($1)", key)
-        finally:
-            lock, users = self._locks[conversation_id]
-            if users <= 1:
-                del self._locks[conversation_id]  # the registry stays as small as the work in hand
-            else:
-                self._locks[conversation_id] = (lock, users - 1)
+        """Across replicas too: the advisory lock lives on the connection that does the work."""
+        async with self.local(conversation_id), pool.acquire() as conn:
+            key = advisory_key(conversation_id)
+            await conn.execute("SELECT pg_advisory_lock($1)", key)
+            try:
+                yield conn
+            finally:
+                if not conn.is_closed():
+                    await conn.execute("SELECT pg_advisory_unlock($1)", key)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from tistis_common.rules import normalize
@@ -41,9 +42,10 @@ def _zone(name: str | None, default: str) -> ZoneInfo:
 
 def _ranges(hours: Mapping[str, object], day: str) -> list[tuple[time, time]]:
     out = []
-    for pair in hours.get(day) or []:  # type: ignore[union-attr]
+    pairs: Any = hours.get(day) or []
+    for pair in pairs:
         try:
-            start, end = (time.fromisoformat(str(v)) for v in pair)  # type: ignore[union-attr]
+            start, end = (time.fromisoformat(str(v)) for v in pair)
         except (TypeError, ValueError):
             continue  # one malformed range must not take the responder down
         out.append((start, end))

@@ -102,12 +102,18 @@ async def respond(engine: Engine, trigger: Trigger) -> list[Event]:
             stored = await repo.stored_reply(conn, trigger.reply_id)
             if stored is not None:
                 log.info("reply.reemitted", message_id=str(trigger.reply_id))
-                return [EVENT_ADAPTER.validate_python(e) for e in stored["payload"]["events"]]
+                return _stored_events(stored)
             plan = await _plan(conn, engine, trigger)
         if plan is None:
             return []
         reply = plan.reply or await _ask_model(engine, plan)
         return await _store(conn, engine, trigger, plan, reply)
+
+
+def _stored_events(stored: asyncpg.Record | None) -> list[Event]:
+    """The events a stored reply was sent with, exactly (same ids): a redelivery re-emits them."""
+    assert stored is not None
+    return [EVENT_ADAPTER.validate_python(e) for e in stored["payload"]["events"]]
 
 
 async def _plan(conn: asyncpg.Connection, engine: Engine, trigger: Trigger) -> Plan | None:
@@ -222,25 +228,26 @@ def _match(name: str | None, options: list[tuple[uuid.UUID, str]]) -> tuple[uuid
 
 def _events(trigger: Trigger, plan: Plan, reply: Reply) -> list[Event]:
     c, reply_id = plan.conversation, trigger.reply_id
-    common = {"tenant_id": trigger.tenant_id, "correlation_id": trigger.correlation_id}
+    tenant_id, correlation_id = trigger.tenant_id, trigger.correlation_id
     channel = Channel(c["channel"])
     events: list[Event] = [OutboundMessage(
         event_id=stable_id("outbound", reply_id), channel=channel, message_id=reply_id,
         conversation_id=c["id"], lead_id=c["lead_id"], recipient_id=c["platform_user_id"],
-        sender_type="ai", purpose=reply.purpose, kind="text", text=reply.text, **common,
+        sender_type="ai", purpose=reply.purpose, kind="text", text=reply.text,
+        tenant_id=tenant_id, correlation_id=correlation_id,
     )]
     if reply.escalation is not None:
         reason, source = reply.escalation
         events.append(ConversationEscalated(
             event_id=stable_id("escalated", reply_id), conversation_id=c["id"],
             lead_id=c["lead_id"], channel=channel, reason=reason, source=source,  # type: ignore[arg-type]
-            **common,
+            tenant_id=tenant_id, correlation_id=correlation_id,
         ))
     if reply.signals:
         events.append(LeadSignals(
             event_id=stable_id("signals", reply_id), lead_id=c["lead_id"], conversation_id=c["id"],
             message_id=trigger.message_id, signals=reply.signals, source=reply.signal_source,
-            **common,
+            tenant_id=tenant_id, correlation_id=correlation_id,
         ))
     services = [(s.id, s.name) for s in plan.ctx.services]
     branches = [(b.id, b.name) for b in plan.ctx.branches]
@@ -251,7 +258,8 @@ def _events(trigger: Trigger, plan: Plan, reply: Reply) -> list[Event]:
             event_id=stable_id("appointment", reply_id, i), lead_id=c["lead_id"],
             conversation_id=c["id"], service_id=service_id, service_name=service_name,
             branch_id=branch_id, branch_name=branch_name,
-            preferred_dates=action.preferred_dates, source="ai", **common,
+            preferred_dates=action.preferred_dates, source="ai",
+            tenant_id=tenant_id, correlation_id=correlation_id,
         ))
     return events
 
@@ -274,8 +282,7 @@ async def _store(conn: asyncpg.Connection, engine: Engine, trigger: Trigger, pla
             latency_ms=usage.latency_ms if usage else None,
         )
         if not inserted:  # another replica stored this very reply first: send what it stored
-            stored = await repo.stored_reply(conn, trigger.reply_id)
-            return [EVENT_ADAPTER.validate_python(e) for e in stored["payload"]["events"]]
+            return _stored_events(await repo.stored_reply(conn, trigger.reply_id))
         if reply.escalation is not None:
             await repo.escalate_conversation(conn, trigger.conversation_id, reply.escalation[0])
         elif reply.appointments:
