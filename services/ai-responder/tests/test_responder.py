@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from prometheus_client import REGISTRY
+from tistis_ai_responder.fallback import BOOKING_NOTE
 from tistis_ai_responder.main import start
 from tistis_common.db import tenant_tx
 from tistis_common.events import ReplyRequested
@@ -284,7 +285,7 @@ class TestFallback:
         before = REGISTRY.get_sample_value("tistis_ai_replies_total",
                                            {"tenant": str(tenant.id), "outcome": "fallback"}) or 0
         async with running(start, settings, **{**ai_settings, "anthropic_api_key": None}):
-            await bus.publish(patient_message(tenant, "Hola, quiero una cita. ¿Qué HORARIO tienen?"))
+            await bus.publish(patient_message(tenant, "Hola, me interesa. ¿Qué HORARIO tienen?"))
             [out] = await bus.wait(tenant.id, "message.outbound")
             [signals] = await bus.wait(tenant.id, "lead.signals")
         assert out.text == "Lunes a viernes de 9:00 a 18:00." and out.purpose == "reply"
@@ -296,6 +297,17 @@ class TestFallback:
         after = REGISTRY.get_sample_value("tistis_ai_replies_total",
                                           {"tenant": str(tenant.id), "outcome": "fallback"})
         assert after == before + 1
+
+    async def test_fallback_answers_and_hands_a_booking_to_a_human(
+        self, patient_message, settings, ai_settings, bus, make_tenant
+    ):
+        tenant = await make_tenant(OPEN_ALL_DAY)
+        async with running(start, settings, **{**ai_settings, "anthropic_api_key": None}):
+            await bus.publish(patient_message(tenant, "Quiero una cita para limpieza"))
+            [out] = await bus.wait(tenant.id, "message.outbound")
+            [escalated] = await bus.wait(tenant.id, "conversation.escalated")
+        assert out.text == "Limpieza dental: $600 a $900 MXN. " + BOOKING_NOTE
+        assert out.purpose == "reply" and "appointment" in escalated.reason
 
     async def test_fallback_that_cannot_help_holds_and_escalates(
         self, patient_message, settings, ai_settings, bus, app_pool, make_tenant

@@ -66,6 +66,10 @@ class TestFallbackAnswers:
         found = answer_from_catalog(context(), ["quiero blanquear mis dientes"])
         assert found.text == "Blanqueamiento: $3,000 MXN."
 
+    def test_a_greeting_is_answered_without_a_human(self):
+        found = answer_from_catalog(context(), ["¡Hola, buenos días!"])
+        assert found.answered and found.text.startswith("¡Hola!")
+
     def test_nothing_known_gives_a_holding_message(self):
         found = answer_from_catalog(context(), ["¿trabajan con seguros?"])
         assert not found.answered and found.text

@@ -184,13 +184,14 @@ def _escalation(plan: Plan, reason: str, source: str) -> Reply:
 
 def _fallback(plan: Plan) -> Reply:
     found = answer_from_catalog(plan.ctx, plan.texts)
-    signals = detect_signals("\n".join(plan.texts))
-    if found.answered:
-        return Reply(_with_hours(found.text, plan.closed_note), "reply", "fallback", fallback=True,
-                     signals=signals, signal_source="rules")
-    return Reply(_with_hours(found.text, plan.closed_note), "holding", "fallback", fallback=True,
-                 escalation=("the fallback found no answer in the FAQs", "ai"), signals=signals,
-                 signal_source="rules")
+    reply = Reply(_with_hours(found.text, plan.closed_note), "reply" if found.answered else "holding",
+                  "fallback", fallback=True, signals=detect_signals("\n".join(plan.texts)),
+                  signal_source="rules")
+    if not found.answered:
+        reply.escalation = ("the fallback found no answer in the FAQs", "ai")
+    elif found.wants_booking:
+        reply.escalation = ("appointment request while the assistant is unavailable", "ai")
+    return reply
 
 
 async def _ask_model(engine: Engine, plan: Plan) -> Reply:
