@@ -84,6 +84,8 @@ class TestFirstMessage:
         assert "Av. Juárez 1" in body["system"][0]["text"]
         assert "¿Cuál es su horario?" in body["system"][0]["text"]
         assert body["messages"][-1] == {"role": "user", "content": inbound.text}
+        assert "dentro de su horario" in body["system"][1]["text"]
+        assert "cache_control" not in body["system"][1]
 
     async def test_second_reply_reads_the_clinic_context_from_the_prompt_cache(
         self, patient_message, responder, bus, sandbox, app_pool, make_tenant
@@ -97,6 +99,42 @@ class TestFirstMessage:
         assert first["cache_read_tokens"] == 0 and second["cache_read_tokens"] > 0
         body = (await sandbox.requests("anthropic"))[-1]["json"]
         assert [m["role"] for m in body["messages"]] == ["user", "assistant", "user"]
+
+
+class TestConversations:
+    async def test_conversations_run_in_parallel_and_each_reply_goes_to_its_own_patient(
+        self, patient_message, responder, bus, sandbox, make_tenant
+    ):
+        tenant = await make_tenant(OPEN_ALL_DAY)
+        patients = {f"52155000000{i:02d}": f"Soy el paciente {i}" for i in range(5)}
+        for user, text in patients.items():
+            await bus.publish(patient_message(tenant, text, user=user))
+        outs = await bus.wait(tenant.id, "message.outbound", count=len(patients))
+        # The fake model quotes the last patient text it was given.
+        assert {o.recipient_id: patients[o.recipient_id] in o.text for o in outs} == {
+            user: True for user in patients}
+        assert len({o.conversation_id for o in outs}) == len(patients)
+
+    async def test_a_lead_flagged_as_spam_gets_no_reply(
+        self, patient_message, responder, bus, sandbox, app_pool, make_tenant
+    ):
+        tenant = await make_tenant(OPEN_ALL_DAY)
+        await bus.publish(patient_message(tenant, "Hola"))
+        await bus.wait(tenant.id, "message.outbound")
+        async with tenant_tx(app_pool, tenant.id) as conn:
+            await conn.execute("UPDATE leads SET spam = true")
+        later = patient_message(tenant, "Gana dinero con bitcoin")
+        await bus.publish(later)
+
+        async def stored():
+            return await rows(app_pool, tenant.id,
+                              "SELECT 1 FROM messages WHERE platform_message_id = $1",
+                              later.platform_message_id)
+
+        await eventually(stored)
+        await asyncio.sleep(0.6)
+        assert len(await bus.events(tenant.id, "message.outbound")) == 1
+        assert len(await sandbox.requests("anthropic")) == 1
 
 
 class TestDuplicatesAndBursts:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -183,6 +182,3 @@ def conversation_messages(rows: Sequence[Mapping[str, Any]],
         turns.append({"role": "user", "content": nudge or "(sin mensaje nuevo)"})
     return turns
 
-
-def payload_json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)

@@ -63,10 +63,12 @@ async def insert_inbound_message(
 async def touch_conversation_inbound(
     conn: asyncpg.Connection, conversation_id: uuid.UUID, e: InboundMessage
 ) -> None:
-    """A patient message opens the 24 h window and counts towards auto escalation."""
+    """A patient message opens the 24 h window, counts towards auto escalation and reopens a
+    closed conversation (escalated and human ones stay with the staff)."""
     if e.sender_type == "lead":
         await conn.execute(
             """UPDATE conversations SET
+                 status = CASE WHEN status = 'closed' THEN 'active' ELSE status END,
                  last_inbound_at = GREATEST(last_inbound_at, $2),
                  unresolved_inbound = unresolved_inbound + 1, updated_at = now()
                WHERE id = $1""",
