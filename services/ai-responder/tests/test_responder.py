@@ -170,6 +170,23 @@ class TestDuplicatesAndBursts:
         assert reply["payload"]["trigger_message_id"] == str(stored[-1]["id"])
 
 
+    async def test_message_sent_while_the_model_thinks_gets_the_next_reply_in_order(
+        self, patient_message, responder, bus, sandbox, make_tenant
+    ):
+        tenant = await make_tenant(OPEN_ALL_DAY)
+        await sandbox.script("anthropic", {**tool_answer("Primera respuesta"), "delay": 1.0},
+                             tool_answer("Segunda respuesta"))
+        await bus.publish(patient_message(tenant, "uno"))
+        await eventually(lambda: sandbox.requests("anthropic"))  # the model is thinking now
+        await bus.publish(patient_message(tenant, "dos"))
+        outs = await bus.wait(tenant.id, "message.outbound", count=2)
+        assert [o.text for o in outs] == ["Primera respuesta", "Segunda respuesta"]
+        second = (await sandbox.requests("anthropic"))[1]["json"]
+        assert second["messages"] == [{"role": "user", "content": "uno"},
+                                      {"role": "assistant", "content": "Primera respuesta"},
+                                      {"role": "user", "content": "dos"}]
+
+
 class TestEscalation:
     async def test_escalation_keyword_escalates_and_stops_ai_replies(
         self, patient_message, responder, bus, sandbox, app_pool, make_tenant

@@ -7,7 +7,8 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from tistis_common.db import tenant_tx
+from tistis_common.broker import PermanentError
+from tistis_common.db import conn_tenant_tx, tenant_tx
 from tistis_common.events import Event, InboundMessage, LeadCreated, ReplyRequested
 from tistis_common.ids import stable_id
 from tistis_common.logging import bound, get_logger
@@ -35,10 +36,11 @@ class Stored:
 async def store_inbound(event: InboundMessage, deps: Deps) -> Stored:
     """Lead, conversation and message, once per platform message id (a redelivery finds them).
 
-    Serialized per patient in this process, so that a burst is stored in delivery order.
+    Under the conversation's lock: in delivery order, and never in the middle of a reply.
     """
-    sender = ("store", event.tenant_id, event.channel, event.platform_user_id)
-    async with deps.engine.locks.local(sender), tenant_tx(deps.engine.pool, event.tenant_id) as conn:
+    key = (event.tenant_id, event.channel.value, event.platform_user_id)
+    async with deps.engine.locks.hold(deps.engine.pool, key) as conn, \
+            conn_tenant_tx(conn, event.tenant_id):
         lead_id = await repo.upsert_lead(conn, event)
         conversation = await repo.upsert_conversation(conn, event, lead_id)
         message_id = await repo.insert_inbound_message(conn, event, conversation["id"], lead_id)
@@ -72,14 +74,21 @@ async def handle_inbound(event: InboundMessage, deps: Deps) -> Sequence[Event]:
         # redelivered message waits too, so that it cannot answer a burst half-way through.
         await asyncio.sleep(deps.debounce_seconds)
     trigger = Trigger(event.tenant_id, stored.conversation_id, event.event_id,
+                      (event.tenant_id, event.channel.value, event.platform_user_id),
                       message_id=stored.message_id)
     with bound(conversation_id=str(stored.conversation_id)):
         return [*stored.events, *await respond(deps.engine, trigger)]
 
 
 async def handle_reply_requested(event: ReplyRequested, deps: Deps) -> Sequence[Event]:
+    async with tenant_tx(deps.engine.pool, event.tenant_id) as conn:
+        conversation = await repo.conversation_for_reply(conn, event.conversation_id)
+    if conversation is None:
+        raise PermanentError(f"conversation {event.conversation_id} not found")
     trigger = Trigger(event.tenant_id, event.conversation_id,
-                      event.correlation_id or event.event_id, request_id=event.event_id)
+                      event.correlation_id or event.event_id,
+                      (event.tenant_id, conversation["channel"], conversation["platform_user_id"]),
+                      request_id=event.event_id)
     with bound(conversation_id=str(event.conversation_id)):
         return await respond(deps.engine, trigger)
 

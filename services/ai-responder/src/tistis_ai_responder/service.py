@@ -34,7 +34,7 @@ from tistis_common.rules import detect_signals, normalize
 from . import repository as repo
 from .context import TenantContext
 from .fallback import ESCALATION_HOLDING, answer_from_catalog
-from .locks import ConversationLocks
+from .locks import ConversationLocks, LockKey
 from .model import Action, BadModelOutput, ClaudeResponder, ModelRejected, ModelReply
 from .policy import describe_opening, matching_keyword, next_opening
 
@@ -51,6 +51,7 @@ class Trigger:
     tenant_id: uuid.UUID
     conversation_id: uuid.UUID
     correlation_id: uuid.UUID
+    lock_key: LockKey
     message_id: uuid.UUID | None = None  # the patient message; None for a staff request
     request_id: uuid.UUID | None = None
 
@@ -97,7 +98,7 @@ class Plan:
 
 
 async def respond(engine: Engine, trigger: Trigger) -> list[Event]:
-    async with engine.locks.hold(engine.pool, trigger.conversation_id) as conn:
+    async with engine.locks.hold(engine.pool, trigger.lock_key) as conn:
         async with conn_tenant_tx(conn, trigger.tenant_id):
             stored = await repo.stored_reply(conn, trigger.reply_id)
             if stored is not None:
