@@ -144,3 +144,17 @@ class TestConsumer:
         assert finished == [sent.event_id]
         q = await channel.declare_queue(spec.name, passive=True)
         assert q.declaration_result.message_count == 0
+
+
+class TestUnroutedEvents:
+    async def test_an_event_no_queue_listens_to_is_parked_not_failed(self, settings, broker):
+        from tistis_common.events import ConversationEscalated
+        from tistis_common.topology import UNROUTED
+
+        _connection, _spec, publisher, channel = broker
+        event = ConversationEscalated(tenant_id=uuid.uuid4(), conversation_id=uuid.uuid4(),
+                                      reason="queja")
+        await publisher.publish(event)  # no queue is bound to conversation.escalated
+        parked = [(await get_one(channel, UNROUTED)).message_id for _ in range(1)]
+        while parked[-1] != str(event.event_id):  # other tests may have parked events too
+            parked.append((await get_one(channel, UNROUTED)).message_id)

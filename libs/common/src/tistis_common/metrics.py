@@ -65,7 +65,8 @@ AI_CIRCUIT_OPEN = Gauge("tistis_ai_circuit_open", "1 while the model circuit bre
 # -- dispatcher --------------------------------------------------------------------------
 SENDS = Counter(
     "tistis_sends_total", "Outbound sends by channel and outcome", ["tenant", "channel", "outcome"]
-)  # outcome: sent | duplicate | blocked_window | rate_limited | failed | retry | parked
+)  # outcome: sent | duplicate | blocked_window | blocked_limit | opted_out | too_long |
+#            rate_limited | failed | retry | parked | unknown
 SEND_SECONDS = Histogram(
     "tistis_platform_request_seconds", "Platform API latency", ["channel"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
@@ -73,6 +74,9 @@ SEND_SECONDS = Histogram(
 WINDOW_BLOCKS = Counter(
     "tistis_window_blocks_total", "Messages refused by a messaging window", ["channel"]
 )
+SEND_RETRIES = Counter(
+    "tistis_send_retries_total", "Platform calls retried by the dispatcher", ["channel", "reason"]
+)  # reason: rate_limited | transient
 CONNECTION_HEALTHY = Gauge(
     "tistis_connection_healthy", "1 if the channel connection's token works", ["tenant", "channel"]
 )

@@ -60,3 +60,16 @@ class Settings(BaseSettings):
     cron_secret: str | None = None
     n8n_webhook_url: str | None = None
     n8n_api_key: str | None = None
+
+    # Dispatcher; per-channel values in channel_connections.settings win (e.g. "window_hours")
+    dispatcher_http_timeout_seconds: float = 10.0
+    dispatcher_tenant_concurrency: int = 4
+    dispatcher_tenant_rate_per_second: float = 20.0  # platform calls per tenant; 0: no limit
+    dispatcher_sending_timeout_seconds: float = 120.0  # a claim older than this is a crash
+    dispatcher_max_inline_wait_seconds: float = 5.0  # longer Retry-After: back to the queue
+    dispatcher_inline_retries: int = 2
+    dispatcher_max_parts: int = 5  # a longer text is refused, not truncated
+    opt_out_words: list[str] = Field(default_factory=lambda: ["STOP", "BAJA"])
+    tiktok_window_hours: float = 24.0  # the guide says 24 h, TikTok allows 48 h
+    tiktok_daily_limit: int = 10
+    tiktok_unanswered_limit: int = 10

@@ -29,6 +29,10 @@ from tistis_common.events import (
 )
 
 EXCHANGE = "tistis.events"
+# Events no queue is bound for (a notification nobody listens to yet, such as an escalation
+# when no realtime feed runs) land here instead of failing their publisher; bounded, so it
+# cannot grow without end, and inspectable, so a missing binding can be seen.
+UNROUTED = "tistis.unrouted"
 
 
 @dataclass(frozen=True)
@@ -97,7 +101,16 @@ async def declare_topology(
     retry_delays: Sequence[float],
     queues: Sequence[QueueSpec] = ALL_QUEUES,
 ) -> AbstractExchange:
-    exchange = await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
+    unrouted = await channel.declare_exchange(UNROUTED, aio_pika.ExchangeType.FANOUT, durable=True)
+    parked = await channel.declare_queue(
+        UNROUTED, durable=True,
+        arguments={"x-max-length": 10_000, "x-overflow": "drop-head", "x-message-ttl": 86_400_000},
+    )
+    await parked.bind(unrouted)
+    exchange = await channel.declare_exchange(
+        EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True,
+        arguments={"alternate-exchange": UNROUTED},
+    )
     for spec in queues:
         queue = await channel.declare_queue(spec.name, durable=True, arguments=spec.arguments)
         for pattern in spec.bindings:

@@ -1,19 +1,42 @@
-"""tistis-dispatcher: declares its queues and serves probes and metrics; its consumers come with its issue."""
+"""tistis-dispatcher: one consumer per channel (one platform's outage does not hold up the
+others) plus the status consumer; one httpx client for the whole service."""
 
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 
 from tistis_common.logging import configure_logging
 from tistis_common.runtime import Runtime
 from tistis_common.settings import Settings
+from tistis_common.topology import DISPATCHER_OUTBOUND, DISPATCHER_STATUS
+
+from tistis_dispatcher.platform import PlatformClient
+from tistis_dispatcher.service import Deps, handle_outbound, handle_status
 
 NAME = "dispatcher"
 
 
+class DispatcherRuntime(Runtime):
+    """The shared runtime, plus the HTTP client closed after the consumers drained."""
+
+    platform: PlatformClient | None = None
+
+    async def stop(self) -> None:
+        await super().stop()
+        if self.platform is not None:
+            await self.platform.http.aclose()
+
+
 async def start(settings: Settings) -> Runtime:
-    runtime = Runtime(settings, NAME)
+    runtime = DispatcherRuntime(settings, NAME)
     await runtime.start()
+    assert runtime.pool is not None
+    runtime.platform = PlatformClient(PlatformClient.new_http(settings), settings)
+    deps = Deps(runtime.pool, runtime.platform, settings)
+    for spec in DISPATCHER_OUTBOUND.values():
+        runtime.consume(spec, partial(handle_outbound, deps=deps))  # type: ignore[arg-type]
+    runtime.consume(DISPATCHER_STATUS, partial(handle_status, deps=deps))  # type: ignore[arg-type]
     await runtime.start_consumers()
     await runtime.serve_http()
     return runtime

@@ -1,0 +1,261 @@
+"""SQL of the dispatcher. Each function takes a connection (inside `tenant_tx`), never commits.
+
+Writes: messages (outbound send status), conversations.needs_attention / last_outbound_at,
+leads.opted_out_at, channel_connections.healthy / last_error, dispatcher_send_quota,
+dispatcher_quota_uses.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+
+import asyncpg
+from tistis_common.events import OutboundMessage
+
+FINAL = frozenset({"sent", "delivered", "read", "failed", "blocked_window", "skipped"})
+
+
+async def ensure_outbound(conn: asyncpg.Connection, e: OutboundMessage) -> asyncpg.Record | None:
+    """The message row, created from the event when nobody stored it first (scheduler, API).
+
+    The AI responder inserts its replies as 'pending' before it publishes; other producers may
+    not have a row yet. Locked FOR UPDATE so that the caller's decision and claim are atomic.
+    """
+    payload = e.model_dump(
+        mode="json", exclude_none=True, exclude_defaults=True,
+        include={"buttons", "list_button", "sections", "template", "media", "media_type",
+                 "fallback_template"},
+    )
+    await conn.execute(
+        """INSERT INTO messages (id, tenant_id, conversation_id, lead_id, channel, direction,
+                                 sender_type, kind, content, payload, event_id, status, purpose)
+           VALUES ($1, $2, $3, $4, $5, 'outbound', $6, $7, $8, $9, $10, 'pending', $11)
+           ON CONFLICT DO NOTHING""",
+        e.message_id, e.tenant_id, e.conversation_id, e.lead_id, e.channel.value, e.sender_type,
+        e.kind, e.text, payload, e.event_id, e.purpose,
+    )
+    return await conn.fetchrow(
+        """SELECT id, status, direction, payload, platform_message_id, updated_at,
+                  now() - updated_at AS age
+           FROM messages WHERE id = $1 FOR UPDATE""",
+        e.message_id,
+    )
+
+
+async def send_context(conn: asyncpg.Connection, e: OutboundMessage) -> asyncpg.Record | None:
+    """Conversation, lead, tenant time zone and the channel connection for one send."""
+    return await conn.fetchrow(
+        """SELECT c.last_inbound_at, c.platform_account_id, c.platform_conversation_id,
+                  l.opted_out_at, t.timezone,
+                  cc.id AS connection_id, cc.platform_account_id AS account_id,
+                  cc.access_token, cc.settings AS connection_settings, cc.enabled, cc.healthy
+           FROM conversations c
+           JOIN leads l ON l.id = c.lead_id
+           JOIN tenants t ON t.id = c.tenant_id
+           LEFT JOIN LATERAL (
+             SELECT * FROM channel_connections cc
+             WHERE cc.tenant_id = c.tenant_id AND cc.channel = c.channel
+             ORDER BY (cc.platform_account_id = c.platform_account_id) DESC, cc.enabled DESC,
+                      cc.created_at
+             LIMIT 1) cc ON true
+           WHERE c.id = $1""",
+        e.conversation_id,
+    )
+
+
+async def recent_inbound_texts(conn: asyncpg.Connection, lead_id: uuid.UUID,
+                               limit: int = 20) -> list[str]:
+    rows = await conn.fetch(
+        """SELECT content FROM messages
+           WHERE lead_id = $1 AND direction = 'inbound' AND sender_type = 'lead'
+             AND content IS NOT NULL
+           ORDER BY created_at DESC LIMIT $2""",
+        lead_id, limit,
+    )
+    return [r["content"] for r in rows]
+
+
+async def set_opted_out(conn: asyncpg.Connection, lead_id: uuid.UUID) -> None:
+    await conn.execute(
+        "UPDATE leads SET opted_out_at = COALESCE(opted_out_at, now()), updated_at = now() "
+        "WHERE id = $1",
+        lead_id,
+    )
+
+
+async def claim(conn: asyncpg.Connection, message_id: uuid.UUID) -> bool:
+    """pending -> sending. Only one worker can win it."""
+    return await conn.fetchval(
+        """UPDATE messages SET status = 'sending', updated_at = now()
+           WHERE id = $1 AND status = 'pending' RETURNING true""",
+        message_id,
+    ) is not None
+
+
+async def release(conn: asyncpg.Connection, message_id: uuid.UUID, code: int | None,
+                  title: str | None) -> None:
+    """sending -> pending: the platform did not take it; a retry or a replay will."""
+    await conn.execute(
+        """UPDATE messages SET status = 'pending', error_code = $2, error_title = $3,
+                               updated_at = now()
+           WHERE id = $1 AND status = 'sending'""",
+        message_id, code, title,
+    )
+
+
+async def record_parts(conn: asyncpg.Connection, message_id: uuid.UUID, part_ids: list[str]) -> None:
+    """Platform ids of the parts sent so far: a retry resumes after them."""
+    await conn.execute(
+        """UPDATE messages SET payload = payload || jsonb_build_object('part_ids', $2::jsonb),
+                               updated_at = now()
+           WHERE id = $1""",
+        message_id, part_ids,
+    )
+
+
+async def mark_sent(conn: asyncpg.Connection, message_id: uuid.UUID, conversation_id: uuid.UUID,
+                    platform_message_id: str) -> None:
+    await conn.execute(
+        """UPDATE messages SET status = 'sent', platform_message_id = $2, sent_at = now(),
+                               error_code = NULL, error_title = NULL, updated_at = now()
+           WHERE id = $1""",
+        message_id, platform_message_id,
+    )
+    await conn.execute(
+        "UPDATE conversations SET last_outbound_at = now(), updated_at = now() WHERE id = $1",
+        conversation_id,
+    )
+
+
+async def mark_final(conn: asyncpg.Connection, message_id: uuid.UUID, status: str,
+                     code: int | None, title: str | None) -> None:
+    await conn.execute(
+        """UPDATE messages SET status = $2, error_code = $3, error_title = $4, updated_at = now()
+           WHERE id = $1""",
+        message_id, status, code, title,
+    )
+
+
+async def flag_conversation(conn: asyncpg.Connection, conversation_id: uuid.UUID,
+                            reason: str) -> None:
+    """A human should look: the patient did not get our message."""
+    await conn.execute(
+        """UPDATE conversations SET needs_attention = true, attention_reason = $2,
+                                    updated_at = now()
+           WHERE id = $1""",
+        conversation_id, reason[:500],
+    )
+
+
+async def set_connection_health(conn: asyncpg.Connection, connection_id: uuid.UUID,
+                                healthy: bool, error: str | None = None) -> None:
+    if healthy:
+        await conn.execute(
+            "UPDATE channel_connections SET healthy = true, updated_at = now() "
+            "WHERE id = $1 AND NOT healthy",
+            connection_id,
+        )
+    else:
+        await conn.execute(
+            """UPDATE channel_connections SET healthy = false, last_error = $2,
+                                              last_error_at = now(), updated_at = now()
+               WHERE id = $1""",
+            connection_id, error,
+        )
+
+
+async def take_quota(
+    conn: asyncpg.Connection, *, tenant_id: uuid.UUID, lead_id: uuid.UUID,
+    message_id: uuid.UUID, parts: int, day: date, last_inbound_at: datetime | None,
+    daily_limit: int, unanswered_limit: int,
+) -> bool:
+    """Reserve `parts` TikTok messages for this lead, atomically; False when over a limit.
+
+    One row per lead; the conditional upsert locks it, so concurrent sends are serialised and
+    none passes the limit. A message that already took its quota (a retry) takes none again.
+    """
+    if await conn.fetchval(
+        "SELECT true FROM dispatcher_quota_uses WHERE message_id = $1", message_id
+    ):
+        return True
+    if parts > daily_limit or parts > unanswered_limit:
+        return False
+    taken = await conn.fetchval(
+        """INSERT INTO dispatcher_send_quota AS q
+                  (tenant_id, lead_id, day, day_count, streak_since, streak_count)
+           VALUES ($1, $2, $3, $4, $5, $4)
+           ON CONFLICT (tenant_id, lead_id) DO UPDATE SET
+             day = EXCLUDED.day,
+             day_count = CASE WHEN q.day = EXCLUDED.day THEN q.day_count ELSE 0 END + $4,
+             streak_since = EXCLUDED.streak_since,
+             streak_count = CASE WHEN q.streak_since IS NOT DISTINCT FROM EXCLUDED.streak_since
+                                 THEN q.streak_count ELSE 0 END + $4,
+             updated_at = now()
+           WHERE CASE WHEN q.day = EXCLUDED.day THEN q.day_count ELSE 0 END + $4 <= $6
+             AND CASE WHEN q.streak_since IS NOT DISTINCT FROM EXCLUDED.streak_since
+                      THEN q.streak_count ELSE 0 END + $4 <= $7
+           RETURNING true""",
+        tenant_id, lead_id, day, parts, last_inbound_at, daily_limit, unanswered_limit,
+    )
+    if not taken:
+        return False
+    await conn.execute(
+        "INSERT INTO dispatcher_quota_uses (tenant_id, message_id, parts) VALUES ($1, $2, $3)",
+        tenant_id, message_id, parts,
+    )
+    return True
+
+
+# -------------------------------------------------------------------- status webhooks
+
+
+async def find_by_platform_id(conn: asyncpg.Connection, channel: str,
+                              platform_message_id: str) -> asyncpg.Record | None:
+    """Our outbound message by its platform id, or by the id of an earlier part of a split
+    text (both lookups indexed), locked for the status update."""
+    row = await conn.fetchrow(
+        """SELECT id, status, conversation_id, lead_id FROM messages
+           WHERE channel = $1 AND platform_message_id = $2 AND direction = 'outbound'
+           FOR UPDATE""",
+        channel, platform_message_id,
+    )
+    if row is not None:
+        return row
+    return await conn.fetchrow(
+        """SELECT id, status, conversation_id, lead_id FROM messages
+           WHERE direction = 'outbound' AND channel = $1 AND (payload -> 'part_ids') ? $2
+           LIMIT 1 FOR UPDATE""",
+        channel, platform_message_id,
+    )
+
+
+async def any_in_flight(conn: asyncpg.Connection, channel: str, within_seconds: float) -> bool:
+    """Is a send of this tenant and channel between its platform call and its commit?
+    (A claim older than the timeout is a crash, not a send in flight.)"""
+    return bool(await conn.fetchval(
+        """SELECT true FROM messages
+           WHERE direction = 'outbound' AND status = 'sending' AND channel = $1
+             AND updated_at > now() - make_interval(secs => $2) LIMIT 1""",
+        channel, within_seconds,
+    ))
+
+
+async def set_status(conn: asyncpg.Connection, message_id: uuid.UUID, status: str,
+                     code: int | None, title: str | None) -> None:
+    await conn.execute(
+        """UPDATE messages SET status = $2, error_code = COALESCE($3, error_code),
+                               error_title = COALESCE($4, error_title), updated_at = now()
+           WHERE id = $1""",
+        message_id, status, code, title,
+    )
+
+
+async def stale_sending(conn: asyncpg.Connection, older_than_seconds: float) -> list[asyncpg.Record]:
+    """Claims older than the timeout: the one window where a send's outcome is unknown."""
+    return await conn.fetch(
+        """SELECT id, conversation_id, channel, updated_at FROM messages
+           WHERE direction = 'outbound' AND status = 'sending'
+             AND updated_at < now() - make_interval(secs => $1)""",
+        older_than_seconds,
+    )

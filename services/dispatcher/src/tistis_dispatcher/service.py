@@ -1,0 +1,375 @@
+"""The dispatcher's handlers: send an outbound message exactly once, within the platform's
+rules; apply the platform's delivery statuses.
+
+Send, step by step:
+1. One transaction: the message row (created from the event if nobody stored it), locked. A
+   final status means a redelivery: nothing is sent. Then the rules (opt-out, window, length,
+   TikTok quota) and the claim pending -> sending, committed together.
+2. Outside any transaction: the platform call(s), at most `dispatcher_tenant_concurrency` at
+   once per tenant. Rate limits are retried in place up to a bound, honouring Retry-After.
+3. One transaction per outcome: `sent` with the platform id; or back to `pending` for a retry
+   (5xx, timeouts, longer rate limits) or a replay (token invalid: parked in the DLQ); or a
+   final `failed` / `blocked_window` with the conversation flagged for a human.
+A crash between 2 and 3 leaves the row in `sending`: see docs/reliability.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import asyncpg
+from tistis_common import metrics
+from tistis_common.broker import PermanentError
+from tistis_common.db import tenant_tx
+from tistis_common.events import Event, MessageStatus, OutboundMessage
+from tistis_common.logging import bound, get_logger
+from tistis_common.settings import Settings
+
+from tistis_dispatcher import messenger, rules, tiktok, whatsapp
+from tistis_dispatcher import repository as repo
+from tistis_dispatcher.platform import (
+    Account,
+    OptedOut,
+    PlatformClient,
+    RateLimited,
+    Rejected,
+    SendError,
+    TokenInvalid,
+    Transient,
+    WindowClosed,
+)
+from tistis_dispatcher.text import TooLong
+from tistis_dispatcher.whatsapp import Unsendable
+
+log = get_logger(__name__)
+
+
+class RetryLater(Exception):
+    """Not now: the runner retries with its delays (a plain exception on purpose)."""
+
+
+class TokenBucket:
+    """`rate` calls per second on average, bursts of `burst`; waiters are served in turn."""
+
+    def __init__(self, rate: float, burst: float):
+        self.rate = rate
+        self.capacity = max(1.0, burst)
+        self.tokens = self.capacity
+        self.updated = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    async def take(self) -> None:
+        async with self._lock:
+            while True:
+                now = time.monotonic()
+                self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+                self.updated = now
+                if self.tokens >= 1:
+                    self.tokens -= 1
+                    return
+                await asyncio.sleep((1 - self.tokens) / self.rate)
+
+
+class TenantLimiter:
+    """Per tenant: at most `per_tenant` platform calls in flight and `rate` calls per second
+    (0: no rate limit). One large tenant cannot take every connection nor every second of a
+    channel's consumer; each tenant's platform rate limits are its own anyway."""
+
+    def __init__(self, per_tenant: int, rate: float = 0.0):
+        self.rate = rate
+        self._semaphores: dict[Any, asyncio.Semaphore] = defaultdict(
+            lambda: asyncio.Semaphore(per_tenant)
+        )
+        self._buckets: dict[Any, TokenBucket] = defaultdict(lambda: TokenBucket(rate, rate))
+
+    @asynccontextmanager
+    async def slot(self, tenant_id: Any) -> AsyncIterator[None]:
+        async with self._semaphores[tenant_id]:
+            if self.rate > 0:
+                await self._buckets[tenant_id].take()
+            yield
+
+
+@dataclass
+class Deps:
+    pool: asyncpg.Pool
+    platform: PlatformClient
+    settings: Settings
+    limiter: TenantLimiter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.limiter = TenantLimiter(self.settings.dispatcher_tenant_concurrency,
+                                     self.settings.dispatcher_tenant_rate_per_second)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A final answer without a platform call."""
+
+    status: str  # failed | blocked_window | skipped
+    reason: str
+    outcome: str  # the SENDS label
+    flag: bool = True
+
+
+@dataclass(frozen=True)
+class Plan:
+    account: Account
+    bodies: list[dict[str, Any]]
+    done: list[str]  # platform ids of parts sent by an earlier attempt
+
+
+def _count(event: OutboundMessage, outcome: str) -> None:
+    metrics.SENDS.labels(str(event.tenant_id), event.channel.value, outcome).inc()
+
+
+# ------------------------------------------------------------------------ outbound
+
+
+async def handle_outbound(event: OutboundMessage, deps: Deps) -> Sequence[Event]:
+    with bound(message_id=str(event.message_id), channel=event.channel.value,
+               purpose=event.purpose):
+        plan = await _prepare(event, deps)
+        if plan is not None:
+            await _send(event, plan, deps)
+    return []
+
+
+async def _prepare(event: OutboundMessage, deps: Deps) -> Plan | None:
+    async with tenant_tx(deps.pool, event.tenant_id) as conn:
+        row = await repo.ensure_outbound(conn, event)
+        if row is None or row["direction"] != "outbound":
+            raise PermanentError(f"message {event.message_id} is not an outbound message")
+        status = row["status"]
+        if status in repo.FINAL:
+            _count(event, "duplicate")
+            log.info("send.duplicate", status=status)
+            return None
+        if status == "sending":
+            if row["age"].total_seconds() < deps.settings.dispatcher_sending_timeout_seconds:
+                raise RetryLater("another attempt is sending this message now")
+            # A claim older than the timeout: its worker died between the platform call and
+            # the commit. Sending again could reach the patient twice; a human checks instead.
+            await repo.mark_final(conn, event.message_id, "failed", None, "send_outcome_unknown")
+            await repo.flag_conversation(conn, event.conversation_id, "send_outcome_unknown")
+            _count(event, "unknown")
+            log.error("send.outcome_unknown", claimed_for_s=row["age"].total_seconds())
+            return None
+        if status != "pending":
+            raise PermanentError(f"message {event.message_id} has status {status}")
+        ctx = await repo.send_context(conn, event)
+        if ctx is None:
+            raise PermanentError(f"conversation {event.conversation_id} not found")
+        decision = await _decide(conn, event, ctx, row, deps.settings)
+        if isinstance(decision, Refusal):
+            await repo.mark_final(conn, event.message_id, decision.status, None, decision.reason)
+            if decision.flag:
+                await repo.flag_conversation(conn, event.conversation_id, decision.reason)
+            if decision.status == "blocked_window":
+                metrics.WINDOW_BLOCKS.labels(event.channel.value).inc()
+            _count(event, decision.outcome)
+            log.info("send.refused", status=decision.status, reason=decision.reason)
+            return None
+        if not await repo.claim(conn, event.message_id):
+            raise RetryLater("the message was claimed meanwhile")
+        return decision
+
+
+async def _decide(conn: asyncpg.Connection, event: OutboundMessage, ctx: asyncpg.Record,
+                  row: asyncpg.Record, settings: Settings) -> Plan | Refusal:
+    now = datetime.now(UTC)
+    if rules.needs_consent(event):
+        if ctx["opted_out_at"] is not None:
+            return Refusal("skipped", "opted_out", "opted_out", flag=False)
+        texts = await repo.recent_inbound_texts(conn, event.lead_id)
+        if any(rules.is_opt_out(t, settings.opt_out_words) for t in texts):
+            await repo.set_opted_out(conn, event.lead_id)
+            return Refusal("skipped", "opted_out", "opted_out", flag=False)
+    if ctx["connection_id"] is None or not ctx["enabled"]:
+        # Parked for replay once the clinic connects (or re-enables) the channel.
+        raise PermanentError(f"no enabled {event.channel} connection")
+    conn_settings: dict[str, Any] = ctx["connection_settings"] or {}
+    window_hours = float(conn_settings.get("window_hours", settings.tiktok_window_hours))
+    allowed = rules.window(event, ctx["last_inbound_at"], now, window_hours)
+    if isinstance(allowed, rules.Blocked):
+        return Refusal("blocked_window", allowed.reason, "blocked_window")
+    account = Account(
+        connection_id=ctx["connection_id"], channel=event.channel.value,
+        platform_account_id=ctx["account_id"],
+        access_token=ctx["access_token"] or (
+            settings.whatsapp_access_token if event.channel == "whatsapp" else None),
+        settings=conn_settings,
+    )
+    try:
+        bodies = _render(allowed, event, ctx, account, settings.dispatcher_max_parts)
+    except TooLong as exc:
+        return Refusal("failed", f"too_long: {exc}", "too_long")
+    except Unsendable as exc:
+        return Refusal("failed", f"{exc.reason}: {exc.detail}",
+                       "too_long" if exc.reason == "too_long" else "failed")
+    if event.channel == "tiktok":
+        day = now.astimezone(ZoneInfo(ctx["timezone"])).date()
+        if not await repo.take_quota(
+            conn, tenant_id=event.tenant_id, lead_id=event.lead_id, message_id=event.message_id,
+            parts=len(bodies), day=day, last_inbound_at=ctx["last_inbound_at"],
+            daily_limit=settings.tiktok_daily_limit,
+            unanswered_limit=settings.tiktok_unanswered_limit,
+        ):
+            return Refusal("blocked_window", "tiktok_message_limit", "blocked_limit")
+    done = list((row["payload"] or {}).get("part_ids") or [])
+    return Plan(account, bodies, done)
+
+
+def _render(allowed: rules.Allowed, event: OutboundMessage, ctx: asyncpg.Record,
+            account: Account, max_parts: int) -> list[dict[str, Any]]:
+    effective = allowed.event
+    if event.channel == "whatsapp":
+        return whatsapp.render(effective, event.recipient_id, max_parts)
+    if event.channel == "tiktok":
+        if not ctx["platform_conversation_id"]:
+            raise Unsendable("unsupported", "no TikTok conversation id for this conversation")
+        return tiktok.render(effective, account.platform_account_id,
+                             ctx["platform_conversation_id"], max_parts)
+    return messenger.render(effective, event.recipient_id, allowed.messaging_type, allowed.tag,
+                            max_parts)
+
+
+async def _send(event: OutboundMessage, plan: Plan, deps: Deps) -> None:
+    done = list(plan.done)
+    for index, body in enumerate(plan.bodies):
+        if index < len(done):
+            continue  # sent by an earlier attempt
+        try:
+            done.append(await _call(event, plan.account, body, deps))
+        except SendError as exc:
+            await _failed(event, plan, exc, done, deps)
+            return
+        if index < len(plan.bodies) - 1:
+            async with tenant_tx(deps.pool, event.tenant_id) as conn:
+                await repo.record_parts(conn, event.message_id, done)
+    async with tenant_tx(deps.pool, event.tenant_id) as conn:
+        if len(done) > 1:
+            await repo.record_parts(conn, event.message_id, done)
+        await repo.mark_sent(conn, event.message_id, event.conversation_id, done[-1])
+        await repo.set_connection_health(conn, plan.account.connection_id, True)
+    metrics.CONNECTION_HEALTHY.labels(str(event.tenant_id), event.channel.value).set(1)
+    _count(event, "sent")
+    log.info("send.sent", platform_message_id=done[-1], parts=len(done))
+
+
+def _backoff(attempt: int, recipient_only: bool) -> float:
+    # 131056 (one recipient): Meta suggests 4^n seconds; other limits: 0.5 s doubling.
+    return float(4**attempt) if recipient_only else 0.5 * 2**attempt
+
+
+async def _call(event: OutboundMessage, account: Account, body: dict[str, Any],
+                deps: Deps) -> str:
+    s = deps.settings
+    attempt = 0
+    while True:
+        try:
+            async with deps.limiter.slot(event.tenant_id):
+                return await deps.platform.send(account, body)
+        except RateLimited as exc:
+            wait = exc.retry_after if exc.retry_after is not None else _backoff(
+                attempt, exc.recipient_only)
+            if attempt >= s.dispatcher_inline_retries or wait > s.dispatcher_max_inline_wait_seconds:
+                raise
+            metrics.SEND_RETRIES.labels(event.channel.value, "rate_limited").inc()
+            log.warning("send.rate_limited", code=exc.code, wait_s=wait, attempt=attempt + 1,
+                        recipient_only=exc.recipient_only)
+            # Only this message waits (the tenant's slot is free meanwhile).
+            await asyncio.sleep(wait)
+            attempt += 1
+
+
+async def _failed(event: OutboundMessage, plan: Plan, exc: SendError, done: list[str],
+                  deps: Deps) -> None:
+    channel = event.channel.value
+    log_fields = {"code": exc.code, "http_status": exc.status, "error": exc.title}
+    async with tenant_tx(deps.pool, event.tenant_id) as conn:
+        if done:
+            await repo.record_parts(conn, event.message_id, done)
+        if isinstance(exc, TokenInvalid):
+            await repo.release(conn, event.message_id, exc.code, exc.title)
+            await repo.set_connection_health(conn, plan.account.connection_id, False,
+                                             f"{exc.code}: {exc.title}")
+        elif isinstance(exc, RateLimited | Transient):
+            await repo.release(conn, event.message_id, exc.code, exc.title)
+        elif isinstance(exc, OptedOut):
+            await repo.mark_final(conn, event.message_id, "failed", exc.code, exc.title)
+            await repo.set_opted_out(conn, event.lead_id)
+        elif isinstance(exc, WindowClosed):
+            await repo.mark_final(conn, event.message_id, "blocked_window", exc.code, exc.title)
+            await repo.flag_conversation(conn, event.conversation_id, f"window: {exc.title}")
+        else:
+            assert isinstance(exc, Rejected)
+            await repo.mark_final(conn, event.message_id, "failed", exc.code, exc.title)
+            await repo.flag_conversation(conn, event.conversation_id, f"send failed: {exc.title}")
+    if isinstance(exc, TokenInvalid):
+        metrics.CONNECTION_HEALTHY.labels(str(event.tenant_id), channel).set(0)
+        _count(event, "parked")
+        log.error("connection.unhealthy", **log_fields)
+        raise PermanentError(f"{channel} token invalid ({exc.code}): fix it, then replay") from exc
+    if isinstance(exc, RateLimited | Transient):
+        metrics.SEND_RETRIES.labels(channel, "rate_limited" if isinstance(exc, RateLimited)
+                                    else "transient").inc()
+        _count(event, "rate_limited" if isinstance(exc, RateLimited) else "retry")
+        log.warning("send.retry_later", **log_fields)
+        raise RetryLater(str(exc)) from exc
+    if isinstance(exc, WindowClosed):
+        metrics.WINDOW_BLOCKS.labels(channel).inc()
+        _count(event, "blocked_window")
+    else:
+        _count(event, "opted_out" if isinstance(exc, OptedOut) else "failed")
+    log.warning("send.failed", **log_fields)
+
+
+# ------------------------------------------------------------------------- statuses
+
+_RANK = {"pending": 0, "sending": 0, "sent": 1, "delivered": 2, "read": 3}
+
+
+async def handle_status(event: MessageStatus, deps: Deps) -> Sequence[Event]:
+    """delivered / read / failed from the platform; a status never moves backwards and
+    `failed` is final. A failure flags the conversation (or opts the lead out on 131050)."""
+    channel = event.channel.value
+    with bound(platform_message_id=event.platform_message_id, channel=channel,
+               status=event.status):
+        async with tenant_tx(deps.pool, event.tenant_id) as conn:
+            row = await repo.find_by_platform_id(conn, channel, event.platform_message_id)
+            if row is None:
+                if await repo.any_in_flight(conn, channel,
+                                            deps.settings.dispatcher_sending_timeout_seconds):
+                    # The webhook may beat our own commit of the platform id: look again later.
+                    raise RetryLater("status for a message not stored yet")
+                log.info("status.unknown_message")  # e.g. sent from the clinic's own app
+                return []
+            current = row["status"]
+            if event.status == "failed":
+                if current not in ("pending", "sending", "sent", "delivered"):
+                    return []
+                await repo.set_status(conn, row["id"], "failed", event.error_code,
+                                      event.error_title)
+                if event.error_code == 131050:
+                    await repo.set_opted_out(conn, row["lead_id"])
+                else:
+                    await repo.flag_conversation(
+                        conn, row["conversation_id"],
+                        f"delivery failed: {event.error_code} {event.error_title or ''}".strip())
+                if event.error_code == 131047:
+                    metrics.WINDOW_BLOCKS.labels(channel).inc()
+                metrics.SENDS.labels(str(event.tenant_id), channel, "failed").inc()
+                log.warning("status.failed", code=event.error_code, title=event.error_title)
+            elif current in _RANK and _RANK[event.status] > _RANK[current]:
+                await repo.set_status(conn, row["id"], event.status, None, None)
+                log.info("status.updated", previous=current)
+    return []
