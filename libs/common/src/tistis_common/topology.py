@@ -17,9 +17,7 @@ from aio_pika.abc import AbstractChannel, AbstractExchange
 from tistis_common.events import (
     AppointmentRequested,
     Channel,
-    ConversationEscalated,
     InboundMessage,
-    LeadCreated,
     LeadScoreSet,
     LeadSignals,
     MessageStatus,
@@ -73,11 +71,6 @@ SCORER_SIGNALS = QueueSpec(
     "scorer.signals", (routing_pattern(LeadSignals), routing_pattern(LeadScoreSet))
 )
 SCHEDULER_REQUESTS = QueueSpec("scheduler.requests", (routing_pattern(AppointmentRequested),))
-# What staff see live (new leads, escalations). Also keeps these events routable: the publisher
-# refuses events no queue is bound for.
-REALTIME_FEED = QueueSpec(
-    "realtime.feed", (routing_pattern(LeadCreated), routing_pattern(ConversationEscalated))
-)
 
 ALL_QUEUES: tuple[QueueSpec, ...] = (
     AI_INBOUND,
@@ -85,7 +78,6 @@ ALL_QUEUES: tuple[QueueSpec, ...] = (
     DISPATCHER_STATUS,
     SCORER_SIGNALS,
     SCHEDULER_REQUESTS,
-    REALTIME_FEED,
 )
 
 
