@@ -390,6 +390,18 @@ class TestFallback:
         assert len(await sandbox.requests("anthropic")) == 1
 
 
+    async def test_a_refused_key_opens_the_circuit_and_the_fallback_answers(
+        self, patient_message, responder, bus, sandbox, make_tenant
+    ):
+        tenant = await make_tenant(OPEN_ALL_DAY)
+        await sandbox.script("anthropic", {"status": 401, "message": "invalid x-api-key"})
+        await bus.publish(patient_message(tenant, "¿Cuál es su horario?"))
+        [out] = await bus.wait(tenant.id, "message.outbound")
+        assert out.text == "Lunes a viernes de 9:00 a 18:00."
+        assert REGISTRY.get_sample_value("tistis_ai_circuit_open") == 1
+        assert len(await sandbox.requests("anthropic")) == 1
+
+
 class TestBusinessHours:
     async def test_outside_business_hours_the_reply_says_when_the_clinic_answers(
         self, patient_message, settings, ai_settings, bus, make_tenant

@@ -141,6 +141,10 @@ class CircuitBreaker:
         self.failures, self.opened_at = 0, None
         metrics.AI_CIRCUIT_OPEN.set(0)
 
+    def trip(self) -> None:
+        self.failures = max(self.failures, self.threshold - 1)
+        self.failure()
+
     def failure(self) -> None:
         self.failures += 1
         if self.failures >= self.threshold:
@@ -175,6 +179,11 @@ class ClaudeResponder:
             if exc.status_code in (408, 409) or exc.status_code >= 500:
                 self.breaker.failure()
                 raise ModelUnavailable(f"{type(exc).__name__}: {exc}") from exc
+            if exc.status_code in (401, 402, 403):
+                # A bad key or an unpaid account fails every call alike: stop calling at once, so
+                # that the retry of this event (and every other) gets the fallback.
+                self.breaker.trip()
+                raise ModelUnavailable(f"{exc.status_code} {type(exc).__name__}: {exc}") from exc
             # The service answered; it is our request that is wrong: do not open the circuit.
             raise ModelRejected(f"{exc.status_code} {type(exc).__name__}: {exc}") from exc
         elapsed = time.perf_counter() - started
