@@ -96,9 +96,10 @@ def patient_message():
 def _patient_message(tenant, text: str, *, user: str = "5215512345678",
                     channel: Channel = Channel.WHATSAPP, sender_type: str = "lead",
                     message_id: str | None = None) -> InboundMessage:
-    account = {Channel.WHATSAPP: tenant.whatsapp_phone_number_id,
-               Channel.INSTAGRAM: tenant.instagram_account_id, Channel.FACEBOOK: tenant.page_id,
-               Channel.TIKTOK: tenant.tiktok_business_id}[channel]
+    account = getattr(tenant, {Channel.WHATSAPP: "whatsapp_phone_number_id",
+                               Channel.INSTAGRAM: "instagram_account_id",
+                               Channel.FACEBOOK: "page_id",
+                               Channel.TIKTOK: "tiktok_business_id"}[channel])
     platform_id = message_id or f"wamid.{uuid.uuid4().hex}"
     return InboundMessage(
         event_id=uuid.uuid5(uuid.NAMESPACE_URL, f"{channel}:{platform_id}"),

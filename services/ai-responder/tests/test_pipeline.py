@@ -4,10 +4,13 @@ becomes one stored message and one AI reply; and two responder replicas answer a
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 from tistis_ai_responder.main import start as start_ai_responder
-from tistis_common.db import tenant_tx
+from tistis_common.admin import load_tenant, read_fixture
+from tistis_common.db import connect, tenant_tx
 from tistis_common.testing.plugin import running
 from tistis_ingress.main import start as start_ingress
 from tistis_sandbox.webhooks import sign_meta, wa_text, whatsapp_payload
@@ -61,3 +64,29 @@ class TestTwoReplicas:
             outs = await bus.events(tenant.id, "message.outbound")
         assert len({o.message_id for o in outs}) == 1
         assert len(await sandbox.requests("anthropic")) == 1
+
+
+class TestDemoWithoutKey:
+    async def test_demo_clinic_answers_the_sample_message_with_the_marked_fallback(
+        self, settings, ai_settings, bus, app_pool, patient_message
+    ):
+        """What `make run` shows without ANTHROPIC_API_KEY: the demo tenant's FAQ answers."""
+        doc = read_fixture(Path(__file__).parents[3] / "fixtures" / "esva-dental.yaml")
+        conn = await connect(settings.migration_database_url)
+        try:
+            tenant_id = await load_tenant(conn, doc)
+        finally:
+            await conn.close()
+        whatsapp = next(c for c in doc["connections"] if c["channel"] == "whatsapp")
+        tenant = SimpleNamespace(id=tenant_id,
+                                 whatsapp_phone_number_id=str(whatsapp["platform_account_id"]))
+        no_key = {**ai_settings, "anthropic_api_key": None}
+        async with running(start_ai_responder, settings, **no_key):
+            await bus.publish(patient_message(tenant, "Hola, quiero una cita para limpieza",
+                                              user="5215511112222"))
+            [out] = await bus.wait(tenant_id, "message.outbound")
+        assert out.text.startswith("La limpieza dental cuesta entre $600 y $900 MXN")
+        async with tenant_tx(app_pool, tenant_id) as conn:
+            reply = await conn.fetchrow("SELECT fallback, content FROM messages WHERE id = $1",
+                                        out.message_id)
+        assert reply["fallback"] is True and reply["content"] == out.text
