@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -26,13 +27,19 @@ SERVICES = ("ingress", "ai-responder", "dispatcher", "scorer", "scheduler")
 APP_SECRET = "chaos-app-secret"
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 @dataclass
 class Ports:
     pg: int = 5452
     amqp: int = 5692
     mgmt: int = 15692
-    sandbox: int = 9192
-    ingress: int = 8190
+    # HTTP ports are picked free, so that two runs on one machine do not collide.
+    http: dict[str, int] = field(default_factory=dict)
 
     def infra_env(self) -> dict[str, str]:
         return {"TISTIS_PG_PORT": str(self.pg), "TISTIS_AMQP_PORT": str(self.amqp),
@@ -83,11 +90,11 @@ class Cluster:
 
     @property
     def ingress_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports.ingress}"
+        return f"http://127.0.0.1:{self.port_of('ingress')}"
 
     @property
     def sandbox_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports.sandbox}"
+        return f"http://127.0.0.1:{self.port_of('sandbox')}"
 
     async def prepare(self) -> None:
         self.infra("up")
@@ -131,7 +138,7 @@ class Cluster:
 
     # -- processes -----------------------------------------------------------------------
     def service_env(self, name: str, port: int) -> dict[str, str]:
-        base = f"http://127.0.0.1:{self.ports.sandbox}"
+        base = self.sandbox_url
         return {
             **os.environ,
             "SERVICE_NAME": name,
@@ -154,11 +161,7 @@ class Cluster:
         }
 
     def port_of(self, name: str) -> int:
-        if name == "ingress":
-            return self.ports.ingress
-        if name == "sandbox":
-            return self.ports.sandbox
-        return self.ports.ingress + 1 + SERVICES.index(name)
+        return self.ports.http.setdefault(name, free_port())
 
     def start(self, name: str) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -173,7 +176,7 @@ class Cluster:
     def start_replica(self, name: str) -> str:
         """One more process of a consumer service (its own HTTP port), for scaling figures."""
         replica = f"{name}#{sum(1 for k in self.procs if k.startswith(name))}"
-        port = self.ports.ingress + 20 + len(self.procs)
+        port = self.port_of(replica)
         log = open(self.log_dir / f"{self.run_id}-{replica}.log", "a")
         self.logs[replica] = log
         self.procs[replica] = subprocess.Popen([str(BIN / f"tistis-{name}")],

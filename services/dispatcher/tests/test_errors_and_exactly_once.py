@@ -229,6 +229,23 @@ class TestStatuses:
         assert await clinic.status_of(conv, event.message_id) == "failed"
 
 
+class TestReadWatermark:
+    async def test_a_conversation_read_marks_every_earlier_message_read(self, clinic, sandbox,
+                                                                        make_tenant):
+        tenant = await make_tenant()
+        conv = await clinic.conversation(tenant, "facebook")
+        first, second = clinic.outbound(conv), clinic.outbound(conv)
+        await clinic.publish(first, second)
+        await clinic.until_status(conv, first.message_id, "sent")
+        await clinic.until_status(conv, second.message_id, "sent")
+        await clinic.publish(MessageStatus(
+            tenant_id=tenant.id, channel=conv.channel, platform_account_id=tenant.page_id,
+            platform_message_id=conv.recipient, platform_user_id=conv.recipient,
+            status="read", status_at=datetime.now(UTC), scope="conversation"))
+        await clinic.until_status(conv, first.message_id, "read")
+        await clinic.until_status(conv, second.message_id, "read")
+
+
 class TestCrashWindow:
     async def test_a_stale_claim_is_not_sent_again_but_flagged(self, clinic, sandbox, make_tenant):
         from tistis_common.db import tenant_tx

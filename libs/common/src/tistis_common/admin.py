@@ -4,6 +4,8 @@ YAML file. Runs with the schema owner's connection, scoped per tenant like every
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 import uuid
 from datetime import date
 from pathlib import Path
@@ -115,3 +117,111 @@ async def load_tenant(conn: asyncpg.Connection, doc: dict[str, Any]) -> uuid.UUI
 
 def read_fixture(path: Path) -> dict[str, Any]:
     return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+# ---------------------------------------------------------------- ops CLI helpers
+
+CHANNELS = ("whatsapp", "instagram", "facebook", "tiktok")
+_SECRET_FIELDS = ("access_token", "verify_token", "app_secret")
+API_KEY_PREFIX = "tt_"
+
+
+def mask(secret: str | None) -> str | None:
+    """Enough to recognise a secret, never enough to use it."""
+    if not secret:
+        return secret
+    return "****" if len(secret) <= 8 else f"{secret[:4]}…{secret[-2:]} ({len(secret)} chars)"
+
+
+async def tenant_id_by_slug(conn: asyncpg.Connection, slug: str) -> uuid.UUID | None:
+    return await conn.fetchval("SELECT id FROM tenants WHERE slug = $1", slug)
+
+
+async def list_connections(conn: asyncpg.Connection, tenant_id: uuid.UUID,
+                           channel: str | None = None) -> list[dict[str, Any]]:
+    """Connections of a tenant with their secrets masked."""
+    await _scope(conn, tenant_id)
+    rows = await conn.fetch(
+        """SELECT channel, platform_account_id, access_token, verify_token, app_secret, app_id,
+                  settings, enabled, healthy, last_error, last_error_at, updated_at
+           FROM channel_connections WHERE tenant_id = $1 AND ($2::text IS NULL OR channel = $2)
+           ORDER BY channel, platform_account_id""",
+        tenant_id, channel,
+    )
+    out = []
+    for r in rows:
+        d = dict(r)
+        for field in _SECRET_FIELDS:
+            d[field] = mask(d[field])
+        out.append(d)
+    return out
+
+
+async def connection_secrets(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> list[asyncpg.Record]:
+    """Unmasked, for the token check only."""
+    await _scope(conn, tenant_id)
+    return await conn.fetch(
+        """SELECT channel, platform_account_id, access_token FROM channel_connections
+           WHERE tenant_id = $1 AND enabled ORDER BY channel, platform_account_id""",
+        tenant_id,
+    )
+
+
+async def rotate_connection(conn: asyncpg.Connection, tenant_id: uuid.UUID, channel: str,
+                            platform_account_id: str | None, changes: dict[str, str]) -> int:
+    """New secrets for a connection; a rotation also clears the last error (a fresh start)."""
+    await _scope(conn, tenant_id)
+    status = await conn.execute(
+        """UPDATE channel_connections SET
+             access_token = COALESCE($4, access_token), verify_token = COALESCE($5, verify_token),
+             app_secret = COALESCE($6, app_secret), healthy = true, last_error = NULL,
+             last_error_at = NULL, updated_at = now()
+           WHERE tenant_id = $1 AND channel = $2 AND ($3::text IS NULL OR platform_account_id = $3)""",
+        tenant_id, channel, platform_account_id, changes.get("access_token"),
+        changes.get("verify_token"), changes.get("app_secret"),
+    )
+    return int(status.split()[-1])
+
+
+async def record_connection_check(conn: asyncpg.Connection, tenant_id: uuid.UUID, channel: str,
+                                  platform_account_id: str, error: str | None) -> None:
+    await _scope(conn, tenant_id)
+    await conn.execute(
+        """UPDATE channel_connections SET healthy = $4, last_error = COALESCE($5, last_error),
+             last_error_at = CASE WHEN $5::text IS NULL THEN last_error_at ELSE now() END
+           WHERE tenant_id = $1 AND channel = $2 AND platform_account_id = $3""",
+        tenant_id, channel, platform_account_id, error is None, error,
+    )
+
+
+def hash_api_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+async def issue_api_key(conn: asyncpg.Connection, tenant_id: uuid.UUID, name: str) -> tuple[uuid.UUID, str]:
+    """A new key (256 random bits); only its hash is stored, so it is shown once."""
+    key = API_KEY_PREFIX + secrets.token_urlsafe(32)
+    await _scope(conn, tenant_id)
+    key_id = await conn.fetchval(
+        "INSERT INTO api_keys (tenant_id, name, key_hash, prefix) VALUES ($1, $2, $3, $4) RETURNING id",
+        tenant_id, name, hash_api_key(key), key[:10],
+    )
+    return key_id, key
+
+
+async def revoke_api_key(conn: asyncpg.Connection, tenant_id: uuid.UUID, key_id: uuid.UUID) -> bool:
+    await _scope(conn, tenant_id)
+    status = await conn.execute(
+        "UPDATE api_keys SET revoked_at = now() WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL",
+        tenant_id, key_id,
+    )
+    return status.endswith(" 1")
+
+
+async def list_api_keys(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> list[asyncpg.Record]:
+    await _scope(conn, tenant_id)
+    return await conn.fetch(
+        """SELECT id, name, prefix, created_at, revoked_at FROM api_keys WHERE tenant_id = $1
+           ORDER BY created_at""",
+        tenant_id,
+    )

@@ -104,6 +104,10 @@ class InboundMessage(Event):
 
 
 StatusValue = Literal["sent", "delivered", "read", "failed"]
+# Statuses arrive out of order (a `read` before its `delivered`); whoever stores them keeps the
+# highest rank and never moves back. `failed` ranks above `sent` only: a message that was
+# delivered or read cannot fail afterwards.
+STATUS_RANK: dict[str, int] = {"sent": 1, "failed": 2, "delivered": 3, "read": 4}
 
 
 class MessageStatus(Event):
@@ -118,6 +122,26 @@ class MessageStatus(Event):
     status_at: datetime
     error_code: int | None = None
     error_title: str | None = None
+    # "message": this one platform_message_id. "conversation": a watermark (Messenger `read`,
+    # TikTok `im_mark_read_msg`): every message we sent to platform_user_id (in
+    # platform_conversation_id when given) at or before status_at has this status;
+    # platform_message_id then holds the conversation (or user) id it applies to.
+    scope: Literal["message", "conversation"] = "message"
+    platform_conversation_id: str | None = None
+
+
+class OptOutChanged(Event):
+    """A patient stopped (or resumed) marketing messages on a platform (WhatsApp
+    `user_preferences`). Recorded on the lead (`leads.opted_out_at`); marketing sends check it."""
+
+    type: Literal["lead.opt_out_changed"] = "lead.opt_out_changed"
+    channel: Channel
+    platform_account_id: str
+    platform_user_id: str
+    category: str = "marketing_messages"
+    opted_out: bool
+    changed_at: datetime
+    detail: str | None = None
 
 
 class Button(BaseModel):
@@ -267,6 +291,7 @@ class AppointmentRequested(Event):
 AnyEvent = Annotated[
     InboundMessage
     | MessageStatus
+    | OptOutChanged
     | OutboundMessage
     | LeadSignals
     | LeadScoreSet
@@ -282,6 +307,7 @@ EVENT_ADAPTER: TypeAdapter[AnyEvent] = TypeAdapter(AnyEvent)
 EVENT_TYPES: tuple[type[Event], ...] = (
     InboundMessage,
     MessageStatus,
+    OptOutChanged,
     OutboundMessage,
     LeadSignals,
     LeadScoreSet,

@@ -38,7 +38,8 @@ QUEUE_MESSAGES = Gauge(
 WEBHOOKS = Counter(
     "tistis_webhooks_total", "Webhook requests by channel and outcome",
     # outcome: accepted | duplicate | bad_signature | unknown_tenant | cross_tenant |
-    #          malformed | too_large | ignored | verified | verify_failed | unavailable
+    #          malformed | too_large | ignored | verified | verify_failed | unavailable |
+    #          unknown_channel | echo | error (unexpected, answered 503, never 500)
     ["channel", "outcome"],
 )
 WEBHOOK_EVENTS = Counter(
@@ -48,6 +49,16 @@ WEBHOOK_EVENTS = Counter(
 WEBHOOK_SECONDS = Histogram(
     "tistis_webhook_request_seconds", "Webhook request latency", ["channel"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+WEBHOOK_CONFIRM_SECONDS = Histogram(
+    "tistis_webhook_confirm_seconds",
+    "From the first publish of a webhook's events to the broker's last confirm", ["channel"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5),
+)
+WEBHOOKS_BY_TENANT = Counter(
+    "tistis_webhook_tenant_requests_total",
+    "Webhook requests of a known tenant (slug resolved) by channel and outcome",
+    ["tenant", "channel", "outcome"],
 )
 
 # -- ai responder ------------------------------------------------------------------------
@@ -95,3 +106,15 @@ REMINDER_LAG_SECONDS = Histogram(
     buckets=(1, 10, 60, 300, 900, 3600, 4 * 3600),
 )
 FOLLOWUPS = Counter("tistis_followups_total", "Follow-ups by outcome", ["outcome"])
+
+# -- operations (operator API, legacy callback, realtime feed, dead letters) --------------
+API_REQUESTS = Counter(
+    "tistis_api_requests_total", "Operator API and callback requests by route and outcome",
+    # outcome: ok | unauthorized | not_found | unavailable
+    ["route", "outcome"],
+)
+REALTIME_SUBSCRIBERS = Gauge("tistis_realtime_subscribers", "Open server-sent event streams")
+REALTIME_EVENTS = Counter(
+    "tistis_realtime_events_total", "Events fanned out to the realtime feed", ["event_type"]
+)
+DLQ_REPLAYED = Counter("tistis_dlq_replayed_total", "Dead letters replayed by the CLI", ["queue"])

@@ -73,3 +73,16 @@ class Settings(BaseSettings):
     tiktok_window_hours: float = 24.0  # the guide says 24 h, TikTok allows 48 h
     tiktok_daily_limit: int = 10
     tiktok_unanswered_limit: int = 10
+
+    # Scheduler (its own clock: one tick checks reminders and the outbox; follow-ups less often)
+    scheduler_tick_seconds: float = 60.0
+    scheduler_followup_interval_seconds: float = 4 * 3600.0
+    scheduler_slot_step_minutes: int = 30  # candidate start times, in the branch's local time
+    scheduler_min_notice_minutes: int = 60  # nothing is booked sooner than this from now
+    scheduler_search_days: int = 21  # how far ahead free slots are looked for
+    scheduler_offer_count: int = 5  # free slots offered when no preference fits (WhatsApp: <= 10)
+    scheduler_reminder_hours: float = 24.0
+    scheduler_followup_after_hours: float = 48.0
+    scheduler_followup_max: int = 3
+    scheduler_followup_cold_score: int = 20  # LeadScoreSet score for a lead gone cold (<= 39)
+    scheduler_outbox_grace_seconds: float = 30.0  # unpublished pass events older than this resend

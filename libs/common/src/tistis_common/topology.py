@@ -17,10 +17,15 @@ from aio_pika.abc import AbstractChannel, AbstractExchange
 from tistis_common.events import (
     AppointmentRequested,
     Channel,
+    ConversationEscalated,
+    ConversationReleased,
     InboundMessage,
+    LeadClassified,
+    LeadCreated,
     LeadScoreSet,
     LeadSignals,
     MessageStatus,
+    OptOutChanged,
     OutboundMessage,
     ReplyRequested,
     routing_pattern,
@@ -67,17 +72,34 @@ DISPATCHER_OUTBOUND = {
     for channel in Channel
 }
 DISPATCHER_STATUS = QueueSpec("dispatcher.status", (routing_pattern(MessageStatus),))
+# Marketing opt-outs and resumes (WhatsApp user_preferences), for whoever writes leads.
+LEAD_PREFERENCES = QueueSpec("ai-responder.preferences", (routing_pattern(OptOutChanged),))
 SCORER_SIGNALS = QueueSpec(
     "scorer.signals", (routing_pattern(LeadSignals), routing_pattern(LeadScoreSet))
 )
 SCHEDULER_REQUESTS = QueueSpec("scheduler.requests", (routing_pattern(AppointmentRequested),))
+# Patients choosing an offered slot (list row ids `slot:<branch_id>:<service_id>:<iso utc>`).
+SCHEDULER_CHOICES = QueueSpec("scheduler.choices", (routing_pattern(InboundMessage),))
 
 ALL_QUEUES: tuple[QueueSpec, ...] = (
     AI_INBOUND,
     *DISPATCHER_OUTBOUND.values(),
     DISPATCHER_STATUS,
+    LEAD_PREFERENCES,
     SCORER_SIGNALS,
     SCHEDULER_REQUESTS,
+    SCHEDULER_CHOICES,
+)
+
+# The realtime feed: each ingress instance binds its own exclusive, auto-deleted queue (not
+# declared here: it lives and dies with the instance) to these, and fans out to SSE clients.
+REALTIME_BINDINGS: tuple[str, ...] = (
+    routing_pattern(LeadCreated),
+    routing_pattern(InboundMessage),
+    routing_pattern(OutboundMessage),
+    routing_pattern(ConversationEscalated),
+    routing_pattern(ConversationReleased),
+    routing_pattern(LeadClassified),
 )
 
 

@@ -259,3 +259,18 @@ async def stale_sending(conn: asyncpg.Connection, older_than_seconds: float) -> 
              AND updated_at < now() - make_interval(secs => $1)""",
         older_than_seconds,
     )
+
+
+async def mark_read_up_to(conn: asyncpg.Connection, channel: str, platform_user_id: str,
+                          status: str, up_to: datetime) -> int:
+    """A watermark (Messenger `read`, TikTok `im_mark_read_msg`): every message we sent this
+    patient at or before `up_to` has reached at least `status`; none moves backwards."""
+    result = await conn.execute(
+        """UPDATE messages m SET status = $3, updated_at = now()
+           FROM leads l
+           WHERE m.lead_id = l.id AND l.channel = $1 AND l.platform_user_id = $2
+             AND m.direction = 'outbound' AND m.sent_at <= $4
+             AND (m.status = 'sent' OR (m.status = 'delivered' AND $3 = 'read'))""",
+        channel, platform_user_id, status, up_to,
+    )
+    return int(result.split()[-1])

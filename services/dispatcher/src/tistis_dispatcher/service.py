@@ -342,6 +342,12 @@ async def handle_status(event: MessageStatus, deps: Deps) -> Sequence[Event]:
     """delivered / read / failed from the platform; a status never moves backwards and
     `failed` is final. A failure flags the conversation (or opts the lead out on 131050)."""
     channel = event.channel.value
+    if event.scope == "conversation":
+        if event.platform_user_id and event.status in ("delivered", "read"):
+            async with tenant_tx(deps.pool, event.tenant_id) as conn:
+                await repo.mark_read_up_to(conn, channel, event.platform_user_id, event.status,
+                                           event.status_at)
+        return []
     with bound(platform_message_id=event.platform_message_id, channel=channel,
                status=event.status):
         async with tenant_tx(deps.pool, event.tenant_id) as conn:

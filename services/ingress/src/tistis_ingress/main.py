@@ -9,8 +9,10 @@ from tistis_common.logging import configure_logging
 from tistis_common.runtime import Runtime
 from tistis_common.settings import Settings
 
+from .api import callback_router, operator_router, realtime_router
 from .directory import Directory
-from .webhooks import webhook_router
+from .fastpath import WebhookFastPath
+from .webhooks import WebhookIntake, webhook_router
 
 NAME = "ingress"
 
@@ -18,7 +20,12 @@ NAME = "ingress"
 def build_app(runtime: Runtime) -> FastAPI:
     assert runtime.pool and runtime.publisher
     app = FastAPI(title="TIS TIS ingress", version="0.1.0")
-    app.include_router(webhook_router(runtime.settings, Directory(runtime.pool), runtime.publisher))
+    intake = WebhookIntake(runtime.settings, Directory(runtime.pool), runtime.publisher)
+    app.include_router(webhook_router(intake))
+    app.add_middleware(WebhookFastPath, intake=intake)
+    app.include_router(callback_router(runtime))
+    app.include_router(operator_router(runtime))
+    app.include_router(realtime_router(runtime))
     return app
 
 

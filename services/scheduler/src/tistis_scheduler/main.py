@@ -1,22 +1,60 @@
-"""tistis-scheduler: declares its queues and serves probes and metrics; its consumers come with its issue."""
+"""tistis-scheduler: books appointments from requests and chosen slots, and on its own clock
+sends reminders and follow-ups.
+
+    tistis-scheduler [serve]     the service: consumers, clock loop, probes and metrics
+    tistis-scheduler run-once    one pass over every tenant and exit (a Kubernetes CronJob)
+"""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import datetime
+from functools import partial
 
 from tistis_common.logging import configure_logging
 from tistis_common.runtime import Runtime
 from tistis_common.settings import Settings
+from tistis_common.topology import SCHEDULER_CHOICES, SCHEDULER_REQUESTS
+
+from .deps import Deps, utcnow
+from .handlers import handle_choice, handle_request
+from .passes import PassResult, clock_loop, run_pass
 
 NAME = "scheduler"
 
 
-async def start(settings: Settings) -> Runtime:
+def _deps(runtime: Runtime, now: Callable[[], datetime] | None) -> Deps:
+    assert runtime.pool is not None
+    return Deps(runtime.pool, runtime.settings, now or utcnow, runtime.publisher)
+
+
+async def start(settings: Settings, now: Callable[[], datetime] | None = None) -> Runtime:
+    """`now` is the scheduler's clock (tests stand it anywhere); a tick <= 0 runs no loop."""
     runtime = Runtime(settings, NAME)
     await runtime.start()
+    deps = _deps(runtime, now)
+    runtime.consume(SCHEDULER_REQUESTS, partial(handle_request, deps=deps))  # type: ignore[arg-type]
+    runtime.consume(SCHEDULER_CHOICES, partial(handle_choice, deps=deps))  # type: ignore[arg-type]
     await runtime.start_consumers()
+    if settings.scheduler_tick_seconds > 0:
+        runtime.background(clock_loop(deps))
     await runtime.serve_http()
     return runtime
+
+
+async def run_once(settings: Settings, now: Callable[[], datetime] | None = None) -> PassResult:
+    """One pass with reminders and follow-ups, for a CronJob (no consumers, no HTTP)."""
+    runtime = Runtime(settings, NAME)
+    await runtime.start()
+    try:
+        return await run_pass(_deps(runtime, now), followups=True)
+    finally:
+        await runtime.stop()
 
 
 async def main() -> None:
@@ -26,5 +64,19 @@ async def main() -> None:
     await runtime.run_until_signalled()
 
 
-def cli() -> None:
+async def _run_once_main() -> int:
+    settings = Settings(service_name=NAME)
+    configure_logging(NAME, settings.log_level, settings.log_json)
+    result = await run_once(settings)
+    print(json.dumps(asdict(result)))
+    return 1 if result.errors else 0
+
+
+def cli(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="tistis-scheduler", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", nargs="?", default="serve", choices=("serve", "run-once"))
+    args = parser.parse_args(argv)
+    if args.command == "run-once":
+        sys.exit(asyncio.run(_run_once_main()))
     asyncio.run(main())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from pathlib import Path
 
 import typer
@@ -11,9 +12,21 @@ from tistis_common.db import connect
 from tistis_common.migrate import migrate as apply_migrations
 from tistis_common.settings import Settings
 
+from .dlq import dlq_app
+from .ops import doctor, jobs
+from .tenants import ai_context_app, api_key_app, catalog_app, connection_app, tenant_app
+
 app = typer.Typer(
     no_args_is_help=True, pretty_exceptions_enable=False, help="Operate the TIS TIS messaging platform."
 )
+app.add_typer(tenant_app, name="tenant")
+app.add_typer(connection_app, name="connection")
+app.add_typer(ai_context_app, name="ai-context")
+app.add_typer(catalog_app, name="catalog")
+app.add_typer(api_key_app, name="api-key")
+app.add_typer(dlq_app, name="dlq")
+app.command("doctor")(doctor)
+app.command("jobs")(jobs)
 
 DEMO_FIXTURE = Path(__file__).resolve().parents[4] / "fixtures" / "esva-dental.yaml"
 
@@ -46,5 +59,21 @@ def seed_demo() -> None:
     load_tenant_cmd(DEMO_FIXTURE)
 
 
+def cli() -> None:
+    """The `tistis` entry point: any usage error is one line on stderr and a non-zero exit."""
+    try:
+        code = app(standalone_mode=False)
+    except typer.Abort:
+        typer.echo("error: aborted", err=True)
+        sys.exit(1)
+    except typer.TyperException as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # a bare group: show its help
+            app()
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        typer.echo(f"error: {' '.join(str(message).split())}", err=True)
+        sys.exit(getattr(exc, "exit_code", 2))
+    sys.exit(code if isinstance(code, int) else 0)
+
+
 if __name__ == "__main__":
-    app()
+    cli()

@@ -1,0 +1,9 @@
+"""The operator side of the HTTP edge: operator API (tenant API keys), the legacy n8n callback
+(CRON_SECRET) and the realtime feed (server-sent events). Each module exposes one router
+factory that `main.build_app` includes."""
+
+from .callback import callback_router
+from .operator import operator_router
+from .realtime import realtime_router
+
+__all__ = ["callback_router", "operator_router", "realtime_router"]

@@ -1,0 +1,192 @@
+"""Realtime feed (the guide's `useRealtimeDashboard`): `GET /api/v1/events/stream`, server-sent
+events per tenant (API key) of new leads, new messages (in and out), escalations / hand-backs
+and band changes.
+
+Fed from the broker: each ingress instance binds one exclusive, auto-deleted queue to
+`REALTIME_BINDINGS` and fans each event out to the streams of its tenant. Every instance sees
+every event, so a client may connect to any of them.
+
+Reconnection: the SSE `id` is the event id. Each instance keeps a bounded ring of the recent
+events per tenant; a client that reconnects with `Last-Event-ID` gets what came after that id.
+An id the ring no longer holds (evicted, or the instance restarted) replays the whole ring:
+better a duplicate the client drops by id than a gap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+from fastapi import APIRouter, Depends, Header, HTTPException
+from fastapi.responses import StreamingResponse
+from pydantic import ValidationError
+from tistis_common import metrics
+from tistis_common.events import parse_event
+from tistis_common.logging import get_logger
+from tistis_common.runtime import Runtime
+from tistis_common.topology import EXCHANGE, REALTIME_BINDINGS
+
+from .auth import tenant_key
+from .common import errors
+
+log = get_logger(__name__)
+
+RING_SIZE = 1000
+SUBSCRIBER_BUFFER = 1000
+KEEPALIVE_SECONDS = 15.0
+
+
+@dataclass(frozen=True)
+class FeedItem:
+    id: str
+    type: str
+    data: str  # the event's JSON
+
+    def encode(self) -> bytes:
+        return f"id: {self.id}\nevent: {self.type}\ndata: {self.data}\n\n".encode()
+
+
+class RealtimeFeed:
+    def __init__(self, connection: AbstractRobustConnection, ring_size: int = RING_SIZE):
+        self.connection = connection
+        self.ring_size = ring_size
+        self.ready = asyncio.Event()
+        self._rings: dict[uuid.UUID, deque[FeedItem]] = {}
+        self._subscribers: dict[uuid.UUID, set[asyncio.Queue[FeedItem | None]]] = {}
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Background loop of the runtime: consume until the service stops; a failure to set
+        the feed up is logged and tried again (the streams answer 503 meanwhile)."""
+        try:
+            while not stopping.is_set():
+                try:
+                    await self._consume(stopping)
+                except Exception as exc:
+                    log.error("realtime.failed", error=repr(exc)[:500])
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stopping.wait(), timeout=1.0)
+        finally:
+            for queues in self._subscribers.values():
+                for q in queues:
+                    q.put_nowait(None)  # end the open streams so that the server can stop
+
+    async def _consume(self, stopping: asyncio.Event) -> None:
+        channel = await self.connection.channel()
+        name = f"ingress.realtime.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
+        try:
+            exchange = await channel.get_exchange(EXCHANGE)  # declared by the runtime at start
+            # Bounded: a stalled instance drops the oldest rather than growing without end.
+            queue = await channel.declare_queue(
+                name, exclusive=True, auto_delete=True,
+                arguments={"x-max-length": 10_000, "x-overflow": "drop-head"},
+            )
+            for pattern in REALTIME_BINDINGS:
+                await queue.bind(exchange, routing_key=pattern)
+            await queue.consume(self._on_message, no_ack=True)
+            self.ready.set()
+            log.info("realtime.started", queue=name)
+            await stopping.wait()
+        finally:
+            self.ready.clear()
+            if not channel.is_closed:
+                await channel.close()
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        try:
+            event = parse_event(message.body)
+        except ValidationError:
+            log.warning("realtime.unreadable", routing_key=message.routing_key)
+            return
+        self.publish(event.tenant_id, FeedItem(str(event.event_id), event.type, message.body.decode()))
+        metrics.REALTIME_EVENTS.labels(event.type).inc()
+
+    def publish(self, tenant_id: uuid.UUID, item: FeedItem) -> None:
+        ring = self._rings.setdefault(tenant_id, deque(maxlen=self.ring_size))
+        if any(i.id == item.id for i in ring):  # the same event published twice: show once
+            return
+        ring.append(item)
+        for q in list(self._subscribers.get(tenant_id, ())):
+            try:
+                q.put_nowait(item)
+            except asyncio.QueueFull:
+                # A client too slow to read: end its stream; it reconnects with Last-Event-ID
+                # and gets the rest from the ring.
+                while not q.empty():
+                    q.get_nowait()
+                q.put_nowait(None)
+
+    def subscribe(self, tenant_id: uuid.UUID, last_event_id: str | None
+                  ) -> tuple[list[FeedItem], asyncio.Queue[FeedItem | None]]:
+        """Backlog and live queue, taken together (no await in between: nothing slips through)."""
+        ring = list(self._rings.get(tenant_id, ()))
+        backlog: list[FeedItem] = []
+        if last_event_id:
+            ids = [i.id for i in ring]
+            backlog = ring[ids.index(last_event_id) + 1:] if last_event_id in ids else ring
+        q: asyncio.Queue[FeedItem | None] = asyncio.Queue(SUBSCRIBER_BUFFER)
+        self._subscribers.setdefault(tenant_id, set()).add(q)
+        metrics.REALTIME_SUBSCRIBERS.inc()
+        return backlog, q
+
+    def unsubscribe(self, tenant_id: uuid.UUID, q: asyncio.Queue[FeedItem | None]) -> None:
+        subs = self._subscribers.get(tenant_id)
+        if subs and q in subs:
+            subs.discard(q)
+            metrics.REALTIME_SUBSCRIBERS.dec()
+
+
+def realtime_router(runtime: Runtime) -> APIRouter:
+    """Also starts the feed as a background loop of the runtime."""
+    assert runtime.pool and runtime.connection
+    feed = RealtimeFeed(runtime.connection)
+    runtime.background(feed.run)
+    router = APIRouter(prefix="/api/v1", tags=["realtime"])
+
+    @router.get("/events/stream", response_class=StreamingResponse, responses={
+        200: {"content": {"text/event-stream": {}}, "description": "server-sent events"},
+        **errors(401, 503)})
+    async def stream(
+        tenant_id: uuid.UUID = Depends(tenant_key(runtime.pool, "realtime")),
+        last_event_id: str | None = Header(None, max_length=100),
+    ) -> StreamingResponse:
+        try:
+            await asyncio.wait_for(feed.ready.wait(), timeout=5)
+        except TimeoutError as exc:
+            raise HTTPException(503, "realtime feed not ready, retry") from exc
+        backlog, queue = feed.subscribe(tenant_id, last_event_id)
+        return StreamingResponse(
+            _events(feed, tenant_id, backlog, queue, runtime.stopping),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    return router
+
+
+async def _events(feed: RealtimeFeed, tenant_id: uuid.UUID, backlog: list[FeedItem],
+                  queue: asyncio.Queue[FeedItem | None], stopping: asyncio.Event) -> AsyncIterator[bytes]:
+    try:
+        yield b"retry: 1000\n: connected\n\n"
+        for old in backlog:
+            yield old.encode()
+        while not stopping.is_set():
+            try:
+                item: FeedItem | None = await asyncio.wait_for(queue.get(), timeout=KEEPALIVE_SECONDS)
+            except TimeoutError:
+                yield b": keepalive\n\n"
+                continue
+            if item is None:
+                break
+            yield item.encode()
+    finally:
+        feed.unsubscribe(tenant_id, queue)
+
+
+__all__ = ["FeedItem", "RealtimeFeed", "realtime_router"]

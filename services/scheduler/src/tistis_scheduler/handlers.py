@@ -1,0 +1,87 @@
+"""Consumer handlers: appointment requests, and patients choosing an offered slot.
+
+Each runs in one tenant transaction with its idempotency mark; the events it decides are kept in
+the outbox with it, so a redelivery returns exactly the same events (the runner republishes,
+downstream drops duplicates by id)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from tistis_common import metrics
+from tistis_common.db import tenant_tx
+from tistis_common.events import EVENT_ADAPTER, AppointmentRequested, Event, InboundMessage
+from tistis_common.logging import get_logger
+from tistis_common.topology import SCHEDULER_CHOICES, SCHEDULER_REQUESTS
+
+from . import booking
+from . import repository as repo
+from .deps import Deps
+from .notices import parse_slot_choice
+
+log = get_logger(__name__)
+
+SLOT_PREFIX = "slot:"
+
+
+class LeadNotStoredYet(Exception):
+    """The choice arrived before the lead's row (retried: the AI responder stores it)."""
+
+
+def _stored(bodies: list[dict]) -> list[Event]:
+    return [EVENT_ADAPTER.validate_python(b) for b in bodies]
+
+
+async def _run(consumer: str, req: booking.Request, deps: Deps) -> Sequence[Event]:
+    async with tenant_tx(deps.pool, req.tenant_id) as conn:
+        if not await repo.mark_processed(conn, consumer, req.source_event_id, req.tenant_id):
+            log.info("request.duplicate")
+            return _stored(await repo.outbox_for_source(conn, req.source_event_id))
+        outcome = await booking.process(conn, req, deps)
+    metrics.BOOKINGS.labels(outcome.name).inc()
+    log.info("request.handled", outcome=outcome.name, action=req.action,
+             appointment_id=str(outcome.appointment_id) if outcome.appointment_id else None)
+    return outcome.events
+
+
+async def handle_request(event: AppointmentRequested, deps: Deps) -> Sequence[Event]:
+    if not isinstance(event, AppointmentRequested):
+        return []
+    req = booking.Request(
+        tenant_id=event.tenant_id, source_event_id=event.event_id,
+        correlation_id=event.correlation_id or event.event_id, action=event.action,
+        lead_id=event.lead_id, conversation_id=event.conversation_id,
+        appointment_id=event.appointment_id, service_id=event.service_id,
+        service_name=event.service_name, branch_id=event.branch_id, branch_name=event.branch_name,
+        preferred=list(event.preferred_dates), exact=event.scheduled_at,
+    )
+    return await _run(SCHEDULER_REQUESTS.name, req, deps)
+
+
+async def handle_choice(event: InboundMessage, deps: Deps) -> Sequence[Event]:
+    """A list row `slot:<branch_id>:<service_id>:<iso utc>` books that slot (or moves the
+    appointment the open offer was about). Every other inbound message is not ours."""
+    if not isinstance(event, InboundMessage) or event.sender_type != "lead":
+        return []
+    if not (event.choice_id or "").startswith(SLOT_PREFIX):
+        return []
+    parsed = parse_slot_choice(event.choice_id or "")
+    if parsed is None:
+        log.warning("choice.unreadable", choice_id=event.choice_id)
+        metrics.BOOKINGS.labels("bad_choice").inc()
+        return []
+    branch_id, service_id, start = parsed
+    async with tenant_tx(deps.pool, event.tenant_id) as conn:
+        lead = await repo.lead_by_platform(conn, event.channel.value, event.platform_user_id)
+        offer = await repo.open_offer(conn, lead["id"]) if lead else None
+    if lead is None:
+        raise LeadNotStoredYet(event.platform_user_id)
+    reschedule = offer is not None and offer["action"] == "reschedule"
+    req = booking.Request(
+        tenant_id=event.tenant_id, source_event_id=event.event_id,
+        correlation_id=event.correlation_id or event.event_id,
+        action="reschedule" if reschedule else "book", lead_id=lead["id"],
+        appointment_id=offer["appointment_id"] if reschedule and offer else None,
+        service_id=service_id, branch_id=branch_id, exact=start, chosen=True,
+    )
+    return await _run(SCHEDULER_CHOICES.name, req, deps)

@@ -1,0 +1,62 @@
+"""Shared bits of the `tistis` commands: settings, connections, one-line failures."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
+from typing import Any, NoReturn, TypeVar
+
+import aio_pika
+import asyncpg
+import typer
+from tistis_common.admin import tenant_id_by_slug
+from tistis_common.db import connect
+from tistis_common.settings import Settings
+
+T = TypeVar("T")
+
+SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+
+
+class CliError(Exception):
+    """A wrong argument or an unmet precondition: one line to the operator, exit 2."""
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def settings() -> Settings:
+    return Settings()
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Runs a command's coroutine; known failures become one line and a non-zero exit."""
+    try:
+        return asyncio.run(coro)
+    except CliError as exc:
+        fail(str(exc))
+    except (OSError, asyncpg.PostgresError, aio_pika.exceptions.AMQPError) as exc:
+        fail(f"{type(exc).__name__}: {exc}".splitlines()[0], code=1)
+
+
+@asynccontextmanager
+async def owner_db() -> AsyncIterator[asyncpg.Connection]:
+    conn = await connect(settings().migration_database_url)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+async def resolve_tenant(conn: asyncpg.Connection, slug: str) -> uuid.UUID:
+    if not SLUG.match(slug):
+        raise CliError(f"bad tenant slug {slug!r} (lowercase letters, digits, dashes)")
+    tenant_id = await tenant_id_by_slug(conn, slug)
+    if tenant_id is None:
+        raise CliError(f"no tenant with slug {slug!r}")
+    return tenant_id
