@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from functools import partial
 
+import httpx
 from tistis_common.logging import configure_logging, get_logger
 from tistis_common.runtime import Runtime
 from tistis_common.settings import Settings
@@ -40,6 +41,7 @@ async def start(settings: Settings) -> Runtime:
     engine = Engine(
         pool=runtime.pool, locks=ConversationLocks(), responder=responder,
         default_model=settings.anthropic_model, history_messages=settings.ai_history_messages,
+        settings=settings, http=httpx.AsyncClient(timeout=10),
     )
     deps = Deps(engine=engine, debounce_seconds=settings.ai_debounce_seconds)
     runtime.consume(AI_INBOUND, partial(handle, deps=deps))  # type: ignore[arg-type]

@@ -233,3 +233,22 @@ async def mark_resolved(conn: asyncpg.Connection, conversation_id: uuid.UUID) ->
         "UPDATE conversations SET unresolved_inbound = 0, updated_at = now() WHERE id = $1",
         conversation_id,
     )
+
+
+N8N_CONSUMER = "ai-responder.n8n"
+
+
+async def handed_to_n8n(conn: asyncpg.Connection, reply_id: uuid.UUID) -> bool:
+    return bool(await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM processed_events WHERE consumer = $1 AND event_id = $2)",
+        N8N_CONSUMER, reply_id,
+    ))
+
+
+async def mark_handed_to_n8n(conn: asyncpg.Connection, tenant_id: uuid.UUID,
+                             reply_id: uuid.UUID) -> None:
+    await conn.execute(
+        """INSERT INTO processed_events (consumer, event_id, tenant_id) VALUES ($1, $2, $3)
+           ON CONFLICT DO NOTHING""",
+        N8N_CONSUMER, reply_id, tenant_id,
+    )

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 import asyncpg
+import httpx
 from tistis_common import metrics
 from tistis_common.broker import PermanentError
 from tistis_common.db import conn_tenant_tx
@@ -29,7 +30,9 @@ from tistis_common.events import (
 )
 from tistis_common.ids import stable_id
 from tistis_common.logging import get_logger
+from tistis_common.n8n import N8nError, load_ai_conversation, post_to_n8n
 from tistis_common.rules import detect_signals, normalize
+from tistis_common.settings import Settings
 
 from . import repository as repo
 from .context import TenantContext
@@ -69,6 +72,8 @@ class Engine:
     responder: ClaudeResponder | None
     default_model: str
     history_messages: int
+    settings: Settings
+    http: httpx.AsyncClient  # n8n as a tenant's provider
 
 
 @dataclass
@@ -94,6 +99,7 @@ class Plan:
     situation: str
     closed_note: str | None
     reply: Reply | None = None  # decided without the model
+    n8n: bool = False  # the tenant's n8n workflow answers, later, through the legacy callback
     history: list[asyncpg.Record] = field(default_factory=list)
 
 
@@ -104,8 +110,13 @@ async def respond(engine: Engine, trigger: Trigger) -> list[Event]:
             if stored is not None:
                 log.info("reply.reemitted", message_id=str(trigger.reply_id))
                 return _stored_events(stored)
+            if await repo.handed_to_n8n(conn, trigger.reply_id):
+                return []
             plan = await _plan(conn, engine, trigger)
         if plan is None:
+            return []
+        if plan.n8n and plan.reply is None:
+            await _hand_to_n8n(conn, engine, trigger)
             return []
         reply = plan.reply or await _ask_model(engine, plan)
         return await _store(conn, engine, trigger, plan, reply)
@@ -149,11 +160,30 @@ async def _plan(conn: asyncpg.Connection, engine: Engine, trigger: Trigger) -> P
             reason = f"{conversation['unresolved_inbound']} patient messages without resolution"
             plan.reply = _escalation(plan, reason, "auto")
             return plan
+    if ctx.provider == "n8n":
+        plan.n8n = True
+        return plan
     if ctx.provider != "claude" or engine.responder is None or engine.responder.breaker.is_open:
         plan.reply = _fallback(plan)
         return plan
     plan.history = await repo.history(conn, trigger.conversation_id, engine.history_messages)
     return plan
+
+
+async def _hand_to_n8n(conn: asyncpg.Connection, engine: Engine, trigger: Trigger) -> None:
+    """Post the guide's `ai-conversation` event; n8n answers through the legacy callback. Marked
+    once posted, so a redelivery does not post again (a crash in between posts twice: n8n's own
+    answer then arrives twice at worst, each with the dispatcher's idempotency)."""
+    async with conn_tenant_tx(conn, trigger.tenant_id):
+        payload = await load_ai_conversation(conn, trigger.tenant_id, trigger.conversation_id,
+                                             engine.history_messages)
+    try:
+        await post_to_n8n(engine.http, engine.settings, payload)
+    except N8nError as exc:
+        raise RuntimeError(str(exc)) from exc  # transient for the runner: retried, then DLQ
+    async with conn_tenant_tx(conn, trigger.tenant_id):
+        await repo.mark_handed_to_n8n(conn, trigger.tenant_id, trigger.reply_id)
+    log.info("reply.handed_to_n8n", conversation_id=str(trigger.conversation_id))
 
 
 async def _context(conn: asyncpg.Connection, engine: Engine, tenant_id: uuid.UUID) -> TenantContext:
