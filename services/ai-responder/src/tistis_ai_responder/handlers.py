@@ -65,10 +65,21 @@ async def store_inbound(event: InboundMessage, deps: Deps) -> Stored:
     return Stored(message_id, conversation["id"], new, events)
 
 
+# A patient choosing an offered appointment slot: the scheduler books it and confirms.
+SLOT_CHOICE_PREFIX = "slot:"
+
+
 async def handle_inbound(event: InboundMessage, deps: Deps) -> Sequence[Event]:
+    if event.sender_type == "agent":
+        async with tenant_tx(deps.engine.pool, event.tenant_id) as conn:
+            if await repo.is_own_echo(conn, event):
+                log.info("message.own_echo", platform_message_id=event.platform_message_id)
+                return []
     stored = await store_inbound(event, deps)
     if event.sender_type == "agent":
         return stored.events  # staff answered in the platform's app: the AI steps back
+    if (event.choice_id or "").startswith(SLOT_CHOICE_PREFIX):
+        return stored.events  # the scheduler answers this one with the confirmation
     if deps.debounce_seconds > 0:
         # Let the rest of a burst arrive; only the latest message's handler then replies. A
         # redelivered message waits too, so that it cannot answer a burst half-way through.

@@ -9,12 +9,13 @@ import httpx
 from tistis_common.logging import configure_logging, get_logger
 from tistis_common.runtime import Runtime
 from tistis_common.settings import Settings
-from tistis_common.topology import AI_INBOUND
+from tistis_common.topology import AI_INBOUND, AI_STATE
 
 from .handlers import Deps, handle
 from .locks import ConversationLocks
 from .model import CircuitBreaker, ClaudeResponder
 from .service import Engine
+from .state import handle_state
 
 NAME = "ai-responder"
 log = get_logger(__name__)
@@ -45,6 +46,7 @@ async def start(settings: Settings) -> Runtime:
     )
     deps = Deps(engine=engine, debounce_seconds=settings.ai_debounce_seconds)
     runtime.consume(AI_INBOUND, partial(handle, deps=deps))  # type: ignore[arg-type]
+    runtime.consume(AI_STATE, partial(handle_state, deps=deps))  # type: ignore[arg-type]
     await runtime.start_consumers()
     await runtime.serve_http()
     return runtime

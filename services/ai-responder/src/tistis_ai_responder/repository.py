@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 import asyncpg
 from tistis_common.events import InboundMessage
@@ -251,4 +252,39 @@ async def mark_handed_to_n8n(conn: asyncpg.Connection, tenant_id: uuid.UUID,
         """INSERT INTO processed_events (consumer, event_id, tenant_id) VALUES ($1, $2, $3)
            ON CONFLICT DO NOTHING""",
         N8N_CONSUMER, reply_id, tenant_id,
+    )
+
+
+async def is_own_echo(conn: asyncpg.Connection, e: InboundMessage) -> bool:
+    """A "staff" message that is really one of our own sends coming back (TikTok reports our API
+    sends as `im_send_msg`; an echo may beat the dispatcher's commit of the platform id, so the
+    same text sent to the same patient in the last two minutes counts too)."""
+    return bool(await conn.fetchval(
+        """SELECT EXISTS (
+             SELECT 1 FROM messages m JOIN leads l ON l.id = m.lead_id
+             WHERE m.direction = 'outbound' AND l.channel = $1 AND l.platform_user_id = $2
+               AND (m.platform_message_id = $3
+                    OR (m.content = $4 AND m.created_at > now() - interval '2 minutes')))""",
+        e.channel.value, e.platform_user_id, e.platform_message_id, e.text,
+    ))
+
+
+async def set_opted_out(conn: asyncpg.Connection, channel: str, platform_user_id: str,
+                        opted_out: bool, at: datetime) -> bool:
+    result = await conn.execute(
+        """UPDATE leads SET opted_out_at = CASE WHEN $3 THEN COALESCE(opted_out_at, $4) END,
+             updated_at = now()
+           WHERE channel = $1 AND platform_user_id = $2""",
+        channel, platform_user_id, opted_out, at,
+    )
+    return result != "UPDATE 0"
+
+
+async def release_conversation(conn: asyncpg.Connection, conversation_id: uuid.UUID) -> None:
+    """Staff hand the conversation back: the AI answers again, counting from zero."""
+    await conn.execute(
+        """UPDATE conversations SET status = 'active', escalation_reason = NULL,
+             unresolved_inbound = 0, updated_at = now()
+           WHERE id = $1 AND status IN ('escalated', 'human')""",
+        conversation_id,
     )
