@@ -35,6 +35,16 @@ async def tenant_tx(pool: asyncpg.Pool, tenant_id: uuid.UUID) -> AsyncIterator[a
         yield conn
 
 
+@asynccontextmanager
+async def conn_tenant_tx(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID
+) -> AsyncIterator[asyncpg.Connection]:
+    """`tenant_tx` on a connection the caller already holds (e.g. one keeping a session lock)."""
+    async with conn.transaction():
+        await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(tenant_id))
+        yield conn
+
+
 # The shape the tenants table enforces; anything else (NUL bytes, SQL, 10 kB) is no tenant, and
 # is answered without asking the database (which would refuse a NUL with an error).
 SLUG = re.compile(r"[a-z0-9][a-z0-9-]{1,62}")

@@ -39,6 +39,13 @@ class Settings(BaseSettings):
     tiktok_api_version: str = "v1.3"
     anthropic_base_url: str | None = None
     anthropic_model: str = "claude-sonnet-4-6"
+    # AI responder: a burst of patient messages within this window gets one reply.
+    ai_debounce_seconds: float = 1.5
+    ai_history_messages: int = 20  # last N messages of the conversation sent to the model
+    ai_timeout_seconds: float = 30.0
+    ai_sdk_max_retries: int = 2  # the SDK's own retries (429, 5xx, timeouts) within one attempt
+    ai_circuit_failures: int = 5  # consecutive failed model calls that open the circuit
+    ai_circuit_reset_seconds: float = 30.0  # open this long, then one trial call
 
     # Guide's global credentials (fallbacks when a connection has none of its own)
     whatsapp_phone_number_id: str | None = None

@@ -72,8 +72,13 @@ DISPATCHER_OUTBOUND = {
     for channel in Channel
 }
 DISPATCHER_STATUS = QueueSpec("dispatcher.status", (routing_pattern(MessageStatus),))
-# Marketing opt-outs and resumes (WhatsApp user_preferences), for whoever writes leads.
-LEAD_PREFERENCES = QueueSpec("ai-responder.preferences", (routing_pattern(OptOutChanged),))
+# What changes a lead's or conversation's state without being a message: marketing opt-outs
+# (WhatsApp user_preferences) and escalations / hand-backs decided by staff or the callback.
+# The ai-responder writes leads and conversations, so it applies them.
+AI_STATE = QueueSpec("ai-responder.state", (
+    routing_pattern(OptOutChanged), routing_pattern(ConversationEscalated),
+    routing_pattern(ConversationReleased),
+))
 SCORER_SIGNALS = QueueSpec(
     "scorer.signals", (routing_pattern(LeadSignals), routing_pattern(LeadScoreSet))
 )
@@ -85,7 +90,7 @@ ALL_QUEUES: tuple[QueueSpec, ...] = (
     AI_INBOUND,
     *DISPATCHER_OUTBOUND.values(),
     DISPATCHER_STATUS,
-    LEAD_PREFERENCES,
+    AI_STATE,
     SCORER_SIGNALS,
     SCHEDULER_REQUESTS,
     SCHEDULER_CHOICES,

@@ -1,0 +1,184 @@
+"""What the model is told: the clinic's stable context (cached) and the conversation so far."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+DEFAULT_PROMPT = (
+    "Eres el asistente virtual profesional de una clínica dental. Respondes con amabilidad, "
+    "claridad y precisión, y ayudas a los pacientes a agendar citas."
+)
+DEFAULT_HOURS: dict[str, Any] = {
+    "timezone": "America/Mexico_City", **{d: [["09:00", "18:00"]] for d in
+                                          ("mon", "tue", "wed", "thu", "fri")},
+}
+
+RULES = """Reglas:
+- Responde siempre en el idioma del paciente (español si no está claro), breve y cálido, \
+como un mensaje de chat.
+- Usa solo los precios, sucursales, horarios y respuestas de este contexto; si no sabes algo, \
+dilo y ofrece que alguien del equipo le confirme. Nunca inventes precios ni diagnósticos.
+- Si el paciente escribió varios mensajes seguidos, contéstalos todos en una sola respuesta.
+- Si quiere una cita, pide lo que falte (servicio, sucursal, fechas) y usa la acción \
+schedule_appointment cuando tengas al menos el servicio o las fechas preferidas.
+- Usa la acción escalate si pide hablar con una persona, tiene una queja o una urgencia médica.
+- Marca las señales del paciente: interested, urgent, budget_mentioned, decision_maker, \
+comparing, not_interested, spam.
+- Contesta siempre con la herramienta reply_to_patient."""
+
+
+@dataclass(frozen=True)
+class Service:
+    id: uuid.UUID
+    name: str
+    description: str | None
+    price_min: Decimal | None
+    price_max: Decimal | None
+    currency: str
+    duration_minutes: int
+    keywords: tuple[str, ...]
+
+    def price_text(self) -> str:
+        if self.price_min is None and self.price_max is None:
+            return "precio a consultar"
+        low, high = self.price_min or self.price_max, self.price_max or self.price_min
+        if low == high:
+            return f"${low:,.0f} {self.currency}"
+        return f"${low:,.0f} a ${high:,.0f} {self.currency}"
+
+
+@dataclass(frozen=True)
+class Branch:
+    id: uuid.UUID
+    name: str
+    address: str | None
+    phone: str | None
+    opening_hours: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Faq:
+    question: str
+    answer: str
+    keywords: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TenantContext:
+    tenant_id: uuid.UUID
+    name: str
+    timezone: str
+    system_prompt: str
+    temperature: float
+    max_tokens: int
+    response_style: str
+    business_hours: Mapping[str, Any]
+    escalation_keywords: tuple[str, ...]
+    auto_escalate_after: int
+    provider: str  # claude | n8n | off
+    model: str
+    language: str
+    services: tuple[Service, ...] = field(default=())
+    branches: tuple[Branch, ...] = field(default=())
+    faqs: tuple[Faq, ...] = field(default=())
+
+    @classmethod
+    def from_rows(cls, tenant_id: uuid.UUID, row: Mapping[str, Any],
+                  catalog: Mapping[str, Sequence[Mapping[str, Any]]],
+                  default_model: str) -> TenantContext:
+        def get(key: str, default: Any) -> Any:
+            value = row.get(key)
+            return default if value is None else value
+
+        return cls(
+            tenant_id=tenant_id,
+            name=row["tenant_name"],
+            timezone=row["timezone"],
+            system_prompt=get("system_prompt", DEFAULT_PROMPT),
+            temperature=round(float(get("temperature", 0.7)), 3),  # `real` column: 0.699999988
+            max_tokens=int(get("max_tokens", 500)),
+            response_style=get("response_style", "professional"),
+            business_hours=get("business_hours", DEFAULT_HOURS),
+            escalation_keywords=tuple(get("escalation_keywords", ("urgent", "complaint"))),
+            auto_escalate_after=int(get("auto_escalate_after_messages", 5)),
+            provider=get("ai_provider", "claude"),
+            model=get("model", default_model),
+            language=get("language", "es"),
+            services=tuple(Service(s["id"], s["name"], s["description"], s["price_min"],
+                                   s["price_max"], s["currency"], s["duration_minutes"],
+                                   tuple(s["keywords"] or ())) for s in catalog["services"]),
+            branches=tuple(Branch(b["id"], b["name"], b["address"], b["phone"],
+                                  b["opening_hours"] or {}) for b in catalog["branches"]),
+            faqs=tuple(Faq(f["question"], f["answer"], tuple(f["keywords"] or ()))
+                       for f in catalog["faqs"]),
+        )
+
+
+def _hours_text(hours: Mapping[str, Any]) -> str:
+    days = {"mon": "lun", "tue": "mar", "wed": "mié", "thu": "jue", "fri": "vie", "sat": "sáb",
+            "sun": "dom"}
+    parts = [f"{label} " + ", ".join(f"{a}-{b}" for a, b in hours[d])
+             for d, label in days.items() if hours.get(d)]
+    return "; ".join(parts) or "sin horario registrado"
+
+
+def stable_block(ctx: TenantContext) -> str:
+    """Everything that only changes when the clinic edits its setup: the cacheable prefix."""
+    lines = [ctx.system_prompt.strip(), "", f"Clínica: {ctx.name}.",
+             f"Estilo de respuesta: {ctx.response_style}.",
+             f"Idioma por defecto: {ctx.language}.", "",
+             f"Horario de atención por chat: {_hours_text(ctx.business_hours)} "
+             f"(zona {ctx.business_hours.get('timezone') or ctx.timezone}).", "", "Servicios:"]
+    for s in ctx.services:
+        extra = f" — {s.description}" if s.description else ""
+        lines.append(f"- {s.name}: {s.price_text()}, {s.duration_minutes} min{extra}")
+    lines += ["", "Sucursales:"]
+    for b in ctx.branches:
+        where = f", {b.address}" if b.address else ""
+        phone = f", tel. {b.phone}" if b.phone else ""
+        lines.append(f"- {b.name}{where}{phone}; horario: {_hours_text(b.opening_hours)}")
+    lines += ["", "Preguntas frecuentes:"]
+    for f in ctx.faqs:
+        lines.append(f"- P: {f.question}\n  R: {f.answer}")
+    lines += ["", RULES]
+    return "\n".join(lines)
+
+
+def system_blocks(ctx: TenantContext, situation: str) -> list[dict[str, Any]]:
+    """Stable block first with the cache breakpoint; the per-request situation after it."""
+    return [
+        {"type": "text", "text": stable_block(ctx), "cache_control": {"type": "ephemeral"}},
+        {"type": "text", "text": situation},
+    ]
+
+
+_PLACEHOLDERS = {"image": "[imagen]", "audio": "[audio]", "video": "[video]",
+                 "document": "[documento]", "sticker": "[sticker]", "location": "[ubicación]",
+                 "contacts": "[contacto]", "reaction": "[reacción]", "share": "[publicación]"}
+
+
+def conversation_messages(rows: Sequence[Mapping[str, Any]],
+                          nudge: str | None = None) -> list[dict[str, Any]]:
+    """History as alternating user/assistant turns, starting with the patient.
+
+    Consecutive messages of one side are joined (a burst is one turn). `nudge` is appended as a
+    user turn when the history would otherwise end with the clinic (staff asked for a reply).
+    """
+    turns: list[dict[str, Any]] = []
+    for row in rows:
+        role = "user" if row["direction"] == "inbound" and row["sender_type"] == "lead" else "assistant"
+        text = (row["content"] or "").strip() or _PLACEHOLDERS.get(row["kind"], "[mensaje]")
+        if not turns and role == "assistant":
+            continue
+        if turns and turns[-1]["role"] == role:
+            turns[-1]["content"] += "\n" + text
+        else:
+            turns.append({"role": role, "content": text})
+    if not turns or turns[-1]["role"] == "assistant":
+        turns.append({"role": "user", "content": nudge or "(sin mensaje nuevo)"})
+    return turns
+

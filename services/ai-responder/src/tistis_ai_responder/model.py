@@ -1,0 +1,239 @@
+"""Claude through the official SDK: one forced tool call returns reply, signals and actions.
+
+Transient failures (429, 5xx, timeouts, connection errors) are retried by the SDK with backoff
+(`ai_sdk_max_retries`), then raised as `ModelUnavailable` so that the consumer runner retries
+the event after its delays and finally dead-letters it. A request the API refuses (4xx other than
+429) raises `ModelRejected`: retrying cannot help. Consecutive failures open the circuit breaker;
+while it is open the responder uses its deterministic fallback instead of calling.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import anthropic
+from pydantic import BaseModel, Field, ValidationError, field_validator
+from tistis_common import metrics
+from tistis_common.events import Signal
+from tistis_common.logging import get_logger
+
+from .context import TenantContext, conversation_messages, system_blocks
+
+log = get_logger(__name__)
+
+TOOL_NAME = "reply_to_patient"
+TOOL: dict[str, Any] = {
+    "name": TOOL_NAME,
+    "description": (
+        "Send the reply to the patient and report what the conversation shows: lead signals "
+        "and actions (appointment request, hand over to a human)."
+    ),
+    "input_schema": {
+        "type": "object",
+        "properties": {
+            "reply": {
+                "type": "string",
+                "description": "The message for the patient, in the patient's language.",
+            },
+            "signals": {
+                "type": "array",
+                "items": {"type": "string", "enum": [s.value for s in Signal]},
+                "description": "Lead signals shown by the patient's latest messages.",
+            },
+            "actions": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "type": {"type": "string", "enum": ["schedule_appointment", "escalate"]},
+                        "service": {"type": "string", "description": "Service name"},
+                        "branch": {"type": "string", "description": "Branch name"},
+                        "preferred_dates": {
+                            "type": "array", "items": {"type": "string"},
+                            "description": "Dates/times the patient prefers, ISO when possible",
+                        },
+                        "reason": {"type": "string", "description": "Why a human must take over"},
+                    },
+                    "required": ["type"],
+                },
+            },
+        },
+        "required": ["reply", "signals", "actions"],
+    },
+}
+
+
+class Action(BaseModel):
+    type: Literal["schedule_appointment", "escalate"]
+    service: str | None = None
+    branch: str | None = None
+    preferred_dates: list[str] = Field(default_factory=list)
+    reason: str | None = None
+
+
+class ToolAnswer(BaseModel):
+    reply: str
+    signals: list[Signal] = Field(default_factory=list)
+    actions: list[Action] = Field(default_factory=list)
+
+    @field_validator("reply")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("empty reply")
+        return value.strip()
+
+    @field_validator("signals", mode="before")
+    @classmethod
+    def _known_signals(cls, value: Any) -> Any:
+        # An unknown signal name must not cost the patient the reply.
+        known = {s.value for s in Signal}
+        return [v for v in value or [] if v in known]
+
+
+@dataclass(frozen=True)
+class ModelReply:
+    answer: ToolAnswer
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    latency_ms: int
+
+
+class ModelUnavailable(Exception):
+    """Transient: retries exhausted for now (429, 5xx, timeout, connection)."""
+
+
+class ModelRejected(Exception):
+    """Permanent: the API refused the request (400, 401, 403, 404, 413)."""
+
+
+class BadModelOutput(Exception):
+    """The model answered without a usable tool call (no reply text)."""
+
+
+@dataclass
+class CircuitBreaker:
+    """Per process: opens after `threshold` consecutive failures, half-opens after `reset_s`."""
+
+    threshold: int
+    reset_s: float
+    failures: int = 0
+    opened_at: float | None = None
+    _clock: Any = field(default=time.monotonic, repr=False)
+
+    def allow(self) -> bool:
+        if self.opened_at is None:
+            return True
+        if self._clock() - self.opened_at >= self.reset_s:
+            return True  # half-open: one trial call decides
+        return False
+
+    @property
+    def is_open(self) -> bool:
+        return not self.allow()
+
+    def success(self) -> None:
+        self.failures, self.opened_at = 0, None
+        metrics.AI_CIRCUIT_OPEN.set(0)
+
+    def trip(self) -> None:
+        self.failures = max(self.failures, self.threshold - 1)
+        self.failure()
+
+    def failure(self) -> None:
+        self.failures += 1
+        if self.failures >= self.threshold:
+            if self.opened_at is None:
+                log.warning("ai.circuit_opened", failures=self.failures)
+            self.opened_at = self._clock()
+            metrics.AI_CIRCUIT_OPEN.set(1)
+
+
+class ClaudeResponder:
+    def __init__(self, api_key: str, base_url: str | None, *, timeout: float, max_retries: int,
+                 breaker: CircuitBreaker):
+        self.client = anthropic.AsyncAnthropic(
+            api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries
+        )
+        self.breaker = breaker
+        self._no_sampling: set[str] = set()  # models that refused `temperature`
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    async def reply(self, ctx: TenantContext, history: list[Any], situation: str,
+                    nudge: str | None = None) -> ModelReply:
+        started = time.perf_counter()
+        try:
+            message = await self._create(ctx, history, situation, nudge)
+        except (anthropic.RateLimitError, anthropic.InternalServerError,
+                anthropic.APITimeoutError, anthropic.APIConnectionError) as exc:
+            self.breaker.failure()
+            raise ModelUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        except anthropic.APIStatusError as exc:
+            if exc.status_code in (408, 409) or exc.status_code >= 500:
+                self.breaker.failure()
+                raise ModelUnavailable(f"{type(exc).__name__}: {exc}") from exc
+            if exc.status_code in (401, 402, 403):
+                # A bad key or an unpaid account fails every call alike: stop calling at once, so
+                # that the retry of this event (and every other) gets the fallback.
+                self.breaker.trip()
+                raise ModelUnavailable(f"{exc.status_code} {type(exc).__name__}: {exc}") from exc
+            # The service answered; it is our request that is wrong: do not open the circuit.
+            raise ModelRejected(f"{exc.status_code} {type(exc).__name__}: {exc}") from exc
+        elapsed = time.perf_counter() - started
+        self.breaker.success()
+        metrics.AI_LATENCY.observe(elapsed)
+        answer = parse_answer(message)
+        usage = message.usage
+        return ModelReply(
+            answer=answer,
+            model=message.model,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cache_read_tokens=usage.cache_read_input_tokens or 0,
+            cache_write_tokens=usage.cache_creation_input_tokens or 0,
+            latency_ms=int(elapsed * 1000),
+        )
+
+
+    async def _create(self, ctx: TenantContext, history: list[Any], situation: str,
+                      nudge: str | None) -> anthropic.types.Message:
+        request: dict[str, Any] = {
+            "model": ctx.model,
+            "max_tokens": ctx.max_tokens,
+            "system": system_blocks(ctx, situation),
+            "messages": conversation_messages(history, nudge),
+            "tools": [TOOL],
+            "tool_choice": {"type": "tool", "name": TOOL_NAME},
+        }
+        if ctx.model in self._no_sampling:
+            return await self.client.messages.create(**request)
+        # SDK 1.x dropped `temperature` from the signature (the API still takes it on the models
+        # that support sampling): it travels in extra_body. Newer models refuse it with a 400;
+        # then this model is asked without it from now on.
+        try:
+            return await self.client.messages.create(
+                **request, extra_body={"temperature": ctx.temperature}
+            )
+        except anthropic.BadRequestError as exc:
+            if "temperature" not in str(exc):
+                raise
+            log.warning("ai.temperature_refused", model=ctx.model)
+            self._no_sampling.add(ctx.model)
+            return await self.client.messages.create(**request)
+
+
+def parse_answer(message: anthropic.types.Message) -> ToolAnswer:
+    for block in message.content:
+        if block.type == "tool_use" and block.name == TOOL_NAME:
+            try:
+                return ToolAnswer.model_validate(block.input)
+            except ValidationError as exc:
+                raise BadModelOutput(str(exc)[:500]) from exc
+    raise BadModelOutput(f"no {TOOL_NAME} call (stop_reason={message.stop_reason})")

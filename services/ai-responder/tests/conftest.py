@@ -1,0 +1,110 @@
+"""Fixtures: the sandbox's fake Anthropic API on a real socket, a way to publish patient
+messages as ingress does, and a queue of the test's own that sees what the responder publishes."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+
+import aio_pika
+import pytest
+from tistis_common.broker import Publisher, connect
+from tistis_common.events import Channel, Event, InboundMessage, parse_event
+from tistis_common.topology import EXCHANGE, declare_topology
+from tistis_sandbox import AsyncSandboxClient, running_sandbox
+
+OBSERVED = ("message.outbound.*", "conversation.escalated", "lead.signals", "lead.created",
+            "appointment.requested")
+
+
+@pytest.fixture(scope="session")
+def sandbox_url() -> Iterator[str]:
+    with running_sandbox() as url:
+        yield url
+
+
+@pytest.fixture
+async def sandbox(sandbox_url: str) -> AsyncIterator[AsyncSandboxClient]:
+    async with AsyncSandboxClient(sandbox_url) as client:
+        await client.reset()
+        yield client
+        await client.reset()
+
+
+@pytest.fixture
+def ai_settings(settings, sandbox_url):
+    """Fast bursts and a key for the fake; tests override what they exercise."""
+    return {"anthropic_api_key": "sk-ant-test", "anthropic_base_url": sandbox_url,
+            "ai_debounce_seconds": 0.2, "ai_sdk_max_retries": 1, "ai_timeout_seconds": 5}
+
+
+class Bus:
+    """Publishes events like the other services do and collects what the responder publishes."""
+
+    def __init__(self, publisher: Publisher, queue: aio_pika.abc.AbstractQueue):
+        self.publisher = publisher
+        self.queue = queue
+        self.seen: list[Event] = []
+
+    async def publish(self, event: Event) -> None:
+        await self.publisher.publish(event)
+
+    async def _drain(self) -> None:
+        while (message := await self.queue.get(fail=False)) is not None:
+            await message.ack()
+            self.seen.append(parse_event(message.body))
+
+    async def events(self, tenant_id: uuid.UUID, kind: str | None = None) -> list[Event]:
+        await self._drain()
+        return [e for e in self.seen
+                if e.tenant_id == tenant_id and (kind is None or e.type == kind)]  # type: ignore[attr-defined]
+
+    async def wait(self, tenant_id: uuid.UUID, kind: str, count: int = 1,
+                   timeout: float = 10) -> list[Event]:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            found = await self.events(tenant_id, kind)
+            if len(found) >= count:
+                return found
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"{count} x {kind} not published within {timeout}s: {found}")
+            await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def bus(settings) -> AsyncIterator[Bus]:
+    connection = await connect(settings.rabbitmq_url)
+    channel = await connection.channel()
+    await declare_topology(channel, settings.retry_delays)
+    exchange = await channel.get_exchange(EXCHANGE)
+    queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+    for pattern in OBSERVED:
+        await queue.bind(exchange, routing_key=pattern)
+    publisher = await Publisher.open(connection)
+    yield Bus(publisher, queue)
+    await connection.close()
+
+
+@pytest.fixture
+def patient_message():
+    """Builds an InboundMessage as ingress publishes it (deterministic event id)."""
+    return _patient_message
+
+
+def _patient_message(tenant, text: str, *, user: str = "5215512345678",
+                    channel: Channel = Channel.WHATSAPP, sender_type: str = "lead",
+                    message_id: str | None = None) -> InboundMessage:
+    account = getattr(tenant, {Channel.WHATSAPP: "whatsapp_phone_number_id",
+                               Channel.INSTAGRAM: "instagram_account_id",
+                               Channel.FACEBOOK: "page_id",
+                               Channel.TIKTOK: "tiktok_business_id"}[channel])
+    platform_id = message_id or f"wamid.{uuid.uuid4().hex}"
+    return InboundMessage(
+        event_id=uuid.uuid5(uuid.NAMESPACE_URL, f"{channel}:{platform_id}"),
+        tenant_id=tenant.id, channel=channel, platform_account_id=account,
+        platform_user_id=user, platform_message_id=platform_id, sent_at=datetime.now(UTC),
+        text=text, display_name="María García", phone="+" + user,
+        sender_type=sender_type,  # type: ignore[arg-type]
+    )
