@@ -20,7 +20,7 @@ from .verify import settle_and_check
 FULL = os.environ.get("TISTIS_CHAOS") == "full"
 TENANTS = 4
 PATIENTS_PER_TENANT = 500 if FULL else 15  # per scenario
-RATE = 60.0 if FULL else 30.0  # webhooks per second offered
+RATE = 60.0 if FULL else 8.0  # webhooks per second offered (the load spans the disruption)
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(1800 if FULL else 300)]
 

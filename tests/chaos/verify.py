@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import asyncpg
 import httpx
+from tistis_common.topology import UNROUTED
 
 from .cluster import Cluster
 from .load import Webhook
@@ -72,7 +73,7 @@ def _queues(cluster: Cluster) -> tuple[dict[str, dict], dict[str, int]]:
         if name.endswith(".dlq"):
             if depth["ready"]:
                 dead[name] = depth["ready"]
-        elif ".retry." not in name and (depth["ready"] or depth["unacked"]):
+        elif name != UNROUTED and (depth["ready"] or depth["unacked"]):
             stuck[name] = depth
     return stuck, dead
 
@@ -81,14 +82,12 @@ async def settle_and_check(cluster: Cluster, hooks: list[Webhook], timeout: floa
     """Wait until every accepted patient message got its reply (or time runs out), then judge."""
     accepted = [h for h in hooks if h.accepted_at]
     started = time.monotonic()
-    while True:
+    quiet = 0  # consecutive checks with every reply in and every queue (retries too) empty
+    while quiet < 3 and time.monotonic() - started < timeout:
         replies = _replies(cluster, accepted)
         stuck, dead = _queues(cluster)
-        done = len(replies) >= len(accepted) and not stuck
-        if done or time.monotonic() - started > timeout:
-            break
+        quiet = quiet + 1 if len(replies) >= len(accepted) and not stuck else 0
         await asyncio.sleep(0.5)
-    await asyncio.sleep(1.0)  # a late duplicate would show up now
     replies = _replies(cluster, accepted)
     stuck, dead = _queues(cluster)
     counts = await _inbound_counts(cluster, accepted)

@@ -148,13 +148,13 @@ class TestConsumer:
 
 class TestUnroutedEvents:
     async def test_an_event_no_queue_listens_to_is_parked_not_failed(self, settings, broker):
-        from tistis_common.events import ConversationEscalated
+        from tistis_common.broker import event_message
         from tistis_common.topology import UNROUTED
 
         _connection, _spec, publisher, channel = broker
-        event = ConversationEscalated(tenant_id=uuid.uuid4(), conversation_id=uuid.uuid4(),
-                                      reason="queja")
-        await publisher.publish(event)  # no queue is bound to conversation.escalated
-        parked = [(await get_one(channel, UNROUTED)).message_id for _ in range(1)]
-        while parked[-1] != str(event.event_id):  # other tests may have parked events too
+        message = event_message(event())
+        # Published with `mandatory` and confirms, as Publisher does, to a key nobody binds.
+        await publisher.exchange.publish(message, routing_key="nobody.listens.here", mandatory=True)
+        parked = [(await get_one(channel, UNROUTED)).message_id]
+        while parked[-1] != message.message_id:  # other tests may have parked events too
             parked.append((await get_one(channel, UNROUTED)).message_id)
