@@ -76,7 +76,7 @@ async def main() -> None:
     args = parser.parse_args()
     cluster = Cluster()
     await cluster.prepare()
-    cluster.extra_env = {"AI_BURST_WINDOW_SECONDS": "0", "LOG_LEVEL": "WARNING", "PREFETCH": "64"}
+    cluster.extra_env = {"AI_DEBOUNCE_SECONDS": "0", "LOG_LEVEL": "WARNING", "PREFETCH": "64"}
     cluster.tenants = await cluster.add_tenants(args.tenants)  # type: ignore[attr-defined]
     cluster.start_all()
     try:

@@ -29,7 +29,7 @@ pytestmark = [pytest.mark.chaos, pytest.mark.timeout(1800 if FULL else 300)]
 async def cluster():
     c = Cluster()
     await c.prepare()
-    c.extra_env = {"AI_BURST_WINDOW_SECONDS": "0.3"}
+    c.extra_env = {"AI_DEBOUNCE_SECONDS": "0.3"}
     c.tenants = await c.add_tenants(TENANTS)  # type: ignore[attr-defined]
     c.start_all()
     yield c
