@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
@@ -18,13 +18,13 @@ from fastapi import FastAPI
 from tistis_common.broker import Consumer, Handler, Publisher, connect
 from tistis_common.db import create_pool
 from tistis_common.health import add_probe_routes
-from tistis_common.logging import get_logger
+from tistis_common.logging import configure_logging, get_logger
 from tistis_common.settings import Settings
 from tistis_common.topology import QueueSpec, declare_topology
 
 log = get_logger(__name__)
 
-BackgroundTask = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
+BackgroundTask = Callable[[asyncio.Event], Awaitable[None]]
 
 
 class _QuietServer(uvicorn.Server):
@@ -74,7 +74,7 @@ class Runtime:
 
     def background(self, task: BackgroundTask) -> None:
         """A loop of the service's own (a scheduler's clock); it must return once `stopping` is set."""
-        self._background.append(asyncio.create_task(task(self.stopping)))
+        self._background.append(asyncio.ensure_future(task(self.stopping)))
 
     async def serve_http(self, app: FastAPI | None = None) -> None:
         app = app or FastAPI(title=self.name)
@@ -139,3 +139,15 @@ class Runtime:
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         await self.stop()
+
+
+def serve(name: str, start: Callable[[Settings], Coroutine[Any, Any, Runtime]]) -> None:
+    """A service's whole life as a process: settings, logging, start, run until SIGTERM/SIGINT."""
+
+    async def main() -> None:
+        settings = Settings(service_name=name)
+        configure_logging(name, settings.log_level, settings.log_json)
+        runtime = await start(settings)
+        await runtime.run_until_signalled()
+
+    asyncio.run(main())

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from functools import partial
 
 import httpx
-from tistis_common.logging import configure_logging, get_logger
-from tistis_common.runtime import Runtime
+from tistis_common.logging import get_logger
+from tistis_common.runtime import Runtime, serve
 from tistis_common.settings import Settings
 from tistis_common.topology import AI_INBOUND, AI_STATE
 
@@ -52,12 +51,5 @@ async def start(settings: Settings) -> Runtime:
     return runtime
 
 
-async def main() -> None:
-    settings = Settings(service_name=NAME)
-    configure_logging(NAME, settings.log_level, settings.log_json)
-    runtime = await start(settings)
-    await runtime.run_until_signalled()
-
-
 def cli() -> None:
-    asyncio.run(main())
+    serve(NAME, start)

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import FastAPI
-from tistis_common.logging import configure_logging
-from tistis_common.runtime import Runtime
+from tistis_common.runtime import Runtime, serve
 from tistis_common.settings import Settings
 
 from .api import callback_router, operator_router, realtime_router
@@ -36,12 +33,5 @@ async def start(settings: Settings) -> Runtime:
     return runtime
 
 
-async def main() -> None:
-    settings = Settings(service_name=NAME)
-    configure_logging(NAME, settings.log_level, settings.log_json)
-    runtime = await start(settings)
-    await runtime.run_until_signalled()
-
-
 def cli() -> None:
-    asyncio.run(main())
+    serve(NAME, start)

@@ -8,6 +8,7 @@ The claim table's unique key and capacity trigger hold even for a writer that sk
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Literal
@@ -51,7 +52,7 @@ class Request:
 @dataclass
 class Outcome:
     name: str  # BOOKINGS label: booked | rescheduled | cancelled | offered | no_availability | ...
-    events: list[Event] = field(default_factory=list)
+    events: Sequence[Event] = ()
     appointment_id: uuid.UUID | None = None
 
 

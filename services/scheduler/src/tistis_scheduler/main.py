@@ -17,7 +17,7 @@ from datetime import datetime
 from functools import partial
 
 from tistis_common.logging import configure_logging
-from tistis_common.runtime import Runtime
+from tistis_common.runtime import Runtime, serve
 from tistis_common.settings import Settings
 from tistis_common.topology import SCHEDULER_CHOICES, SCHEDULER_REQUESTS
 
@@ -57,13 +57,6 @@ async def run_once(settings: Settings, now: Callable[[], datetime] | None = None
         await runtime.stop()
 
 
-async def main() -> None:
-    settings = Settings(service_name=NAME)
-    configure_logging(NAME, settings.log_level, settings.log_json)
-    runtime = await start(settings)
-    await runtime.run_until_signalled()
-
-
 async def _run_once_main() -> int:
     settings = Settings(service_name=NAME)
     configure_logging(NAME, settings.log_level, settings.log_json)
@@ -79,4 +72,4 @@ def cli(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.command == "run-once":
         sys.exit(asyncio.run(_run_once_main()))
-    asyncio.run(main())
+    serve(NAME, start)

@@ -13,6 +13,7 @@ from tistis_common.events import (
     Button,
     Channel,
     ListSection,
+    OutboundKind,
     OutboundMessage,
     OutboundPurpose,
     TemplateRef,
@@ -60,8 +61,8 @@ async def queue(
 ) -> OutboundMessage:
     """Store one outbound message and its event; `text` is what a human reads in the inbox."""
     message_id = message_id_for(to.tenant_id, key)
-    kind = ("template" if template else "list" if sections
-            else "quick_replies" if quick_replies else "text")
+    kind: OutboundKind = ("template" if template else "list" if sections
+                          else "quick_replies" if quick_replies else "text")
     event = OutboundMessage(
         event_id=stable_id("outbound", message_id), tenant_id=to.tenant_id, occurred_at=now,
         correlation_id=correlation_id, channel=to.channel, message_id=message_id,

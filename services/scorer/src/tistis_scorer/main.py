@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 from functools import partial
 
-from tistis_common.logging import configure_logging
-from tistis_common.runtime import Runtime
+from tistis_common.runtime import Runtime, serve
 from tistis_common.settings import Settings
 from tistis_common.topology import SCORER_SIGNALS
 
@@ -25,12 +23,5 @@ async def start(settings: Settings) -> Runtime:
     return runtime
 
 
-async def main() -> None:
-    settings = Settings(service_name=NAME)
-    configure_logging(NAME, settings.log_level, settings.log_json)
-    runtime = await start(settings)
-    await runtime.run_until_signalled()
-
-
 def cli() -> None:
-    asyncio.run(main())
+    serve(NAME, start)
