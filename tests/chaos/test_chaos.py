@@ -49,6 +49,7 @@ async def scenario(cluster: Cluster, seed: int,
           f"duplicates={stats.duplicates_sent} refused={stats.refused} "
           f"transport_errors={stats.transport_errors} accepted={outcome.accepted} "
           f"stored_once={outcome.stored_once} replied_once={outcome.replied_once} "
+          f"parked_unknown={len(outcome.parked_unknown)} "
           f"dead_letters={outcome.dead_letters} settle={outcome.settle_seconds:.1f}s")
     assert stats.accepted == len(hooks), f"webhooks never accepted: {len(hooks) - stats.accepted}"
     assert outcome.problems() == []

@@ -24,6 +24,9 @@ class Outcome:
     replied_once: int = 0
     replied_twice_or_more: list[str] = field(default_factory=list)
     unanswered: list[str] = field(default_factory=list)
+    # No reply because the dispatcher was killed mid-send: outcome unknown, so not sent again
+    # but flagged and dead-lettered with its error (the one crash window, docs/reliability.md).
+    parked_unknown: list[str] = field(default_factory=list)
     dead_letters: dict[str, int] = field(default_factory=dict)
     stuck: dict[str, dict] = field(default_factory=dict)
     settle_seconds: float = 0.0
@@ -40,6 +43,9 @@ class Outcome:
         if self.unanswered:
             out.append(f"{len(self.unanswered)} patients got no reply: {self.unanswered[:5]}; "
                        f"dead letters: {self.dead_letters}")
+        if len(self.parked_unknown) > sum(self.dead_letters.values()):
+            out.append(f"{len(self.parked_unknown)} sends of unknown outcome but only "
+                       f"{self.dead_letters} dead letters")
         if self.stuck:
             out.append(f"queues not drained: {self.stuck}")
         return out
@@ -57,6 +63,25 @@ async def _inbound_counts(cluster: Cluster, hooks: list[Webhook]) -> Counter:
     finally:
         await conn.close()
     return Counter({(r["tenant_id"], r["channel"], r["platform_message_id"]): r["n"] for r in rows})
+
+
+async def _outcome_unknown(cluster: Cluster, recipients: list[str]) -> set[str]:
+    """Patients whose reply is `failed / send_outcome_unknown` (the dispatcher's crash window)."""
+    conn = await asyncpg.connect(cluster.superuser_url)
+    try:
+        rows = await conn.fetch(
+            """SELECT DISTINCT COALESCE(c.platform_conversation_id, l.platform_user_id) AS r
+               FROM messages m JOIN leads l ON l.id = m.lead_id
+               JOIN conversations c ON c.id = m.conversation_id
+               WHERE m.direction = 'outbound' AND m.status = 'failed'
+                 AND m.error_title = 'send_outcome_unknown'
+                 AND (l.platform_user_id = ANY($1::text[])
+                      OR c.platform_conversation_id = ANY($1::text[]))""",
+            recipients,
+        )
+    finally:
+        await conn.close()
+    return {r["r"] for r in rows}
 
 
 def _replies(cluster: Cluster, hooks: list[Webhook]) -> Counter:
@@ -91,6 +116,7 @@ async def settle_and_check(cluster: Cluster, hooks: list[Webhook], timeout: floa
     replies = _replies(cluster, accepted)
     stuck, dead = _queues(cluster)
     counts = await _inbound_counts(cluster, accepted)
+    unknown = await _outcome_unknown(cluster, [h.recipient for h in accepted])
     outcome = Outcome(accepted=len(accepted), dead_letters=dead, stuck=stuck,
                       settle_seconds=time.monotonic() - started)
     for h in accepted:
@@ -102,7 +128,9 @@ async def settle_and_check(cluster: Cluster, hooks: list[Webhook], timeout: floa
         else:
             outcome.stored_twice_or_more.append(h.message_id)
         r = replies.get(h.recipient, 0)
-        if r == 0:
+        if r == 0 and h.recipient in unknown:
+            outcome.parked_unknown.append(h.recipient)
+        elif r == 0:
             outcome.unanswered.append(h.recipient)
         elif r == 1:
             outcome.replied_once += 1

@@ -9,6 +9,7 @@ from tistis_common.runtime import Runtime, serve
 from tistis_common.settings import Settings
 from tistis_common.topology import DISPATCHER_OUTBOUND, DISPATCHER_STATUS
 
+from tistis_dispatcher.lease import Lease
 from tistis_dispatcher.platform import PlatformClient
 from tistis_dispatcher.service import Deps, handle_outbound, handle_status
 
@@ -31,7 +32,10 @@ async def start(settings: Settings) -> Runtime:
     await runtime.start()
     assert runtime.pool is not None
     runtime.platform = PlatformClient(PlatformClient.new_http(settings), settings)
-    deps = Deps(runtime.pool, runtime.platform, settings)
+    lease = Lease(settings.database_url)
+    await lease.acquire()
+    runtime.background(lease.keep)
+    deps = Deps(runtime.pool, runtime.platform, settings, claimer=lease.key)
     for spec in DISPATCHER_OUTBOUND.values():
         runtime.consume(spec, partial(handle_outbound, deps=deps))  # type: ignore[arg-type]
     runtime.consume(DISPATCHER_STATUS, partial(handle_status, deps=deps))  # type: ignore[arg-type]

@@ -36,7 +36,7 @@ async def ensure_outbound(conn: asyncpg.Connection, e: OutboundMessage) -> async
         e.kind, e.text, payload, e.event_id, e.purpose,
     )
     return await conn.fetchrow(
-        """SELECT id, status, direction, payload, platform_message_id, updated_at,
+        """SELECT id, status, direction, payload, platform_message_id, updated_at, claimed_by,
                   now() - updated_at AS age
            FROM messages WHERE id = $1 FOR UPDATE""",
         e.message_id,
@@ -84,12 +84,12 @@ async def set_opted_out(conn: asyncpg.Connection, lead_id: uuid.UUID) -> None:
     )
 
 
-async def claim(conn: asyncpg.Connection, message_id: uuid.UUID) -> bool:
+async def claim(conn: asyncpg.Connection, message_id: uuid.UUID, claimer: int) -> bool:
     """pending -> sending. Only one worker can win it."""
     return await conn.fetchval(
-        """UPDATE messages SET status = 'sending', updated_at = now()
+        """UPDATE messages SET status = 'sending', claimed_by = $2, updated_at = now()
            WHERE id = $1 AND status = 'pending' RETURNING true""",
-        message_id,
+        message_id, claimer,
     ) is not None
 
 

@@ -35,6 +35,7 @@ from tistis_common.settings import Settings
 
 from tistis_dispatcher import messenger, rules, tiktok, whatsapp
 from tistis_dispatcher import repository as repo
+from tistis_dispatcher.lease import claimer_gone
 from tistis_dispatcher.platform import (
     Account,
     OptedOut,
@@ -103,6 +104,7 @@ class Deps:
     pool: asyncpg.Pool
     platform: PlatformClient
     settings: Settings
+    claimer: int = 0  # this process's lease key (tistis_dispatcher.lease)
     limiter: TenantLimiter = field(init=False)
 
     def __post_init__(self) -> None:
@@ -153,34 +155,50 @@ async def _prepare(event: OutboundMessage, deps: Deps) -> Plan | None:
             _count(event, "duplicate")
             log.info("send.duplicate", status=status)
             return None
-        if status == "sending":
-            if row["age"].total_seconds() < deps.settings.dispatcher_sending_timeout_seconds:
-                raise RetryLater("another attempt is sending this message now")
-            # A claim older than the timeout: its worker died between the platform call and
-            # the commit. Sending again could reach the patient twice; a human checks instead.
-            await repo.mark_final(conn, event.message_id, "failed", None, "send_outcome_unknown")
-            await repo.flag_conversation(conn, event.conversation_id, "send_outcome_unknown")
-            _count(event, "unknown")
-            log.error("send.outcome_unknown", claimed_for_s=row["age"].total_seconds())
-            return None
-        if status != "pending":
-            raise PermanentError(f"message {event.message_id} has status {status}")
-        ctx = await repo.send_context(conn, event)
-        if ctx is None:
-            raise PermanentError(f"conversation {event.conversation_id} not found")
-        decision = await _decide(conn, event, ctx, row, deps.settings)
-        if isinstance(decision, Refusal):
-            await repo.mark_final(conn, event.message_id, decision.status, None, decision.reason)
-            if decision.flag:
-                await repo.flag_conversation(conn, event.conversation_id, decision.reason)
-            if decision.status == "blocked_window":
-                metrics.WINDOW_BLOCKS.labels(event.channel.value).inc()
-            _count(event, decision.outcome)
-            log.info("send.refused", status=decision.status, reason=decision.reason)
-            return None
-        if not await repo.claim(conn, event.message_id):
-            raise RetryLater("the message was claimed meanwhile")
-        return decision
+        if status != "sending":
+            return await _decide_and_claim(conn, event, row, deps)
+        # Claimed by a worker before. The one crash window: that worker died between its
+        # platform call and recording the outcome (its lease is gone), or never came back
+        # (the claim outlived the timeout). Whether the patient got it is unknown, and sending
+        # again could reach them twice: a human checks instead.
+        claimer_died = row["claimed_by"] not in (None, deps.claimer) and await claimer_gone(
+            conn, row["claimed_by"])
+        if not claimer_died and (row["age"].total_seconds()
+                                 < deps.settings.dispatcher_sending_timeout_seconds):
+            raise RetryLater("another attempt is sending this message now")
+        await repo.mark_final(conn, event.message_id, "failed", None, "send_outcome_unknown")
+        await repo.flag_conversation(conn, event.conversation_id, "send_outcome_unknown")
+        _count(event, "unknown")
+        log.error("send.outcome_unknown", claimed_by=row["claimed_by"],
+                  claimed_for_s=row["age"].total_seconds())
+    if claimer_died:  # parked with its error, counted, once the mark above is committed
+        raise PermanentError("send outcome unknown: the dispatcher that claimed this message "
+                             "died mid-send; not sent again, conversation flagged")
+    return None
+
+
+async def _decide_and_claim(conn: asyncpg.Connection, event: OutboundMessage,
+                            row: asyncpg.Record, deps: Deps) -> Plan | None:
+    """Rules (opt-out, window, length, quota) and the claim pending -> sending, in one tx."""
+    status = row["status"]
+    if status != "pending":
+        raise PermanentError(f"message {event.message_id} has status {status}")
+    ctx = await repo.send_context(conn, event)
+    if ctx is None:
+        raise PermanentError(f"conversation {event.conversation_id} not found")
+    decision = await _decide(conn, event, ctx, row, deps.settings)
+    if isinstance(decision, Refusal):
+        await repo.mark_final(conn, event.message_id, decision.status, None, decision.reason)
+        if decision.flag:
+            await repo.flag_conversation(conn, event.conversation_id, decision.reason)
+        if decision.status == "blocked_window":
+            metrics.WINDOW_BLOCKS.labels(event.channel.value).inc()
+        _count(event, decision.outcome)
+        log.info("send.refused", status=decision.status, reason=decision.reason)
+        return None
+    if not await repo.claim(conn, event.message_id, deps.claimer):
+        raise RetryLater("the message was claimed meanwhile")
+    return decision
 
 
 async def _decide(conn: asyncpg.Connection, event: OutboundMessage, ctx: asyncpg.Record,
