@@ -111,7 +111,9 @@ async def settle_and_check(cluster: Cluster, hooks: list[Webhook], timeout: floa
     while quiet < 3 and time.monotonic() - started < timeout:
         replies = _replies(cluster, accepted)
         stuck, dead = _queues(cluster)
-        quiet = quiet + 1 if len(replies) >= len(accepted) and not stuck else 0
+        unknown = await _outcome_unknown(cluster, [h.recipient for h in accepted])
+        settled = len(set(replies) | unknown) >= len(accepted) and not stuck
+        quiet = quiet + 1 if settled else 0
         await asyncio.sleep(0.5)
     replies = _replies(cluster, accepted)
     stuck, dead = _queues(cluster)
