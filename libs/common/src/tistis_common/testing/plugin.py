@@ -197,3 +197,22 @@ async def eventually(check: Callable[[], Awaitable[object]], timeout: float = 10
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {timeout}s (last: {result!r})")
         await asyncio.sleep(interval)
+
+
+@asynccontextmanager
+async def own_vhost(settings: Settings) -> AsyncIterator[Settings]:
+    """The session's settings on a vhost of their own, for a test that runs a whole chain of
+    services and must not share its queues with services other tests left running."""
+    name = f"tistis_own_{uuid.uuid4().hex[:10]}"
+    parts = urlsplit(settings.rabbitmq_management_url)
+    base = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    auth = (parts.username or "guest", parts.password or "guest")
+    async with httpx.AsyncClient(base_url=base, auth=auth, timeout=10) as http:
+        (await http.put(f"/api/vhosts/{name}")).raise_for_status()
+        user = urlsplit(settings.rabbitmq_url).username or "guest"
+        perms = {"configure": ".*", "write": ".*", "read": ".*"}
+        (await http.put(f"/api/permissions/{name}/{user}", json=perms)).raise_for_status()
+        try:
+            yield settings.model_copy(update={"rabbitmq_url": _with_vhost(settings.rabbitmq_url, name)})
+        finally:
+            await http.delete(f"/api/vhosts/{name}")
