@@ -5,13 +5,12 @@ real ingress, RabbitMQ, the dispatcher and PostgreSQL."""
 from __future__ import annotations
 
 import uuid
-from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 import pytest
 from tistis_common.admin import issue_api_key
 from tistis_common.db import connect, tenant_tx
-from tistis_common.testing.plugin import eventually, running
+from tistis_common.testing.plugin import eventually, running, temporary_vhost
 from tistis_dispatcher.main import start as start_dispatcher
 from tistis_ingress.main import start as start_ingress
 from tistis_sandbox import AsyncSandboxClient, running_sandbox
@@ -29,18 +28,9 @@ def sandbox_url():
 async def own_vhost(settings):
     """The session's vhost may hold consumers other modules left running (a session-scoped
     dispatcher that sends to its own sandbox): this test's services get a vhost of their own."""
-    name = f"tistis_e2e_{uuid.uuid4().hex[:10]}"
-    parts = urlsplit(settings.rabbitmq_management_url)
-    base = urlunsplit(parts._replace(netloc=f"{parts.hostname}:{parts.port}"))
-    async with httpx.AsyncClient(base_url=base, auth=(parts.username, parts.password), timeout=10) as http:
-        (await http.put(f"/api/vhosts/{name}")).raise_for_status()
-        user = urlsplit(settings.rabbitmq_url).username or "guest"
-        perms = {"configure": ".*", "write": ".*", "read": ".*"}
-        (await http.put(f"/api/permissions/{name}/{user}", json=perms)).raise_for_status()
-        try:
-            yield urlunsplit(urlsplit(settings.rabbitmq_url)._replace(path="/" + quote(name, safe="")))
-        finally:
-            await http.delete(f"/api/vhosts/{name}")
+    async with temporary_vhost(settings.rabbitmq_management_url, settings.rabbitmq_url,
+                               "tistis_e2e") as url:
+        yield url
 
 
 async def open_conversation(settings, tenant) -> tuple[str, uuid.UUID, str]:

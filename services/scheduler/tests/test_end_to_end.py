@@ -5,18 +5,15 @@ messages), with the scheduler's clock at the real now (the dispatcher judges win
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
-from urllib.parse import quote, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
-import httpx
 import pytest
 from tistis_common.events import AppointmentRequested
 from tistis_common.settings import Settings
-from tistis_common.testing.plugin import eventually, running
+from tistis_common.testing.plugin import eventually, own_vhost, running
 from tistis_dispatcher.main import start as start_dispatcher
 from tistis_sandbox import AsyncSandboxClient, running_sandbox
 from tistis_scheduler.main import start as start_scheduler
@@ -33,21 +30,11 @@ def sandbox_url() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 async def own_settings(settings: Settings, sandbox_url: str) -> AsyncIterator[Settings]:
-    name = f"tistis_sched_e2e_{uuid.uuid4().hex[:8]}"
-    mgmt = urlsplit(settings.rabbitmq_management_url)
-    base = urlunsplit(mgmt._replace(netloc=f"{mgmt.hostname}:{mgmt.port}"))
-    auth = (mgmt.username or "guest", mgmt.password or "guest")
-    async with httpx.AsyncClient(base_url=base, auth=auth, timeout=10) as http:
-        (await http.put(f"/api/vhosts/{name}")).raise_for_status()
-        user = urlsplit(settings.rabbitmq_url).username or "guest"
-        perms = {"configure": ".*", "write": ".*", "read": ".*"}
-        (await http.put(f"/api/permissions/{name}/{user}", json=perms)).raise_for_status()
-        amqp = urlunsplit(urlsplit(settings.rabbitmq_url)._replace(path="/" + quote(name, safe="")))
-        yield settings.model_copy(update={
-            "rabbitmq_url": amqp, "graph_api_base_url": sandbox_url,
-            "tiktok_api_base_url": sandbox_url, "scheduler_tick_seconds": 0,
+    async with own_vhost(settings) as own:
+        yield own.model_copy(update={
+            "graph_api_base_url": sandbox_url, "tiktok_api_base_url": sandbox_url,
+            "scheduler_tick_seconds": 0,
         })
-        await http.delete(f"/api/vhosts/{name}")
 
 
 def next_weekday(after: date) -> date:

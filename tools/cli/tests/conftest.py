@@ -7,18 +7,16 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from urllib.parse import quote, urlsplit, urlunsplit
 
-import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from tistis_cli.main import app
 from tistis_common.broker import connect
+from tistis_common.testing.plugin import temporary_vhost
 from tistis_common.topology import declare_topology
 from typer.testing import CliRunner
 
@@ -109,20 +107,10 @@ def json_of(output: str):
 @pytest.fixture
 async def private_vhost(settings) -> AsyncIterator[str]:
     """A vhost of this test alone (queue depths that no other test's consumer can change)."""
-    name = f"tistis_cli_{uuid.uuid4().hex[:10]}"
-    parts = urlsplit(settings.rabbitmq_management_url)
-    base = urlunsplit(parts._replace(netloc=f"{parts.hostname}:{parts.port}"))
-    async with httpx.AsyncClient(base_url=base, auth=(parts.username, parts.password), timeout=10) as http:
-        (await http.put(f"/api/vhosts/{name}")).raise_for_status()
-        user = urlsplit(settings.rabbitmq_url).username or "guest"
-        perms = {"configure": ".*", "write": ".*", "read": ".*"}
-        (await http.put(f"/api/permissions/{name}/{user}", json=perms)).raise_for_status()
-        url = urlunsplit(urlsplit(settings.rabbitmq_url)._replace(path="/" + quote(name, safe="")))
+    async with temporary_vhost(settings.rabbitmq_management_url, settings.rabbitmq_url,
+                               "tistis_cli") as url:
         connection = await connect(url)
         channel = await connection.channel()
         await declare_topology(channel, settings.retry_delays)
         await connection.close()
-        try:
-            yield url
-        finally:
-            await http.delete(f"/api/vhosts/{name}")
+        yield url

@@ -77,20 +77,31 @@ async def database(infra: Infra) -> AsyncIterator[tuple[str, str]]:
     await admin.close()
 
 
-@pytest.fixture(scope="session")
-async def vhost(infra: Infra) -> AsyncIterator[str]:
-    """amqp URL of a fresh vhost for this session."""
-    name = f"tistis_test_{uuid.uuid4().hex[:12]}"
-    parts = urlsplit(infra.management_url)
+@asynccontextmanager
+async def temporary_vhost(management_url: str, amqp_url: str,
+                          prefix: str = "tistis_test") -> AsyncIterator[str]:
+    """A fresh RabbitMQ vhost (created through the management API), deleted after; yields the
+    amqp URL that points at it."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    parts = urlsplit(management_url)
     base = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
     auth = (parts.username or "guest", parts.password or "guest")
     async with httpx.AsyncClient(base_url=base, auth=auth, timeout=10) as http:
         (await http.put(f"/api/vhosts/{name}")).raise_for_status()
-        user = urlsplit(infra.amqp_url).username or "guest"
+        user = urlsplit(amqp_url).username or "guest"
         perms = {"configure": ".*", "write": ".*", "read": ".*"}
         (await http.put(f"/api/permissions/{name}/{user}", json=perms)).raise_for_status()
-        yield _with_vhost(infra.amqp_url, name)
-        await http.delete(f"/api/vhosts/{name}")
+        try:
+            yield _with_vhost(amqp_url, name)
+        finally:
+            await http.delete(f"/api/vhosts/{name}")
+
+
+@pytest.fixture(scope="session")
+async def vhost(infra: Infra) -> AsyncIterator[str]:
+    """amqp URL of a fresh vhost for this session."""
+    async with temporary_vhost(infra.management_url, infra.amqp_url) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -203,16 +214,6 @@ async def eventually(check: Callable[[], Awaitable[object]], timeout: float = 10
 async def own_vhost(settings: Settings) -> AsyncIterator[Settings]:
     """The session's settings on a vhost of their own, for a test that runs a whole chain of
     services and must not share its queues with services other tests left running."""
-    name = f"tistis_own_{uuid.uuid4().hex[:10]}"
-    parts = urlsplit(settings.rabbitmq_management_url)
-    base = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    auth = (parts.username or "guest", parts.password or "guest")
-    async with httpx.AsyncClient(base_url=base, auth=auth, timeout=10) as http:
-        (await http.put(f"/api/vhosts/{name}")).raise_for_status()
-        user = urlsplit(settings.rabbitmq_url).username or "guest"
-        perms = {"configure": ".*", "write": ".*", "read": ".*"}
-        (await http.put(f"/api/permissions/{name}/{user}", json=perms)).raise_for_status()
-        try:
-            yield settings.model_copy(update={"rabbitmq_url": _with_vhost(settings.rabbitmq_url, name)})
-        finally:
-            await http.delete(f"/api/vhosts/{name}")
+    async with temporary_vhost(settings.rabbitmq_management_url, settings.rabbitmq_url,
+                               "tistis_own") as url:
+        yield settings.model_copy(update={"rabbitmq_url": url})
