@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import aio_pika
@@ -13,24 +13,9 @@ import pytest
 from tistis_common.broker import Publisher, connect
 from tistis_common.events import Channel, Event, InboundMessage, parse_event
 from tistis_common.topology import EXCHANGE, declare_topology
-from tistis_sandbox import AsyncSandboxClient, running_sandbox
 
 OBSERVED = ("message.outbound.*", "conversation.escalated", "lead.signals", "lead.created",
             "appointment.requested")
-
-
-@pytest.fixture(scope="session")
-def sandbox_url() -> Iterator[str]:
-    with running_sandbox() as url:
-        yield url
-
-
-@pytest.fixture
-async def sandbox(sandbox_url: str) -> AsyncIterator[AsyncSandboxClient]:
-    async with AsyncSandboxClient(sandbox_url) as client:
-        await client.reset()
-        yield client
-        await client.reset()
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,21 +20,6 @@ from tistis_common.events import Event, OutboundMessage
 from tistis_common.settings import Settings
 from tistis_common.testing.plugin import TestTenant, running
 from tistis_dispatcher.main import start
-from tistis_sandbox import AsyncSandboxClient, running_sandbox
-
-
-@pytest.fixture(scope="session")
-def sandbox_url() -> Iterator[str]:
-    with running_sandbox() as url:
-        yield url
-
-
-@pytest.fixture
-async def sandbox(sandbox_url: str) -> AsyncIterator[AsyncSandboxClient]:
-    async with AsyncSandboxClient(sandbox_url) as client:
-        await client.reset()
-        yield client
-        await client.reset()
 
 
 @pytest.fixture(scope="session")
