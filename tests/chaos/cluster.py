@@ -168,7 +168,8 @@ class Cluster:
         log = self.logs.get(name) or open(self.log_dir / f"{self.run_id}-{name}.log", "a")
         self.logs[name] = log
         port = self.port_of(name)
-        cmd = ([str(BIN / "tistis-sandbox"), "serve", "--port", str(port)] if name == "sandbox"
+        cmd = ([str(BIN / "tistis-sandbox"), "serve", "--port", str(port),
+                "--log-level", "warning"] if name == "sandbox"
                else [str(BIN / f"tistis-{name}")])
         self.procs[name] = subprocess.Popen(cmd, env=self.service_env(name, port), stdout=log,
                                             stderr=subprocess.STDOUT)

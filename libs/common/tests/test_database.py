@@ -1,6 +1,6 @@
 import asyncpg
 import pytest
-from tistis_common.db import tenant_tx
+from tistis_common.db import tenant_session, tenant_tx
 from tistis_common.migrate import available, migrate
 
 
@@ -35,3 +35,16 @@ class TestTenantIsolation:
                 await conn.execute(
                     "INSERT INTO faqs (tenant_id, question, answer) VALUES ($1, 'q', 'a')", b.id
                 )
+
+    async def test_a_session_scope_ends_when_the_connection_goes_back(self, make_tenant, settings):
+        a = await make_tenant()
+        pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=1)
+        try:
+            async with tenant_session(pool, a.id) as conn:
+                assert await conn.fetchval("SELECT count(*) FROM faqs") == 1
+                backend = conn.get_server_pid()
+            async with pool.acquire() as conn:  # the same (only) connection, reset by the pool
+                assert conn.get_server_pid() == backend
+                assert await conn.fetchval("SELECT count(*) FROM faqs") == 0
+        finally:
+            await pool.close()

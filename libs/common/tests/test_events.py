@@ -32,7 +32,8 @@ class TestContract:
     def test_routing_keys_are_built_from_the_model(self):
         assert routing_key(inbound()) == "message.received.whatsapp"
         assert routing_pattern(OutboundMessage, "tiktok") == "message.outbound.tiktok"
-        assert routing_pattern(InboundMessage) == "message.received.*"
+        assert routing_pattern(InboundMessage) == "message.received.#"
+        assert routing_key(inbound(choice_id="slot:1")) == "message.received.whatsapp.choice"
         assert routing_pattern(LeadSignals) == "lead.signals"
 
     def test_events_are_frozen_and_strict(self):

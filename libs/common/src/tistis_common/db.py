@@ -36,6 +36,17 @@ async def tenant_tx(pool: asyncpg.Pool, tenant_id: uuid.UUID) -> AsyncIterator[a
 
 
 @asynccontextmanager
+async def tenant_session(pool: asyncpg.Pool, tenant_id: uuid.UUID) -> AsyncIterator[asyncpg.Connection]:
+    """A pooled connection scoped to one tenant for as long as it is held: for a handler's few
+    statements that are each atomic on their own (autocommit), or that open their own
+    `conn.transaction()`. One round trip to scope it instead of BEGIN, set_config and COMMIT per
+    transaction. The pool's reset on release (RESET ALL) clears the scope again."""
+    async with pool.acquire() as conn:
+        await conn.execute("SELECT set_config('app.tenant_id', $1, false)", str(tenant_id))
+        yield conn
+
+
+@asynccontextmanager
 async def conn_tenant_tx(
     conn: asyncpg.Connection, tenant_id: uuid.UUID
 ) -> AsyncIterator[asyncpg.Connection]:

@@ -325,14 +325,23 @@ def event_type(model: type[Event]) -> str:
 
 
 def routing_key(event: Event) -> str:
-    return routing_pattern(type(event), getattr(event, "channel", None))
+    key = routing_pattern(type(event), getattr(event, "channel", None))
+    if isinstance(event, InboundMessage) and event.choice_id:
+        # A button, list row or quick reply: the scheduler binds to these alone
+        # (CHOICE_PATTERN) instead of reading every patient message.
+        return f"{key}.choice"
+    return key
+
+
+# Inbound messages that choose something (`message.received.whatsapp.choice`).
+CHOICE_PATTERN = "message.received.*.choice"
 
 
 def routing_pattern(model: type[Event], channel: Channel | str | None = None) -> str:
-    """Binding pattern for a model: `message.received.*`, `message.outbound.tiktok`, `lead.signals`."""
+    """Binding pattern for a model: `message.received.#`, `message.outbound.tiktok`, `lead.signals`."""
     kind = event_type(model)
     if kind.startswith("message."):
-        return f"{kind}.{channel or '*'}"
+        return f"{kind}.{channel or '#'}"
     return kind
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import asyncpg
 import uvicorn
+import uvloop
 from aio_pika.abc import AbstractRobustConnection
 from fastapi import FastAPI
 
@@ -150,4 +151,6 @@ def serve(name: str, start: Callable[[Settings], Coroutine[Any, Any, Runtime]]) 
         runtime = await start(settings)
         await runtime.run_until_signalled()
 
-    asyncio.run(main())
+    # uvloop: the same asyncio API with much cheaper socket I/O (every hop here is a socket).
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main())

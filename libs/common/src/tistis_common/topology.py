@@ -15,6 +15,7 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange
 
 from tistis_common.events import (
+    CHOICE_PATTERN,
     AppointmentRequested,
     Channel,
     ConversationEscalated,
@@ -84,7 +85,7 @@ SCORER_SIGNALS = QueueSpec(
 )
 SCHEDULER_REQUESTS = QueueSpec("scheduler.requests", (routing_pattern(AppointmentRequested),))
 # Patients choosing an offered slot (list row ids `slot:<branch_id>:<service_id>:<iso utc>`).
-SCHEDULER_CHOICES = QueueSpec("scheduler.choices", (routing_pattern(InboundMessage),))
+SCHEDULER_CHOICES = QueueSpec("scheduler.choices", (CHOICE_PATTERN,))
 
 ALL_QUEUES: tuple[QueueSpec, ...] = (
     AI_INBOUND,
