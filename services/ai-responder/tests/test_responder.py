@@ -212,6 +212,20 @@ class TestEscalation:
         assert len(await bus.events(tenant.id, "message.outbound")) == 1
         assert await sandbox.requests("anthropic") == []
 
+    async def test_an_edit_of_the_clinic_context_counts_from_the_next_message(
+        self, patient_message, responder, bus, sandbox, app_pool, make_tenant
+    ):
+        """The context is cached per tenant; an edit moves `tenants.context_version`."""
+        tenant = await make_tenant(OPEN_ALL_DAY)
+        await bus.publish(patient_message(tenant, "Tengo dolor de muelas", user="5215500000001"))
+        await bus.wait(tenant.id, "message.outbound")
+        assert await bus.events(tenant.id, "conversation.escalated") == []
+        async with tenant_tx(app_pool, tenant.id) as conn:
+            await conn.execute("UPDATE ai_tenant_context SET escalation_keywords = '{dolor}'")
+        await bus.publish(patient_message(tenant, "Tengo dolor de muelas", user="5215500000002"))
+        [escalated] = await bus.wait(tenant.id, "conversation.escalated")
+        assert escalated.reason == "keyword: dolor"
+
     async def test_too_many_unresolved_messages_escalate(
         self, patient_message, responder, bus, sandbox, make_tenant
     ):

@@ -118,6 +118,21 @@ class TenantContext:
         )
 
 
+class ContextCache:
+    """The last context read per tenant, with the `tenants.context_version` it was read at
+    (triggers move the version on every edit, so a stale entry is never used)."""
+
+    def __init__(self) -> None:
+        self._held: dict[uuid.UUID, tuple[int, TenantContext]] = {}
+
+    def get(self, tenant_id: uuid.UUID, version: int) -> TenantContext | None:
+        held = self._held.get(tenant_id)
+        return held[1] if held is not None and held[0] == version else None
+
+    def put(self, tenant_id: uuid.UUID, version: int, ctx: TenantContext) -> None:
+        self._held[tenant_id] = (version, ctx)
+
+
 def _hours_text(hours: Mapping[str, Any]) -> str:
     days = {"mon": "lun", "tue": "mar", "wed": "mié", "thu": "jue", "fri": "vie", "sat": "sáb",
             "sun": "dom"}

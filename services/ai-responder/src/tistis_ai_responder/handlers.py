@@ -7,14 +7,15 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import asyncpg
 from tistis_common.broker import PermanentError
-from tistis_common.db import conn_tenant_tx, tenant_tx
+from tistis_common.db import tenant_tx
 from tistis_common.events import Event, InboundMessage, LeadCreated, ReplyRequested
 from tistis_common.ids import stable_id
 from tistis_common.logging import bound, get_logger
 
 from . import repository as repo
-from .service import Engine, Trigger, respond
+from .service import Engine, Trigger, respond, respond_locked
 
 log = get_logger(__name__)
 
@@ -33,36 +34,27 @@ class Stored:
     events: list[Event]
 
 
-async def store_inbound(event: InboundMessage, deps: Deps) -> Stored:
+async def store_inbound(conn: asyncpg.Connection, event: InboundMessage) -> Stored:
     """Lead, conversation and message, once per platform message id (a redelivery finds them).
 
-    Under the conversation's lock: in delivery order, and never in the middle of a reply.
+    On a connection holding the patient's lock: in delivery order, never in the middle of a reply.
     """
-    key = (event.tenant_id, event.channel.value, event.platform_user_id)
-    async with deps.engine.locks.hold(deps.engine.pool, key) as conn, \
-            conn_tenant_tx(conn, event.tenant_id):
-        lead_id = await repo.upsert_lead(conn, event)
-        conversation = await repo.upsert_conversation(conn, event, lead_id)
-        message_id = await repo.insert_inbound_message(conn, event, conversation["id"], lead_id)
-        new = message_id is not None
-        if new:
-            await repo.touch_conversation_inbound(conn, conversation["id"], event)
-        else:
-            message_id = await repo.inbound_message_id(conn, event)
-            log.info("message.duplicate", platform_message_id=event.platform_message_id)
-        if event.sender_type == "agent":
-            await repo.set_conversation_human(conn, conversation["id"])
-        events: list[Event] = []
-        if await repo.first_message_id(conn, lead_id) == message_id:
-            events.append(LeadCreated(
-                event_id=stable_id("lead.created", lead_id), tenant_id=event.tenant_id,
-                correlation_id=event.event_id, lead_id=lead_id, channel=event.channel,
-                name=event.display_name,
-            ))
-    assert message_id is not None
-    log.info("message.stored", message_id=str(message_id), conversation_id=str(conversation["id"]),
-             lead_id=str(lead_id), channel=event.channel.value, new=new)
-    return Stored(message_id, conversation["id"], new, events)
+    row = await repo.store_inbound(conn, event)
+    if row["message_id"] is None:  # its event id is stored, under another platform message id
+        raise PermanentError(f"event {event.event_id} already stored for another message")
+    if not row["new"]:
+        log.info("message.duplicate", platform_message_id=event.platform_message_id)
+    events: list[Event] = []
+    if row["first"]:
+        events.append(LeadCreated(
+            event_id=stable_id("lead.created", row["lead_id"]), tenant_id=event.tenant_id,
+            correlation_id=event.event_id, lead_id=row["lead_id"], channel=event.channel,
+            name=event.display_name,
+        ))
+    log.info("message.stored", message_id=str(row["message_id"]),
+             conversation_id=str(row["conversation_id"]), lead_id=str(row["lead_id"]),
+             channel=event.channel.value, new=row["new"])
+    return Stored(row["message_id"], row["conversation_id"], row["new"], events)
 
 
 # A patient choosing an offered appointment slot: the scheduler books it and confirms.
@@ -75,20 +67,25 @@ async def handle_inbound(event: InboundMessage, deps: Deps) -> Sequence[Event]:
             if await repo.is_own_echo(conn, event):
                 log.info("message.own_echo", platform_message_id=event.platform_message_id)
                 return []
-    stored = await store_inbound(event, deps)
-    if event.sender_type == "agent":
-        return stored.events  # staff answered in the platform's app: the AI steps back
-    if (event.choice_id or "").startswith(SLOT_CHOICE_PREFIX):
-        return stored.events  # the scheduler answers this one with the confirmation
-    if deps.debounce_seconds > 0:
-        # Let the rest of a burst arrive; only the latest message's handler then replies. A
-        # redelivered message waits too, so that it cannot answer a burst half-way through.
-        await asyncio.sleep(deps.debounce_seconds)
-    trigger = Trigger(event.tenant_id, stored.conversation_id, event.event_id,
-                      (event.tenant_id, event.channel.value, event.platform_user_id),
-                      message_id=stored.message_id)
+    engine = deps.engine
+    key = (event.tenant_id, event.channel.value, event.platform_user_id)
+    async with engine.locks.hold(engine.pool, key) as conn:
+        stored = await store_inbound(conn, event)
+        if event.sender_type == "agent":
+            return stored.events  # staff answered in the platform's app: the AI steps back
+        if (event.choice_id or "").startswith(SLOT_CHOICE_PREFIX):
+            return stored.events  # the scheduler answers this one with the confirmation
+        trigger = Trigger(event.tenant_id, stored.conversation_id, event.event_id, key,
+                          message_id=stored.message_id)
+        if deps.debounce_seconds <= 0:  # reply under the same lock: no second round of locking
+            with bound(conversation_id=str(stored.conversation_id)):
+                return [*stored.events, *await respond_locked(conn, engine, trigger)]
+    # Let the rest of a burst arrive (the lock is free meanwhile); only the latest message's
+    # handler then replies. A redelivered message waits too, so that it cannot answer a burst
+    # half-way through.
+    await asyncio.sleep(deps.debounce_seconds)
     with bound(conversation_id=str(stored.conversation_id)):
-        return [*stored.events, *await respond(deps.engine, trigger)]
+        return [*stored.events, *await respond(engine, trigger)]
 
 
 async def handle_reply_requested(event: ReplyRequested, deps: Deps) -> Sequence[Event]:

@@ -52,12 +52,14 @@ class ConversationLocks:
 
     @asynccontextmanager
     async def hold(self, pool: asyncpg.Pool, key: LockKey) -> AsyncIterator[asyncpg.Connection]:
-        """Across replicas too: the advisory lock lives on the connection that does the work."""
+        """Across replicas too: the advisory lock lives on the connection that does the work.
+
+        The connection comes scoped to the key's tenant (session level, like
+        `db.tenant_session`), lock and scope in one round trip. Both end when it goes back to
+        the pool, whose reset runs `pg_advisory_unlock_all()` and `RESET ALL`, before the
+        in-process lock lets the next handler in.
+        """
         async with self.local(key), pool.acquire() as conn:
-            pg_key = advisory_key(key)
-            await conn.execute("SELECT pg_advisory_lock($1)", pg_key)
-            try:
-                yield conn
-            finally:
-                if not conn.is_closed():
-                    await conn.execute("SELECT pg_advisory_unlock($1)", pg_key)
+            await conn.execute("SELECT pg_advisory_lock($1), set_config('app.tenant_id', $2, false)",
+                               advisory_key(key), str(key[0]))
+            yield conn

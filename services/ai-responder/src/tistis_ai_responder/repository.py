@@ -9,94 +9,78 @@ import asyncpg
 from tistis_common.events import InboundMessage
 
 
-async def upsert_lead(conn: asyncpg.Connection, e: InboundMessage) -> uuid.UUID:
-    """New leads come from the first message on any channel, with the name and phone given."""
-    return await conn.fetchval(
-        """INSERT INTO leads (tenant_id, channel, platform_user_id, name, phone, last_inbound_at)
-           VALUES ($1, $2, $3, $4, $5, CASE WHEN $6 = 'lead' THEN $7::timestamptz END)
-           ON CONFLICT (tenant_id, channel, platform_user_id) DO UPDATE SET
-             name = COALESCE(leads.name, EXCLUDED.name),
-             phone = COALESCE(leads.phone, EXCLUDED.phone),
-             last_inbound_at = GREATEST(leads.last_inbound_at, EXCLUDED.last_inbound_at),
-             updated_at = now()
-           RETURNING id""",
-        e.tenant_id, e.channel.value, e.platform_user_id, e.display_name, e.phone,
-        e.sender_type, e.sent_at,
-    )
+async def store_inbound(conn: asyncpg.Connection, e: InboundMessage) -> asyncpg.Record:
+    """Lead, conversation and message in one statement, once per platform message id.
 
-
-async def upsert_conversation(
-    conn: asyncpg.Connection, e: InboundMessage, lead_id: uuid.UUID
-) -> asyncpg.Record:
-    return await conn.fetchrow(
-        """INSERT INTO conversations (tenant_id, lead_id, channel, platform_account_id,
-                                      platform_conversation_id)
-           VALUES ($1, $2, $3, $4, $5)
-           ON CONFLICT (tenant_id, lead_id, channel) DO UPDATE SET
-             platform_conversation_id = COALESCE(EXCLUDED.platform_conversation_id,
-                                                 conversations.platform_conversation_id),
-             updated_at = now()
-           RETURNING id, status""",
-        e.tenant_id, lead_id, e.channel.value, e.platform_account_id, e.platform_conversation_id,
-    )
-
-
-async def insert_inbound_message(
-    conn: asyncpg.Connection, e: InboundMessage, conversation_id: uuid.UUID, lead_id: uuid.UUID
-) -> uuid.UUID | None:
-    """None when the platform message id is already stored (a retried webhook)."""
+    Returns lead_id, conversation_id, message_id, `new` (False: a redelivery found what the first
+    delivery stored) and `first` (the lead's first message: announce the lead). Run under the
+    patient's lock, so no other delivery for this patient interleaves. A new patient message opens
+    the 24 h window, counts towards auto escalation and reopens a closed conversation; one from
+    staff (the platform's own app) hands the conversation to them.
+    """
     payload = e.model_dump(
         mode="json", include={"media", "location", "reply_to", "choice_id", "choice_title"},
         exclude_none=True,
     )
-    return await conn.fetchval(
-        """INSERT INTO messages (tenant_id, conversation_id, lead_id, channel, direction,
-                                 sender_type, kind, content, payload, platform_message_id,
-                                 event_id, status, sent_at)
-           VALUES ($1, $2, $3, $4, 'inbound', $5, $6, $7, $8, $9, $10, 'received', $11)
-           ON CONFLICT DO NOTHING
-           RETURNING id""",
-        e.tenant_id, conversation_id, lead_id, e.channel.value, e.sender_type, e.kind, e.text,
-        payload, e.platform_message_id, e.event_id, e.sent_at,
-    )
-
-
-async def touch_conversation_inbound(
-    conn: asyncpg.Connection, conversation_id: uuid.UUID, e: InboundMessage
-) -> None:
-    """A patient message opens the 24 h window, counts towards auto escalation and reopens a
-    closed conversation (escalated and human ones stay with the staff)."""
-    if e.sender_type == "lead":
-        await conn.execute(
-            """UPDATE conversations SET
-                 status = CASE WHEN status = 'closed' THEN 'active' ELSE status END,
-                 last_inbound_at = GREATEST(last_inbound_at, $2),
-                 unresolved_inbound = unresolved_inbound + 1, updated_at = now()
-               WHERE id = $1""",
-            conversation_id, e.sent_at,
-        )
-
-
-async def inbound_message_id(conn: asyncpg.Connection, e: InboundMessage) -> uuid.UUID | None:
-    """The stored row of a platform message (a redelivery finds what the first delivery wrote)."""
-    return await conn.fetchval(
-        """SELECT id FROM messages
-           WHERE tenant_id = $1 AND channel = $2 AND platform_message_id = $3""",
-        e.tenant_id, e.channel.value, e.platform_message_id,
-    )
-
-
-async def first_message_id(conn: asyncpg.Connection, lead_id: uuid.UUID) -> uuid.UUID | None:
-    return await conn.fetchval(
-        "SELECT id FROM messages WHERE lead_id = $1 ORDER BY created_at, id LIMIT 1", lead_id
-    )
-
-
-async def set_conversation_human(conn: asyncpg.Connection, conversation_id: uuid.UUID) -> None:
-    """Staff answered from the platform's own app: the AI steps back."""
-    await conn.execute(
-        "UPDATE conversations SET status = 'human', updated_at = now() WHERE id = $1",
-        conversation_id,
+    return await conn.fetchrow(
+        """WITH lead AS (
+             INSERT INTO leads (tenant_id, channel, platform_user_id, name, phone, last_inbound_at)
+             VALUES ($1, $2, $3, $4, $5, CASE WHEN $6 = 'lead' THEN $7::timestamptz END)
+             ON CONFLICT (tenant_id, channel, platform_user_id) DO UPDATE SET
+               name = COALESCE(leads.name, EXCLUDED.name),
+               phone = COALESCE(leads.phone, EXCLUDED.phone),
+               last_inbound_at = GREATEST(leads.last_inbound_at, EXCLUDED.last_inbound_at),
+               updated_at = now()
+             RETURNING id
+           ), earlier AS (
+             SELECT id FROM messages
+             WHERE tenant_id = $1 AND channel = $2 AND platform_message_id = $8
+           ), arrival AS (
+             SELECT NOT EXISTS (SELECT 1 FROM earlier) AS new,
+                    $6 = 'lead' AND NOT EXISTS (SELECT 1 FROM earlier) AS counts
+           ), conversation AS (
+             INSERT INTO conversations AS c (tenant_id, lead_id, channel, platform_account_id,
+                                             platform_conversation_id, status, last_inbound_at,
+                                             unresolved_inbound)
+             SELECT $1, lead.id, $2, $9, $10,
+                    CASE WHEN $6 = 'agent' THEN 'human' ELSE 'active' END,
+                    CASE WHEN arrival.counts THEN $7::timestamptz END,
+                    CASE WHEN arrival.counts THEN 1 ELSE 0 END
+             FROM lead, arrival
+             ON CONFLICT (tenant_id, lead_id, channel) DO UPDATE SET
+               platform_conversation_id = COALESCE(EXCLUDED.platform_conversation_id,
+                                                   c.platform_conversation_id),
+               status = CASE WHEN $6 = 'agent' THEN 'human'
+                             WHEN EXCLUDED.unresolved_inbound > 0 AND c.status = 'closed'
+                               THEN 'active'
+                             ELSE c.status END,
+               last_inbound_at = GREATEST(c.last_inbound_at, EXCLUDED.last_inbound_at),
+               unresolved_inbound = c.unresolved_inbound + EXCLUDED.unresolved_inbound,
+               updated_at = now()
+             RETURNING c.id
+           ), message AS (
+             INSERT INTO messages (tenant_id, conversation_id, lead_id, channel, direction,
+                                   sender_type, kind, content, payload, platform_message_id,
+                                   event_id, status, sent_at)
+             SELECT $1, conversation.id, lead.id, $2, 'inbound', $6, $11, $12, $13, $8, $14,
+                    'received', $7
+             FROM lead, conversation, arrival WHERE arrival.new
+             ON CONFLICT DO NOTHING
+             RETURNING id
+           )
+           SELECT lead.id AS lead_id, conversation.id AS conversation_id,
+                  COALESCE((SELECT id FROM message), (SELECT id FROM earlier)) AS message_id,
+                  EXISTS (SELECT 1 FROM message) AS new,
+                  CASE WHEN EXISTS (SELECT 1 FROM message)
+                       -- this statement cannot see its own insert: first if nothing came before
+                       THEN NOT EXISTS (SELECT 1 FROM messages m WHERE m.lead_id = lead.id)
+                       ELSE (SELECT m.id FROM messages m WHERE m.lead_id = lead.id
+                             ORDER BY m.created_at, m.id LIMIT 1) = (SELECT id FROM earlier)
+                  END AS first
+           FROM lead, conversation""",
+        e.tenant_id, e.channel.value, e.platform_user_id, e.display_name, e.phone,
+        e.sender_type, e.sent_at, e.platform_message_id, e.platform_account_id,
+        e.platform_conversation_id, e.kind, e.text, payload, e.event_id,
     )
 
 
@@ -112,58 +96,61 @@ async def conversation_for_reply(
     )
 
 
+async def reply_state(conn: asyncpg.Connection, conversation_id: uuid.UUID, reply_id: uuid.UUID,
+                      history_limit: int) -> asyncpg.Record | None:
+    """Everything a reply decision reads, in one statement (one snapshot):
+
+    - the conversation and its lead; the tenant's `context_version` (is the cached context
+      still current?);
+    - `stored_payload` / `stored`: this reply was already stored (a redelivery re-emits it);
+      `handed_to_n8n`: it was handed to the tenant's n8n workflow;
+    - `latest_id`: the patient's latest message (a burst is answered by its last message);
+      `answered`: the clinic (AI or staff) has written since then;
+    - `unanswered`: patient texts since the clinic last wrote (what one reply must answer);
+    - `history`: the last `history_limit` messages, oldest first, for the model.
+    """
+    return await conn.fetchrow(
+        """SELECT c.id, c.status, c.unresolved_inbound, c.channel, c.platform_conversation_id,
+                  l.id AS lead_id, l.platform_user_id, l.spam, l.name AS lead_name,
+                  t.context_version,
+                  stored.id IS NOT NULL AS stored, stored.payload AS stored_payload,
+                  EXISTS (SELECT 1 FROM processed_events
+                          WHERE consumer = $3 AND event_id = $2) AS handed_to_n8n,
+                  latest.id AS latest_id,
+                  EXISTS (SELECT 1 FROM messages o
+                          WHERE o.conversation_id = c.id AND o.direction = 'outbound'
+                            AND o.sender_type IN ('ai', 'agent')
+                            AND o.created_at > latest.created_at) AS answered,
+                  ARRAY(SELECT m.content FROM messages m
+                        WHERE m.conversation_id = c.id AND m.direction = 'inbound'
+                          AND m.sender_type = 'lead' AND m.content IS NOT NULL
+                          AND m.created_at > COALESCE(
+                            (SELECT max(o.created_at) FROM messages o
+                             WHERE o.conversation_id = c.id AND o.direction = 'outbound'),
+                            '-infinity')
+                        ORDER BY m.created_at, m.id) AS unanswered,
+                  (SELECT COALESCE(json_agg(json_build_object(
+                            'direction', h.direction, 'sender_type', h.sender_type,
+                            'kind', h.kind, 'content', h.content)
+                          ORDER BY h.created_at, h.id), '[]')
+                   FROM (SELECT id, direction, sender_type, kind, content, created_at
+                         FROM messages WHERE conversation_id = c.id AND status <> 'failed'
+                         ORDER BY created_at DESC, id DESC LIMIT $4) h) AS history
+           FROM conversations c
+           JOIN leads l ON l.id = c.lead_id
+           JOIN tenants t ON t.id = c.tenant_id
+           LEFT JOIN messages stored ON stored.id = $2
+           LEFT JOIN LATERAL (
+             SELECT id, created_at FROM messages
+             WHERE conversation_id = c.id AND direction = 'inbound' AND sender_type = 'lead'
+             ORDER BY created_at DESC, sent_at DESC NULLS LAST, id DESC LIMIT 1) latest ON true
+           WHERE c.id = $1""",
+        conversation_id, reply_id, N8N_CONSUMER, history_limit,
+    )
+
+
 async def stored_reply(conn: asyncpg.Connection, message_id: uuid.UUID) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT id, payload FROM messages WHERE id = $1", message_id)
-
-
-async def latest_patient_message(
-    conn: asyncpg.Connection, conversation_id: uuid.UUID
-) -> asyncpg.Record | None:
-    return await conn.fetchrow(
-        """SELECT id, created_at FROM messages
-           WHERE conversation_id = $1 AND direction = 'inbound' AND sender_type = 'lead'
-           ORDER BY created_at DESC, sent_at DESC NULLS LAST, id DESC LIMIT 1""",
-        conversation_id,
-    )
-
-
-async def message_created_at(conn: asyncpg.Connection, message_id: uuid.UUID):  # -> datetime | None
-    return await conn.fetchval("SELECT created_at FROM messages WHERE id = $1", message_id)
-
-
-async def answered_since(conn: asyncpg.Connection, conversation_id: uuid.UUID, since) -> bool:
-    """Has the clinic (AI or staff) already written after this point of the conversation?"""
-    return bool(await conn.fetchval(
-        """SELECT EXISTS (SELECT 1 FROM messages
-                          WHERE conversation_id = $1 AND direction = 'outbound'
-                            AND sender_type IN ('ai', 'agent') AND created_at > $2)""",
-        conversation_id, since,
-    ))
-
-
-async def unanswered_texts(conn: asyncpg.Connection, conversation_id: uuid.UUID) -> list[str]:
-    """Patient texts since the clinic last wrote: the burst one reply must answer."""
-    rows = await conn.fetch(
-        """SELECT content FROM messages m
-           WHERE m.conversation_id = $1 AND m.direction = 'inbound' AND m.sender_type = 'lead'
-             AND m.content IS NOT NULL
-             AND m.created_at > COALESCE(
-               (SELECT max(created_at) FROM messages o
-                WHERE o.conversation_id = $1 AND o.direction = 'outbound'), '-infinity')
-           ORDER BY m.created_at, m.id""",
-        conversation_id,
-    )
-    return [r["content"] for r in rows]
-
-
-async def history(conn: asyncpg.Connection, conversation_id: uuid.UUID, limit: int) -> list[asyncpg.Record]:
-    rows = await conn.fetch(
-        """SELECT direction, sender_type, kind, content, created_at FROM messages
-           WHERE conversation_id = $1 AND status <> 'failed'
-           ORDER BY created_at DESC, id DESC LIMIT $2""",
-        conversation_id, limit,
-    )
-    return list(reversed(rows))
 
 
 async def ai_context(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> asyncpg.Record | None:
@@ -192,26 +179,43 @@ async def catalog(conn: asyncpg.Connection) -> dict[str, list[asyncpg.Record]]:
     }
 
 
-async def insert_ai_message(
+async def store_reply(
     conn: asyncpg.Connection, *, message_id: uuid.UUID, tenant_id: uuid.UUID,
     conversation_id: uuid.UUID, lead_id: uuid.UUID, channel: str, text: str, purpose: str,
     payload: dict, fallback: bool, model: str | None, input_tokens: int | None,
     output_tokens: int | None, cache_read_tokens: int | None, latency_ms: int | None,
+    escalation_reason: str | None, resolved: bool,
 ) -> bool:
-    """False when this reply was already stored (a redelivery, or another replica won the race).
+    """The reply and what it does to its conversation, atomically (one statement). False when
+    this reply was already stored (a redelivery, or another replica won the race).
 
-    Status 'pending': the dispatcher upserts the same row by id and owns the status from here.
+    Status 'pending': the dispatcher owns the status from here. An escalation hands the
+    conversation to the staff (`escalate_conversation`); a reply that led somewhere (an
+    appointment request) starts the count towards auto escalation again.
     """
     stored = await conn.fetchval(
-        """INSERT INTO messages (id, tenant_id, conversation_id, lead_id, channel, direction,
-                                 sender_type, kind, content, payload, status, purpose, fallback,
-                                 model, input_tokens, output_tokens, cache_read_tokens, latency_ms)
-           VALUES ($1, $2, $3, $4, $5, 'outbound', 'ai', 'text', $6, $7, 'pending', $8, $9,
-                   $10, $11, $12, $13, $14)
-           ON CONFLICT (id) DO NOTHING
-           RETURNING id""",
+        """WITH reply AS (
+             INSERT INTO messages (id, tenant_id, conversation_id, lead_id, channel, direction,
+                                   sender_type, kind, content, payload, status, purpose,
+                                   fallback, model, input_tokens, output_tokens,
+                                   cache_read_tokens, latency_ms)
+             VALUES ($1, $2, $3, $4, $5, 'outbound', 'ai', 'text', $6, $7, 'pending', $8, $9,
+                     $10, $11, $12, $13, $14)
+             ON CONFLICT (id) DO NOTHING
+             RETURNING id
+           ), conversation AS (
+             UPDATE conversations SET
+               status = CASE WHEN $15::text IS NOT NULL THEN 'escalated' ELSE status END,
+               escalation_reason = COALESCE($15, escalation_reason),
+               escalated_at = CASE WHEN $15::text IS NOT NULL THEN now() ELSE escalated_at END,
+               unresolved_inbound = 0, updated_at = now()
+             WHERE id = $3 AND EXISTS (SELECT 1 FROM reply)
+               AND (($15::text IS NOT NULL AND status IN ('active', 'escalated')) OR $16)
+           )
+           SELECT id FROM reply""",
         message_id, tenant_id, conversation_id, lead_id, channel, text, payload, purpose,
         fallback, model, input_tokens, output_tokens, cache_read_tokens, latency_ms,
+        escalation_reason, resolved,
     )
     return stored is not None
 
@@ -228,22 +232,7 @@ async def escalate_conversation(
     )
 
 
-async def mark_resolved(conn: asyncpg.Connection, conversation_id: uuid.UUID) -> None:
-    """The patient's request led somewhere (an appointment request): counting starts again."""
-    await conn.execute(
-        "UPDATE conversations SET unresolved_inbound = 0, updated_at = now() WHERE id = $1",
-        conversation_id,
-    )
-
-
 N8N_CONSUMER = "ai-responder.n8n"
-
-
-async def handed_to_n8n(conn: asyncpg.Connection, reply_id: uuid.UUID) -> bool:
-    return bool(await conn.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM processed_events WHERE consumer = $1 AND event_id = $2)",
-        N8N_CONSUMER, reply_id,
-    ))
 
 
 async def mark_handed_to_n8n(conn: asyncpg.Connection, tenant_id: uuid.UUID,

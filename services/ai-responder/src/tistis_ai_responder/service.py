@@ -35,7 +35,7 @@ from tistis_common.rules import detect_signals, normalize
 from tistis_common.settings import Settings
 
 from . import repository as repo
-from .context import TenantContext
+from .context import ContextCache, TenantContext
 from .fallback import ESCALATION_HOLDING, answer_from_catalog
 from .locks import ConversationLocks, LockKey
 from .model import Action, BadModelOutput, ClaudeResponder, ModelRejected, ModelReply
@@ -74,6 +74,7 @@ class Engine:
     history_messages: int
     settings: Settings
     http: httpx.AsyncClient  # n8n as a tenant's provider
+    contexts: ContextCache = field(default_factory=ContextCache)
 
 
 @dataclass
@@ -93,71 +94,74 @@ class Reply:
 class Plan:
     """The decision taken under the lock, before any slow call."""
 
-    conversation: asyncpg.Record
+    conversation: asyncpg.Record  # `repository.reply_state`
     ctx: TenantContext
     texts: list[str]
     situation: str
     closed_note: str | None
     reply: Reply | None = None  # decided without the model
     n8n: bool = False  # the tenant's n8n workflow answers, later, through the legacy callback
-    history: list[asyncpg.Record] = field(default_factory=list)
+    history: list[dict] = field(default_factory=list)
 
 
 async def respond(engine: Engine, trigger: Trigger) -> list[Event]:
     async with engine.locks.hold(engine.pool, trigger.lock_key) as conn:
-        async with conn_tenant_tx(conn, trigger.tenant_id):
-            stored = await repo.stored_reply(conn, trigger.reply_id)
-            if stored is not None:
-                log.info("reply.reemitted", message_id=str(trigger.reply_id))
-                return _stored_events(stored)
-            if await repo.handed_to_n8n(conn, trigger.reply_id):
-                return []
-            plan = await _plan(conn, engine, trigger)
-        if plan is None:
-            return []
-        if plan.n8n and plan.reply is None:
-            await _hand_to_n8n(conn, engine, trigger)
-            return []
-        reply = plan.reply or await _ask_model(engine, plan)
-        return await _store(conn, engine, trigger, plan, reply)
+        return await respond_locked(conn, engine, trigger)
 
 
-def _stored_events(stored: asyncpg.Record | None) -> list[Event]:
-    """The events a stored reply was sent with, exactly (same ids): a redelivery re-emits them."""
-    assert stored is not None
-    return [EVENT_ADAPTER.validate_python(e) for e in stored["payload"]["events"]]
-
-
-async def _plan(conn: asyncpg.Connection, engine: Engine, trigger: Trigger) -> Plan | None:
-    conversation = await repo.conversation_for_reply(conn, trigger.conversation_id)
-    if conversation is None:
+async def respond_locked(conn: asyncpg.Connection, engine: Engine, trigger: Trigger) -> list[Event]:
+    """`respond` on a connection that already holds the conversation's lock and tenant scope."""
+    state = await repo.reply_state(conn, trigger.conversation_id, trigger.reply_id,
+                                   engine.history_messages)
+    if state is None:
         raise PermanentError(f"conversation {trigger.conversation_id} not found")
+    if state["stored"]:
+        log.info("reply.reemitted", message_id=str(trigger.reply_id))
+        return _stored_events(state["stored_payload"])
+    if state["handed_to_n8n"]:
+        return []
+    plan = await _plan(conn, engine, trigger, state)
+    if plan is None:
+        return []
+    if plan.n8n and plan.reply is None:
+        await _hand_to_n8n(conn, engine, trigger)
+        return []
+    reply = plan.reply or await _ask_model(engine, plan)
+    return await _store(conn, engine, trigger, plan, reply)
+
+
+def _stored_events(payload: dict) -> list[Event]:
+    """The events a stored reply was sent with, exactly (same ids): a redelivery re-emits them."""
+    return [EVENT_ADAPTER.validate_python(e) for e in payload["events"]]
+
+
+async def _plan(conn: asyncpg.Connection, engine: Engine, trigger: Trigger,
+                state: asyncpg.Record) -> Plan | None:
     requested = trigger.message_id is None
     if not requested:
-        latest = await repo.latest_patient_message(conn, trigger.conversation_id)
-        if latest is None or latest["id"] != trigger.message_id:
+        if state["latest_id"] != trigger.message_id:
             log.info("reply.superseded", message_id=str(trigger.message_id))
             return None  # a later message of the burst answers all of them
-        if await repo.answered_since(conn, trigger.conversation_id, latest["created_at"]):
+        if state["answered"]:
             return None
-        if conversation["status"] != "active" or conversation["spam"]:
-            reason = "spam" if conversation["spam"] else conversation["status"]
+        if state["status"] != "active" or state["spam"]:
+            reason = "spam" if state["spam"] else state["status"]
             log.info("reply.skipped", reason=reason)
             metrics.AI_REPLIES.labels(str(trigger.tenant_id), "skipped").inc()
             return None
-    ctx = await _context(conn, engine, trigger.tenant_id)
-    texts = await repo.unanswered_texts(conn, trigger.conversation_id)
+    ctx = await _context(conn, engine, trigger.tenant_id, state["context_version"])
+    texts = list(state["unanswered"])
     now = datetime.now(UTC)
     opening = next_opening(ctx.business_hours, ctx.timezone, now)
     closed_note = describe_opening(opening, now) if opening else None
-    plan = Plan(conversation, ctx, texts, _situation(ctx, now, closed_note), closed_note)
+    plan = Plan(state, ctx, texts, _situation(ctx, now, closed_note), closed_note)
     if not requested:
         keyword = matching_keyword(texts, ctx.escalation_keywords)
         if keyword is not None:
             plan.reply = _escalation(plan, f"keyword: {keyword}", "keyword")
             return plan
-        if conversation["unresolved_inbound"] > ctx.auto_escalate_after:
-            reason = f"{conversation['unresolved_inbound']} patient messages without resolution"
+        if state["unresolved_inbound"] > ctx.auto_escalate_after:
+            reason = f"{state['unresolved_inbound']} patient messages without resolution"
             plan.reply = _escalation(plan, reason, "auto")
             return plan
     if ctx.provider == "n8n":
@@ -166,7 +170,7 @@ async def _plan(conn: asyncpg.Connection, engine: Engine, trigger: Trigger) -> P
     if ctx.provider != "claude" or engine.responder is None or engine.responder.breaker.is_open:
         plan.reply = _fallback(plan)
         return plan
-    plan.history = await repo.history(conn, trigger.conversation_id, engine.history_messages)
+    plan.history = state["history"]
     return plan
 
 
@@ -186,12 +190,18 @@ async def _hand_to_n8n(conn: asyncpg.Connection, engine: Engine, trigger: Trigge
     log.info("reply.handed_to_n8n", conversation_id=str(trigger.conversation_id))
 
 
-async def _context(conn: asyncpg.Connection, engine: Engine, tenant_id: uuid.UUID) -> TenantContext:
-    row = await repo.ai_context(conn, tenant_id)
-    if row is None:
-        raise PermanentError(f"tenant {tenant_id} not found")
-    return TenantContext.from_rows(tenant_id, dict(row), await repo.catalog(conn),
-                                   engine.default_model)
+async def _context(conn: asyncpg.Connection, engine: Engine, tenant_id: uuid.UUID,
+                   version: int) -> TenantContext:
+    """The tenant's context, read again only when its `context_version` moved (an edit)."""
+    ctx = engine.contexts.get(tenant_id, version)
+    if ctx is None:
+        row = await repo.ai_context(conn, tenant_id)
+        if row is None:
+            raise PermanentError(f"tenant {tenant_id} not found")
+        ctx = TenantContext.from_rows(tenant_id, dict(row), await repo.catalog(conn),
+                                      engine.default_model)
+        engine.contexts.put(tenant_id, version, ctx)
+    return ctx
 
 
 def _situation(ctx: TenantContext, now: datetime, closed_note: str | None) -> str:
@@ -300,25 +310,24 @@ async def _store(conn: asyncpg.Connection, engine: Engine, trigger: Trigger, pla
                  reply: Reply) -> list[Event]:
     events = _events(trigger, plan, reply)
     usage = reply.usage
-    async with conn_tenant_tx(conn, trigger.tenant_id):
-        inserted = await repo.insert_ai_message(
-            conn, message_id=trigger.reply_id, tenant_id=trigger.tenant_id,
-            conversation_id=trigger.conversation_id, lead_id=plan.conversation["lead_id"],
-            channel=plan.conversation["channel"], text=reply.text, purpose=reply.purpose,
-            payload={"events": [e.model_dump(mode="json") for e in events],
-                     "trigger_message_id": str(trigger.message_id) if trigger.message_id else None},
-            fallback=reply.fallback, model=usage.model if usage else None,
-            input_tokens=usage.input_tokens if usage else None,
-            output_tokens=usage.output_tokens if usage else None,
-            cache_read_tokens=usage.cache_read_tokens if usage else None,
-            latency_ms=usage.latency_ms if usage else None,
-        )
-        if not inserted:  # another replica stored this very reply first: send what it stored
-            return _stored_events(await repo.stored_reply(conn, trigger.reply_id))
-        if reply.escalation is not None:
-            await repo.escalate_conversation(conn, trigger.conversation_id, reply.escalation[0])
-        elif reply.appointments:
-            await repo.mark_resolved(conn, trigger.conversation_id)
+    inserted = await repo.store_reply(
+        conn, message_id=trigger.reply_id, tenant_id=trigger.tenant_id,
+        conversation_id=trigger.conversation_id, lead_id=plan.conversation["lead_id"],
+        channel=plan.conversation["channel"], text=reply.text, purpose=reply.purpose,
+        payload={"events": [e.model_dump(mode="json") for e in events],
+                 "trigger_message_id": str(trigger.message_id) if trigger.message_id else None},
+        fallback=reply.fallback, model=usage.model if usage else None,
+        input_tokens=usage.input_tokens if usage else None,
+        output_tokens=usage.output_tokens if usage else None,
+        cache_read_tokens=usage.cache_read_tokens if usage else None,
+        latency_ms=usage.latency_ms if usage else None,
+        escalation_reason=reply.escalation[0] if reply.escalation else None,
+        resolved=reply.escalation is None and bool(reply.appointments),
+    )
+    if not inserted:  # another replica stored this very reply first: send what it stored
+        stored = await repo.stored_reply(conn, trigger.reply_id)
+        assert stored is not None
+        return _stored_events(stored["payload"])
     tenant = str(trigger.tenant_id)
     metrics.AI_REPLIES.labels(tenant, "fallback" if reply.fallback else reply.outcome).inc()
     if usage is not None:
