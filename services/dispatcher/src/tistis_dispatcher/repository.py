@@ -1,4 +1,10 @@
-"""SQL of the dispatcher. Each function takes a connection (inside `tenant_tx`), never commits.
+"""SQL of the dispatcher. Each function takes a tenant-scoped connection (`tenant_session`, whose
+statements commit one by one, or `tenant_tx` where several writes must commit together); only
+`take_quota` opens a transaction of its own, for its two writes.
+
+The send's happy path is two statements: `claim_outbound` (read, context and claim at once) and
+`mark_sent` (message, conversation and connection at once); every other write is conditional on
+the status it expects, so no row lock has to be held across statements.
 
 Writes: messages (outbound send status), conversations.needs_attention / last_outbound_at,
 leads.opted_out_at, channel_connections.healthy / last_error, dispatcher_send_quota,
@@ -16,12 +22,46 @@ from tistis_common.events import OutboundMessage
 FINAL = frozenset({"sent", "delivered", "read", "failed", "blocked_window", "skipped"})
 
 
-async def ensure_outbound(conn: asyncpg.Connection, e: OutboundMessage) -> asyncpg.Record | None:
-    """The message row, created from the event when nobody stored it first (scheduler, API).
+async def claim_outbound(conn: asyncpg.Connection, e: OutboundMessage,
+                         claimer: int) -> asyncpg.Record | None:
+    """The message row, claimed pending -> sending by `claimer` when it is pending, with all a
+    send needs to decide (conversation, lead, tenant time zone, channel connection): one round
+    trip. None when no row exists yet (`insert_outbound`, then again).
 
-    The AI responder inserts its replies as 'pending' before it publishes; other producers may
-    not have a row yet. Locked FOR UPDATE so that the caller's decision and claim are atomic.
+    `claimed` says whether this statement won the claim; `status`, `claimed_by` and `age` are the
+    row as it was before it. Claiming before the rules run saves a second statement: a refusal
+    ends the claim again (`end_claim`). The context columns are NULL when the conversation is not
+    found; the connection columns when the channel has no connection.
     """
+    return await conn.fetchrow(
+        """WITH claimed AS (
+             UPDATE messages SET status = 'sending', claimed_by = $3, updated_at = now()
+             WHERE id = $1 AND direction = 'outbound' AND status = 'pending'
+             RETURNING id)
+           SELECT m.status, m.direction, m.payload, m.claimed_by, now() - m.updated_at AS age,
+                  EXISTS (SELECT FROM claimed) AS claimed,
+                  c.id AS conversation_id, c.last_inbound_at, c.platform_conversation_id,
+                  l.opted_out_at, t.timezone,
+                  cc.id AS connection_id, cc.platform_account_id AS account_id,
+                  cc.access_token, cc.settings AS connection_settings, cc.enabled
+           FROM messages m
+           LEFT JOIN (conversations c
+                      JOIN leads l ON l.id = c.lead_id
+                      JOIN tenants t ON t.id = c.tenant_id) ON c.id = $2
+           LEFT JOIN LATERAL (
+             SELECT * FROM channel_connections cc
+             WHERE cc.tenant_id = c.tenant_id AND cc.channel = c.channel
+             ORDER BY (cc.platform_account_id = c.platform_account_id) DESC, cc.enabled DESC,
+                      cc.created_at
+             LIMIT 1) cc ON true
+           WHERE m.id = $1""",
+        e.message_id, e.conversation_id, claimer,
+    )
+
+
+async def insert_outbound(conn: asyncpg.Connection, e: OutboundMessage) -> None:
+    """The row from the event, for producers that do not store it first (scheduler, API); the AI
+    responder inserts its replies as 'pending' before it publishes. A concurrent insert wins."""
     payload = e.model_dump(
         mode="json", exclude_none=True, exclude_defaults=True,
         include={"buttons", "list_button", "sections", "template", "media", "media_type",
@@ -35,32 +75,35 @@ async def ensure_outbound(conn: asyncpg.Connection, e: OutboundMessage) -> async
         e.message_id, e.tenant_id, e.conversation_id, e.lead_id, e.channel.value, e.sender_type,
         e.kind, e.text, payload, e.event_id, e.purpose,
     )
-    return await conn.fetchrow(
-        """SELECT id, status, direction, payload, platform_message_id, updated_at, claimed_by,
-                  now() - updated_at AS age
-           FROM messages WHERE id = $1 FOR UPDATE""",
-        e.message_id,
+
+
+async def end_claim(conn: asyncpg.Connection, message_id: uuid.UUID, claimed_by: int | None,
+                    status: str, reason: str, flag: bool) -> bool:
+    """A claim that ends without a send: sending (by `claimed_by`) -> a final status, with the
+    conversation flagged for a human when `flag`, in one statement. False when the row is no
+    longer that claim (someone else finished it meanwhile): nothing is written."""
+    return await conn.fetchval(
+        """WITH ended AS (
+             UPDATE messages SET status = $3, error_code = NULL, error_title = $4,
+                                 updated_at = now()
+             WHERE id = $1 AND status = 'sending' AND claimed_by IS NOT DISTINCT FROM $2
+             RETURNING conversation_id),
+           flagged AS (
+             UPDATE conversations SET needs_attention = true, attention_reason = $5,
+                                      updated_at = now()
+             WHERE $6 AND id IN (SELECT conversation_id FROM ended))
+           SELECT EXISTS (SELECT FROM ended)""",
+        message_id, claimed_by, status, reason, reason[:500], flag,
     )
 
 
-async def send_context(conn: asyncpg.Connection, e: OutboundMessage) -> asyncpg.Record | None:
-    """Conversation, lead, tenant time zone and the channel connection for one send."""
-    return await conn.fetchrow(
-        """SELECT c.last_inbound_at, c.platform_account_id, c.platform_conversation_id,
-                  l.opted_out_at, t.timezone,
-                  cc.id AS connection_id, cc.platform_account_id AS account_id,
-                  cc.access_token, cc.settings AS connection_settings, cc.enabled, cc.healthy
-           FROM conversations c
-           JOIN leads l ON l.id = c.lead_id
-           JOIN tenants t ON t.id = c.tenant_id
-           LEFT JOIN LATERAL (
-             SELECT * FROM channel_connections cc
-             WHERE cc.tenant_id = c.tenant_id AND cc.channel = c.channel
-             ORDER BY (cc.platform_account_id = c.platform_account_id) DESC, cc.enabled DESC,
-                      cc.created_at
-             LIMIT 1) cc ON true
-           WHERE c.id = $1""",
-        e.conversation_id,
+async def unclaim(conn: asyncpg.Connection, message_id: uuid.UUID, claimer: int) -> None:
+    """sending -> pending before any platform call (the rules could not decide): a retry or a
+    replay claims it again."""
+    await conn.execute(
+        """UPDATE messages SET status = 'pending', updated_at = now()
+           WHERE id = $1 AND status = 'sending' AND claimed_by = $2""",
+        message_id, claimer,
     )
 
 
@@ -82,15 +125,6 @@ async def set_opted_out(conn: asyncpg.Connection, lead_id: uuid.UUID) -> None:
         "WHERE id = $1",
         lead_id,
     )
-
-
-async def claim(conn: asyncpg.Connection, message_id: uuid.UUID, claimer: int) -> bool:
-    """pending -> sending. Only one worker can win it."""
-    return await conn.fetchval(
-        """UPDATE messages SET status = 'sending', claimed_by = $2, updated_at = now()
-           WHERE id = $1 AND status = 'pending' RETURNING true""",
-        message_id, claimer,
-    ) is not None
 
 
 async def release(conn: asyncpg.Connection, message_id: uuid.UUID, code: int | None,
@@ -115,16 +149,25 @@ async def record_parts(conn: asyncpg.Connection, message_id: uuid.UUID, part_ids
 
 
 async def mark_sent(conn: asyncpg.Connection, message_id: uuid.UUID, conversation_id: uuid.UUID,
-                    platform_message_id: str) -> None:
+                    platform_message_id: str, part_ids: list[str] | None,
+                    connection_id: uuid.UUID) -> None:
+    """`sent` with the platform id (and every part's id when it was split), the conversation's
+    last outbound time, and the connection healthy again if it was not (a replay after a token
+    fix), in one statement: one round trip, atomic."""
     await conn.execute(
-        """UPDATE messages SET status = 'sent', platform_message_id = $2, sent_at = now(),
-                               error_code = NULL, error_title = NULL, updated_at = now()
-           WHERE id = $1""",
-        message_id, platform_message_id,
-    )
-    await conn.execute(
-        "UPDATE conversations SET last_outbound_at = now(), updated_at = now() WHERE id = $1",
-        conversation_id,
+        """WITH sent AS (
+             UPDATE messages SET status = 'sent', platform_message_id = $2, sent_at = now(),
+                                 error_code = NULL, error_title = NULL, updated_at = now(),
+                                 payload = CASE WHEN $4::jsonb IS NULL THEN payload
+                                           ELSE payload || jsonb_build_object('part_ids', $4::jsonb)
+                                           END
+             WHERE id = $1),
+           conversation AS (
+             UPDATE conversations SET last_outbound_at = now(), updated_at = now()
+             WHERE id = $3)
+           UPDATE channel_connections SET healthy = true, updated_at = now()
+           WHERE id = $5 AND NOT healthy""",
+        message_id, platform_message_id, conversation_id, part_ids, connection_id,
     )
 
 
@@ -148,21 +191,14 @@ async def flag_conversation(conn: asyncpg.Connection, conversation_id: uuid.UUID
     )
 
 
-async def set_connection_health(conn: asyncpg.Connection, connection_id: uuid.UUID,
-                                healthy: bool, error: str | None = None) -> None:
-    if healthy:
-        await conn.execute(
-            "UPDATE channel_connections SET healthy = true, updated_at = now() "
-            "WHERE id = $1 AND NOT healthy",
-            connection_id,
-        )
-    else:
-        await conn.execute(
-            """UPDATE channel_connections SET healthy = false, last_error = $2,
-                                              last_error_at = now(), updated_at = now()
-               WHERE id = $1""",
-            connection_id, error,
-        )
+async def mark_unhealthy(conn: asyncpg.Connection, connection_id: uuid.UUID, error: str) -> None:
+    """The token was refused: the channel needs the clinic (a successful send heals it)."""
+    await conn.execute(
+        """UPDATE channel_connections SET healthy = false, last_error = $2,
+                                          last_error_at = now(), updated_at = now()
+           WHERE id = $1""",
+        connection_id, error,
+    )
 
 
 async def take_quota(
@@ -173,7 +209,8 @@ async def take_quota(
     """Reserve `parts` TikTok messages for this lead, atomically; False when over a limit.
 
     One row per lead; the conditional upsert locks it, so concurrent sends are serialised and
-    none passes the limit. A message that already took its quota (a retry) takes none again.
+    none passes the limit. A message that already took its quota (a retry) takes none again:
+    the counters and the message's use are written in one transaction.
     """
     if await conn.fetchval(
         "SELECT true FROM dispatcher_quota_uses WHERE message_id = $1", message_id
@@ -181,29 +218,30 @@ async def take_quota(
         return True
     if parts > daily_limit or parts > unanswered_limit:
         return False
-    taken = await conn.fetchval(
-        """INSERT INTO dispatcher_send_quota AS q
-                  (tenant_id, lead_id, day, day_count, streak_since, streak_count)
-           VALUES ($1, $2, $3, $4, $5, $4)
-           ON CONFLICT (tenant_id, lead_id) DO UPDATE SET
-             day = EXCLUDED.day,
-             day_count = CASE WHEN q.day = EXCLUDED.day THEN q.day_count ELSE 0 END + $4,
-             streak_since = EXCLUDED.streak_since,
-             streak_count = CASE WHEN q.streak_since IS NOT DISTINCT FROM EXCLUDED.streak_since
-                                 THEN q.streak_count ELSE 0 END + $4,
-             updated_at = now()
-           WHERE CASE WHEN q.day = EXCLUDED.day THEN q.day_count ELSE 0 END + $4 <= $6
-             AND CASE WHEN q.streak_since IS NOT DISTINCT FROM EXCLUDED.streak_since
-                      THEN q.streak_count ELSE 0 END + $4 <= $7
-           RETURNING true""",
-        tenant_id, lead_id, day, parts, last_inbound_at, daily_limit, unanswered_limit,
-    )
-    if not taken:
-        return False
-    await conn.execute(
-        "INSERT INTO dispatcher_quota_uses (tenant_id, message_id, parts) VALUES ($1, $2, $3)",
-        tenant_id, message_id, parts,
-    )
+    async with conn.transaction():
+        taken = await conn.fetchval(
+            """INSERT INTO dispatcher_send_quota AS q
+                      (tenant_id, lead_id, day, day_count, streak_since, streak_count)
+               VALUES ($1, $2, $3, $4, $5, $4)
+               ON CONFLICT (tenant_id, lead_id) DO UPDATE SET
+                 day = EXCLUDED.day,
+                 day_count = CASE WHEN q.day = EXCLUDED.day THEN q.day_count ELSE 0 END + $4,
+                 streak_since = EXCLUDED.streak_since,
+                 streak_count = CASE WHEN q.streak_since IS NOT DISTINCT FROM EXCLUDED.streak_since
+                                     THEN q.streak_count ELSE 0 END + $4,
+                 updated_at = now()
+               WHERE CASE WHEN q.day = EXCLUDED.day THEN q.day_count ELSE 0 END + $4 <= $6
+                 AND CASE WHEN q.streak_since IS NOT DISTINCT FROM EXCLUDED.streak_since
+                          THEN q.streak_count ELSE 0 END + $4 <= $7
+               RETURNING true""",
+            tenant_id, lead_id, day, parts, last_inbound_at, daily_limit, unanswered_limit,
+        )
+        if not taken:
+            return False
+        await conn.execute(
+            "INSERT INTO dispatcher_quota_uses (tenant_id, message_id, parts) VALUES ($1, $2, $3)",
+            tenant_id, message_id, parts,
+        )
     return True
 
 

@@ -1,16 +1,19 @@
 """The dispatcher's handlers: send an outbound message exactly once, within the platform's
 rules; apply the platform's delivery statuses.
 
-Send, step by step:
-1. One transaction: the message row (created from the event if nobody stored it), locked. A
-   final status means a redelivery: nothing is sent. Then the rules (opt-out, window, length,
-   TikTok quota) and the claim pending -> sending, committed together.
-2. Outside any transaction: the platform call(s), at most `dispatcher_tenant_concurrency` at
-   once per tenant. Rate limits are retried in place up to a bound, honouring Retry-After.
-3. One transaction per outcome: `sent` with the platform id; or back to `pending` for a retry
+Send, step by step (a happy-path text is two statements, six round trips with the scopes):
+1. One statement: the message row claimed pending -> sending (`claimed_by`: this process's
+   lease) together with the send's context; the row is created from the event first if nobody
+   stored it. A final status means a redelivery: nothing is sent. Then the rules (opt-out,
+   window, length, TikTok quota): a refusal ends the claim with its final status; a rule that
+   cannot decide (no connection) gives the claim back.
+2. Outside any transaction and without a database connection: the platform call(s), at most
+   `dispatcher_tenant_concurrency` at once per tenant. Rate limits are retried in place up to a
+   bound, honouring Retry-After.
+3. One statement per outcome: `sent` with the platform id; or back to `pending` for a retry
    (5xx, timeouts, longer rate limits) or a replay (token invalid: parked in the DLQ); or a
    final `failed` / `blocked_window` with the conversation flagged for a human.
-A crash between 2 and 3 leaves the row in `sending`: see docs/reliability.md.
+A crash between 1 and 3 leaves the row in `sending`: see docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import asyncio
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -28,7 +31,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 from tistis_common import metrics
 from tistis_common.broker import PermanentError
-from tistis_common.db import tenant_tx
+from tistis_common.db import tenant_session, tenant_tx
 from tistis_common.events import Event, MessageStatus, OutboundMessage
 from tistis_common.logging import bound, get_logger
 from tistis_common.settings import Settings
@@ -146,17 +149,26 @@ async def handle_outbound(event: OutboundMessage, deps: Deps) -> Sequence[Event]
 
 
 async def _prepare(event: OutboundMessage, deps: Deps) -> Plan | None:
-    async with tenant_tx(deps.pool, event.tenant_id) as conn:
-        row = await repo.ensure_outbound(conn, event)
+    # Each statement commits on its own: the claim and every write after it are conditional on
+    # the status they expect, so no transaction (nor its BEGIN and COMMIT) is needed.
+    async with tenant_session(deps.pool, event.tenant_id) as conn:
+        row = await repo.claim_outbound(conn, event, deps.claimer)
+        if row is None:  # nobody stored it first (scheduler, API): from the event
+            await repo.insert_outbound(conn, event)
+            row = await repo.claim_outbound(conn, event, deps.claimer)
         if row is None or row["direction"] != "outbound":
             raise PermanentError(f"message {event.message_id} is not an outbound message")
+        if row["claimed"]:
+            return await _decide_claimed(conn, event, row, deps)
         status = row["status"]
         if status in repo.FINAL:
             _count(event, "duplicate")
             log.info("send.duplicate", status=status)
             return None
+        if status == "pending":  # read as pending, but another attempt's claim won the update
+            raise RetryLater("the message was claimed meanwhile")
         if status != "sending":
-            return await _decide_and_claim(conn, event, row, deps)
+            raise PermanentError(f"message {event.message_id} has status {status}")
         # Claimed by a worker before. The one crash window: that worker died between its
         # platform call and recording the outcome (its lease is gone), or never came back
         # (the claim outlived the timeout). Whether the patient got it is unknown, and sending
@@ -166,8 +178,9 @@ async def _prepare(event: OutboundMessage, deps: Deps) -> Plan | None:
         if not claimer_died and (row["age"].total_seconds()
                                  < deps.settings.dispatcher_sending_timeout_seconds):
             raise RetryLater("another attempt is sending this message now")
-        await repo.mark_final(conn, event.message_id, "failed", None, "send_outcome_unknown")
-        await repo.flag_conversation(conn, event.conversation_id, "send_outcome_unknown")
+        if not await repo.end_claim(conn, event.message_id, row["claimed_by"], "failed",
+                                    "send_outcome_unknown", flag=True):
+            raise RetryLater("the stale claim was settled meanwhile")  # a duplicate next time
         _count(event, "unknown")
         log.error("send.outcome_unknown", claimed_by=row["claimed_by"],
                   claimed_for_s=row["age"].total_seconds())
@@ -177,32 +190,35 @@ async def _prepare(event: OutboundMessage, deps: Deps) -> Plan | None:
     return None
 
 
-async def _decide_and_claim(conn: asyncpg.Connection, event: OutboundMessage,
-                            row: asyncpg.Record, deps: Deps) -> Plan | None:
-    """Rules (opt-out, window, length, quota) and the claim pending -> sending, in one tx."""
-    status = row["status"]
-    if status != "pending":
-        raise PermanentError(f"message {event.message_id} has status {status}")
-    ctx = await repo.send_context(conn, event)
-    if ctx is None:
-        raise PermanentError(f"conversation {event.conversation_id} not found")
-    decision = await _decide(conn, event, ctx, row, deps.settings)
-    if isinstance(decision, Refusal):
-        await repo.mark_final(conn, event.message_id, decision.status, None, decision.reason)
-        if decision.flag:
-            await repo.flag_conversation(conn, event.conversation_id, decision.reason)
-        if decision.status == "blocked_window":
-            metrics.WINDOW_BLOCKS.labels(event.channel.value).inc()
-        _count(event, decision.outcome)
-        log.info("send.refused", status=decision.status, reason=decision.reason)
-        return None
-    if not await repo.claim(conn, event.message_id, deps.claimer):
-        raise RetryLater("the message was claimed meanwhile")
-    return decision
+async def _decide_claimed(conn: asyncpg.Connection, event: OutboundMessage,
+                          row: asyncpg.Record, deps: Deps) -> Plan | None:
+    """The rules (opt-out, window, length, quota) for a message this process has just claimed:
+    a plan to send, or a refusal that ends the claim with its final status."""
+    try:
+        if row["conversation_id"] is None:
+            raise PermanentError(f"conversation {event.conversation_id} not found")
+        decision = await _decide(conn, event, row, deps.settings)
+    except BaseException:
+        # Nothing was sent: give the claim back, so that a retry or a replay (e.g. once the
+        # clinic connects the channel) finds the message pending, not a send in flight.
+        with suppress(Exception):
+            await repo.unclaim(conn, event.message_id, deps.claimer)
+        raise
+    if isinstance(decision, Plan):
+        return decision
+    if not await repo.end_claim(conn, event.message_id, deps.claimer, decision.status,
+                                decision.reason, decision.flag):
+        raise RetryLater("the claim was settled meanwhile")  # a duplicate next time
+    if decision.status == "blocked_window":
+        metrics.WINDOW_BLOCKS.labels(event.channel.value).inc()
+    _count(event, decision.outcome)
+    log.info("send.refused", status=decision.status, reason=decision.reason)
+    return None
 
 
 async def _decide(conn: asyncpg.Connection, event: OutboundMessage, ctx: asyncpg.Record,
-                  row: asyncpg.Record, settings: Settings) -> Plan | Refusal:
+                  settings: Settings) -> Plan | Refusal:
+    """`ctx`: the claimed row with its context (`repo.claim_outbound`)."""
     now = datetime.now(UTC)
     if rules.needs_consent(event):
         if ctx["opted_out_at"] is not None:
@@ -242,7 +258,7 @@ async def _decide(conn: asyncpg.Connection, event: OutboundMessage, ctx: asyncpg
             unanswered_limit=settings.tiktok_unanswered_limit,
         ):
             return Refusal("blocked_window", "tiktok_message_limit", "blocked_limit")
-    done = list((row["payload"] or {}).get("part_ids") or [])
+    done = list((ctx["payload"] or {}).get("part_ids") or [])
     return Plan(account, bodies, done)
 
 
@@ -271,13 +287,11 @@ async def _send(event: OutboundMessage, plan: Plan, deps: Deps) -> None:
             await _failed(event, plan, exc, done, deps)
             return
         if index < len(plan.bodies) - 1:
-            async with tenant_tx(deps.pool, event.tenant_id) as conn:
+            async with tenant_session(deps.pool, event.tenant_id) as conn:
                 await repo.record_parts(conn, event.message_id, done)
-    async with tenant_tx(deps.pool, event.tenant_id) as conn:
-        if len(done) > 1:
-            await repo.record_parts(conn, event.message_id, done)
-        await repo.mark_sent(conn, event.message_id, event.conversation_id, done[-1])
-        await repo.set_connection_health(conn, plan.account.connection_id, True)
+    async with tenant_session(deps.pool, event.tenant_id) as conn:
+        await repo.mark_sent(conn, event.message_id, event.conversation_id, done[-1],
+                             done if len(done) > 1 else None, plan.account.connection_id)
     metrics.CONNECTION_HEALTHY.labels(str(event.tenant_id), event.channel.value).set(1)
     _count(event, "sent")
     log.info("send.sent", platform_message_id=done[-1], parts=len(done))
@@ -318,8 +332,7 @@ async def _failed(event: OutboundMessage, plan: Plan, exc: SendError, done: list
             await repo.record_parts(conn, event.message_id, done)
         if isinstance(exc, TokenInvalid):
             await repo.release(conn, event.message_id, exc.code, exc.title)
-            await repo.set_connection_health(conn, plan.account.connection_id, False,
-                                             f"{exc.code}: {exc.title}")
+            await repo.mark_unhealthy(conn, plan.account.connection_id, f"{exc.code}: {exc.title}")
         elif isinstance(exc, RateLimited | Transient):
             await repo.release(conn, event.message_id, exc.code, exc.title)
         elif isinstance(exc, OptedOut):
