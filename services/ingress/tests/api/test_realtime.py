@@ -9,6 +9,8 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from functools import partial
+from urllib.parse import quote, unquote, urlsplit
 
 import httpx
 from tistis_common.broker import Publisher, connect
@@ -19,6 +21,9 @@ from tistis_common.events import (
     LeadClassified,
     LeadCreated,
 )
+from tistis_common.testing.plugin import eventually, own_vhost, running
+from tistis_ingress.api import realtime
+from tistis_ingress.main import start as start_ingress
 
 
 class Stream:
@@ -63,6 +68,17 @@ async def stream(http: httpx.AsyncClient, key: str, last_event_id: str | None = 
 async def _publisher(settings):
     connection = await connect(settings.rabbitmq_url)
     return connection, await Publisher.open(connection)
+
+
+async def realtime_queues(settings) -> list[str]:
+    """The feed's queues in the settings' vhost, as the broker's management API lists them."""
+    mgmt = urlsplit(settings.rabbitmq_management_url)
+    vhost = unquote(urlsplit(settings.rabbitmq_url).path[1:]) or "/"
+    async with httpx.AsyncClient(base_url=f"{mgmt.scheme}://{mgmt.hostname}:{mgmt.port or 15672}",
+                                 auth=(mgmt.username or "guest", mgmt.password or "guest")) as http:
+        answer = await http.get(f"/api/queues/{quote(vhost, safe='')}", params={"columns": "name"})
+        answer.raise_for_status()
+        return sorted(q["name"] for q in answer.json() if q["name"].startswith("ingress.realtime."))
 
 
 def lead_created(tenant_id: uuid.UUID, name: str) -> LeadCreated:
@@ -156,9 +172,6 @@ class TestRealtimeFeed:
 
 class TestShutdown:
     async def test_open_streams_end_when_the_ingress_stops(self, settings, keyed_tenant):
-        from tistis_common.testing.plugin import running
-        from tistis_ingress.main import start as start_ingress
-
         a = await keyed_tenant()
         async with running(start_ingress, settings) as runtime:
             http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{runtime.http_port}", timeout=10)
@@ -173,3 +186,67 @@ class TestShutdown:
         with contextlib.suppress(Exception):
             await opened.__aexit__(None, None, None)
         await http.aclose()
+
+
+@asynccontextmanager
+async def lone_ingress(settings) -> AsyncIterator[tuple[httpx.AsyncClient, Publisher, object]]:
+    """An ingress on a vhost of its own (so that its realtime queue is the only one there), a
+    client of its HTTP port and a publisher on that vhost; yields the vhost's settings too."""
+    async with own_vhost(settings) as mine, running(start_ingress, mine) as runtime:
+        connection, publisher = await _publisher(mine)
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{runtime.http_port}",
+                                         timeout=10) as http:
+                yield http, publisher, mine
+        finally:
+            await connection.close()
+
+
+async def no_realtime_queue(settings) -> bool:
+    return await realtime_queues(settings) == []
+
+
+class TestBoundOnlyWhileListened:
+    async def test_nothing_is_consumed_until_a_stream_opens(self, settings, keyed_tenant):
+        a = await keyed_tenant()
+        async with lone_ingress(settings) as (http, publisher, mine):
+            await asyncio.sleep(0.5)  # time enough for a feed that would bind at start
+            assert await realtime_queues(mine) == []
+            async with stream(http, a.key) as feed:
+                assert len(await realtime_queues(mine)) == 1
+                event = lead_created(a.tenant.id, "Juan")
+                await publisher.publish(event)
+                assert (await feed.next())["id"] == str(event.event_id)
+            bound = await realtime_queues(mine)
+            await asyncio.sleep(0.5)
+            assert await realtime_queues(mine) == bound  # lingers for the reconnect
+
+    async def test_after_the_linger_the_queue_goes_and_the_next_stream_binds_again(
+            self, settings, keyed_tenant, monkeypatch):
+        monkeypatch.setattr(realtime, "RealtimeFeed", partial(realtime.RealtimeFeed, linger=0.3))
+        a = await keyed_tenant()
+        async with lone_ingress(settings) as (http, publisher, mine):
+            async with stream(http, a.key) as feed:
+                first = await realtime_queues(mine)
+                await publisher.publish(lead_created(a.tenant.id, "uno"))
+                assert (await feed.next())["data"]["name"] == "uno"
+            await eventually(lambda: no_realtime_queue(mine), timeout=5)
+            await publisher.publish(lead_created(a.tenant.id, "nobody listens"))
+            async with stream(http, a.key) as feed:
+                second = await realtime_queues(mine)
+                assert len(second) == 1 and second != first
+                await publisher.publish(lead_created(a.tenant.id, "dos"))
+                assert (await feed.next())["data"]["name"] == "dos"
+
+    async def test_a_stream_back_within_the_linger_keeps_the_feed_bound(
+            self, settings, keyed_tenant, monkeypatch):
+        monkeypatch.setattr(realtime, "RealtimeFeed", partial(realtime.RealtimeFeed, linger=0.5))
+        a = await keyed_tenant()
+        async with lone_ingress(settings) as (http, publisher, mine):
+            async with stream(http, a.key) as feed:
+                bound = await realtime_queues(mine)
+            async with stream(http, a.key) as feed:
+                await asyncio.sleep(1.0)  # past the first stream's linger
+                assert await realtime_queues(mine) == bound
+                await publisher.publish(lead_created(a.tenant.id, "sigo aquí"))
+                assert (await feed.next())["data"]["name"] == "sigo aquí"

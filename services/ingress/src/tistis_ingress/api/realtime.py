@@ -2,14 +2,19 @@
 events per tenant (API key) of new leads, new messages (in and out), escalations / hand-backs
 and band changes.
 
-Fed from the broker: each ingress instance binds one exclusive, auto-deleted queue to
-`REALTIME_BINDINGS` and fans each event out to the streams of its tenant. Every instance sees
-every event, so a client may connect to any of them.
+Fed from the broker, only while someone listens: the pipeline emits about three events per
+patient message, and consuming them all with no dashboard open costs the broker and the ingress
+CPU for nothing. When the first stream (of any tenant) opens, the instance binds one exclusive,
+auto-deleted queue to `REALTIME_BINDINGS` and fans each event out to the streams of its tenant;
+`LINGER_SECONDS` after the last stream closed it closes that queue's channel (the broker deletes
+the queue) until a stream opens again. A stream starts only once the feed is bound (503 if that
+takes over 5 s). Every bound instance sees every event, so a client may connect to any of them.
 
 Reconnection: the SSE `id` is the event id. Each instance keeps a bounded ring of the recent
 events per tenant; a client that reconnects with `Last-Event-ID` gets what came after that id.
 An id the ring no longer holds (evicted, or the instance restarted) replays the whole ring:
-better a duplicate the client drops by id than a gap.
+better a duplicate the client drops by id than a gap. The linger keeps the ring filling while a
+client reconnects; one that stays away longer misses what came while the feed was unbound.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from dataclasses import dataclass
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from fastapi import APIRouter, Depends, Header, HTTPException
 from fastapi.responses import StreamingResponse
+from starlette.background import BackgroundTask
 from tistis_common import metrics
 from tistis_common.logging import get_logger
 from tistis_common.runtime import Runtime
@@ -39,6 +45,9 @@ log = get_logger(__name__)
 RING_SIZE = 1000
 SUBSCRIBER_BUFFER = 1000
 KEEPALIVE_SECONDS = 15.0
+# How long the feed stays bound after the last stream closed: long enough for a client that
+# reconnects (a reload, a flaky network) to find what it missed in the ring.
+LINGER_SECONDS = 600.0
 
 
 @dataclass(frozen=True)
@@ -71,18 +80,28 @@ class Ring:
 
 
 class RealtimeFeed:
-    def __init__(self, connection: AbstractRobustConnection, ring_size: int = RING_SIZE):
+    def __init__(self, connection: AbstractRobustConnection, ring_size: int = RING_SIZE,
+                 linger: float = LINGER_SECONDS):
         self.connection = connection
         self.ring_size = ring_size
-        self.ready = asyncio.Event()
+        self.linger = linger
+        self.ready = asyncio.Event()  # bound and consuming: streams may start
         self._rings: dict[uuid.UUID, Ring] = {}
         self._subscribers: dict[uuid.UUID, set[asyncio.Queue[FeedItem | None]]] = {}
+        # A stream is open, or the last one closed less than `linger` ago ...
+        self._wanted = asyncio.Event()
+        # ... or not (set when the linger ran out): the consumer stops.
+        self._idle = asyncio.Event()
+        self._linger_timer: asyncio.TimerHandle | None = None
 
     async def run(self, stopping: asyncio.Event) -> None:
-        """Background loop of the runtime: consume until the service stops; a failure to set
-        the feed up is logged and tried again (the streams answer 503 meanwhile)."""
+        """Background loop of the runtime: consume while wanted, until the service stops; a
+        failure to set the feed up is logged and tried again (the streams answer 503 meanwhile)."""
         try:
             while not stopping.is_set():
+                await _first(stopping, self._wanted)
+                if stopping.is_set():
+                    break
                 try:
                     await self._consume(stopping)
                 except Exception as exc:
@@ -90,11 +109,15 @@ class RealtimeFeed:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stopping.wait(), timeout=1.0)
         finally:
+            if self._linger_timer:
+                self._linger_timer.cancel()
             for queues in self._subscribers.values():
                 for q in queues:
                     q.put_nowait(None)  # end the open streams so that the server can stop
 
     async def _consume(self, stopping: asyncio.Event) -> None:
+        """Bound until the service stops or the feed is idle; a broker reconnect is the robust
+        channel's business (it declares, binds and consumes again)."""
         channel = await self.connection.channel()
         name = f"ingress.realtime.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
         try:
@@ -109,11 +132,26 @@ class RealtimeFeed:
             await queue.consume(self._on_message, no_ack=True)
             self.ready.set()
             log.info("realtime.started", queue=name)
-            await stopping.wait()
+            await _first(stopping, self._idle)
+            log.info("realtime.unbound", queue=name)
         finally:
             self.ready.clear()
             if not channel.is_closed:
-                await channel.close()
+                await channel.close()  # the exclusive queue goes with it
+
+    def _listened(self) -> None:
+        if self._linger_timer:
+            self._linger_timer.cancel()
+            self._linger_timer = None
+        self._idle.clear()
+        self._wanted.set()
+
+    def _lapse(self) -> None:
+        """The linger ran out with no stream open."""
+        self._linger_timer = None
+        self._wanted.clear()
+        self.ready.clear()  # a stream that opens now waits for the next binding
+        self._idle.set()
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         # The envelope travels in the AMQP properties (`broker.event_message`): no need to parse
@@ -147,7 +185,8 @@ class RealtimeFeed:
 
     def subscribe(self, tenant_id: uuid.UUID, last_event_id: str | None
                   ) -> tuple[list[FeedItem], asyncio.Queue[FeedItem | None]]:
-        """Backlog and live queue, taken together (no await in between: nothing slips through)."""
+        """Backlog and live queue, taken together (no await in between: nothing slips through).
+        Binds the feed if it is not: wait for `ready` before streaming."""
         held = self._rings.get(tenant_id)
         ring = list(held.items) if held else []
         backlog: list[FeedItem] = []
@@ -157,13 +196,20 @@ class RealtimeFeed:
         q: asyncio.Queue[FeedItem | None] = asyncio.Queue(SUBSCRIBER_BUFFER)
         self._subscribers.setdefault(tenant_id, set()).add(q)
         metrics.REALTIME_SUBSCRIBERS.inc()
+        self._listened()
         return backlog, q
 
     def unsubscribe(self, tenant_id: uuid.UUID, q: asyncio.Queue[FeedItem | None]) -> None:
+        """Idempotent. The last stream out starts the linger."""
         subs = self._subscribers.get(tenant_id)
-        if subs and q in subs:
-            subs.discard(q)
-            metrics.REALTIME_SUBSCRIBERS.dec()
+        if not subs or q not in subs:
+            return
+        subs.discard(q)
+        metrics.REALTIME_SUBSCRIBERS.dec()
+        if not subs:
+            del self._subscribers[tenant_id]
+        if not self._subscribers:
+            self._linger_timer = asyncio.get_running_loop().call_later(self.linger, self._lapse)
 
 
 def realtime_router(runtime: Runtime) -> APIRouter:
@@ -180,15 +226,21 @@ def realtime_router(runtime: Runtime) -> APIRouter:
         tenant_id: uuid.UUID = Depends(tenant_key(runtime.pool, "realtime")),
         last_event_id: str | None = Header(None, max_length=100),
     ) -> StreamingResponse:
+        backlog, queue = feed.subscribe(tenant_id, last_event_id)  # binds the feed if idle
         try:
             await asyncio.wait_for(feed.ready.wait(), timeout=5)
-        except TimeoutError as exc:
-            raise HTTPException(503, "realtime feed not ready, retry") from exc
-        backlog, queue = feed.subscribe(tenant_id, last_event_id)
+        except BaseException as exc:  # not bound in time, or the request cancelled
+            feed.unsubscribe(tenant_id, queue)
+            if isinstance(exc, TimeoutError):
+                raise HTTPException(503, "realtime feed not ready, retry") from exc
+            raise
         return StreamingResponse(
             _events(feed, tenant_id, backlog, queue, runtime.stopping),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            # Also when the body never starts (the client left while we waited for `ready`):
+            # the generator's `finally` runs only once it has started.
+            background=BackgroundTask(feed.unsubscribe, tenant_id, queue),
         )
 
     return router
@@ -213,4 +265,14 @@ async def _events(feed: RealtimeFeed, tenant_id: uuid.UUID, backlog: list[FeedIt
         feed.unsubscribe(tenant_id, queue)
 
 
-__all__ = ["FeedItem", "RealtimeFeed", "realtime_router"]
+async def _first(*events: asyncio.Event) -> None:
+    """Until any of `events` is set."""
+    waits = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+
+
+__all__ = ["LINGER_SECONDS", "FeedItem", "RealtimeFeed", "realtime_router"]
