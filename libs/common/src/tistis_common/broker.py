@@ -18,6 +18,7 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import aio_pika
 from aio_pika.abc import (
@@ -26,6 +27,10 @@ from aio_pika.abc import (
     AbstractIncomingMessage,
     AbstractRobustConnection,
 )
+from aiormq import spec
+from aiormq.abc import ChannelFrame
+from aiormq.exceptions import ChannelInvalidStateError
+from pamqp.header import ContentHeader
 from pydantic import ValidationError
 
 from tistis_common import metrics
@@ -69,13 +74,30 @@ def event_message(event: Event, headers: dict | None = None) -> aio_pika.Message
     )
 
 
+class NotConfirmed(Exception):
+    """The broker did not ack an event: it is not safely stored."""
+
+
 class Publisher:
-    """Publishes persistent events and returns only once the broker confirmed each one."""
+    """Publishes persistent events and returns only once the broker confirmed each one.
+
+    Batched, because publishing is most of the CPU of a busy service: the events of all callers
+    that publish in the same event-loop turn are marshalled into ONE frame buffer and written
+    with one socket write, each with its own delivery tag and confirm future (aiormq's own
+    bookkeeping, so a return or a nack fails only its own caller); the broker confirms them in
+    turn, usually with `multiple` acks covering many. aio-pika's `Exchange.publish(timeout=...)`
+    instead wraps the channel lock, the write and the confirm each in `asyncio.wait_for` (three
+    tasks per message) and writes every message on its own: at the ingress, batching took a
+    webhook from 20-28 % to 62 % of a bare route's requests/s. One deadline (`asyncio.timeout`)
+    covers a call.
+    """
 
     def __init__(self, channel: AbstractChannel, exchange: AbstractExchange, timeout: float = 10):
         self.channel = channel
         self.exchange = exchange
         self.timeout = timeout
+        self._pending: list[tuple[Event, asyncio.Future]] = []
+        self._flushing: asyncio.Task | None = None
 
     @classmethod
     async def open(cls, connection: AbstractRobustConnection, timeout: float = 10) -> Publisher:
@@ -85,18 +107,75 @@ class Publisher:
         return cls(channel, exchange, timeout)
 
     async def publish(self, event: Event) -> None:
-        started = time.perf_counter()
-        await self.exchange.publish(
-            event_message(event), routing_key=routing_key(event), mandatory=True,
-            timeout=self.timeout,
-        )
-        metrics.PUBLISH_CONFIRM_SECONDS.observe(time.perf_counter() - started)
-        metrics.EVENTS_PUBLISHED.labels(event.type).inc()  # type: ignore[attr-defined]
+        await self.publish_all([event])
 
     async def publish_all(self, events: Sequence[Event]) -> None:
         """All in flight at once; returns when every confirm is back, raises if any failed."""
-        if events:
-            await asyncio.gather(*(self.publish(e) for e in events))
+        if not events:
+            return
+        if self.channel.is_closed:
+            raise ChannelInvalidStateError("publisher channel is closed")
+        started = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(self.timeout):
+            underlay = await self.channel.get_underlay_channel()
+            futures = []
+            for event in events:
+                future = loop.create_future()
+                self._pending.append((event, future))
+                futures.append(future)
+            if self._flushing is None:
+                # After this turn of the loop: events published meanwhile join the batch.
+                self._flushing = loop.create_task(self._flush(underlay))
+            for future in futures:
+                confirmation = await future
+                if not isinstance(confirmation, spec.Basic.Ack):
+                    raise NotConfirmed(f"broker answered {type(confirmation).__name__}")
+        elapsed = time.perf_counter() - started
+        for event in events:
+            metrics.PUBLISH_CONFIRM_SECONDS.observe(elapsed)
+            metrics.EVENTS_PUBLISHED.labels(event.type).inc()  # type: ignore[attr-defined]
+
+    async def _flush(self, underlay: Any) -> None:
+        try:
+            await asyncio.sleep(0)
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    await self._write(underlay, batch)
+                except BaseException as exc:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc if isinstance(exc, Exception)
+                                                 else ChannelInvalidStateError(repr(exc)))
+                    if not isinstance(exc, Exception):
+                        raise
+        finally:
+            self._flushing = None
+
+    @staticmethod
+    async def _write(underlay: Any, batch: list[tuple[Event, asyncio.Future]]) -> None:
+        """What aiormq's `basic_publish` does per message, for a batch in one frame buffer."""
+        frames: list = []
+        async with underlay.lock:  # delivery tags must follow the order frames are written in
+            if underlay.is_closed:
+                raise ChannelInvalidStateError("publisher channel is closed")
+            for event, future in batch:
+                message = event_message(event)
+                properties = message.properties
+                underlay.delivery_tag += 1
+                confirmation = underlay.create_future()
+                underlay.confirmations[underlay.delivery_tag] = confirmation
+                message_id = properties.message_id
+                underlay.message_id_delivery_tag[message_id] = underlay.delivery_tag
+                confirmation.add_done_callback(
+                    lambda done, mid=message_id, out=future: _settle(underlay, mid, done, out))
+                frames.append(spec.Basic.Publish(exchange=EXCHANGE, routing_key=routing_key(event),
+                                                 mandatory=True))
+                frames.append(ContentHeader(properties=properties, body_size=len(message.body)))
+                frames.extend(underlay._split_body(message.body))
+            await underlay.write_queue.put(ChannelFrame.marshall(
+                channel_number=underlay.number, frames=frames))
 
     async def send_to_queue(self, queue: str, body: bytes, headers: dict, props: dict) -> None:
         """Through the default exchange, straight to one queue (retries, dead letters, replay)."""
@@ -106,6 +185,19 @@ class Publisher:
         await self.channel.default_exchange.publish(
             message, routing_key=queue, mandatory=True, timeout=self.timeout
         )
+
+
+def _settle(underlay: Any, message_id: str, confirmation: asyncio.Future,
+            out: asyncio.Future) -> None:
+    underlay.message_id_delivery_tag.pop(message_id, None)
+    if out.done():
+        return
+    if confirmation.cancelled():
+        out.set_exception(ChannelInvalidStateError("confirmation cancelled"))
+    elif (error := confirmation.exception()) is not None:
+        out.set_exception(error)
+    else:
+        out.set_result(confirmation.result())
 
 
 def _copy_props(message: AbstractIncomingMessage) -> dict:

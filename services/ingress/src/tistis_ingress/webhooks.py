@@ -34,7 +34,6 @@ from .channels.meta_messaging import FacebookAdapter, InstagramAdapter
 from .channels.tiktok import TikTokAdapter
 from .channels.whatsapp import WhatsAppAdapter
 from .directory import Connection, Directory, Tenant
-from .publishing import WebhookPublisher
 from .recent import RecentlyConfirmed
 
 log = get_logger(__name__)
@@ -133,7 +132,7 @@ class WebhookIntake:
         self.directory = directory
         self.adapters = build_adapters(settings)
         self.recent = RecentlyConfirmed()
-        self.confirming = WebhookPublisher(publisher)
+        self.publisher = publisher
         self._counters: dict[tuple[str, ...], Any] = {}
 
     def _count(self, metric: Any, *labels: str) -> Any:
@@ -235,7 +234,7 @@ class WebhookIntake:
             return answer(channel, "duplicate", 200, None, tenant, len(events))
         confirm_started = time.perf_counter()
         try:
-            await self.confirming.publish_all(events)
+            await self.publisher.publish_all(events)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # broker down, confirm refused, timeout: let the platform retry

@@ -1,5 +1,5 @@
-"""The batching publisher against the real broker: every event of many concurrent requests is
-confirmed and routed exactly once; an unroutable event fails its own request only."""
+"""The batching publisher against the real broker: every event of many concurrent callers is
+confirmed and routed exactly once; an unroutable event fails its own caller only."""
 
 from __future__ import annotations
 
@@ -12,10 +12,8 @@ import aio_pika
 import pytest
 from tistis_common.broker import Publisher, connect
 from tistis_common.events import Event, InboundMessage, parse_event
+from tistis_common.testing.plugin import temporary_vhost
 from tistis_common.topology import EXCHANGE
-from tistis_ingress.publishing import WebhookPublisher
-
-from .conftest import ScratchVhost
 
 
 def inbound(tenant_id: uuid.UUID, n: int) -> InboundMessage:
@@ -33,18 +31,17 @@ class Stray(Event):
 @pytest.fixture
 async def scratch(settings):
     """A vhost of our own with just the exchange (no alternate exchange) and one queue copying
-    `message.received.*`: an event nothing is bound for is returned by the broker."""
-    vhost = ScratchVhost(settings)
-    await vhost.create(settings.retry_delays, topology=False)
-    connection = await connect(vhost.url)
-    channel = await connection.channel()
-    exchange = await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
-    copies = await channel.declare_queue("", exclusive=True)
-    await copies.bind(exchange, "message.received.*")
-    publisher = await Publisher.open(connection)
-    yield WebhookPublisher(publisher), copies
-    await connection.close()
-    await vhost.delete()
+    `message.received.#`: an event nothing is bound for is returned by the broker."""
+    async with temporary_vhost(settings.rabbitmq_management_url, settings.rabbitmq_url,
+                               "tistis_publisher") as url:
+        connection = await connect(url)
+        channel = await connection.channel()
+        exchange = await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC,
+                                                  durable=True)
+        copies = await channel.declare_queue("", exclusive=True)
+        await copies.bind(exchange, "message.received.#")
+        yield await Publisher.open(connection), copies
+        await connection.close()
 
 
 async def drain(queue: aio_pika.abc.AbstractQueue, count: int) -> list:
@@ -59,10 +56,10 @@ async def drain(queue: aio_pika.abc.AbstractQueue, count: int) -> list:
 
 
 async def test_concurrent_requests_are_each_confirmed_and_routed_once(scratch):
-    webhook_publisher, copies = scratch
+    publisher, copies = scratch
     tenant_id = uuid.uuid4()
     requests = [[inbound(tenant_id, 10 * r + i) for i in range(1 + r % 3)] for r in range(200)]
-    await asyncio.gather(*(webhook_publisher.publish_all(batch) for batch in requests))
+    await asyncio.gather(*(publisher.publish_all(batch) for batch in requests))
     sent = {e.event_id for batch in requests for e in batch}
     received = await asyncio.wait_for(drain(copies, len(sent)), 10)
     assert sorted(e.event_id for e in received) == sorted(sent)
@@ -70,13 +67,13 @@ async def test_concurrent_requests_are_each_confirmed_and_routed_once(scratch):
 
 
 async def test_an_unroutable_event_fails_only_its_own_request(scratch):
-    webhook_publisher, copies = scratch
+    publisher, copies = scratch
     tenant_id = uuid.uuid4()
     stray = Stray(tenant_id=tenant_id)
     results = await asyncio.gather(
-        webhook_publisher.publish_all([inbound(tenant_id, 1)]),
-        webhook_publisher.publish_all([stray]),
-        webhook_publisher.publish_all([inbound(tenant_id, 2)]),
+        publisher.publish_all([inbound(tenant_id, 1)]),
+        publisher.publish_all([stray]),
+        publisher.publish_all([inbound(tenant_id, 2)]),
         return_exceptions=True,
     )
     assert results[0] is None and results[2] is None
@@ -85,7 +82,7 @@ async def test_an_unroutable_event_fails_only_its_own_request(scratch):
 
 
 async def test_published_bytes_are_the_event(scratch):
-    webhook_publisher, copies = scratch
+    publisher, copies = scratch
     event = inbound(uuid.uuid4(), 7)
-    await webhook_publisher.publish_all([event])
+    await publisher.publish_all([event])
     assert await drain(copies, 1) == [event]
