@@ -98,7 +98,7 @@ ALL_QUEUES: tuple[QueueSpec, ...] = (
 )
 
 # The realtime feed: each ingress instance binds its own exclusive, auto-deleted queue (not
-# declared here: it lives and dies with the instance) to these, and fans out to SSE clients.
+# declared here) to these while SSE clients listen to it, and fans out to them.
 REALTIME_BINDINGS: tuple[str, ...] = (
     routing_pattern(LeadCreated),
     routing_pattern(InboundMessage),
