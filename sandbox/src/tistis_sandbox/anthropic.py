@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import secrets
-import string
 from typing import Any
 
-from fastapi import Request
-from fastapi.responses import JSONResponse
-
+from tistis_sandbox.meta import random_token
 from tistis_sandbox.recorder import Recorder, Step, apply_delay
 from tistis_sandbox.schema_sample import sample_from_schema
+from tistis_sandbox.wire import Answer, Call
 
 ERROR_TYPES: dict[int, str] = {
     400: "invalid_request_error",
@@ -38,20 +35,25 @@ ERROR_MESSAGES: dict[str, str] = {
     "authentication_error": "invalid x-api-key",
 }
 QUOTE_MAX = 200
-_B62 = string.ascii_letters + string.digits
 
 
 def _id(prefix: str) -> str:
-    return prefix + "01" + "".join(secrets.choice(_B62) for _ in range(22))
+    return prefix + "01" + random_token(22)
+
+
+# json.dumps(value, ensure_ascii=False[, sort_keys=True]) as reusable encoders; a parsed
+# request has no cycles to check for.
+_PLAIN = json.JSONEncoder(ensure_ascii=False, check_circular=False)
+_SORTED = json.JSONEncoder(ensure_ascii=False, check_circular=False, sort_keys=True)
 
 
 def estimate_tokens(value: Any) -> int:
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    text = value if isinstance(value, str) else _PLAIN.encode(value)
     return max(1, len(text) // 4)
 
 
 def error(status: int, message: str | None = None, *, error_type: str | None = None,
-          headers: dict[str, str] | None = None) -> JSONResponse:
+          headers: dict[str, str] | None = None) -> Answer:
     etype = error_type or ERROR_TYPES.get(status, "api_error" if status >= 500 else
                                           "invalid_request_error")
     req_id = _id("req_")
@@ -63,7 +65,7 @@ def error(status: int, message: str | None = None, *, error_type: str | None = N
         "error": {"type": etype, "message": message or ERROR_MESSAGES.get(etype, etype)},
         "request_id": req_id,
     }
-    return JSONResponse(body, status_code=status, headers=all_headers)
+    return Answer(status, body, all_headers)
 
 
 class Invalid(Exception):
@@ -140,8 +142,10 @@ def usage_for(body: dict[str, Any], cache: dict[str, int], output_tokens: int) -
     for block, is_breakpoint in _blocks(body):
         plain = {k: v for k, v in block.items() if k != "cache_control"} if isinstance(
             block, dict) else block
-        digest.update(json.dumps(plain, sort_keys=True, ensure_ascii=False).encode())
-        total += estimate_tokens(plain)
+        text = _SORTED.encode(plain)
+        digest.update(text.encode())
+        # estimate_tokens(plain), without serializing again: sorting keys keeps the length.
+        total += max(1, len(plain if isinstance(plain, str) else text) // 4)
         if is_breakpoint:
             breakpoints.append((digest.hexdigest(), total))
     read = max((tokens for h, tokens in breakpoints if h in cache), default=0)
@@ -227,43 +231,41 @@ def build_message(body: dict[str, Any], step: Step | None, cache: dict[str, int]
     }
 
 
-def _answer(recorder: Recorder, step: Step | None, request: Request, body: Any) -> JSONResponse:
+def _answer(recorder: Recorder, step: Step | None, call: Call, body: Any) -> Answer:
     if step is not None and step.is_error:
         status = step.status or 500
         return error(status, step.message, error_type=step.error_type, headers=step.headers)
-    key = request.headers.get("x-api-key") or request.headers.get("authorization")
+    key = call.headers.get("x-api-key") or call.headers.get("authorization")
     if not key:
         return error(401, "x-api-key header is required")
     if key.startswith("invalid"):
         return error(401, "invalid x-api-key")
-    if not request.headers.get("anthropic-version"):
+    if not call.headers.get("anthropic-version"):
         return error(400, "anthropic-version: header is required")
     try:
         validate(body)
     except (Invalid, AttributeError, TypeError, KeyError, ValueError) as exc:
         return error(400, str(exc))
     message = build_message(body, step, recorder.prompt_cache)
-    return JSONResponse(message, headers={"request-id": _id("req_")})
+    return Answer(200, message, {"request-id": _id("req_")})
 
 
-async def handle(recorder: Recorder, request: Request, body: Any) -> JSONResponse:
-    entry = recorder.record("anthropic", request, body)
+async def handle(recorder: Recorder, call: Call) -> Answer:
+    entry = recorder.record("anthropic", call)
     step = recorder.next_step("anthropic")
     await apply_delay(step)
-    response = _answer(recorder, step, request, body)
-    answer = json.loads(bytes(response.body))
-    entry.status = response.status_code
-    if response.status_code == 200:
-        entry.answered_id = answer["id"]
-        first = answer["content"][0]
-        entry.text = first.get("text") or json.dumps(first.get("input"), ensure_ascii=False)
+    answer = _answer(recorder, step, call, call.body)
+    entry.status = answer.status
+    if answer.status == 200:
+        entry.answered_id = answer.body["id"]
+        first = answer.body["content"][0]
+        entry.text = first.get("text") or _PLAIN.encode(first.get("input"))
     else:
-        entry.error_code = answer["error"]["type"]
-    return response
+        entry.error_code = answer.body["error"]["type"]
+    return answer
 
 
-
-def count_tokens(body: Any) -> JSONResponse:
+def count_tokens(body: Any) -> Answer:
     """`POST /v1/messages/count_tokens`: the same estimate the fake bills in `usage`."""
     if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
         return error(400, "messages: Field required")
@@ -272,4 +274,4 @@ def count_tokens(body: Any) -> JSONResponse:
     except Invalid as exc:
         return error(400, str(exc))
     total = sum(estimate_tokens(b) for b, _ in _blocks(body))
-    return JSONResponse({"input_tokens": total})
+    return Answer(200, {"input_tokens": total})

@@ -19,6 +19,12 @@ def _callback_payload(url: str, app_secret: str | None, statuses: list[str] | No
     return {"url": url, **{k: v for k, v in extra.items() if v is not None}}
 
 
+def _filters(target: str | None, recipient: str | None,
+             since: float | None) -> dict[str, Any]:
+    params = {"target": target, "recipient": recipient, "since": since}
+    return {k: v for k, v in params.items() if v}
+
+
 class SandboxClient:
     """Synchronous client: `SandboxClient("http://127.0.0.1:9100").script("whatsapp", {...})`."""
 
@@ -56,9 +62,10 @@ class SandboxClient:
         r.raise_for_status()
         return r.json()["deliveries"]  # type: ignore[no-any-return]
 
-    def requests(self, target: str | None = None, recipient: str | None = None) -> list[dict]:
-        params = {k: v for k, v in {"target": target, "recipient": recipient}.items() if v}
-        r = self._http.get("/_sandbox/requests", params=params)
+    def requests(self, target: str | None = None, recipient: str | None = None,
+                 since: float | None = None) -> list[dict]:
+        """Oldest first; `since` (a `time.time()`) skips what arrived earlier."""
+        r = self._http.get("/_sandbox/requests", params=_filters(target, recipient, since))
         r.raise_for_status()
         return r.json()["requests"]  # type: ignore[no-any-return]
 
@@ -113,10 +120,10 @@ class AsyncSandboxClient:
         r.raise_for_status()
         return r.json()["deliveries"]  # type: ignore[no-any-return]
 
-    async def requests(self, target: str | None = None,
-                       recipient: str | None = None) -> list[dict]:
-        params = {k: v for k, v in {"target": target, "recipient": recipient}.items() if v}
-        r = await self._http.get("/_sandbox/requests", params=params)
+    async def requests(self, target: str | None = None, recipient: str | None = None,
+                       since: float | None = None) -> list[dict]:
+        r = await self._http.get("/_sandbox/requests",
+                                 params=_filters(target, recipient, since))
         r.raise_for_status()
         return r.json()["requests"]  # type: ignore[no-any-return]
 

@@ -7,12 +7,8 @@ hide a bug the real platform would refuse.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
-
-from fastapi import Request
-from fastapi.responses import JSONResponse
 
 from tistis_sandbox.meta import (
     bearer_or_query_token,
@@ -22,6 +18,7 @@ from tistis_sandbox.meta import (
     token_error,
 )
 from tistis_sandbox.recorder import Recorder, Step, apply_delay
+from tistis_sandbox.wire import Answer, Call
 
 TEXT_MAX = 2000
 QUICK_REPLIES_MAX = 13
@@ -39,6 +36,7 @@ DEPRECATED_TAGS = (
 )
 SENDER_ACTIONS = ("typing_on", "typing_off", "mark_seen", "react", "unreact")
 MEDIA_TYPES = ("image", "audio", "video", "file")
+URL = re.compile(r"^https?://\S+$")
 
 
 class Invalid(Exception):
@@ -58,7 +56,7 @@ def _str(value: Any, limit: int, what: str) -> str:
 
 
 def _url(value: Any, what: str) -> None:
-    if not isinstance(value, str) or not re.match(r"^https?://\S+$", value):
+    if not isinstance(value, str) or not URL.match(value):
         raise Invalid(f"(#100) {what} should represent a valid URL")
 
 
@@ -167,10 +165,10 @@ def summary(body: dict[str, Any]) -> str | None:
     return payload.get("text") or payload.get("url")
 
 
-def _answer(step: Step | None, request: Request, body: Any) -> JSONResponse:
+def _answer(step: Step | None, call: Call, body: Any) -> Answer:
     if step is not None and step.is_error:
         return scripted_graph_error(step, whatsapp=False)
-    bad_token = token_error(bearer_or_query_token(request), whatsapp=False)
+    bad_token = token_error(bearer_or_query_token(call), whatsapp=False)
     if bad_token is not None:
         return bad_token
     try:
@@ -183,21 +181,21 @@ def _answer(step: Step | None, request: Request, body: Any) -> JSONResponse:
     if "sender_action" not in body:
         answer["message_id"] = "m_" + random_token(40, "abcdefghijklmnopqrstuvwxyz"
                                                     "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
-    return JSONResponse(answer)
+    return Answer(200, answer)
 
 
-async def handle(recorder: Recorder, request: Request, body: Any) -> JSONResponse:
-    entry = recorder.record("graph", request, body)
+async def handle(recorder: Recorder, call: Call) -> Answer:
+    body = call.body
+    entry = recorder.record("graph", call)
     step = recorder.next_step("graph")
     await apply_delay(step)
     if isinstance(body, dict) and isinstance(body.get("recipient"), dict):
         entry.recipient = str(body["recipient"].get("id") or "") or None
-    response = _answer(step, request, body)
-    entry.status = response.status_code
-    answer = json.loads(bytes(response.body))
-    if response.status_code == 200:
-        entry.answered_id = answer.get("message_id")
+    answer = _answer(step, call, body)
+    entry.status = answer.status
+    if answer.status == 200:
+        entry.answered_id = answer.body.get("message_id")
         entry.text = summary(body)
     else:
-        entry.error_code = answer["error"]["code"]
-    return response
+        entry.error_code = answer.body["error"]["code"]
+    return answer

@@ -49,7 +49,9 @@ def serve(
     if status_webhook:
         secret = os.environ.get("META_APP_SECRET") or webhooks.DEFAULT_SECRET
         recorder.callbacks["whatsapp"] = Callback(url=status_webhook, app_secret=secret)
-    uvicorn.run(create_app(recorder), host=host, port=port, log_level=log_level)
+    # No proxy in front of a local fake: skip uvicorn's X-Forwarded-* pass on every request.
+    uvicorn.run(create_app(recorder), host=host, port=port, log_level=log_level,
+                proxy_headers=False)
 
 
 def build_webhook(channel: ChannelName, text: str, user: str, name: str,
@@ -80,7 +82,7 @@ def build_webhook(channel: ChannelName, text: str, user: str, name: str,
 
 def _replies(sandbox: str, target: str, recipient: str, since: float) -> list[dict[str, Any]]:
     r = httpx.get(f"{sandbox.rstrip('/')}/_sandbox/requests",
-                  params={"target": target, "recipient": recipient}, timeout=5)
+                  params={"target": target, "recipient": recipient, "since": since}, timeout=5)
     r.raise_for_status()
     return [q for q in r.json()["requests"] if q["time"] >= since and 200 <= q["status"] < 300]
 

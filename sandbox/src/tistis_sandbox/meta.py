@@ -10,12 +10,11 @@ Error shape (Graph API / Cloud API):
 
 from __future__ import annotations
 
-import secrets
+import random
 import string
 from typing import TYPE_CHECKING, Any
 
-from fastapi import Request
-from fastapi.responses import JSONResponse
+from tistis_sandbox.wire import Answer, Call
 
 if TYPE_CHECKING:  # recorder imports callbacks, which import this module
     from tistis_sandbox.recorder import Step
@@ -67,13 +66,18 @@ DETAILS: dict[int, str] = {
 }
 
 
+# Fake ids need to be unique, not unguessable: a private Random (seeded from the OS, untouched
+# by tests that seed the global one) is some 20 times cheaper per character than `secrets`.
+_rng = random.Random()
+_ALNUM = string.ascii_letters + string.digits
+
+
 def fbtrace_id() -> str:
-    alphabet = string.ascii_letters + string.digits + "_-"
-    return "A" + "".join(secrets.choice(alphabet) for _ in range(22))
+    return "A" + random_token(22, _ALNUM + "_-")
 
 
-def random_token(n: int, alphabet: str = string.ascii_letters + string.digits) -> str:
-    return "".join(secrets.choice(alphabet) for _ in range(n))
+def random_token(n: int, alphabet: str = _ALNUM) -> str:
+    return "".join(_rng.choices(alphabet, k=n))
 
 
 def graph_error(
@@ -85,7 +89,7 @@ def graph_error(
     message: str | None = None,
     whatsapp: bool = False,
     headers: dict[str, str] | None = None,
-) -> JSONResponse:
+) -> Answer:
     default_status, title = GRAPH_CODES.get(code, (400, "An unknown error occurred"))
     err: dict[str, Any] = {
         "message": message or f"(#{code}) {title}",
@@ -100,10 +104,10 @@ def graph_error(
     elif detail:
         err["error_data"] = {"details": detail}
     err["fbtrace_id"] = fbtrace_id()
-    return JSONResponse({"error": err}, status_code=status or default_status, headers=headers)
+    return Answer(status or default_status, {"error": err}, headers)
 
 
-def scripted_graph_error(step: Step, *, whatsapp: bool) -> JSONResponse:
+def scripted_graph_error(step: Step, *, whatsapp: bool) -> Answer:
     """Turn a scripted step into the error Graph would send for it.
 
     `{"status": 500}` alone becomes a generic failure with the code fitting that status.
@@ -125,16 +129,16 @@ def scripted_graph_error(step: Step, *, whatsapp: bool) -> JSONResponse:
     )
 
 
-def bearer_or_query_token(request: Request) -> str | None:
-    auth = request.headers.get("authorization", "")
+def bearer_or_query_token(call: Call) -> str | None:
+    auth = call.headers.get("authorization", "")
     if auth.lower().startswith("bearer "):
         return auth[7:].strip() or None
     if auth:
         return None
-    return request.query_params.get("access_token") or None
+    return call.query.get("access_token") or None
 
 
-def token_error(token: str | None, *, whatsapp: bool) -> JSONResponse | None:
+def token_error(token: str | None, *, whatsapp: bool) -> Answer | None:
     """Any non-empty token is valid, except ones that say they are not.
 
     A token starting with "expired" or "invalid" answers 190 so that tests can exercise the

@@ -7,14 +7,15 @@ process-local on purpose: the sandbox is a test double, restarted freely, never 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from collections.abc import Collection
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from fastapi import Request
-
 from tistis_sandbox.callbacks import Callback, Delivery
+from tistis_sandbox.wire import Call, dumps
 
 Target = Literal["whatsapp", "graph", "tiktok", "anthropic"]
 TARGETS: tuple[str, ...] = ("whatsapp", "graph", "tiktok", "anthropic")
@@ -73,29 +74,47 @@ class Fault:
         return None
 
 
-@dataclass
+@dataclass(slots=True)
 class Recorded:
     target: str
     method: str
     path: str
     query: dict[str, str]
     headers: dict[str, str]
-    json: Any
+    # The body as received, parsed again when read: a parsed body is dozens of objects that
+    # the garbage collector would walk over and over while thousands of requests are kept.
+    raw: bytes
     time: float
     status: int = 0
     answered_id: str | None = None  # wamid, mid, TikTok message id, msg_ id
     error_code: int | str | None = None
     recipient: str | None = None  # the patient this went to, so `play` can find the reply
     text: str | None = None  # the human-readable part of what was sent
+    _encoded: bytes | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.raw) if self.raw else None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Not dataclasses.asdict: that deep-copies every recorded body on every poll.
+        return {"target": self.target, "method": self.method, "path": self.path,
+                "query": self.query, "headers": self.headers, "json": self.json,
+                "time": self.time, "status": self.status, "answered_id": self.answered_id,
+                "error_code": self.error_code, "recipient": self.recipient, "text": self.text}
 
+    def encoded(self) -> bytes:
+        """`to_dict()` as JSON, serialized once: pollers fetch the same rows again and again.
 
-def redact_headers(headers: Any) -> dict[str, str]:
-    return {
-        k.lower(): (REDACTED if k.lower() in SECRET_HEADERS else v) for k, v in headers.items()
-    }
+        Only an answered entry is kept: the fakes fill in `status` and the rest together, in one
+        synchronous step, so nothing changes after `status` is set.
+        """
+        if self._encoded is not None:
+            return self._encoded
+        data = dumps(self.to_dict())
+        if self.status:
+            self._encoded = data
+        return data
 
 
 class Recorder:
@@ -126,29 +145,24 @@ class Recorder:
             return self.scripts[target].popleft()
         return self.faults[target].as_step()
 
-    def record(self, target: str, request: Request, body: Any) -> Recorded:
-        query = {
-            k: (REDACTED if k in SECRET_QUERY else v) for k, v in request.query_params.items()
-        }
-        entry = Recorded(
-            target=target,
-            method=request.method,
-            path=request.url.path,
-            query=query,
-            headers=redact_headers(request.headers),
-            json=body,
-            time=time.time(),
-        )
+    def record(self, target: str, call: Call) -> Recorded:
+        query = {k: (REDACTED if k in SECRET_QUERY else v) for k, v in call.query.items()}
+        headers = {k: (REDACTED if k in SECRET_HEADERS else v) for k, v in call.headers.items()}
+        entry = Recorded(target=target, method=call.method, path=call.path, query=query,
+                         headers=headers, raw=call.raw, time=time.time())
         # One event loop serves the app, so a plain append cannot interleave.
         self.requests.append(entry)
         return entry
 
-    def find(self, target: str | None = None, recipient: str | None = None) -> list[Recorded]:
+    def find(self, targets: Collection[str] | None = None, recipient: str | None = None,
+             since: float | None = None) -> list[Recorded]:
+        """Oldest first; `since` keeps the requests that arrived at or after that time."""
         return [
             r
             for r in self.requests
-            if (target is None or r.target == target)
+            if (not targets or r.target in targets)
             and (recipient is None or r.recipient == recipient)
+            and (since is None or r.time >= since)
         ]
 
 

@@ -10,15 +10,12 @@ changes the HTTP status (a gateway failure).
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
 from typing import Any
 
-from fastapi import Request
-from fastapi.responses import JSONResponse
-
 from tistis_sandbox.recorder import Recorder, Step, apply_delay
+from tistis_sandbox.wire import Answer, Call
 
 TEXT_MAX = 6000
 OK = 0
@@ -82,38 +79,36 @@ def validate(body: Any) -> None:
         raise Invalid("message_type: Must be one of: TEXT, IMAGE.")
 
 
-def _answer(step: Step | None, request: Request, body: Any) -> JSONResponse:
+def _answer(step: Step | None, call: Call, body: Any) -> Answer:
     if step is not None and step.is_error:
         code = step.error_code or (RATE_LIMITED if step.status == 429 else SYSTEM_ERROR)
-        return JSONResponse(
-            envelope(code, step.message), status_code=step.status or 200, headers=step.headers
-        )
-    token = request.headers.get("access-token")
+        return Answer(step.status or 200, envelope(code, step.message), step.headers)
+    token = call.headers.get("access-token")
     if not token:
-        return JSONResponse(envelope(TOKEN_EMPTY))
+        return Answer(200, envelope(TOKEN_EMPTY))
     if token.startswith(("expired", "invalid", "Bearer ")):
         # "Bearer " is the classic mistake: TikTok wants the bare token and answers 40105.
-        return JSONResponse(envelope(TOKEN_INVALID))
+        return Answer(200, envelope(TOKEN_INVALID))
     try:
         validate(body)
     except (Invalid, AttributeError, TypeError, KeyError, ValueError) as exc:
-        return JSONResponse(envelope(INVALID_PARAMS, str(exc)))
+        return Answer(200, envelope(INVALID_PARAMS, str(exc)))
     message_id = secrets.token_urlsafe(18)
-    return JSONResponse(envelope(OK, data={"message": {"message_id": message_id}}))
+    return Answer(200, envelope(OK, data={"message": {"message_id": message_id}}))
 
 
-async def handle(recorder: Recorder, request: Request, body: Any) -> JSONResponse:
-    entry = recorder.record("tiktok", request, body)
+async def handle(recorder: Recorder, call: Call) -> Answer:
+    body = call.body
+    entry = recorder.record("tiktok", call)
     step = recorder.next_step("tiktok")
     await apply_delay(step)
     if isinstance(body, dict) and isinstance(body.get("recipient"), str):
         entry.recipient = body["recipient"]
-    response = _answer(step, request, body)
-    answer = json.loads(bytes(response.body))
-    entry.status = response.status_code
-    if answer["code"] == OK:
-        entry.answered_id = answer["data"]["message"]["message_id"]
+    answer = _answer(step, call, body)
+    entry.status = answer.status
+    if answer.body["code"] == OK:
+        entry.answered_id = answer.body["data"]["message"]["message_id"]
         entry.text = (body.get("text") or {}).get("body")
     else:
-        entry.error_code = answer["code"]
-    return response
+        entry.error_code = answer.body["code"]
+    return answer

@@ -8,13 +8,9 @@ buttons and lists, templates and media by link) and answers
 from __future__ import annotations
 
 import base64
-import json
 import re
 import secrets
 from typing import Any
-
-from fastapi import Request
-from fastapi.responses import JSONResponse
 
 from tistis_sandbox.callbacks import schedule_whatsapp_statuses
 from tistis_sandbox.meta import (
@@ -24,6 +20,7 @@ from tistis_sandbox.meta import (
     token_error,
 )
 from tistis_sandbox.recorder import Recorder, Step, apply_delay
+from tistis_sandbox.wire import Answer, Call
 
 TEXT_MAX = 4096
 INTERACTIVE_BODY_MAX = 1024
@@ -42,6 +39,8 @@ CAPTION_MAX = 1024
 MEDIA_TYPES = ("image", "audio", "video", "document", "sticker")
 TYPES = ("text", "interactive", "template", "reaction", "location", *MEDIA_TYPES)
 TEMPLATE_NAME = re.compile(r"^[a-z0-9_]{1,512}$")
+LINK = re.compile(r"^https?://\S+$")
+PHONE = re.compile(r"\+?[0-9]{6,20}")
 PARAM_TYPES = ("text", "currency", "date_time", "image", "document", "video", "payload")
 
 
@@ -143,7 +142,7 @@ def _validate_interactive(msg: dict[str, Any]) -> None:
 
 
 def _require_link(link: Any) -> None:
-    if not isinstance(link, str) or not re.match(r"^https?://\S+$", link):
+    if not isinstance(link, str) or not LINK.match(link):
         raise Invalid(131009, "Media link must be a valid http(s) URL.")
 
 
@@ -192,7 +191,7 @@ def validate(body: Any) -> None:
     if body.get("recipient_type", "individual") != "individual":
         raise Invalid(100, "Param recipient_type must be individual.")
     to = _require(body, "to", "")
-    if not re.fullmatch(r"\+?[0-9]{6,20}", str(to)):
+    if not PHONE.fullmatch(str(to)):
         raise Invalid(100, "Invalid parameter: to must be a phone number or wa_id.")
     kind = body.get("type", "text")
     if kind not in TYPES:
@@ -240,34 +239,33 @@ def new_wamid(wa_id: str) -> str:
     return "wamid." + base64.b64encode(raw).decode().rstrip("=")
 
 
-async def handle(recorder: Recorder, request: Request, body: Any) -> JSONResponse:
-    entry = recorder.record("whatsapp", request, body)
+async def handle(recorder: Recorder, call: Call, phone_number_id: str) -> Answer:
+    body = call.body
+    entry = recorder.record("whatsapp", call)
     step = recorder.next_step("whatsapp")
     await apply_delay(step)
     if isinstance(body, dict):
         entry.recipient = str(body.get("to", "")).lstrip("+") or None
-    response = _answer(step, request, body)
-    entry.status = response.status_code
-    if response.status_code == 200:
-        answered = _json(response)
-        entry.answered_id = answered["messages"][0]["id"]
+    answer = _answer(step, call, body)
+    entry.status = answer.status
+    if answer.status == 200:
+        entry.answered_id = answer.body["messages"][0]["id"]
         entry.text = summary(body)
         callback = recorder.callbacks.get("whatsapp")
         if callback is not None:
             schedule_whatsapp_statuses(
                 callback, recorder.deliveries, message_id=entry.answered_id,
-                recipient=answered["contacts"][0]["wa_id"],
-                phone_number_id=request.path_params.get("account_id", ""),
+                recipient=answer.body["contacts"][0]["wa_id"], phone_number_id=phone_number_id,
                 async_error_code=step.async_error_code if step is not None else None)
     else:
-        entry.error_code = _json(response)["error"]["code"]
-    return response
+        entry.error_code = answer.body["error"]["code"]
+    return answer
 
 
-def _answer(step: Step | None, request: Request, body: Any) -> JSONResponse:
+def _answer(step: Step | None, call: Call, body: Any) -> Answer:
     if step is not None and step.is_error:
         return scripted_graph_error(step, whatsapp=True)
-    bad_token = token_error(bearer_or_query_token(request), whatsapp=True)
+    bad_token = token_error(bearer_or_query_token(call), whatsapp=True)
     if bad_token is not None:
         return bad_token
     try:
@@ -282,14 +280,8 @@ def _answer(step: Step | None, request: Request, body: Any) -> JSONResponse:
     message: dict[str, str] = {"id": new_wamid(wa_id)}
     if body.get("type") == "template":
         message["message_status"] = "accepted"
-    return JSONResponse(
-        {
-            "messaging_product": "whatsapp",
-            "contacts": [{"input": to, "wa_id": wa_id}],
-            "messages": [message],
-        }
-    )
-
-
-def _json(response: JSONResponse) -> Any:
-    return json.loads(bytes(response.body))
+    return Answer(200, {
+        "messaging_product": "whatsapp",
+        "contacts": [{"input": to, "wa_id": wa_id}],
+        "messages": [message],
+    })
