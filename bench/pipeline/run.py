@@ -6,7 +6,7 @@ Prints, per offered rate: messages/s delivered, and p50/p95/p99 of the time from
 replicas. Compare with the product guide's design: a cron draining 10 jobs once a minute
 (0.17 messages/s, and up to 60 s before a job is even looked at).
 
-    uv run python bench/pipeline/run.py [--rates 50,100,200,300] [--seconds 20]
+    uv run python bench/pipeline/run.py [--rates 50,100,200,300] [--seconds 20] [--no-replicas]
 """
 
 from __future__ import annotations
@@ -77,6 +77,8 @@ async def main() -> None:
     parser.add_argument("--rates", default="50,100,200,300")
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--tenants", type=int, default=8)
+    parser.add_argument("--no-replicas", action="store_true",
+                        help="skip the second round with two replicas (e.g. for a long sustained run)")
     args = parser.parse_args()
     cluster = Cluster()
     await cluster.prepare()
@@ -88,6 +90,8 @@ async def main() -> None:
         for i, rate in enumerate(float(r) for r in args.rates.split(",")):
             rows.append(await measure(cluster, rate, args.seconds, seed=1000 + i))
         show("one replica of each service", rows)
+        if args.no_replicas:
+            return
         for name in ("ai-responder", "dispatcher"):
             cluster.start_replica(name)  # type: ignore[attr-defined]
         top = float(args.rates.split(",")[-1])
