@@ -248,6 +248,26 @@ async def take_quota(
 # -------------------------------------------------------------------- status webhooks
 
 
+async def advance_status(conn: asyncpg.Connection, channel: str, platform_message_id: str,
+                         status: str, below: list[str]) -> asyncpg.Record:
+    """The common status webhook in one statement: move our message to `status` if it is at one
+    of the lower statuses `below`. `moved`: it did; `known`: the message is ours (a status that
+    moved nothing is then one it already has, or passed). The rank condition is on the row
+    itself, so a concurrent update is re-checked and a status never moves backwards."""
+    return await conn.fetchrow(
+        """WITH moved AS (
+             UPDATE messages SET status = $3, updated_at = now()
+             WHERE channel = $1 AND platform_message_id = $2 AND direction = 'outbound'
+               AND status = ANY($4::text[])
+             RETURNING id
+           )
+           SELECT EXISTS (SELECT 1 FROM moved) AS moved,
+                  EXISTS (SELECT 1 FROM messages WHERE channel = $1 AND platform_message_id = $2
+                                                   AND direction = 'outbound') AS known""",
+        channel, platform_message_id, status, below,
+    )
+
+
 async def find_by_platform_id(conn: asyncpg.Connection, channel: str,
                               platform_message_id: str) -> asyncpg.Record | None:
     """Our outbound message by its platform id, or by the id of an earlier part of a split

@@ -381,6 +381,18 @@ async def handle_status(event: MessageStatus, deps: Deps) -> Sequence[Event]:
         return []
     with bound(platform_message_id=event.platform_message_id, channel=channel,
                status=event.status):
+        if event.status != "failed":
+            # sent / delivered / read of a message found by its id: one statement (a platform
+            # reports two or three of these per message we send).
+            below = [s for s, rank in _RANK.items() if rank < _RANK[event.status]]
+            async with tenant_session(deps.pool, event.tenant_id) as conn:
+                found = await repo.advance_status(conn, channel, event.platform_message_id,
+                                                  event.status, below)
+            if found["moved"]:
+                log.info("status.updated")
+            if found["known"]:
+                return []
+            # Not found by its own id: an earlier part of a split text, or not committed yet.
         async with tenant_tx(deps.pool, event.tenant_id) as conn:
             row = await repo.find_by_platform_id(conn, channel, event.platform_message_id)
             if row is None:
