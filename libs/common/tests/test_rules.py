@@ -102,6 +102,18 @@ class TestDetectSignals:
         assert detect_signals("cuánto cuesta " + words) == [S.BUDGET_MENTIONED]
         assert detect_signals(words + " cuánto cuesta") == []
 
+    @pytest.mark.parametrize("text", [
+        "Estoy aquí https://maps.app.goo.gl/Xy7PqR2aBc1 quiero una cita",
+        "Mi casa: https://www.google.com/maps/place/Monterrey,+N.L./@25.6,-100.3,12z quiero una cita",
+        "Llego por https://waze.com/ul?ll=25.67,-100.31 quiero una cita",
+        "https://maps.apple.com/?ll=25.67,-100.31 quiero una cita",
+    ])
+    def test_a_map_link_is_a_place_not_spam(self, text):
+        assert detect_signals(text) == [S.INTERESTED]
+
+    def test_a_map_link_does_not_excuse_another_link(self):
+        assert detect_signals("https://maps.app.goo.gl/X y bit.ly/promo") == [S.SPAM]
+
     def test_an_email_address_is_not_a_link(self):
         assert detect_signals("Mi correo es maria@gmail.com, me interesa") == [S.INTERESTED]
 

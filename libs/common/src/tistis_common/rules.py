@@ -57,6 +57,12 @@ LINK = re.compile(
     r"|(?<![\w@.-])[a-z0-9-]+(?:\.[a-z0-9-]+)*\."
     r"(?:com|net|org|ly|io|xyz|info|biz|ru|top|click|site|online|mx)(?:/\S*)?(?!\w)"
 )
+# Links a patient sends to say where they are or how to get there (a pin from Google Maps,
+# Apple Maps or Waze): location, not spam.
+PLACE_LINK = re.compile(
+    r"(?:https?://)?(?:www\.)?(?:maps\.google\.[a-z.]+|google\.[a-z.]+/maps|maps\.app\.goo\.gl"
+    r"|goo\.gl/maps|maps\.apple\.com|(?:ul\.)?waze\.com)(?:[/?]\S*)?"
+)
 SPAM_PHRASES = _words(
     r"gana(?:r)? dinero", r"dinero facil", r"ingresos extra", r"trabaja desde casa",
     r"inversion (?:garantizada|segura)", r"criptomonedas?", r"bitcoin", r"casino", r"apuestas",
@@ -116,9 +122,13 @@ RULES: tuple[tuple[Signal, re.Pattern[str]], ...] = (
 )
 
 
+def _has_link(normalized: str) -> bool:
+    return any(not PLACE_LINK.fullmatch(m.group()) for m in LINK.finditer(normalized))
+
+
 def _is_spam(normalized: str) -> bool:
     return bool(
-        LINK.search(normalized)
+        _has_link(normalized)
         or SPAM_PHRASES.search(normalized)
         or REPEATED_WORD.search(normalized)
         or REPEATED_PHRASE.search(normalized)
