@@ -6,14 +6,7 @@ from typing import Any
 import httpx
 from fastapi.testclient import TestClient
 from tistis_sandbox import AsyncSandboxClient
-from tistis_sandbox.testing import BEARER, PAGE_PATH, TIKTOK_PATH, WA_PATH
-
-WA_TEXT = {"messaging_product": "whatsapp", "to": "5215512345678", "type": "text",
-           "text": {"body": "Hola"}}
-PAGE_TEXT = {"recipient": {"id": "123"}, "messaging_type": "RESPONSE",
-             "message": {"text": "Hola"}}
-TT_TEXT = {"business_id": "b", "recipient_type": "CONVERSATION", "recipient": "c",
-           "message_type": "TEXT", "text": {"body": "Hola"}}
+from tistis_sandbox.testing import BEARER, PAGE_PATH, PAGE_TEXT, TIKTOK_PATH, TT_TEXT, WA_PATH, WA_TEXT
 
 
 def wa(api: TestClient) -> Any:

@@ -9,15 +9,18 @@ from fastapi.testclient import TestClient
 from starlette.responses import JSONResponse
 from tistis_sandbox import create_app
 from tistis_sandbox.fastpath import route_of
-from tistis_sandbox.testing import ANTHROPIC_HEADERS, BEARER, PAGE_PATH, TIKTOK_PATH, WA_PATH
+from tistis_sandbox.testing import (
+    ANTHROPIC_HEADERS,
+    BEARER,
+    PAGE_PATH,
+    PAGE_TEXT,
+    TIKTOK_PATH,
+    TT_TEXT,
+    WA_PATH,
+    WA_TEXT,
+)
 from tistis_sandbox.wire import Answer
 
-WA_TEXT = {"messaging_product": "whatsapp", "to": "5215512345678", "type": "text",
-           "text": {"body": "Hola"}}
-PAGE_TEXT = {"recipient": {"id": "123"}, "messaging_type": "RESPONSE",
-             "message": {"text": "Hola"}}
-TT_TEXT = {"business_id": "b", "recipient_type": "CONVERSATION", "recipient": "c",
-           "message_type": "TEXT", "text": {"body": "Hola"}}
 CLAUDE = {"model": "claude-sonnet-4-6", "max_tokens": 50,
           "messages": [{"role": "user", "content": "Hola"}]}
 RANDOM_IDS = ("id", "message_id", "request_id", "fbtrace_id")
