@@ -3,14 +3,12 @@ a local stand-in of an n8n webhook node."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from tistis_common.db import connect, tenant_tx
@@ -20,6 +18,7 @@ from tistis_common.n8n import (
     load_ai_conversation,
     post_to_n8n,
 )
+from tistis_common.testing.plugin import serving_app
 
 
 @asynccontextmanager
@@ -35,18 +34,8 @@ async def fake_n8n(status: int = 200) -> AsyncIterator[tuple[str, list[dict]]]:
             return JSONResponse({"code": status, "message": "workflow not active"}, status_code=status)
         return {"message": "Workflow was started"}
 
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="off"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()  # it failed to start: say why
-        await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}/webhook", received
-    finally:
-        server.should_exit = True
-        await task
+    async with serving_app(app) as url:
+        yield f"{url}/webhook", received
 
 
 class TestPayload:

@@ -7,10 +7,9 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import uvicorn
 from fastapi import FastAPI, Request
 from tistis_ai_responder.main import start
-from tistis_common.testing.plugin import eventually, running
+from tistis_common.testing.plugin import eventually, running, serving_app
 
 
 @asynccontextmanager
@@ -24,19 +23,8 @@ async def fake_n8n() -> AsyncIterator[tuple[str, list[dict]]]:
         received.append(await request.json())
         return {"message": "Workflow was started"}
 
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None,
-                                           lifespan="off"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}/webhook", received
-    finally:
-        server.should_exit = True
-        await task
+    async with serving_app(app) as url:
+        yield f"{url}/webhook", received
 
 
 class TestN8nProvider:

@@ -18,6 +18,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import asyncpg
 import httpx
 import pytest
+import uvicorn
 
 from tistis_common.admin import load_tenant
 from tistis_common.db import connect, create_pool
@@ -208,6 +209,24 @@ async def eventually(check: Callable[[], Awaitable[object]], timeout: float = 10
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {timeout}s (last: {result!r})")
         await asyncio.sleep(interval)
+
+
+@asynccontextmanager
+async def serving_app(app: object) -> AsyncIterator[str]:
+    """Any ASGI app on a free loopback port, in the test's own event loop; yields its base URL
+    (stand-ins for outside services, such as a tenant's n8n webhook node)."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0,  # type: ignore[arg-type]
+                                           log_config=None, lifespan="off"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()  # it failed to start: say why
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await task
 
 
 @asynccontextmanager
