@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     whatsapp_business_account_id: str | None = None
     whatsapp_access_token: str | None = None
     whatsapp_verify_token: str | None = None
+    # The GET handshake of the app-level callback URL (`/api/webhook/{channel}`), the one a
+    # platform app shared by every clinic registers.
+    webhook_verify_token: str | None = None
     meta_app_secret: str | None = None
     meta_app_id: str | None = None
     tiktok_client_secret: str | None = None

@@ -87,7 +87,13 @@ SCHEDULER_REQUESTS = QueueSpec("scheduler.requests", (routing_pattern(Appointmen
 # Patients choosing an offered slot (list row ids `slot:<branch_id>:<service_id>:<iso utc>`).
 SCHEDULER_CHOICES = QueueSpec("scheduler.choices", (CHOICE_PATTERN,))
 
+# Webhook items the ingress could not read (a malformed entry among good ones): nothing is
+# bound to it; the ingress puts each straight into its `.dlq` with the error, where `tistis dlq`
+# lists them, and a replay brings them back here, where the ingress reads them again.
+INGRESS_ITEMS = QueueSpec("ingress.webhook-items", ())
+
 ALL_QUEUES: tuple[QueueSpec, ...] = (
+    INGRESS_ITEMS,
     AI_INBOUND,
     *DISPATCHER_OUTBOUND.values(),
     DISPATCHER_STATUS,
