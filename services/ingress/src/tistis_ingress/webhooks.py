@@ -270,6 +270,9 @@ class WebhookIntake:
                           "an account is not one this signature may address", tenant)
         out, held, unknown = Normalized(), list[Held](), set[str]()
         for item in items:
+            if item.kind == "ignored":  # a field or test event we do not handle, for no account
+                out.ignore(item.raw)
+                continue
             connection = connections.get(item.account)
             if connection is None and item.account:
                 unknown.add(item.account)

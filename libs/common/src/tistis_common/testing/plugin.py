@@ -119,6 +119,7 @@ def settings(database: tuple[str, str], vhost: str, infra: Infra) -> Settings:
         retry_delays=[0.2, 0.5],
         shutdown_grace_seconds=5,
         meta_app_secret="test-meta-secret",
+        webhook_verify_token="test-app-verify-token",
         tiktok_client_secret="test-tiktok-secret",
         whatsapp_verify_token="test-verify-token",
         log_json=True,

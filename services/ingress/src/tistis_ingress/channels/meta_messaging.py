@@ -81,6 +81,9 @@ class MetaMessagingAdapter:
                 items.append(Item("", "entry", entry))
                 continue
             account = str(account)
+            if account == DASHBOARD_TEST_ACCOUNT:  # the dashboard's "Test" button: no account
+                items.append(Item("", "ignored", "test_event"))
+                continue
             for key in ("messaging", "standby", "changes"):
                 events = entry.get(key) or []
                 if not isinstance(events, list):
@@ -94,8 +97,6 @@ class MetaMessagingAdapter:
             change = as_dict(item.raw, "change")
             if change.get("field") != "messages":
                 out.ignore(change.get("field"))
-            elif item.account == DASHBOARD_TEST_ACCOUNT:
-                out.ignore("test_event")
             else:
                 self._event(as_dict(change["value"], "change value"), item.account, ctx, out,
                             standby=False)

@@ -118,8 +118,6 @@ class WhatsAppAdapter:
             self._preference(as_dict(item.raw, "preference"), item.account, ctx, out)
         elif item.kind == "errors":  # Meta could not deliver something to us: say so, loudly
             out.ignore(f"errors.{describe_errors(item.raw)}")
-        elif item.kind == "ignored":
-            out.ignore(item.raw)
         else:
             raise MalformedPayload(f"unreadable {item.kind}")
 
