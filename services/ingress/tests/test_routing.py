@@ -14,7 +14,9 @@ import json
 
 import aio_pika
 import pytest
+from tistis_cli import deadletters as dl
 from tistis_common.db import connect
+from tistis_common.events import HeldItem, WebhookItemsHeld, dump_event
 from tistis_common.topology import INGRESS_ITEMS
 
 from .conftest import account_of, meta_headers, payload, tiktok_headers
@@ -62,7 +64,7 @@ async def held_items(settings) -> list[dict]:
         taken = []
         while (m := await queue.get(no_ack=False, fail=False)) is not None:
             taken.append(m)
-        found = [json.loads(m.body) | {"error": str(m.headers.get("x-error"))} for m in taken]
+        found = [{**json.loads(m.body), "error": str(m.headers.get("x-error"))} for m in taken]
         for m in taken:
             await m.nack(requeue=True)
         return found
@@ -185,8 +187,9 @@ class TestOneBrokenItem:
         assert answer.json()["events"] >= good
         events = await tap.wait_for(tenant.id, good)
         assert "wamid.broken" not in {getattr(e, "platform_message_id", None) for e in events}
-        [kept] = [h for h in await held_items(settings) if h["tenant_id"] == str(tenant.id)]
-        assert kept["item"]["id"] == "wamid.broken" and "timestamp" in kept["error"]
+        [letter] = [h for h in await held_items(settings) if h["tenant_id"] == str(tenant.id)]
+        [kept] = letter["items"]
+        assert kept["raw"]["id"] == "wamid.broken" and "timestamp" in kept["error"]
         metrics = (await poster.http.get("/metrics")).text
         assert 'tistis_webhook_events_total{channel="whatsapp",kind="held"}' in metrics
 
@@ -203,3 +206,29 @@ class TestOneBrokenItem:
         assert answer.status_code == 200
         assert await tap.settled(tenant.id) == [] and await tap.settled(other.id) == []
         assert [h for h in await held_items(settings) if h["tenant_id"] == str(tenant.id)]
+
+    async def test_a_replayed_item_is_read_again_and_published(
+        self, poster, tap, make_tenant, settings
+    ):
+        """What `tistis dlq replay --queue ingress.webhook-items` does, once the reason an item
+        was held is fixed: here a readable item, as an older version might have held it."""
+        tenant = await make_tenant()
+        doc = json.loads(payload("whatsapp_text", tenant.whatsapp_phone_number_id))
+        value = doc["entry"][0]["changes"][0]["value"]
+        held = WebhookItemsHeld(tenant_id=tenant.id, channel="whatsapp", items=[HeldItem(
+            account=tenant.whatsapp_phone_number_id, kind="message", raw=value["messages"][0],
+            scope={"contacts": value["contacts"]}, error="KeyError: 'x'")])
+        connection = await aio_pika.connect(settings.rabbitmq_url)
+        try:
+            channel = await connection.channel(publisher_confirms=True)
+            await channel.default_exchange.publish(aio_pika.Message(
+                dump_event(held), message_id=str(held.event_id), headers={
+                    "x-original-queue": INGRESS_ITEMS.name, "tenant_id": str(tenant.id)}),
+                routing_key=INGRESS_ITEMS.dlq)
+            outcome = await dl.replay(connection, INGRESS_ITEMS.dlq,
+                                      lambda letter: letter.message_id == str(held.event_id))
+        finally:
+            await connection.close()
+        assert len(outcome.replayed) == 1
+        [event] = await tap.wait_for(tenant.id, 1, timeout=10)
+        assert event.platform_message_id == value["messages"][0]["id"]

@@ -301,6 +301,32 @@ class AppointmentRequested(Event):
     source: Literal["ai", "legacy", "api", "patient"] = "ai"
 
 
+# ---------------------------------------------------------------- webhooks
+
+
+class HeldItem(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    account: str  # the platform account the item was addressed to ("" when it names none)
+    kind: str
+    raw: Any  # exactly as the platform sent it
+    scope: dict[str, Any] = Field(default_factory=dict)
+    error: str
+
+
+# The tenant of items that name no known account (kept to be read, never routable).
+NO_TENANT = uuid.UUID(int=0)
+
+
+class WebhookItemsHeld(Event):
+    """Webhook items the ingress could not read, kept for an engineer: it puts this straight
+    into `ingress.webhook-items.dlq` (`tistis dlq list|show`); a replay brings it back to
+    `ingress.webhook-items`, where the ingress reads the items again (after a fix)."""
+
+    type: Literal["webhook.items_held"] = "webhook.items_held"
+    channel: Channel
+    items: list[HeldItem]
+
+
 AnyEvent = Annotated[
     InboundMessage
     | MessageStatus
@@ -313,7 +339,8 @@ AnyEvent = Annotated[
     | ConversationEscalated
     | ConversationReleased
     | ReplyRequested
-    | AppointmentRequested,
+    | AppointmentRequested
+    | WebhookItemsHeld,
     Field(discriminator="type"),
 ]
 EVENT_ADAPTER: TypeAdapter[AnyEvent] = TypeAdapter(AnyEvent)
@@ -330,6 +357,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     ConversationReleased,
     ReplyRequested,
     AppointmentRequested,
+    WebhookItemsHeld,
 )
 
 

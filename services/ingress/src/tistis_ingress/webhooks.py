@@ -27,7 +27,6 @@ hours, so a transient failure (broker down, a confirm refused, the database not 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from dataclasses import dataclass
@@ -38,8 +37,23 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel
 from tistis_common import metrics
-from tistis_common.broker import H_ERROR, H_ERROR_TYPE, H_FAILED_AT, H_ORIGINAL_QUEUE, Publisher
-from tistis_common.events import Channel
+from tistis_common.broker import (
+    H_ERROR,
+    H_ERROR_TYPE,
+    H_FAILED_AT,
+    H_ORIGINAL_KEY,
+    H_ORIGINAL_QUEUE,
+    Publisher,
+)
+from tistis_common.events import (
+    NO_TENANT,
+    Channel,
+    Event,
+    HeldItem,
+    WebhookItemsHeld,
+    dump_event,
+    routing_key,
+)
 from tistis_common.logging import get_logger
 from tistis_common.settings import Settings
 from tistis_common.topology import INGRESS_ITEMS
@@ -122,6 +136,11 @@ class Held:
     item: Item
     tenant_id: uuid.UUID | None
     error: Exception
+
+    def kept(self) -> HeldItem:
+        return HeldItem(account=self.item.account, kind=self.item.kind, raw=self.item.raw,
+                        scope=self.item.scope,
+                        error=f"{type(self.error).__name__}: {self.error}"[:2000])
 
 
 RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -268,6 +287,13 @@ class WebhookIntake:
                         tenant=tenant.slug if tenant else None)
             return answer(channel, "cross_tenant", 403,
                           "an account is not one this signature may address", tenant)
+        out, held, unknown = self._read(channel, items, connections, tenant)
+        return await self._deliver(channel, tenant, out, held, unknown)
+
+    def _read(self, channel: str, items: list[Item], connections: dict[str, Connection | None],
+              tenant: Tenant | None) -> tuple[Normalized, list[Held], set[str]]:
+        """Each item under its account's tenant; one that cannot be read is held, alone."""
+        adapter = self.adapters[channel]
         out, held, unknown = Normalized(), list[Held](), set[str]()
         for item in items:
             if item.kind == "ignored":  # a field or test event we do not handle, for no account
@@ -291,7 +317,21 @@ class WebhookIntake:
             out.events.extend(part.events)
             out.ignored.extend(part.ignored)
             out.echoes += part.echoes
-        return await self._deliver(channel, tenant, out, held, unknown)
+        return out, held, unknown
+
+    async def replay(self, event: WebhookItemsHeld) -> list[Event]:
+        """Held items brought back by `tistis dlq replay`: read again (after a fix); what
+        still cannot be read is held again, the rest is published by the consumer runner."""
+        items = [Item(i.account, i.kind, i.raw, i.scope) for i in event.items]
+        connections = {a: await self.directory.connection(event.channel, a)
+                       for a in dict.fromkeys(i.account for i in items if i.account)}
+        out, held, unknown = self._read(event.channel, items, connections, None)
+        if unknown:
+            log.warning("webhook.replay_unknown_account", accounts=sorted(unknown)[:10])
+        await self._hold(event.channel, held)
+        log.info("webhook.items_replayed", items=len(items), events=len(out.events),
+                 held=len(held))
+        return list(out.events)
 
     async def _signer(self, channel: str, adapter: ChannelAdapter, request: Request, body: bytes,
                       tenant: Tenant | None) -> tuple[str | None, Any]:
@@ -344,8 +384,7 @@ class WebhookIntake:
             return answer(channel, "duplicate", 200, None, tenant, len(events))
         confirm_started = time.perf_counter()
         try:
-            await asyncio.gather(self.publisher.publish_all(events),
-                                 *(self._hold(channel, h) for h in held))
+            await asyncio.gather(self.publisher.publish_all(events), self._hold(channel, held))
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # broker down, confirm refused, timeout: let the platform retry
@@ -358,22 +397,30 @@ class WebhookIntake:
             self._count(metrics.WEBHOOK_EVENTS, channel, event.type).inc()  # type: ignore[attr-defined]
         return answer(channel, "accepted", 200, None, tenant, len(events))
 
-    async def _hold(self, channel: str, held: Held) -> None:
-        item, error = held.item, held.error
-        self._count(metrics.WEBHOOK_EVENTS, channel, "held").inc()
-        log.warning("webhook.item_held", channel=channel, account=item.account, kind=item.kind,
-                    tenant_id=str(held.tenant_id) if held.tenant_id else None,
-                    error=f"{type(error).__name__}: {error}"[:500])
-        body = json.dumps({"channel": channel, "account": item.account, "kind": item.kind,
-                           "tenant_id": str(held.tenant_id) if held.tenant_id else None,
-                           "item": item.raw, "scope": item.scope}, default=str).encode()
-        headers = {H_ERROR: f"{type(error).__name__}: {error}"[:2000],
-                   H_ERROR_TYPE: type(error).__name__, H_FAILED_AT: datetime.now(UTC).isoformat(),
-                   H_ORIGINAL_QUEUE: INGRESS_ITEMS.name, "channel": channel}
-        if held.tenant_id:
-            headers["tenant_id"] = str(held.tenant_id)
-        await self.publisher.send_to_queue(INGRESS_ITEMS.dlq, body, headers,
-                                           {"content_type": "application/json"})
+    async def _hold(self, channel: str, held: list[Held]) -> None:
+        """One dead letter per tenant of the delivery (a hostile batch of a thousand broken
+        items is one message, not a thousand), each confirmed by the broker."""
+        by_tenant: dict[uuid.UUID, list[Held]] = {}
+        for h in held:
+            by_tenant.setdefault(h.tenant_id or NO_TENANT, []).append(h)
+            self._count(metrics.WEBHOOK_EVENTS, channel, "held").inc()
+            log.warning("webhook.item_held", channel=channel, account=h.item.account,
+                        kind=h.item.kind, tenant_id=str(h.tenant_id) if h.tenant_id else None,
+                        error=f"{type(h.error).__name__}: {h.error}"[:500])
+        sends = []
+        for tenant_id, group in by_tenant.items():
+            kept = [h.kept() for h in group]
+            event = WebhookItemsHeld(tenant_id=tenant_id, channel=Channel(channel), items=kept)
+            headers = {H_ERROR: kept[0].error, H_ERROR_TYPE: type(group[0].error).__name__,
+                       H_FAILED_AT: datetime.now(UTC).isoformat(),
+                       H_ORIGINAL_QUEUE: INGRESS_ITEMS.name,
+                       H_ORIGINAL_KEY: routing_key(event), "tenant_id": str(tenant_id),
+                       "channel": channel}
+            sends.append(self.publisher.send_to_queue(
+                INGRESS_ITEMS.dlq, dump_event(event), headers,
+                {"content_type": "application/json", "message_id": str(event.event_id),
+                 "type": event.type}))
+        await asyncio.gather(*sends)
 
 
 def webhook_router(intake: WebhookIntake) -> APIRouter:
