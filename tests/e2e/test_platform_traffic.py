@@ -132,7 +132,8 @@ async def test_every_kind_is_stored_and_visible_to_staff(settings, own_vhost, ma
                                              "url": "https://clinica.mx/promo"},
                                              "title": "Promo"}]}),
             m_event(page, user, message={"mid": "m_stk", "attachments": [
-                {"type": "sticker", "payload": {"url": "https://cdn/s.png", "sticker_id": 369239263222822}}]}),
+                {"type": "sticker", "payload": {"url": "https://cdn/s.png",
+                                                "sticker_id": 369239263222822}}]}),
             m_event(page, user, message_edit={"mid": "m_link", "text": "Ya no", "num_edit": 1}),
             m_event(page, user, reaction={"mid": "m_stk", "action": "react", "reaction": "love",
                                           "emoji": "\u2764\ufe0f"}),

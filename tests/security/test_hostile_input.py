@@ -19,7 +19,9 @@ import uuid
 import aio_pika
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from tistis_ai_responder.main import start as start_ai_responder
 from tistis_common.admin import load_tenant
 from tistis_common.db import connect, tenant_tx
