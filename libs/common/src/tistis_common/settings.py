@@ -34,7 +34,9 @@ class Settings(BaseSettings):
 
     # Outside APIs: base URLs so that tests and the sandbox point real clients at fakes.
     graph_api_base_url: str = "https://graph.facebook.com"
-    graph_api_version: str = "v21.0"
+    # One version for every Graph call (WhatsApp, Messenger, Instagram). v26.0 (2026-07-29) is
+    # the newest; v21.0 expires 2027-01-21 (developers.facebook.com/docs/graph-api/changelog).
+    graph_api_version: str = "v26.0"
     tiktok_api_base_url: str = "https://business-api.tiktok.com"
     tiktok_api_version: str = "v1.3"
     anthropic_base_url: str | None = None
@@ -74,7 +76,7 @@ class Settings(BaseSettings):
     dispatcher_max_parts: int = 5  # a longer text is refused, not truncated
     opt_out_words: list[str] = Field(default_factory=lambda: ["STOP", "BAJA"])
     tiktok_window_hours: float = 24.0  # the guide says 24 h, TikTok allows 48 h
-    tiktok_daily_limit: int = 10
+    # Messages since the patient's last one (TikTok allows 10; there is no calendar-day cap).
     tiktok_unanswered_limit: int = 10
 
     # Scheduler (its own clock: one tick checks reminders and the outbox; follow-ups less often)

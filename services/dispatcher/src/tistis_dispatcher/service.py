@@ -254,7 +254,6 @@ async def _decide(conn: asyncpg.Connection, event: OutboundMessage, ctx: asyncpg
         if not await repo.take_quota(
             conn, tenant_id=event.tenant_id, lead_id=event.lead_id, message_id=event.message_id,
             parts=len(bodies), day=day, last_inbound_at=ctx["last_inbound_at"],
-            daily_limit=settings.tiktok_daily_limit,
             unanswered_limit=settings.tiktok_unanswered_limit,
         ):
             return Refusal("blocked_window", "tiktok_message_limit", "blocked_limit")
