@@ -115,6 +115,13 @@ class AsyncSandboxClient:
                                   json=_callback_payload(url, app_secret, statuses, delay))
         r.raise_for_status()
 
+    async def close_window(self, account: str, recipient: str, *, open: bool = False) -> None:
+        """The Graph fake answers this patient as outside the messaging window (or again
+        inside it with `open=True`)."""
+        r = await self._http.post("/_sandbox/windows", json={
+            "account": account, "recipient": recipient, "open": open})
+        r.raise_for_status()
+
     async def deliveries(self) -> list[dict]:
         r = await self._http.get("/_sandbox/callbacks")
         r.raise_for_status()

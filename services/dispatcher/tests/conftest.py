@@ -98,10 +98,10 @@ class Clinic:
 
     def outbound(self, conv: Conversation, **fields: Any) -> OutboundMessage:
         fields.setdefault("text", "¡Hola! Con gusto te ayudo a agendar tu cita.")
+        fields.setdefault("recipient_id", conv.recipient)
         return OutboundMessage(
             tenant_id=conv.tenant.id, channel=conv.channel, message_id=uuid.uuid4(),
-            conversation_id=conv.conversation_id, lead_id=conv.lead_id,
-            recipient_id=conv.recipient, **fields,
+            conversation_id=conv.conversation_id, lead_id=conv.lead_id, **fields,
         )
 
     async def publish(self, *events: Event) -> None:
