@@ -110,7 +110,7 @@ FOLLOWUPS = Counter("tistis_followups_total", "Follow-ups by outcome", ["outcome
 # -- operations (operator API, legacy callback, realtime feed, dead letters) --------------
 API_REQUESTS = Counter(
     "tistis_api_requests_total", "Operator API and callback requests by route and outcome",
-    # outcome: ok | unauthorized | not_found | unavailable
+    # outcome: ok | unauthorized | not_found | invalid | unavailable | error
     ["route", "outcome"],
 )
 REALTIME_SUBSCRIBERS = Gauge("tistis_realtime_subscribers", "Open server-sent event streams")

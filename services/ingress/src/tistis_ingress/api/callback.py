@@ -37,7 +37,8 @@ from tistis_common.runtime import Runtime
 
 from . import repository
 from .auth import cron_secret
-from .common import CleanStr, errors, not_found, publish_or_503
+from .common import CleanStr, not_found, publish_or_503
+from .problems import errors
 
 log = get_logger(__name__)
 ROUTE = "callback"

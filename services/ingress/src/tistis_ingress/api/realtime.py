@@ -38,7 +38,7 @@ from tistis_common.runtime import Runtime
 from tistis_common.topology import EXCHANGE, REALTIME_BINDINGS
 
 from .auth import tenant_key
-from .common import errors
+from .problems import errors
 
 log = get_logger(__name__)
 
