@@ -117,4 +117,9 @@ REALTIME_SUBSCRIBERS = Gauge("tistis_realtime_subscribers", "Open server-sent ev
 REALTIME_EVENTS = Counter(
     "tistis_realtime_events_total", "Events fanned out to the realtime feed", ["event_type"]
 )
+REALTIME_STREAMS_ENDED = Counter(
+    "tistis_realtime_streams_ended_total", "Streams the server ended before the client left",
+    # reason: credential (revoked, expired, or the check failed) | lifetime (client reconnects)
+    ["reason"],
+)
 DLQ_REPLAYED = Counter("tistis_dlq_replayed_total", "Dead letters replayed by the CLI", ["queue"])

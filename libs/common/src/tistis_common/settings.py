@@ -61,6 +61,12 @@ class Settings(BaseSettings):
     n8n_webhook_url: str | None = None
     n8n_api_key: str | None = None
 
+    # Realtime stream (ingress): the credential is asked again this often while a stream is open
+    # (a revoked or expired key stops reading within this), and a stream ends after its maximum
+    # lifetime, so that the client reconnects (Last-Event-ID: nothing missed) and is checked anew.
+    realtime_recheck_seconds: float = 5.0
+    realtime_max_stream_seconds: float = 900.0
+
     # Dispatcher; per-channel values in channel_connections.settings win (e.g. "window_hours")
     dispatcher_http_timeout_seconds: float = 10.0
     dispatcher_tenant_concurrency: int = 4
