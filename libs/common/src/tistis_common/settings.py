@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     tiktok_signature_tolerance_seconds: int = 300
     anthropic_api_key: str | None = None
     cron_secret: str | None = None
+    # Legacy callback without an Idempotency-Key: the same action (tenant, content) within this
+    # window is one event (n8n's retry); after it, the same text goes again.
+    callback_dedup_window_hours: float = 24.0
     n8n_webhook_url: str | None = None
     n8n_api_key: str | None = None
 
