@@ -7,7 +7,7 @@ from tistis_common.runtime import Runtime, serve
 from tistis_common.settings import Settings
 from tistis_common.topology import INGRESS_ITEMS
 
-from .api import callback_router, operator_router, realtime_router
+from .api import callback_router, operator_router, problems, realtime_router
 from .directory import Directory
 from .fastpath import WebhookFastPath
 from .webhooks import WebhookIntake, webhook_router
@@ -17,6 +17,7 @@ NAME = "ingress"
 
 def build_app(runtime: Runtime, intake: WebhookIntake) -> FastAPI:
     app = FastAPI(title="TIS TIS ingress", version="0.1.0")
+    problems.install(app)
     app.include_router(webhook_router(intake))
     app.add_middleware(WebhookFastPath, intake=intake)
     app.include_router(callback_router(runtime))
