@@ -95,8 +95,8 @@ def _add_control_routes(app: FastAPI) -> None:
 
     @app.post("/_sandbox/callbacks/{target}")
     async def callbacks(request: Request, target: str) -> dict[str, Any]:
-        if target != "whatsapp":
-            raise HTTPException(404, "status callbacks exist for whatsapp only")
+        if target not in ("whatsapp", "tiktok"):
+            raise HTTPException(404, "callbacks exist for whatsapp (statuses) and tiktok (echoes)")
         raw = await _json_body(request)
         try:
             callback = Callback(**raw) if isinstance(raw, dict) else None
