@@ -23,8 +23,6 @@ Shapes and their sources:
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import time
 import uuid
@@ -34,8 +32,9 @@ import pytest
 from tistis_ai_responder.main import start as start_responder
 from tistis_common.admin import issue_api_key
 from tistis_common.db import connect, tenant_tx
-from tistis_common.testing.plugin import eventually, running, temporary_vhost
+from tistis_common.testing.plugin import eventually, inbound_messages, running, temporary_vhost
 from tistis_ingress.main import start as start_ingress
+from tistis_sandbox import webhooks as wh
 
 NOW = int(time.time())
 
@@ -73,15 +72,7 @@ def m_event(account: str, user: str, **fields) -> dict:
 
 
 def sign(body: bytes, secret: str) -> dict[str, str]:
-    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return {"Content-Type": "application/json", "X-Hub-Signature-256": f"sha256={digest}"}
-
-
-async def stored_messages(pool, tenant_id) -> dict[str, dict]:
-    async with tenant_tx(pool, tenant_id) as conn:
-        rows = await conn.fetch("SELECT platform_message_id, kind, content, payload, conversation_id"
-                                " FROM messages WHERE direction = 'inbound'")
-    return {r["platform_message_id"]: dict(r) for r in rows}
+    return wh.sign_meta(body, secret).headers
 
 
 async def test_every_kind_is_stored_and_visible_to_staff(settings, own_vhost, make_tenant,
@@ -175,13 +166,13 @@ async def test_every_kind_is_stored_and_visible_to_staff(settings, own_vhost, ma
                         "ig_story1", "ig_del#unsend"}
 
             async def all_stored():
-                found = await stored_messages(app_pool, tenant.id)
+                found = await inbound_messages(app_pool, tenant.id)
                 return found if expected <= set(found) and any(
                     k.startswith("reaction:m_stk") for k in found) and any(
                     k.startswith("referral:") for k in found) else None
 
             stored = await eventually(all_stored, timeout=20)
-            assert await stored_messages(app_pool, other.id) == {}
+            assert await inbound_messages(app_pool, other.id) == {}
             kinds = {k: v["kind"] for k, v in stored.items()}
             assert kinds["wamid.r1"] == "reaction" and kinds["wamid.c1"] == "contacts"
             assert kinds["wamid.o1"] == "order" and kinds["wamid.u1"] == "unsupported"

@@ -16,7 +16,6 @@ import resource
 import time
 import uuid
 
-import aio_pika
 import httpx
 import pytest
 from hypothesis import HealthCheck, given
@@ -24,8 +23,8 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from tistis_ai_responder.main import start as start_ai_responder
 from tistis_common.admin import load_tenant
-from tistis_common.db import connect, tenant_tx
-from tistis_common.testing.plugin import eventually, running
+from tistis_common.db import connect
+from tistis_common.testing.plugin import eventually, inbound_messages, peek_queue, running
 from tistis_common.topology import AI_INBOUND
 from tistis_ingress.directory import Directory
 from tistis_ingress.main import start as start_ingress
@@ -66,31 +65,12 @@ def tiktok_signed(body: bytes, secret: str, t: object) -> dict[str, str]:
 
 
 def meta_signed(body: bytes, secret: str) -> dict[str, str]:
-    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return {"Content-Type": "application/json", "X-Hub-Signature-256": f"sha256={digest}"}
-
-
-async def inbound(pool, tenant_id) -> dict[str, dict]:
-    async with tenant_tx(pool, tenant_id) as conn:
-        rows = await conn.fetch("SELECT platform_message_id, kind, content, payload FROM messages "
-                                "WHERE direction = 'inbound'")
-    return {r["platform_message_id"]: dict(r) for r in rows}
+    return wh.sign_meta(body, secret).headers
 
 
 async def dead_letters_of(settings, queue: str, tenant_id) -> int:
-    connection = await aio_pika.connect(settings.rabbitmq_url)
-    try:
-        channel = await connection.channel()
-        dlq = await channel.get_queue(queue)
-        taken = []
-        while (m := await dlq.get(no_ack=False, fail=False)) is not None:
-            taken.append(m)
-        mine = sum(1 for m in taken if str((m.headers or {}).get("tenant_id")) == str(tenant_id))
-        for m in taken:
-            await m.nack(requeue=True)
-        return mine
-    finally:
-        await connection.close()
+    return sum(1 for _, headers in await peek_queue(settings.rabbitmq_url, queue)
+               if str(headers.get("tenant_id")) == str(tenant_id))
 
 
 class TestTikTokSignatureHeader:
@@ -207,7 +187,7 @@ class TestUnstorableText:
                     ("sur", "ok1", "nul", "inf", "nan", "big", "digits", "lowsur")}
 
         async def all_there():
-            found = await inbound(app_pool, tenant_id)
+            found = await inbound_messages(app_pool, tenant_id)
             return found if expected <= set(found) else None
 
         found = await eventually(all_there, timeout=20)
@@ -333,7 +313,7 @@ class TestArbitraryValuesThroughEveryAdapter:
         assert statuses
 
         async def all_stored():
-            found = await inbound(app_pool, tenant_id)
+            found = await inbound_messages(app_pool, tenant_id)
             return not (accepted - set(found))
 
         try:

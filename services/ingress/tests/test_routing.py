@@ -17,6 +17,7 @@ import pytest
 from tistis_cli import deadletters as dl
 from tistis_common.db import connect
 from tistis_common.events import HeldItem, WebhookItemsHeld, dump_event
+from tistis_common.testing.plugin import peek_queue
 from tistis_common.topology import INGRESS_ITEMS
 
 from .conftest import account_of, meta_headers, payload, tiktok_headers
@@ -56,20 +57,9 @@ def merged(channel: str, bodies: list[bytes]) -> bytes:
 
 
 async def held_items(settings) -> list[dict]:
-    """What is in ingress.webhook-items.dlq, left there (peeked and returned)."""
-    connection = await aio_pika.connect(settings.rabbitmq_url)
-    try:
-        channel = await connection.channel()
-        queue = await channel.get_queue(INGRESS_ITEMS.dlq)
-        taken = []
-        while (m := await queue.get(no_ack=False, fail=False)) is not None:
-            taken.append(m)
-        found = [{**json.loads(m.body), "error": str(m.headers.get("x-error"))} for m in taken]
-        for m in taken:
-            await m.nack(requeue=True)
-        return found
-    finally:
-        await connection.close()
+    """What is in ingress.webhook-items.dlq, left there."""
+    return [{**json.loads(body), "error": str(headers.get("x-error"))}
+            for body, headers in await peek_queue(settings.rabbitmq_url, INGRESS_ITEMS.dlq)]
 
 
 class TestOneAppForEveryClinic:

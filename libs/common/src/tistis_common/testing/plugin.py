@@ -21,7 +21,7 @@ import pytest
 import uvicorn
 
 from tistis_common.admin import load_tenant
-from tistis_common.db import connect, create_pool
+from tistis_common.db import connect, create_pool, tenant_tx
 from tistis_common.migrate import migrate
 from tistis_common.runtime import Runtime
 from tistis_common.settings import Settings
@@ -237,3 +237,31 @@ async def own_vhost(settings: Settings) -> AsyncIterator[Settings]:
     async with temporary_vhost(settings.rabbitmq_management_url, settings.rabbitmq_url,
                                "tistis_own") as url:
         yield settings.model_copy(update={"rabbitmq_url": url})
+
+
+async def peek_queue(rabbitmq_url: str, queue: str) -> list[tuple[bytes, dict]]:
+    """Every message of a queue (a DLQ), body and headers, left in place (taken without ack,
+    then returned)."""
+    import aio_pika
+
+    connection = await aio_pika.connect(rabbitmq_url)
+    try:
+        channel = await connection.channel()
+        found = await channel.get_queue(queue)
+        taken = []
+        while (m := await found.get(no_ack=False, fail=False)) is not None:
+            taken.append(m)
+        for m in taken:
+            await m.nack(requeue=True)
+        return [(m.body, dict(m.headers or {})) for m in taken]
+    finally:
+        await connection.close()
+
+
+async def inbound_messages(pool: asyncpg.Pool, tenant_id: uuid.UUID) -> dict[str, dict]:
+    """A tenant's stored inbound messages by platform message id."""
+    async with tenant_tx(pool, tenant_id) as conn:
+        rows = await conn.fetch(
+            """SELECT platform_message_id, kind, content, payload, conversation_id
+               FROM messages WHERE direction = 'inbound'""")
+    return {r["platform_message_id"]: dict(r) for r in rows}
