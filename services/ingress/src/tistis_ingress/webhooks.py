@@ -125,8 +125,9 @@ def _our_app_ids(channel: str, connection: Connection, settings: Settings) -> fr
 
 
 # At most this many accounts of an unverified delivery are looked up to find the connection
-# secret it may be signed with (a clinic's own app names its own few accounts).
-MAX_SIGNER_LOOKUPS = 20
+# secret it may be signed with (a clinic's own app names its own few accounts): an unsigned
+# post costs a bounded number of queries.
+MAX_SIGNER_LOOKUPS = 5
 
 
 @dataclass
