@@ -83,9 +83,7 @@ async def test_schemathesis_finds_no_server_error(poster, make_tenant, settings)
     tenant = await make_tenant()
     base_url = str(poster.http.base_url).rstrip("/")
 
-    async def errors() -> list[str]:
-        # Counted in this process since it started (another test may have provoked one on an
-        # app of its own): what matters is that the fuzzing adds none.
+    async def errors() -> list[str]:  # the counters are per process: other tests count too
         text = (await poster.http.get("/metrics")).text
         return [line for line in text.splitlines()
                 if 'outcome="error"' in line and not line.startswith("#")]

@@ -107,6 +107,10 @@ REMINDER_LAG_SECONDS = Histogram(
 )
 FOLLOWUPS = Counter("tistis_followups_total", "Follow-ups by outcome", ["outcome"])
 
+HTTP_BODY_TIMEOUTS = Counter(
+    "tistis_http_body_timeouts_total", "Requests answered 408: the body did not arrive in time"
+)
+
 # -- operations (operator API, legacy callback, realtime feed, dead letters) --------------
 API_REQUESTS = Counter(
     "tistis_api_requests_total", "Operator API and callback requests by route and outcome",

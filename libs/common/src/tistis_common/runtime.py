@@ -16,6 +16,7 @@ import uvloop
 from aio_pika.abc import AbstractRobustConnection
 from fastapi import FastAPI
 
+from tistis_common.body_timeout import BodyReadTimeout
 from tistis_common.broker import Consumer, Handler, Publisher, connect
 from tistis_common.db import create_pool
 from tistis_common.health import add_probe_routes
@@ -80,8 +81,10 @@ class Runtime:
     async def serve_http(self, app: FastAPI | None = None) -> None:
         app = app or FastAPI(title=self.name)
         add_probe_routes(app, self.ready)
+        # The body timeout wraps everything, webhooks included: uvicorn has none of its own.
         config = uvicorn.Config(
-            app, host=self.settings.http_host, port=self.settings.http_port, log_config=None,
+            BodyReadTimeout(app, self.settings.http_body_timeout_seconds), host=self.settings.http_host,
+            port=self.settings.http_port, log_config=None,
             access_log=False, lifespan="off",
         )
         self._server = _QuietServer(config)

@@ -19,6 +19,8 @@ class Settings(BaseSettings):
     log_json: bool = True
     http_host: str = "0.0.0.0"
     http_port: int = 8000
+    # A request's body must be complete this long after the request began (else 408, closed).
+    http_body_timeout_seconds: float = 20.0
 
     # Infrastructure
     database_url: str = "postgresql://tistis_app:tistis_app@127.0.0.1:5432/tistis"
