@@ -31,7 +31,9 @@ DEAD_LETTERS = Counter(
 )
 CONSUMER_IN_FLIGHT = Gauge("tistis_consumer_in_flight", "Events being handled now", ["queue"])
 QUEUE_MESSAGES = Gauge(
-    "tistis_queue_messages", "Messages ready in a queue (consumer lag), sampled", ["queue"]
+    "tistis_queue_messages",
+    "Messages in a queue by state (ready | unacked), sampled from the management API by the "
+    "service consuming it (its retry and dead-letter queues too)", ["queue", "state"],
 )
 
 # -- ingress -----------------------------------------------------------------------------

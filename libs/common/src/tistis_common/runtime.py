@@ -20,6 +20,7 @@ from tistis_common.broker import Consumer, Handler, Publisher, connect
 from tistis_common.db import create_pool
 from tistis_common.health import add_probe_routes
 from tistis_common.logging import configure_logging, get_logger
+from tistis_common.management import ManagementApi, sample_queue_depths, vhost_of
 from tistis_common.settings import Settings
 from tistis_common.topology import QueueSpec, declare_topology
 
@@ -72,6 +73,22 @@ class Runtime:
     async def start_consumers(self) -> None:
         for consumer in self.consumers:
             await consumer.start()
+        if self.consumers:
+            self.background(self._sample_queue_depths)
+
+    async def _sample_queue_depths(self, stopping: asyncio.Event) -> None:
+        """Consumer lag of this service's queues (with their retry and dead-letter queues)."""
+        s = self.settings
+        names = [
+            name
+            for consumer in self.consumers
+            for name in (consumer.spec.name, consumer.spec.dlq,
+                         *(consumer.spec.retry_queue(d) for d in s.retry_delays))
+        ]
+        await sample_queue_depths(
+            ManagementApi.from_url(s.rabbitmq_management_url), vhost_of(s.rabbitmq_url), names,
+            stopping, s.queue_metrics_interval_seconds,
+        )
 
     def background(self, task: BackgroundTask) -> None:
         """A loop of the service's own (a scheduler's clock); it must return once `stopping` is set."""

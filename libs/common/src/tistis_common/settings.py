@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     rabbitmq_management_url: str = "http://guest:guest@127.0.0.1:15672"
     prefetch: int = 32
+    # How often a consumer service samples its queues' depths into tistis_queue_messages.
+    queue_metrics_interval_seconds: float = 15.0
     # Delays in seconds between attempts; after the last one the event goes to <queue>.dlq.
     retry_delays: list[float] = Field(default_factory=lambda: [1.0, 10.0, 60.0, 600.0])
     shutdown_grace_seconds: float = 25.0
