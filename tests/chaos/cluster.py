@@ -20,6 +20,7 @@ import httpx
 from tistis_common.admin import load_tenant
 from tistis_common.db import connect
 from tistis_common.migrate import migrate
+from tistis_common.secrets import DEV_KEY, SecretBox
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -130,7 +131,7 @@ class Cluster:
                                        ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}}},
                     "faqs": [{"question": "¿Horario?", "answer": "9 a 18 h", "keywords": ["horario"]}],
                 }
-                tenant_id = await load_tenant(conn, doc)
+                tenant_id = await load_tenant(conn, doc, SecretBox(os.environ.get("SECRETS_KEYS", DEV_KEY)))
                 tenants.append(ChaosTenant(tenant_id, doc["tenant"]["slug"], accounts))
         finally:
             await conn.close()

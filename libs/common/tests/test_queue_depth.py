@@ -144,7 +144,10 @@ class TestQueueDepthMetric:
         }
         path = tmp_path / "captured.test.yml"
         path.write_text(yaml.safe_dump(tests))
-        proc = subprocess.run([promtool(), "test", "rules", str(path)], capture_output=True, text=True)
+        proc = await asyncio.to_thread(
+            lambda: subprocess.run([promtool(), "test", "rules", str(path)], capture_output=True,
+                                   text=True)
+        )
         assert proc.returncode == 0, proc.stdout + proc.stderr + path.read_text()
 
 

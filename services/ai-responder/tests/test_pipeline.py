@@ -11,6 +11,7 @@ import httpx
 from tistis_ai_responder.main import start as start_ai_responder
 from tistis_common.admin import load_tenant, read_fixture
 from tistis_common.db import connect, tenant_tx
+from tistis_common.secrets import SecretBox
 from tistis_common.testing.plugin import running
 from tistis_ingress.main import start as start_ingress
 from tistis_sandbox.webhooks import sign_meta, wa_text, whatsapp_payload
@@ -74,7 +75,7 @@ class TestDemoWithoutKey:
         doc = read_fixture(Path(__file__).parents[3] / "fixtures" / "esva-dental.yaml")
         conn = await connect(settings.migration_database_url)
         try:
-            tenant_id = await load_tenant(conn, doc)
+            tenant_id = await load_tenant(conn, doc, SecretBox(settings.secrets_keys))
         finally:
             await conn.close()
         whatsapp = next(c for c in doc["connections"] if c["channel"] == "whatsapp")

@@ -167,10 +167,11 @@ async def take_from_dlq(channel, queue: str, message_id: str,
 
 class TestExpiredToken:
     async def test_expired_token_parks_the_message_and_replay_after_the_fix_sends_it(
-        self, clinic, sandbox, make_tenant, amqp
+        self, clinic, sandbox, make_tenant, amqp, capfd
     ):
         conv = await clinic.conversation(await make_tenant(), "whatsapp")
         await clinic.set_token(conv, "expired-token")
+        assert (await clinic.connection_row(conv))["access_token"].startswith("fernet:")
         event = clinic.outbound(conv)
         await clinic.publish(event)
         channel = await amqp.channel()
@@ -181,6 +182,11 @@ class TestExpiredToken:
         row = await clinic.message(conv, event.message_id)
         assert row["status"] == "pending" and row["error_code"] == 190
         assert await ok_requests(sandbox, "whatsapp", conv.recipient) == []
+        # The token the platform refused is in no log line and not in the dead letter.
+        logged = "".join(capfd.readouterr())
+        assert "dispatch" in logged and "expired-token" not in logged
+        assert b"expired-token" not in parked.body
+        assert "expired-token" not in json.dumps(dict(parked.headers), default=str)
 
         await clinic.set_token(conv, "fixed-token")
         exchange = await channel.get_exchange(EXCHANGE)

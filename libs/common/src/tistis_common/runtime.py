@@ -21,6 +21,7 @@ from tistis_common.db import create_pool
 from tistis_common.health import add_probe_routes
 from tistis_common.logging import configure_logging, get_logger
 from tistis_common.management import ManagementApi, sample_queue_depths, vhost_of
+from tistis_common.secrets import SecretBox
 from tistis_common.settings import Settings
 from tistis_common.topology import QueueSpec, declare_topology
 
@@ -41,6 +42,7 @@ class Runtime:
     def __init__(self, settings: Settings, name: str):
         self.settings = settings
         self.name = name
+        self.secrets = SecretBox(settings.secrets_keys)
         self.pool: asyncpg.Pool | None = None
         self.connection: AbstractRobustConnection | None = None
         self.publisher: Publisher | None = None
@@ -59,6 +61,8 @@ class Runtime:
         await declare_topology(setup, s.retry_delays)
         await setup.close()
         self.publisher = await Publisher.open(self.connection)
+        if self.secrets.uses_dev_key:
+            log.warning("secrets.dev_key_in_use", hint="set SECRETS_KEYS (tistis secrets new-key)")
         log.info("service.started", name=self.name)
 
     def consume(self, spec: QueueSpec, handler: Handler) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tistis_common.secrets import DEV_KEY
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
@@ -48,6 +50,10 @@ class Settings(BaseSettings):
     ai_sdk_max_retries: int = 2  # the SDK's own retries (429, 5xx, timeouts) within one attempt
     ai_circuit_failures: int = 5  # consecutive failed model calls that open the circuit
     ai_circuit_reset_seconds: float = 30.0  # open this long, then one trial call
+
+    # Fernet keys for the secrets stored in the database, comma-separated, newest first
+    # (tistis_common.secrets). The default is a public development key: set your own.
+    secrets_keys: str = DEV_KEY
 
     # Guide's global credentials (fallbacks when a connection has none of its own)
     whatsapp_phone_number_id: str | None = None

@@ -34,6 +34,7 @@ from tistis_common.broker import PermanentError
 from tistis_common.db import tenant_session, tenant_tx
 from tistis_common.events import Event, MessageStatus, OutboundMessage
 from tistis_common.logging import bound, get_logger
+from tistis_common.secrets import SecretBox
 from tistis_common.settings import Settings
 
 from tistis_dispatcher import messenger, rules, tiktok, whatsapp
@@ -109,8 +110,10 @@ class Deps:
     settings: Settings
     claimer: int = 0  # this process's lease key (tistis_dispatcher.lease)
     limiter: TenantLimiter = field(init=False)
+    secrets: SecretBox = field(init=False)
 
     def __post_init__(self) -> None:
+        self.secrets = SecretBox(self.settings.secrets_keys)
         self.limiter = TenantLimiter(self.settings.dispatcher_tenant_concurrency,
                                      self.settings.dispatcher_tenant_rate_per_second)
 
@@ -197,7 +200,7 @@ async def _decide_claimed(conn: asyncpg.Connection, event: OutboundMessage,
     try:
         if row["conversation_id"] is None:
             raise PermanentError(f"conversation {event.conversation_id} not found")
-        decision = await _decide(conn, event, row, deps.settings)
+        decision = await _decide(conn, event, row, deps.settings, deps.secrets)
     except BaseException:
         # Nothing was sent: give the claim back, so that a retry or a replay (e.g. once the
         # clinic connects the channel) finds the message pending, not a send in flight.
@@ -217,7 +220,7 @@ async def _decide_claimed(conn: asyncpg.Connection, event: OutboundMessage,
 
 
 async def _decide(conn: asyncpg.Connection, event: OutboundMessage, ctx: asyncpg.Record,
-                  settings: Settings) -> Plan | Refusal:
+                  settings: Settings, secrets: SecretBox) -> Plan | Refusal:
     """`ctx`: the claimed row with its context (`repo.claim_outbound`)."""
     now = datetime.now(UTC)
     if rules.needs_consent(event):
@@ -238,7 +241,7 @@ async def _decide(conn: asyncpg.Connection, event: OutboundMessage, ctx: asyncpg
     account = Account(
         connection_id=ctx["connection_id"], channel=event.channel.value,
         platform_account_id=ctx["account_id"],
-        access_token=ctx["access_token"] or (
+        access_token=secrets.open(ctx["access_token"]) or (
             settings.whatsapp_access_token if event.channel == "whatsapp" else None),
         settings=conn_settings,
     )

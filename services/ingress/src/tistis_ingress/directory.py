@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import asyncpg
 from tistis_common.db import tenant_by_slug, tenant_tx
+from tistis_common.secrets import SecretBox
 
 
 @dataclass(frozen=True)
@@ -26,8 +27,9 @@ class Tenant:
 
 
 class Directory:
-    def __init__(self, pool: asyncpg.Pool, ttl_seconds: float = 10.0):
+    def __init__(self, pool: asyncpg.Pool, secrets: SecretBox, ttl_seconds: float = 10.0):
         self.pool = pool
+        self.secrets = secrets
         self.ttl = ttl_seconds
         self._tenants: dict[str, tuple[float, Tenant | None]] = {}
         self._connections: dict[tuple[uuid.UUID, str], tuple[float, list[Connection]]] = {}
@@ -52,6 +54,10 @@ class Directory:
                    FROM channel_connections WHERE channel = $1 AND enabled""",
                 channel,
             )
-        found = [Connection(**dict(r)) for r in rows]
+        found = [
+            Connection(r["platform_account_id"], self.secrets.open(r["verify_token"]),
+                       self.secrets.open(r["app_secret"]), r["app_id"])
+            for r in rows
+        ]
         self._connections[key] = (time.monotonic() + self.ttl, found)
         return found

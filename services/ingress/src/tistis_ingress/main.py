@@ -17,7 +17,7 @@ NAME = "ingress"
 def build_app(runtime: Runtime) -> FastAPI:
     assert runtime.pool and runtime.publisher
     app = FastAPI(title="TIS TIS ingress", version="0.1.0")
-    intake = WebhookIntake(runtime.settings, Directory(runtime.pool), runtime.publisher)
+    intake = WebhookIntake(runtime.settings, Directory(runtime.pool, runtime.secrets), runtime.publisher)
     app.include_router(webhook_router(intake))
     app.add_middleware(WebhookFastPath, intake=intake)
     app.include_router(callback_router(runtime))

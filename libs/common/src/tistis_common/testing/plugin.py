@@ -24,6 +24,7 @@ from tistis_common.admin import load_tenant
 from tistis_common.db import connect, create_pool
 from tistis_common.migrate import migrate
 from tistis_common.runtime import Runtime
+from tistis_common.secrets import SecretBox
 from tistis_common.settings import Settings
 
 
@@ -178,7 +179,7 @@ async def make_tenant(settings: Settings):
         }
         conn = await connect(settings.migration_database_url)
         try:
-            tenant_id = await load_tenant(conn, doc)
+            tenant_id = await load_tenant(conn, doc, SecretBox(settings.secrets_keys))
         finally:
             await conn.close()
         return TestTenant(tenant_id, slug, ids["whatsapp"], ids["instagram"], ids["facebook"],
