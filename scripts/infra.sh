@@ -121,7 +121,7 @@ rmq_up() {
     log "rabbitmq already answering on $AMQP_PORT"
   else
     mkdir -p "$dir/mnesia" "$dir/log"
-    echo "[rabbitmq_management,rabbitmq_consistent_hash_exchange]." >"$dir/enabled_plugins"
+    echo "[rabbitmq_management]." >"$dir/enabled_plugins"
     cat >"$dir/rabbitmq.conf" <<CONF
 listeners.tcp.default = 127.0.0.1:$AMQP_PORT
 management.tcp.ip = 127.0.0.1
@@ -139,6 +139,21 @@ CONF
   fi
   wait_for rabbitmq 120 port_open "$AMQP_PORT"
   wait_for rabbitmq-management 60 mgmt "http://127.0.0.1:$MGMT_PORT/api/overview"
+  rmq_policy
+}
+
+# RabbitMQ 4.x gives quorum queues a delivery limit of 20, and `tistis dlq list/show` peek by
+# get-and-requeue: without this policy about 20 looks delete a dead letter. Older brokers have no
+# such limit and refuse -1, so it is set on 4.x only. The definition is
+# tistis_common.topology.DLQ_POLICY (tests/deploy checks that they agree).
+DLQ_POLICY='{"pattern": "\\.dlq$", "apply-to": "quorum_queues", "priority": 1, "definition": {"delivery-limit": -1}}'
+rmq_policy() {
+  local base="http://127.0.0.1:$MGMT_PORT" version
+  version="$(mgmt "$base/api/overview?columns=rabbitmq_version" | sed -E 's/.*"rabbitmq_version":"([0-9]+).*/\1/')"
+  if [ "${version:-0}" -ge 4 ]; then
+    mgmt -X PUT -H 'content-type: application/json' "$base/api/policies/%2F/tistis-dlq" -d "$DLQ_POLICY" >/dev/null
+    log "rabbitmq $version: policy tistis-dlq (delivery-limit -1 on *.dlq) set on /"
+  fi
 }
 
 up() {
@@ -186,5 +201,6 @@ case "${1:-up}" in
   status) status ;;
   env) env_vars ;;
   rabbitmqctl) shift; rmq_ctl "$@" ;;
+  rabbitmq-policy) rmq_policy ;;
   *) echo "usage: $0 up|down [postgres|rabbitmq] | status | env | rabbitmqctl ..." >&2; exit 2 ;;
 esac

@@ -201,7 +201,7 @@ def build() -> dict[str, Any]:
     lay.add(
         stat(
             "Messages waiting",
-            'sum(max by (queue, state) (tistis_queue_messages{queue!~".+\\\\.(dlq|retry\\\\..+)"}))',
+            'sum(max by (queue, state) (tistis_queue_messages{queue!~".+\\\\.(dlq|delay\\\\..+)"}))',
             description="Ready and in flight in all work queues (consumer lag)",
             thresholds=[(None, "green"), (100, "orange"), (1000, "red")],
         ),

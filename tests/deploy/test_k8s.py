@@ -23,6 +23,7 @@ from deploy_support import (
     shutdown_grace_seconds,
     workload,
 )
+from tistis_common.topology import DLQ_POLICY, DLQ_POLICY_NAME
 
 # Oldest Kubernetes we support, and the newest the schemas know.
 K8S_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
@@ -196,6 +197,31 @@ CRD_SCHEMAS: dict[str, dict[str, Any]] = {
                     }},
                 },
             },
+        },
+    },
+    # RabbitMQ messaging topology operator (rabbitmq.com/v1beta1 Policy), what we use.
+    "Policy": {
+        **_OBJ,
+        "required": ["apiVersion", "spec"],
+        "properties": {
+            "apiVersion": {"const": "rabbitmq.com/v1beta1"},
+            "spec": {
+                **_OBJ,
+                "additionalProperties": False,
+                "required": ["name", "pattern", "definition", "rabbitmqClusterReference"],
+                "properties": {
+                    "name": {"type": "string"}, "vhost": {"type": "string"},
+                    "pattern": {"type": "string"},
+                    "applyTo": {"enum": ["queues", "exchanges", "all", "classic_queues",
+                                        "quorum_queues", "streams"]},
+                    "priority": {"type": "integer"},
+                    "definition": _OBJ,
+                    "rabbitmqClusterReference": {
+                        **_OBJ, "additionalProperties": False, "required": ["name"],
+                        "properties": {"name": {"type": "string"}, "namespace": {"type": "string"}},
+                    },
+                },
+            }
         },
     },
     "ServiceMonitor": {
@@ -419,8 +445,15 @@ class TestScaling:
             url = yaml.safe_load((K8S / "secret.example.yaml").read_text())["stringData"][
                 "RABBITMQ_MANAGEMENT_URL"]
         host = url.split("@")[-1].split(":")[0]
-        assert host == f"rabbitmq.{namespace}.svc.cluster.local", "KEDA resolves short names in its own namespace"
+        assert host == f"rabbitmq.{namespace}.svc.cluster.local", "KEDA resolves short names in its namespace"
         assert "rabbitmq" in by_kind(docs, "Service")
+
+    def test_the_broker_keeps_dead_letters_that_are_looked_at(self, overlay: tuple) -> None:
+        _, docs = overlay
+        spec = by_kind(docs, "Policy")[DLQ_POLICY_NAME]["spec"]
+        assert (spec["name"], spec["vhost"]) == (DLQ_POLICY_NAME, "/")
+        assert {"pattern": spec["pattern"], "apply-to": spec["applyTo"], "priority": spec["priority"],
+                "definition": spec["definition"]} == DLQ_POLICY
 
     def test_migrations_run_before_the_sync(self, overlay: tuple) -> None:
         _, docs = overlay

@@ -47,9 +47,8 @@ class TestJobs:
             # a retry parked for longer than this test: its own delay queue, as the runner has
             longer = [*settings.retry_delays, 60.0]
             channel = await connection.channel()
-            await channel.declare_queue(spec.retry_queue(60.0), durable=True, arguments={
-                "x-message-ttl": 60_000, "x-dead-letter-exchange": "",
-                "x-dead-letter-routing-key": spec.name})
+            await channel.declare_queue(spec.retry_queue(60.0), durable=True,
+                                        arguments=spec.retry_arguments(60.0))
             await publisher.send_to_queue(spec.retry_queue(60.0), body, {}, {})
             after = await jobs(tistis, RABBITMQ_URL=private_vhost, RETRY_DELAYS=json.dumps(longer))
             row = after["send_instagram"]

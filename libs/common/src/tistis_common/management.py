@@ -17,6 +17,7 @@ import httpx
 
 from tistis_common import metrics
 from tistis_common.logging import get_logger
+from tistis_common.topology import DLQ_POLICY, DLQ_POLICY_NAME
 
 log = get_logger(__name__)
 
@@ -37,6 +38,22 @@ class ManagementApi:
 
     def queues_path(self, vhost: str) -> str:
         return f"/api/queues/{quote(vhost, safe='')}"
+
+
+async def broker_major_version(http: httpx.AsyncClient) -> int:
+    response = await http.get("/api/overview", params={"columns": "rabbitmq_version"})
+    response.raise_for_status()
+    return int(str(response.json()["rabbitmq_version"]).split(".")[0])
+
+
+async def apply_dlq_policy(http: httpx.AsyncClient, vhost: str) -> bool:
+    """The `tistis-dlq` policy on a vhost, where the broker needs it (4.x); True if applied."""
+    if await broker_major_version(http) < 4:
+        return False
+    response = await http.put(f"/api/policies/{quote(vhost, safe='')}/{DLQ_POLICY_NAME}",
+                              json=DLQ_POLICY)
+    response.raise_for_status()
+    return True
 
 
 def vhost_of(amqp_url: str) -> str:

@@ -23,7 +23,7 @@ from tistis_common.logging import configure_logging, get_logger
 from tistis_common.management import ManagementApi, sample_queue_depths, vhost_of
 from tistis_common.secrets import SecretBox
 from tistis_common.settings import Settings
-from tistis_common.topology import QueueSpec, declare_topology
+from tistis_common.topology import QueueSpec, declare_topology, drop_legacy_retry_queues
 
 log = get_logger(__name__)
 
@@ -60,6 +60,8 @@ class Runtime:
         setup = await self.connection.channel()
         await declare_topology(setup, s.retry_delays)
         await setup.close()
+        if waiting := await drop_legacy_retry_queues(self.connection, s.retry_delays):
+            log.info("topology.legacy_retry_queues_draining", queues=waiting)
         self.publisher = await Publisher.open(self.connection)
         if self.secrets.uses_dev_key:
             log.warning("secrets.dev_key_in_use", hint="set SECRETS_KEYS (tistis secrets new-key)")

@@ -55,9 +55,9 @@ class Settings(BaseSettings):
     # (tistis_common.secrets). The default is a public development key: set your own.
     secrets_keys: str = DEV_KEY
 
-    # Guide's global credentials (fallbacks when a connection has none of its own)
-    whatsapp_phone_number_id: str | None = None
-    whatsapp_business_account_id: str | None = None
+    # Guide's global credentials (fallbacks when a connection has none of its own). The guide's
+    # WHATSAPP_PHONE_NUMBER_ID / WHATSAPP_BUSINESS_ACCOUNT_ID are not settings: a number is a
+    # connection row (`tistis connection add <tenant> whatsapp <phone_number_id>`).
     whatsapp_access_token: str | None = None
     whatsapp_verify_token: str | None = None
     meta_app_secret: str | None = None

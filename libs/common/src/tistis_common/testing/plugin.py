@@ -22,6 +22,7 @@ import uvicorn
 
 from tistis_common.admin import load_tenant
 from tistis_common.db import connect, create_pool
+from tistis_common.management import apply_dlq_policy
 from tistis_common.migrate import migrate
 from tistis_common.runtime import Runtime
 from tistis_common.secrets import SecretBox
@@ -93,6 +94,7 @@ async def temporary_vhost(management_url: str, amqp_url: str,
         user = urlsplit(amqp_url).username or "guest"
         perms = {"configure": ".*", "write": ".*", "read": ".*"}
         (await http.put(f"/api/permissions/{name}/{user}", json=perms)).raise_for_status()
+        await apply_dlq_policy(http, name)  # as scripts/infra.sh does on "/"
         try:
             yield _with_vhost(amqp_url, name)
         finally:
