@@ -34,11 +34,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _port(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
 @dataclass
 class Ports:
-    pg: int = 5452
-    amqp: int = 5692
-    mgmt: int = 15692
+    # Other values let a second run (make test-rabbitmq4) use servers of its own.
+    pg: int = field(default_factory=lambda: _port("TISTIS_CHAOS_PG_PORT", 5452))
+    amqp: int = field(default_factory=lambda: _port("TISTIS_CHAOS_AMQP_PORT", 5692))
+    mgmt: int = field(default_factory=lambda: _port("TISTIS_CHAOS_MGMT_PORT", 15692))
     # HTTP ports are picked free, so that two runs on one machine do not collide.
     http: dict[str, int] = field(default_factory=dict)
 
