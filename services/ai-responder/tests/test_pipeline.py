@@ -8,6 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import httpx
+from prometheus_client import REGISTRY
 from tistis_ai_responder.main import start as start_ai_responder
 from tistis_common.admin import load_tenant, read_fixture
 from tistis_common.db import connect, tenant_tx
@@ -46,6 +47,11 @@ class TestThroughIngress:
                 """SELECT count(*) FILTER (WHERE direction = 'inbound') AS inbound,
                           count(*) FILTER (WHERE direction = 'outbound') AS outbound FROM messages""")
         assert (counts["inbound"], counts["outbound"]) == (1, 1)
+        # the metrics name the clinic by its slug, not its UUID
+        assert REGISTRY.get_sample_value("tistis_ai_replies_total",
+                                         {"tenant": tenant.slug, "outcome": "ai"}) == 1
+        assert REGISTRY.get_sample_value("tistis_ai_tokens_total",
+                                         {"tenant": tenant.slug, "kind": "output"})
 
 
 class TestTwoReplicas:

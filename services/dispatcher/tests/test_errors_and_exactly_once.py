@@ -8,6 +8,7 @@ import json
 from datetime import UTC, datetime
 
 import aio_pika
+from prometheus_client import REGISTRY
 from tistis_common.broker import H_ORIGINAL_KEY
 from tistis_common.events import MessageStatus
 from tistis_common.testing.plugin import eventually
@@ -28,6 +29,9 @@ class TestExactlyOnce:
         await clinic.publish(event.model_copy(update={"event_id": event.event_id}))
         await asyncio.sleep(0.5)
         assert len(await ok_requests(sandbox, "whatsapp", conv.recipient)) == 1
+        labels = {"tenant": conv.tenant.slug, "channel": "whatsapp"}  # the slug, not the UUID
+        assert REGISTRY.get_sample_value("tistis_sends_total", {**labels, "outcome": "sent"}) == 1
+        assert REGISTRY.get_sample_value("tistis_connection_healthy", labels) == 1
 
     async def test_concurrent_duplicates_send_once(self, clinic, sandbox, make_tenant):
         conv = await clinic.conversation(await make_tenant(), "whatsapp")

@@ -1,13 +1,19 @@
 """Every Prometheus metric of the platform, in one place.
 
-Conventions: `tistis_*_total` counters, `*_seconds` histograms; labels are bounded (tenant is a
-slug/uuid of a known tenant, channel one of four, outcome/queue from fixed sets). Dashboards and
+Conventions: `tistis_*_total` counters, `*_seconds` histograms; labels are bounded (tenant is the
+slug of a known tenant, tistis_common.tenant_labels; channel one of four, outcome/queue from
+fixed sets). Dashboards and
 alert rules under deploy/ use only names defined here (checked by a test).
 """
 
 from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
+
+BUILD_INFO = Gauge(
+    "tistis_build_info", "Always 1; the running code's version and Python (service: the target)",
+    ["version", "python"],
+)
 
 # -- broker / consumers (libs/common runner) --------------------------------------------
 EVENTS_PUBLISHED = Counter(

@@ -5,9 +5,11 @@ graceful stop on SIGTERM/SIGINT (stop taking events, finish the ones in hand, cl
 from __future__ import annotations
 
 import asyncio
+import platform
 import signal
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager, suppress
+from importlib.metadata import version
 from typing import Any
 
 import asyncpg
@@ -16,11 +18,13 @@ import uvloop
 from aio_pika.abc import AbstractRobustConnection
 from fastapi import FastAPI
 
+from tistis_common import metrics
 from tistis_common.broker import Consumer, Handler, Publisher, connect
 from tistis_common.db import create_pool
 from tistis_common.health import add_probe_routes
 from tistis_common.logging import configure_logging, get_logger
 from tistis_common.management import ManagementApi, sample_queue_depths, vhost_of
+from tistis_common.requestid import RequestIdMiddleware
 from tistis_common.secrets import SecretBox
 from tistis_common.settings import Settings
 from tistis_common.topology import QueueSpec, declare_topology, drop_legacy_retry_queues
@@ -55,6 +59,7 @@ class Runtime:
     # -- lifecycle --------------------------------------------------------------------
     async def start(self) -> None:
         s = self.settings
+        metrics.BUILD_INFO.labels(version("tistis-common"), platform.python_version()).set(1)
         self.pool = await create_pool(s.database_url, min_size=s.db_pool_min, max_size=s.db_pool_max)
         self.connection = await connect(s.rabbitmq_url)
         setup = await self.connection.channel()
@@ -103,6 +108,7 @@ class Runtime:
     async def serve_http(self, app: FastAPI | None = None) -> None:
         app = app or FastAPI(title=self.name)
         add_probe_routes(app, self.ready)
+        app.add_middleware(RequestIdMiddleware)  # outermost: its id is in every line of the request
         config = uvicorn.Config(
             app, host=self.settings.http_host, port=self.settings.http_port, log_config=None,
             access_log=False, lifespan="off",

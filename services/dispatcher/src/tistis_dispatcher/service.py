@@ -36,6 +36,7 @@ from tistis_common.events import Event, MessageStatus, OutboundMessage
 from tistis_common.logging import bound, get_logger
 from tistis_common.secrets import SecretBox
 from tistis_common.settings import Settings
+from tistis_common.tenant_labels import TENANT_LABELS
 
 from tistis_dispatcher import messenger, rules, tiktok, whatsapp
 from tistis_dispatcher import repository as repo
@@ -136,13 +137,14 @@ class Plan:
 
 
 def _count(event: OutboundMessage, outcome: str) -> None:
-    metrics.SENDS.labels(str(event.tenant_id), event.channel.value, outcome).inc()
+    metrics.SENDS.labels(TENANT_LABELS.of(event.tenant_id), event.channel.value, outcome).inc()
 
 
 # ------------------------------------------------------------------------ outbound
 
 
 async def handle_outbound(event: OutboundMessage, deps: Deps) -> Sequence[Event]:
+    await TENANT_LABELS.load(deps.pool, event.tenant_id)
     with bound(message_id=str(event.message_id), channel=event.channel.value,
                purpose=event.purpose):
         plan = await _prepare(event, deps)
@@ -295,7 +297,7 @@ async def _send(event: OutboundMessage, plan: Plan, deps: Deps) -> None:
     async with tenant_session(deps.pool, event.tenant_id) as conn:
         await repo.mark_sent(conn, event.message_id, event.conversation_id, done[-1],
                              done if len(done) > 1 else None, plan.account.connection_id)
-    metrics.CONNECTION_HEALTHY.labels(str(event.tenant_id), event.channel.value).set(1)
+    metrics.CONNECTION_HEALTHY.labels(TENANT_LABELS.of(event.tenant_id), event.channel.value).set(1)
     _count(event, "sent")
     log.info("send.sent", platform_message_id=done[-1], parts=len(done))
 
@@ -349,7 +351,7 @@ async def _failed(event: OutboundMessage, plan: Plan, exc: SendError, done: list
             await repo.mark_final(conn, event.message_id, "failed", exc.code, exc.title)
             await repo.flag_conversation(conn, event.conversation_id, f"send failed: {exc.title}")
     if isinstance(exc, TokenInvalid):
-        metrics.CONNECTION_HEALTHY.labels(str(event.tenant_id), channel).set(0)
+        metrics.CONNECTION_HEALTHY.labels(TENANT_LABELS.of(event.tenant_id), channel).set(0)
         _count(event, "parked")
         log.error("connection.unhealthy", **log_fields)
         raise PermanentError(f"{channel} token invalid ({exc.code}): fix it, then replay") from exc
@@ -375,6 +377,7 @@ _RANK = {"pending": 0, "sending": 0, "sent": 1, "delivered": 2, "read": 3}
 async def handle_status(event: MessageStatus, deps: Deps) -> Sequence[Event]:
     """delivered / read / failed from the platform; a status never moves backwards and
     `failed` is final. A failure flags the conversation (or opts the lead out on 131050)."""
+    await TENANT_LABELS.load(deps.pool, event.tenant_id)
     channel = event.channel.value
     if event.scope == "conversation":
         if event.platform_user_id and event.status in ("delivered", "read"):
@@ -419,7 +422,7 @@ async def handle_status(event: MessageStatus, deps: Deps) -> Sequence[Event]:
                         f"delivery failed: {event.error_code} {event.error_title or ''}".strip())
                 if event.error_code == 131047:
                     metrics.WINDOW_BLOCKS.labels(channel).inc()
-                metrics.SENDS.labels(str(event.tenant_id), channel, "failed").inc()
+                metrics.SENDS.labels(TENANT_LABELS.of(event.tenant_id), channel, "failed").inc()
                 log.warning("status.failed", code=event.error_code, title=event.error_title)
             elif current in _RANK and _RANK[event.status] > _RANK[current]:
                 await repo.set_status(conn, row["id"], event.status, None, None)
