@@ -125,4 +125,5 @@ REALTIME_SUBSCRIBERS = Gauge("tistis_realtime_subscribers", "Open server-sent ev
 REALTIME_EVENTS = Counter(
     "tistis_realtime_events_total", "Events fanned out to the realtime feed", ["event_type"]
 )
-DLQ_REPLAYED = Counter("tistis_dlq_replayed_total", "Dead letters replayed by the CLI", ["queue"])
+# A replay from `tistis dlq replay` is not a metric: the CLI is a short-lived process no
+# Prometheus scrapes. It shows as the DLQ depth falling and the events consumed again.

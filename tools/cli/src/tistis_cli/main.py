@@ -31,7 +31,12 @@ app.add_typer(secrets_app, name="secrets")
 app.command("doctor")(doctor)
 app.command("jobs")(jobs)
 
-DEMO_FIXTURE = Path(__file__).resolve().parents[4] / "fixtures" / "esva-dental.yaml"
+def demo_fixture() -> Path:
+    """Packaged in the wheel (tools/cli/pyproject.toml); in the workspace, the repository's."""
+    packaged = Path(__file__).resolve().parent / "fixtures" / "esva-dental.yaml"
+    if packaged.is_file():
+        return packaged
+    return Path(__file__).resolve().parents[4] / "fixtures" / "esva-dental.yaml"
 
 
 @app.command()
@@ -59,7 +64,7 @@ def load_tenant_cmd(path: Path = typer.Argument(..., exists=True, readable=True)
 @app.command("seed-demo")
 def seed_demo() -> None:
     """Load the demo tenant `esva-dental` from fixtures/esva-dental.yaml."""
-    load_tenant_cmd(DEMO_FIXTURE)
+    load_tenant_cmd(demo_fixture())
 
 
 def cli() -> None:
