@@ -13,7 +13,6 @@ from tistis_common.db import tenant_tx
 from tistis_common.events import Event, InboundMessage, LeadCreated, ReplyRequested
 from tistis_common.ids import stable_id
 from tistis_common.logging import bound, get_logger
-from tistis_common.tenant_labels import TENANT_LABELS
 
 from . import repository as repo
 from .service import Engine, Trigger, respond, respond_locked
@@ -104,7 +103,6 @@ async def handle_reply_requested(event: ReplyRequested, deps: Deps) -> Sequence[
 
 async def handle(event: Event, deps: Deps) -> Sequence[Event]:
     """The queue carries both patient messages and staff reply requests, in one order."""
-    await TENANT_LABELS.load(deps.engine.pool, event.tenant_id)  # the metrics' tenant label
     if isinstance(event, InboundMessage):
         return await handle_inbound(event, deps)
     if isinstance(event, ReplyRequested):

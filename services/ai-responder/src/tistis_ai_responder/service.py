@@ -148,7 +148,8 @@ async def _plan(conn: asyncpg.Connection, engine: Engine, trigger: Trigger,
         if state["status"] != "active" or state["spam"]:
             reason = "spam" if state["spam"] else state["status"]
             log.info("reply.skipped", reason=reason)
-            metrics.AI_REPLIES.labels(TENANT_LABELS.of(trigger.tenant_id), "skipped").inc()
+            tenant = await TENANT_LABELS.load(conn, trigger.tenant_id)
+            metrics.AI_REPLIES.labels(tenant, "skipped").inc()
             return None
     ctx = await _context(conn, engine, trigger.tenant_id, state["context_version"])
     texts = list(state["unanswered"])
@@ -329,7 +330,7 @@ async def _store(conn: asyncpg.Connection, engine: Engine, trigger: Trigger, pla
         stored = await repo.stored_reply(conn, trigger.reply_id)
         assert stored is not None
         return _stored_events(stored["payload"])
-    tenant = TENANT_LABELS.of(trigger.tenant_id)
+    tenant = await TENANT_LABELS.load(conn, trigger.tenant_id)  # cached: one query per tenant
     metrics.AI_REPLIES.labels(tenant, "fallback" if reply.fallback else reply.outcome).inc()
     if usage is not None:
         for kind, value in (("input", usage.input_tokens), ("output", usage.output_tokens),
