@@ -118,3 +118,21 @@ REALTIME_EVENTS = Counter(
     "tistis_realtime_events_total", "Events fanned out to the realtime feed", ["event_type"]
 )
 DLQ_REPLAYED = Counter("tistis_dlq_replayed_total", "Dead letters replayed by the CLI", ["queue"])
+
+# -- patient files (dispatcher media consumer, uploads, retention) -------------------------
+MEDIA_FETCHES = Counter(
+    "tistis_media_fetches_total", "Patient files fetched from the platforms, by outcome",
+    # outcome: stored | duplicate | retry | failed | refused
+    ["channel", "outcome"],
+)
+MEDIA_TRANSCRIPTIONS = Counter(
+    "tistis_media_transcriptions_total", "Voice notes sent to speech-to-text, by outcome",
+    ["outcome"],  # ok | failed | unavailable
+)
+MEDIA_UPLOADS = Counter(
+    "tistis_media_uploads_total", "Files uploaded to a platform to be sent by id",
+    ["channel", "outcome"],  # uploaded | reused | failed
+)
+MEDIA_DELETED = Counter(
+    "tistis_media_deleted_total", "Patient files deleted", ["reason"],  # retention | erasure
+)
