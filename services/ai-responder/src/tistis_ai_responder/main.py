@@ -8,6 +8,7 @@ import httpx
 from tistis_common.logging import get_logger
 from tistis_common.runtime import Runtime, serve
 from tistis_common.settings import Settings
+from tistis_common.storage import MediaStore, open_store
 from tistis_common.topology import AI_INBOUND, AI_STATE
 
 from .handlers import Deps, handle
@@ -18,6 +19,17 @@ from .state import handle_state
 
 NAME = "ai-responder"
 log = get_logger(__name__)
+
+
+class ResponderRuntime(Runtime):
+    """The shared runtime, plus the media store closed after the consumers drained."""
+
+    store: MediaStore | None = None
+
+    async def stop(self) -> None:
+        await super().stop()
+        if self.store is not None:
+            await self.store.close()
 
 
 def build_responder(settings: Settings) -> ClaudeResponder | None:
@@ -34,14 +46,15 @@ def build_responder(settings: Settings) -> ClaudeResponder | None:
 
 
 async def start(settings: Settings) -> Runtime:
-    runtime = Runtime(settings, NAME)
+    runtime = ResponderRuntime(settings, NAME)
     await runtime.start()
     assert runtime.pool
     responder = build_responder(settings)
+    runtime.store = store = await open_store(settings)
     engine = Engine(
         pool=runtime.pool, locks=ConversationLocks(), responder=responder,
         default_model=settings.anthropic_model, history_messages=settings.ai_history_messages,
-        settings=settings, http=httpx.AsyncClient(timeout=10),
+        settings=settings, http=httpx.AsyncClient(timeout=10), store=store,
     )
     deps = Deps(engine=engine, debounce_seconds=settings.ai_debounce_seconds)
     runtime.consume(AI_INBOUND, partial(handle, deps=deps))  # type: ignore[arg-type]
