@@ -7,6 +7,10 @@ import uuid
 from datetime import datetime
 
 import asyncpg
+from tistis_common.media_files import keep_file
+
+__all__ = ["connection_for", "fetched", "file_by_sha", "keep_file", "record_fetch",
+           "record_upload", "upload_of"]
 
 
 async def connection_for(conn: asyncpg.Connection, channel: str,
@@ -29,19 +33,6 @@ async def fetched(conn: asyncpg.Connection, channel: str,
            WHERE f.channel = $1 AND f.platform_message_id = $2""",
         channel, platform_message_id,
     )
-
-
-async def keep_file(conn: asyncpg.Connection, tenant_id: uuid.UUID, sha256: str, key: str,
-                    mime_type: str, size: int, filename: str | None) -> uuid.UUID:
-    """The file's row, once per tenant and content; a file sent again counts as used now."""
-    file_id: uuid.UUID = await conn.fetchval(
-        """INSERT INTO media_files (tenant_id, sha256, storage_key, mime_type, size_bytes, filename)
-           VALUES ($1, $2, $3, $4, $5, $6)
-           ON CONFLICT (tenant_id, sha256) DO UPDATE SET last_used_at = now()
-           RETURNING id""",
-        tenant_id, sha256, key, mime_type, size, filename,
-    )
-    return file_id
 
 
 async def record_fetch(conn: asyncpg.Connection, tenant_id: uuid.UUID, channel: str,

@@ -5,8 +5,9 @@ from __future__ import annotations
 from fastapi import FastAPI
 from tistis_common.runtime import Runtime, serve
 from tistis_common.settings import Settings
+from tistis_common.storage import MediaStore, open_store
 
-from .api import callback_router, operator_router, realtime_router
+from .api import callback_router, media_router, operator_router, realtime_router
 from .directory import Directory
 from .fastpath import WebhookFastPath
 from .webhooks import WebhookIntake, webhook_router
@@ -14,7 +15,18 @@ from .webhooks import WebhookIntake, webhook_router
 NAME = "ingress"
 
 
-def build_app(runtime: Runtime) -> FastAPI:
+class IngressRuntime(Runtime):
+    """The shared runtime, plus the media store (staff open and send files) closed last."""
+
+    store: MediaStore | None = None
+
+    async def stop(self) -> None:
+        await super().stop()
+        if self.store is not None:
+            await self.store.close()
+
+
+def build_app(runtime: Runtime, store: MediaStore) -> FastAPI:
     assert runtime.pool and runtime.publisher
     app = FastAPI(title="TIS TIS ingress", version="0.1.0")
     intake = WebhookIntake(runtime.settings, Directory(runtime.pool), runtime.publisher)
@@ -22,14 +34,16 @@ def build_app(runtime: Runtime) -> FastAPI:
     app.add_middleware(WebhookFastPath, intake=intake)
     app.include_router(callback_router(runtime))
     app.include_router(operator_router(runtime))
+    app.include_router(media_router(runtime, store))
     app.include_router(realtime_router(runtime))
     return app
 
 
 async def start(settings: Settings) -> Runtime:
-    runtime = Runtime(settings, NAME)
+    runtime = IngressRuntime(settings, NAME)
     await runtime.start()
-    await runtime.serve_http(build_app(runtime))
+    runtime.store = await open_store(settings)
+    await runtime.serve_http(build_app(runtime, runtime.store))
     return runtime
 
 

@@ -19,6 +19,7 @@ from functools import partial
 from tistis_common.logging import configure_logging
 from tistis_common.runtime import Runtime, serve
 from tistis_common.settings import Settings
+from tistis_common.storage import MediaStore, open_store
 from tistis_common.topology import SCHEDULER_CHOICES, SCHEDULER_REQUESTS
 
 from .deps import Deps, utcnow
@@ -28,15 +29,32 @@ from .passes import PassResult, clock_loop, run_pass
 NAME = "scheduler"
 
 
-def _deps(runtime: Runtime, now: Callable[[], datetime] | None) -> Deps:
+class SchedulerRuntime(Runtime):
+    """The shared runtime, plus the media store (retention deletes old files) closed last."""
+
+    store: MediaStore | None = None
+
+    async def stop(self) -> None:
+        await super().stop()
+        if self.store is not None:
+            await self.store.close()
+
+
+async def _runtime(settings: Settings) -> SchedulerRuntime:
+    runtime = SchedulerRuntime(settings, NAME)
+    await runtime.start()
+    runtime.store = await open_store(settings)
+    return runtime
+
+
+def _deps(runtime: SchedulerRuntime, now: Callable[[], datetime] | None) -> Deps:
     assert runtime.pool is not None
-    return Deps(runtime.pool, runtime.settings, now or utcnow, runtime.publisher)
+    return Deps(runtime.pool, runtime.settings, now or utcnow, runtime.publisher, runtime.store)
 
 
 async def start(settings: Settings, now: Callable[[], datetime] | None = None) -> Runtime:
     """`now` is the scheduler's clock (tests stand it anywhere); a tick <= 0 runs no loop."""
-    runtime = Runtime(settings, NAME)
-    await runtime.start()
+    runtime = await _runtime(settings)
     deps = _deps(runtime, now)
     runtime.consume(SCHEDULER_REQUESTS, partial(handle_request, deps=deps))  # type: ignore[arg-type]
     runtime.consume(SCHEDULER_CHOICES, partial(handle_choice, deps=deps))  # type: ignore[arg-type]
@@ -49,8 +67,7 @@ async def start(settings: Settings, now: Callable[[], datetime] | None = None) -
 
 async def run_once(settings: Settings, now: Callable[[], datetime] | None = None) -> PassResult:
     """One pass with reminders and follow-ups, for a CronJob (no consumers, no HTTP)."""
-    runtime = Runtime(settings, NAME)
-    await runtime.start()
+    runtime = await _runtime(settings)
     try:
         return await run_pass(_deps(runtime, now), followups=True)
     finally:

@@ -13,6 +13,7 @@ from tistis_common.migrate import migrate as apply_migrations
 from tistis_common.settings import Settings
 
 from .dlq import dlq_app
+from .media import erase_patient_cmd
 from .ops import doctor, jobs
 from .tenants import ai_context_app, api_key_app, catalog_app, connection_app, tenant_app
 
@@ -27,6 +28,7 @@ app.add_typer(api_key_app, name="api-key")
 app.add_typer(dlq_app, name="dlq")
 app.command("doctor")(doctor)
 app.command("jobs")(jobs)
+app.command("erase-patient")(erase_patient_cmd)
 
 DEMO_FIXTURE = Path(__file__).resolve().parents[4] / "fixtures" / "esva-dental.yaml"
 

@@ -35,7 +35,10 @@ class ErrorBody(BaseModel):
 
 _DESCRIPTIONS = {
     401: "missing, wrong or revoked bearer credential",
+    403: "the link is invalid or has expired",
     404: "no such object in the caller's tenant",
+    413: "the file is larger than the platforms take",
+    415: "not a file type that can be sent",
     503: "the broker did not confirm; try again",
 }
 
