@@ -53,6 +53,7 @@ class MediaShelf:
     links: dict[str, tuple[str, float]] = field(default_factory=dict)  # token -> (id, expires)
     uploads: list[dict[str, Any]] = field(default_factory=list)
     downloads: int = 0
+    misses: int = 0  # downloads refused: a link unknown or past its expiry
     url_ttl: float = URL_TTL_SECONDS
 
     def shelve(self, data: bytes, mime_type: str, expired: bool = False) -> str:
@@ -135,12 +136,13 @@ def add_media_routes(app: FastAPI) -> None:
     @app.get("/_sandbox/media/uploads")
     async def uploads(request: Request) -> dict[str, Any]:
         shelf = _shelf(request)
-        return {"uploads": shelf.uploads, "downloads": shelf.downloads}
+        return {"uploads": shelf.uploads, "downloads": shelf.downloads, "misses": shelf.misses}
 
     @app.get("/_sandbox/cdn/{token}")
     async def cdn(request: Request, token: str) -> Response:
         found = _shelf(request).open(token)
         if found is None:  # Meta's CDN: a signed URL past its expiry
+            _shelf(request).misses += 1
             return Response("URL signature expired", 403, media_type="text/plain")
         _shelf(request).downloads += 1
         return Response(found.data, media_type=found.mime_type)
@@ -151,6 +153,7 @@ def add_media_routes(app: FastAPI) -> None:
             return _graph_error(190, "Invalid OAuth access token.")
         found = _shelf(request).open(token)
         if found is None:
+            _shelf(request).misses += 1
             return Response(status_code=404)
         _shelf(request).downloads += 1
         return Response(found.data, media_type=found.mime_type)
