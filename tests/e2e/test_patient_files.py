@@ -242,3 +242,77 @@ async def test_a_voice_note_without_transcription_gets_a_polite_request_and_is_f
     assert replies[0]["json"]["text"]["body"] == WRITE_PLEASE
     assert info["flag"] == "not_transcribed" and info["transcript"] is None
     assert info["url"]  # staff can still listen to it
+
+
+async def open_conversation(app_pool, tenant, channel: str) -> tuple[uuid.UUID, str]:
+    """A conversation whose messaging window is open (the patient wrote a minute ago)."""
+    account = {"whatsapp": tenant.whatsapp_phone_number_id, "facebook": tenant.page_id,
+               "instagram": tenant.instagram_account_id, "tiktok": tenant.tiktok_business_id}
+    user = (f"521{uuid.uuid4().int % 10**10:010d}" if channel == "whatsapp"
+            else f"{channel}-{uuid.uuid4().hex[:12]}")
+    async with tenant_tx(app_pool, tenant.id) as conn:
+        lead_id = await conn.fetchval(
+            """INSERT INTO leads (tenant_id, channel, platform_user_id, last_inbound_at)
+               VALUES ($1, $2, $3, now()) RETURNING id""", tenant.id, channel, user)
+        conversation_id = await conn.fetchval(
+            """INSERT INTO conversations (tenant_id, lead_id, channel, platform_account_id,
+                                          platform_conversation_id, last_inbound_at)
+               VALUES ($1, $2, $3, $4, $5, now()) RETURNING id""",
+            tenant.id, lead_id, channel, account[channel],
+            f"conv-{uuid.uuid4().hex}" if channel == "tiktok" else None)
+    return conversation_id, user
+
+
+async def test_a_staff_image_reaches_each_platform_in_its_format_uploaded_once(
+    settings, sandbox_url, make_tenant, app_pool, tmp_path
+):
+    tenant = await make_tenant()
+    key = await api_key(settings, tenant.id)
+    png = (FILES / "foto-muela.png").read_bytes()
+    pdf = (FILES / "referencia.pdf").read_bytes()
+    channels = ("whatsapp", "facebook", "instagram")
+    conversations = {c: await open_conversation(app_pool, tenant, c) for c in channels}
+    tiktok, _ = await open_conversation(app_pool, tenant, "tiktok")
+    async with own_vhost(settings) as s, AsyncSandboxClient(sandbox_url) as sandbox:
+        s = pipeline_settings(s, sandbox_url, tmp_path)
+        async with running(start_ingress, s) as ingress, running(start_dispatcher, s):
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ingress.http_port}",
+                                         headers={"Authorization": f"Bearer {key}"}) as api:
+                for conversation_id, _ in conversations.values():
+                    for data, mime in ((png, "image/png"), (png, "image/png"),
+                                       (pdf, "application/pdf")):
+                        answer = await api.post(
+                            f"/api/v1/conversations/{conversation_id}/media", content=data,
+                            params={"filename": "archivo"}, headers={"Content-Type": mime})
+                        assert answer.status_code == 202, answer.text
+                refused = await api.post(f"/api/v1/conversations/{tiktok}/media", content=png,
+                                         headers={"Content-Type": "image/png"})
+                wrong_type = await api.post(
+                    f"/api/v1/conversations/{conversations['whatsapp'][0]}/media",
+                    content=b"MZ\x90\x00", headers={"Content-Type": "application/x-msdownload"})
+            sent = {c: await sandbox.wait_for("whatsapp" if c == "whatsapp" else "graph",
+                                              recipient=user, count=3, within=15)
+                    for c, (_, user) in conversations.items()}
+            log = await sandbox.media_log()
+    assert refused.status_code == 422 and wrong_type.status_code == 415
+    accounts = {"whatsapp": tenant.whatsapp_phone_number_id, "facebook": tenant.page_id,
+                "instagram": tenant.instagram_account_id}
+    for channel in channels:
+        uploads = [u for u in log["uploads"] if u["account_id"] == accounts[channel]]
+        # The image sent twice was uploaded once; the PDF once.
+        assert sorted(u["size"] for u in uploads) == sorted([len(png), len(pdf)])
+        ids = {u["size"]: u["id"] for u in uploads}
+        bodies = [r["json"] for r in sent[channel]]
+        assert len(bodies) == 3
+        if channel == "whatsapp":
+            assert [u["type"] for u in uploads] == ["image/png", "application/pdf"]
+            images = [b["image"] for b in bodies if b["type"] == "image"]
+            assert images == [{"id": ids[len(png)]}] * 2
+            documents = [b["document"] for b in bodies if b["type"] == "document"]
+            assert documents == [{"id": ids[len(pdf)], "filename": "archivo"}]
+        else:
+            assert {u["type"] for u in uploads} == {"image", "file"} and all(
+                u["reusable"] for u in uploads)
+            attachments = [b["message"]["attachment"] for b in bodies]
+            assert sorted(a["type"] for a in attachments) == ["file", "image", "image"]
+            assert {a["payload"]["attachment_id"] for a in attachments} == set(ids.values())

@@ -13,7 +13,9 @@ slow call, made without a database connection.
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -42,6 +44,9 @@ log = get_logger(__name__)
 PLACEHOLDER = "tistis-upload-pending"
 LIFETIME = {"whatsapp": timedelta(days=29), "facebook": timedelta(days=89),
             "instagram": timedelta(days=89)}
+# One upload at a time per file and account in this process: the same image sent to several
+# patients at once is uploaded once (replicas may each upload it once: harmless, two ids).
+_UPLOADING: defaultdict[tuple[str, str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
 
 
 def needs_upload(event: OutboundMessage) -> bool:
@@ -58,6 +63,18 @@ def with_media_id(event: OutboundMessage, media_id: str) -> OutboundMessage:
 async def platform_media_id(event: OutboundMessage, account: Account, platform: PlatformClient,
                             store: MediaStore, pool: Any) -> str:
     """The id to send `event.media` by on this account: kept from an earlier upload, or now."""
+    assert event.media is not None and event.media.sha256
+    lock_key = (event.media.sha256, event.channel.value, account.platform_account_id)
+    async with _UPLOADING[lock_key]:
+        try:
+            return await _platform_media_id(event, account, platform, store, pool)
+        finally:
+            if len(_UPLOADING) > 10_000:  # bounded: a forgotten lock only costs an upload
+                _UPLOADING.pop(lock_key, None)
+
+
+async def _platform_media_id(event: OutboundMessage, account: Account, platform: PlatformClient,
+                             store: MediaStore, pool: Any) -> str:
     assert event.media is not None and event.media.sha256
     channel = event.channel.value
     async with tenant_session(pool, event.tenant_id) as conn:
