@@ -170,21 +170,23 @@ def add_media_routes(app: FastAPI) -> None:
         text = spoken_text(data) or "(nota de voz sin palabras reconocibles)"
         return JSONResponse({"text": text})
 
-    @app.get("/{version}/{media_id}")
-    async def retrieve_media_url(request: Request, version: str, media_id: str) -> Response:
+    # Media ids are numeric: other GETs (`/v1/messages`) keep their 405.
+    @app.get("/{version}/{media_id:int}")
+    async def retrieve_media_url(request: Request, version: str, media_id: int) -> Response:
         if _bearer(request) is None:
             return _graph_error(190, "Invalid OAuth access token.")
         shelf = _shelf(request)
-        found = shelf.items.get(media_id)
+        found = shelf.items.get(str(media_id))
         if found is None:
             return _graph_error(100, f"Unsupported get request. Object with ID '{media_id}' "
                                      "does not exist", subcode=33)
         base = str(request.base_url).rstrip("/")
+        token = shelf.link(str(media_id))
         return JSONResponse({
-            "messaging_product": "whatsapp", "url": f"{base}/_sandbox/lookaside/{shelf.link(media_id)}",
+            "messaging_product": "whatsapp", "url": f"{base}/_sandbox/lookaside/{token}",
             "mime_type": found.mime_type,
             "sha256": hashlib.sha256(found.data).hexdigest(),
-            "file_size": str(len(found.data)), "id": media_id,
+            "file_size": str(len(found.data)), "id": str(media_id),
         })
 
     @app.post("/{version}/{account_id}/media")
