@@ -31,6 +31,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.datastructures import UploadFile
 
 from tistis_sandbox.meta import graph_error
 
@@ -118,6 +119,17 @@ def _graph_error(code: int, message: str, subcode: int | None = None) -> Respons
     return response
 
 
+async def _keep_upload(request: Request, upload: UploadFile, mime_type: str,
+                       about: dict[str, Any]) -> str:
+    """A file our side uploaded: shelved (it can be sent by its id) and logged."""
+    data = await upload.read()
+    shelf = _shelf(request)
+    media_id = shelf.shelve(data, mime_type)
+    shelf.uploads.append({**about, "id": media_id, "filename": upload.filename,
+                          "size": len(data)})
+    return media_id
+
+
 def add_media_routes(app: FastAPI) -> None:
     app.state.media = MediaShelf()
 
@@ -199,12 +211,8 @@ def add_media_routes(app: FastAPI) -> None:
                 or isinstance(upload, str) or not form.get("type"):
             return _graph_error(100, "(#100) The parameter messaging_product, file and type "
                                      "are required.")
-        data = await upload.read()
-        shelf = _shelf(request)
-        media_id = shelf.shelve(data, str(form.get("type")))
-        shelf.uploads.append({"platform": "whatsapp", "account_id": account_id, "id": media_id,
-                              "type": form.get("type"), "filename": upload.filename,
-                              "size": len(data)})
+        media_id = await _keep_upload(request, upload, str(form.get("type")), {
+            "platform": "whatsapp", "account_id": account_id, "type": form.get("type")})
         return JSONResponse({"id": media_id})
 
     @app.post("/{version}/{account_id}/message_attachments")
@@ -222,10 +230,7 @@ def add_media_routes(app: FastAPI) -> None:
         if upload is None or isinstance(upload, str) or kind not in ("image", "audio", "video",
                                                                      "file"):
             return _graph_error(100, "(#100) filedata and a valid attachment type are required")
-        data = await upload.read()
-        shelf = _shelf(request)
-        attachment_id = shelf.shelve(data, upload.content_type or "application/octet-stream")
-        shelf.uploads.append({"platform": "graph", "account_id": account_id, "id": attachment_id,
-                              "type": kind, "reusable": reusable, "filename": upload.filename,
-                              "size": len(data)})
+        attachment_id = await _keep_upload(
+            request, upload, upload.content_type or "application/octet-stream",
+            {"platform": "graph", "account_id": account_id, "type": kind, "reusable": reusable})
         return JSONResponse({"attachment_id": attachment_id})

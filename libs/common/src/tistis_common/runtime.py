@@ -48,6 +48,7 @@ class Runtime:
         self._background: list[asyncio.Task] = []
         self._server: uvicorn.Server | None = None
         self._server_task: asyncio.Task | None = None
+        self._closers: list[Callable[[], Awaitable[None]]] = []
 
     # -- lifecycle --------------------------------------------------------------------
     async def start(self) -> None:
@@ -108,6 +109,10 @@ class Runtime:
         checks["running"] = not self.stopping.is_set()
         return checks
 
+    def close_at_stop(self, close: Callable[[], Awaitable[None]]) -> None:
+        """A client of the service's own (HTTP, media store) closed once the consumers drained."""
+        self._closers.append(close)
+
     async def stop(self) -> None:
         self.stopping.set()
         grace = self.settings.shutdown_grace_seconds
@@ -131,6 +136,9 @@ class Runtime:
                 await self.connection.close()
         if self.pool:
             await self.pool.close()
+        for close in self._closers:
+            with suppress(Exception):
+                await close()
         log.info("service.stopped", name=self.name)
 
     async def run_until_signalled(self) -> None:

@@ -8,7 +8,7 @@ import httpx
 from tistis_common.logging import get_logger
 from tistis_common.runtime import Runtime, serve
 from tistis_common.settings import Settings
-from tistis_common.storage import MediaStore, open_store
+from tistis_common.storage import open_store
 from tistis_common.topology import AI_INBOUND, AI_STATE
 
 from .handlers import Deps, handle
@@ -19,17 +19,6 @@ from .state import handle_state
 
 NAME = "ai-responder"
 log = get_logger(__name__)
-
-
-class ResponderRuntime(Runtime):
-    """The shared runtime, plus the media store closed after the consumers drained."""
-
-    store: MediaStore | None = None
-
-    async def stop(self) -> None:
-        await super().stop()
-        if self.store is not None:
-            await self.store.close()
 
 
 def build_responder(settings: Settings) -> ClaudeResponder | None:
@@ -46,11 +35,12 @@ def build_responder(settings: Settings) -> ClaudeResponder | None:
 
 
 async def start(settings: Settings) -> Runtime:
-    runtime = ResponderRuntime(settings, NAME)
+    runtime = Runtime(settings, NAME)
     await runtime.start()
     assert runtime.pool
     responder = build_responder(settings)
-    runtime.store = store = await open_store(settings)
+    store = await open_store(settings)
+    runtime.close_at_stop(store.close)
     engine = Engine(
         pool=runtime.pool, locks=ConversationLocks(), responder=responder,
         default_model=settings.anthropic_model, history_messages=settings.ai_history_messages,

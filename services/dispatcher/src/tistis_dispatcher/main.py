@@ -7,7 +7,7 @@ from functools import partial
 
 from tistis_common.runtime import Runtime, serve
 from tistis_common.settings import Settings
-from tistis_common.storage import MediaStore, open_store
+from tistis_common.storage import open_store
 from tistis_common.topology import DISPATCHER_MEDIA, DISPATCHER_OUTBOUND, DISPATCHER_STATUS
 
 from tistis_dispatcher.lease import Lease
@@ -23,14 +23,11 @@ class DispatcherRuntime(Runtime):
     """The shared runtime, plus the HTTP client closed after the consumers drained."""
 
     platform: PlatformClient | None = None
-    store: MediaStore | None = None
 
     async def stop(self) -> None:
         await super().stop()
         if self.platform is not None:
             await self.platform.http.aclose()
-        if self.store is not None:
-            await self.store.close()
 
 
 async def start(settings: Settings) -> Runtime:
@@ -41,12 +38,13 @@ async def start(settings: Settings) -> Runtime:
     lease = Lease(settings.database_url)
     await lease.acquire()
     runtime.background(lease.keep)
-    runtime.store = await open_store(settings)
-    deps = Deps(runtime.pool, runtime.platform, settings, claimer=lease.key, store=runtime.store)
+    store = await open_store(settings)
+    runtime.close_at_stop(store.close)
+    deps = Deps(runtime.pool, runtime.platform, settings, claimer=lease.key, store=store)
     for spec in DISPATCHER_OUTBOUND.values():
         runtime.consume(spec, partial(handle_outbound, deps=deps))  # type: ignore[arg-type]
     runtime.consume(DISPATCHER_STATUS, partial(handle_status, deps=deps))  # type: ignore[arg-type]
-    media = MediaDeps(runtime.pool, runtime.platform, settings, runtime.store,
+    media = MediaDeps(runtime.pool, runtime.platform, settings, store,
                       Transcriber.from_settings(runtime.platform.http, settings))
     runtime.consume(DISPATCHER_MEDIA, partial(handle_media, deps=media))  # type: ignore[arg-type]
     await runtime.start_consumers()

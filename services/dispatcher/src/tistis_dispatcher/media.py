@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import asyncpg
 import httpx
@@ -37,7 +36,7 @@ from tistis_common.settings import Settings
 from tistis_common.storage import MediaStore, media_key, sha256_hex
 
 from tistis_dispatcher import media_repository as repo
-from tistis_dispatcher.platform import PlatformClient, classify_graph
+from tistis_dispatcher.platform import PlatformClient, _json, classify_graph
 from tistis_dispatcher.transcription import Transcriber, TranscriptionFailed
 
 log = get_logger(__name__)
@@ -172,14 +171,6 @@ async def _get(http: httpx.AsyncClient, url: str, token: str | None, *, graph: b
             raise FetchFailed(f"Graph {error.code}: {error.title}")
         raise FetchFailed(f"HTTP {answer.status_code} from the media URL (expired?)")
     return answer
-
-
-def _json(answer: httpx.Response) -> dict[str, Any]:
-    try:
-        data = answer.json()
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _mime(answer: httpx.Response, media: MediaRef) -> str:

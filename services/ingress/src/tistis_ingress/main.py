@@ -15,17 +15,6 @@ from .webhooks import WebhookIntake, webhook_router
 NAME = "ingress"
 
 
-class IngressRuntime(Runtime):
-    """The shared runtime, plus the media store (staff open and send files) closed last."""
-
-    store: MediaStore | None = None
-
-    async def stop(self) -> None:
-        await super().stop()
-        if self.store is not None:
-            await self.store.close()
-
-
 def build_app(runtime: Runtime, store: MediaStore) -> FastAPI:
     assert runtime.pool and runtime.publisher
     app = FastAPI(title="TIS TIS ingress", version="0.1.0")
@@ -40,10 +29,11 @@ def build_app(runtime: Runtime, store: MediaStore) -> FastAPI:
 
 
 async def start(settings: Settings) -> Runtime:
-    runtime = IngressRuntime(settings, NAME)
+    runtime = Runtime(settings, NAME)
     await runtime.start()
-    runtime.store = await open_store(settings)
-    await runtime.serve_http(build_app(runtime, runtime.store))
+    store = await open_store(settings)
+    runtime.close_at_stop(store.close)
+    await runtime.serve_http(build_app(runtime, store))
     return runtime
 
 
