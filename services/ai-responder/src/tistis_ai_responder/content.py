@@ -88,7 +88,8 @@ async def with_files(history: Sequence[Mapping[str, Any]], files: Mapping[str, a
         file = files.get(str(row.get("id")))
         if file is None or file["status"] != "stored" or len(chosen) >= MAX_FILES:
             continue
-        viewable = file["mime_type"] in IMAGE_TYPES or file["mime_type"] == PDF
+        viewable = ((file["mime_type"] in IMAGE_TYPES and file["size_bytes"] <= IMAGE_MAX_BYTES)
+                    or file["mime_type"] == PDF)
         if viewable and file["size_bytes"] <= budget:
             chosen.add(str(row["id"]))
             budget -= file["size_bytes"]
