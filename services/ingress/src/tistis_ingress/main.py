@@ -7,7 +7,7 @@ from tistis_common.runtime import Runtime, serve
 from tistis_common.settings import Settings
 from tistis_common.storage import MediaStore, open_store
 
-from .api import callback_router, media_router, operator_router, realtime_router
+from .api import callback_router, media_router, operator_router, problems, realtime_router
 from .directory import Directory
 from .fastpath import WebhookFastPath
 from .webhooks import WebhookIntake, webhook_router
@@ -18,6 +18,7 @@ NAME = "ingress"
 def build_app(runtime: Runtime, store: MediaStore) -> FastAPI:
     assert runtime.pool and runtime.publisher
     app = FastAPI(title="TIS TIS ingress", version="0.1.0")
+    problems.install(app)
     intake = WebhookIntake(runtime.settings, Directory(runtime.pool), runtime.publisher)
     app.include_router(webhook_router(intake))
     app.add_middleware(WebhookFastPath, intake=intake)

@@ -38,7 +38,8 @@ from tistis_common.storage import (
 from . import media_repository as repo
 from . import repository
 from .auth import tenant_key
-from .common import errors, not_found, publish_or_503
+from .common import not_found, publish_or_503
+from .problems import errors
 
 ROUTE = "media"
 # What staff may send, and the largest that every platform with an upload API takes
