@@ -101,6 +101,7 @@ async def handle_media(event: InboundMessage, deps: MediaDeps) -> Sequence[Event
                                                 earlier["transcript"]))]
         try:
             fetched = await _fetch_promptly(event, account, deps)
+            await _put_promptly(event, fetched, deps)
         except (FetchFailed, FetchRefused) as exc:
             return await _failed(event, exc, deps)
         return [await _keep(event, fetched, deps)]
@@ -188,17 +189,38 @@ def _check_size(channel: str, kind: str, size: int) -> None:
 
 def _check(channel: str, kind: str, fetched: Fetched) -> None:
     _check_size(channel, kind, len(fetched.data))
-    mime = fetched.mime_type.split(";")[0].strip().lower()
+    mime = _plain(fetched.mime_type)
     if not mime.startswith(TYPES.get(kind, ("",))):
         raise FetchRefused(f"{kind} of type {mime} is not accepted")
 
 
+async def _put_promptly(event: InboundMessage, fetched: Fetched, deps: MediaDeps) -> None:
+    """Into the media store (the same bytes again: the same object), retried in place like the
+    fetch: a store that stays down fails this file, not the message."""
+    key = media_key(event.tenant_id, sha256_hex(fetched.data))
+    s = deps.settings
+    for attempt in range(max(1, s.media_fetch_attempts)):
+        try:
+            await deps.store.put(key, fetched.data, _plain(fetched.mime_type))
+            return
+        except Exception as exc:
+            if attempt + 1 >= s.media_fetch_attempts:
+                raise FetchFailed(f"media store: {type(exc).__name__}: {exc}") from exc
+            log.warning("media.store_retry", attempt=attempt + 1, error=str(exc)[:300])
+            await asyncio.sleep(s.media_fetch_backoff_seconds * 2**attempt)
+
+
+def _plain(mime_type: str) -> str:
+    return mime_type.split(";")[0].strip().lower()
+
+
 async def _keep(event: InboundMessage, fetched: Fetched, deps: MediaDeps) -> InboundMessage:
+    """The file's rows (it is in the store already), the voice note's transcript, and the
+    message forwarded with the file's address."""
     assert event.media is not None
     sha = sha256_hex(fetched.data)
     key = media_key(event.tenant_id, sha)
-    mime = fetched.mime_type.split(";")[0].strip().lower()
-    await deps.store.put(key, fetched.data, mime)  # the same bytes again: the same object
+    mime = _plain(fetched.mime_type)
     transcript = None
     if event.kind == "audio":
         transcript = await _transcribe(fetched, mime, deps)
