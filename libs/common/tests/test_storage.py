@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from tistis_common.db import connect, tenant_tx
 from tistis_common.media_files import keep_file
-from tistis_common.retention import erase_patient, expire_media
+from tistis_common.retention import expire_media
 from tistis_common.storage import (
     FileMissing,
     FileStore,
@@ -101,7 +101,7 @@ class TestS3Store:
 
 class TestRetention:
     """Files older than the tenant's retention go (row and bytes); younger ones and other
-    tenants' stay. Erasure removes one patient's files and messages."""
+    tenants' stay. (Erasure: tools/cli/tests/test_erase_patient.py, through the command.)"""
 
     async def put(self, app_pool, store, tenant_id, data: bytes, age_days: int) -> str:
         sha = sha256_hex(data)
@@ -135,41 +135,3 @@ class TestRetention:
         assert await store.get(kept) == b"old but kept"
         async with tenant_tx(app_pool, short.id) as conn:
             assert await conn.fetchval("SELECT count(*) FROM media_files") == 1
-
-    async def test_erasure_removes_one_patients_files_and_messages(self, app_pool, make_tenant,
-                                                                  tmp_path):
-        store = FileStore(tmp_path)
-        tenant = await make_tenant()
-        keys = {}
-        async with tenant_tx(app_pool, tenant.id) as conn:
-            for user in ("ana", "beto"):
-                lead = await conn.fetchval(
-                    "INSERT INTO leads (tenant_id, channel, platform_user_id) "
-                    "VALUES ($1, 'whatsapp', $2) RETURNING id", tenant.id, user)
-                conv = await conn.fetchval(
-                    "INSERT INTO conversations (tenant_id, lead_id, channel, platform_account_id)"
-                    " VALUES ($1, $2, 'whatsapp', 'x') RETURNING id", tenant.id, lead)
-                await conn.execute(
-                    "INSERT INTO messages (tenant_id, conversation_id, lead_id, channel, "
-                    "direction, sender_type, kind, platform_message_id) "
-                    "VALUES ($1, $2, $3, 'whatsapp', 'inbound', 'lead', 'image', $4)",
-                    tenant.id, conv, lead, f"wamid.{user}")
-        for user in ("ana", "beto"):
-            data = f"photo of {user}".encode()
-            keys[user] = await self.put(app_pool, store, tenant.id, data, 0)
-            async with tenant_tx(app_pool, tenant.id) as conn:
-                file_id = await conn.fetchval("SELECT id FROM media_files WHERE sha256 = $1",
-                                              sha256_hex(data))
-                await conn.execute(
-                    "INSERT INTO media_fetches (tenant_id, channel, platform_message_id, "
-                    "platform_user_id, media_file_id, status) "
-                    "VALUES ($1, 'whatsapp', $2, $3, $4, 'stored')",
-                    tenant.id, f"wamid.{user}", user, file_id)
-        erased = await erase_patient(app_pool, store, tenant.id, "whatsapp", "ana")
-        assert (erased.files, erased.messages) == (1, 1)
-        with pytest.raises(FileMissing):
-            await store.get(keys["ana"])
-        assert await store.get(keys["beto"]) == b"photo of beto"
-        async with tenant_tx(app_pool, tenant.id) as conn:
-            assert await conn.fetchval("SELECT count(*) FROM messages") == 1
-            assert await conn.fetchval("SELECT count(*) FROM media_fetches") == 1
