@@ -18,8 +18,10 @@ from .conftest import Poster, ScratchVhost, account_of, payload
 
 async def stored(pool, tenant_id) -> list[tuple[str, str, str]]:
     async with tenant_tx(pool, tenant_id) as conn:
+        # Patient (and staff) messages only: the responder's replies may be stored meanwhile
+        # (files come through the media consumer, so they arrive after the texts).
         rows = await conn.fetch("SELECT channel, platform_message_id, sender_type FROM messages "
-                                "ORDER BY platform_message_id")
+                                "WHERE direction = 'inbound' ORDER BY platform_message_id")
     return [tuple(r) for r in rows]
 
 
