@@ -35,9 +35,12 @@ FROM ${PYTHON_IMAGE} AS runtime
 ARG SERVICE=ingress
 ARG COMMAND=""
 # A numeric user: Kubernetes can only enforce runAsNonRoot against a numeric UID.
+# /data/media: the patient files' directory (MEDIA_DIR), owned by the service user so that a
+# fresh volume mounted there is writable on a read-only root filesystem.
 RUN groupadd --system --gid 10001 tistis \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
-      --shell /usr/sbin/nologin tistis
+      --shell /usr/sbin/nologin tistis \
+ && mkdir -p /data/media && chown 10001:10001 /data/media
 COPY --from=build /app/.venv /app/.venv
 # Demo data for `tistis seed-demo`; small, so every image carries it.
 COPY fixtures /app/fixtures
@@ -50,7 +53,8 @@ ENV PATH=/app/.venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     SERVICE_NAME=${SERVICE} \
-    HTTP_PORT=8000
+    HTTP_PORT=8000 \
+    MEDIA_DIR=/data/media
 WORKDIR /app
 USER 10001:10001
 EXPOSE 8000

@@ -12,6 +12,8 @@ if [ -z "${WHATSAPP_ACCESS_TOKEN:-}${META_APP_SECRET:-}" ]; then
   export TIKTOK_API_BASE_URL="http://127.0.0.1:$SANDBOX_PORT"
   export META_APP_SECRET="sandbox-app-secret" TIKTOK_CLIENT_SECRET="sandbox-app-secret"
   export WHATSAPP_VERIFY_TOKEN="${WHATSAPP_VERIFY_TOKEN:-tistis_verify_token}"
+  # Voice notes: the sandbox's speech-to-text fake (OpenAI's transcription wire format).
+  export TRANSCRIPTION_BASE_URL="${TRANSCRIPTION_BASE_URL:-http://127.0.0.1:$SANDBOX_PORT}"
   START_SANDBOX=1
   # The fake model too, when asked: without a key the responder answers with its FAQ fallback.
   if [ "${SANDBOX_AI:-0}" = 1 ] && [ -z "${ANTHROPIC_API_KEY:-}" ]; then
@@ -52,6 +54,7 @@ launch scheduler 8004 .venv/bin/tistis-scheduler
 cat <<MSG
 run: ready soon. Play a patient in another terminal:
   .venv/bin/tistis-sandbox play "Hola, quiero una cita para limpieza" --tenant esva-dental
+  .venv/bin/tistis-sandbox play "¿Esto es una caries?" --file foto-muela.png   (referencia.pdf, nota-de-voz.ogg)
 Health: curl localhost:8000/healthz   Metrics: curl localhost:8001/metrics
 MSG
 wait

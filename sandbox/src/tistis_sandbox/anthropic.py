@@ -8,6 +8,7 @@ that the second call with the same prefix reports `cache_read_input_tokens`.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from typing import Any
@@ -90,6 +91,8 @@ def validate(body: Any) -> None:
         if isinstance(content, list):
             if any(not isinstance(b, dict) or "type" not in b for b in content):
                 raise Invalid(f"messages.{i}.content: each block needs a type")
+            for j, block in enumerate(content):
+                _validate_source(block, f"messages.{i}.content.{j}")
         elif not isinstance(content, str):
             raise Invalid(f"messages.{i}.content: Input should be a string or a list of blocks")
     temperature = body.get("temperature")
@@ -111,6 +114,47 @@ def validate(body: Any) -> None:
             raise Invalid("tool_choice.type: Input should be 'auto', 'any', 'tool' or 'none'")
         if choice["type"] == "tool" and choice.get("name") not in names:
             raise Invalid(f"tool_choice: tool '{choice.get('name')}' not found in tools")
+
+
+# Vision and PDF support: base64 images of these types, at most 5 MB of base64 each; PDFs as
+# `document` blocks (application/pdf, or plain text).
+IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
+IMAGE_MAX_BASE64 = 5 * 1024 * 1024
+
+
+def _validate_source(block: dict[str, Any], where: str) -> None:
+    kind = block["type"]
+    if kind not in ("image", "document"):
+        return
+    source = block.get("source")
+    if not isinstance(source, dict) or source.get("type") not in ("base64", "url", "text"):
+        raise Invalid(f"{where}.source: Input tag does not match 'base64', 'url' or 'text'")
+    if source["type"] != "base64":
+        return
+    data, media_type = source.get("data"), source.get("media_type")
+    allowed = IMAGE_TYPES if kind == "image" else ("application/pdf",)
+    if media_type not in allowed:
+        raise Invalid(f"{where}.source.media_type: Input should be {' or '.join(allowed)}")
+    if not isinstance(data, str) or not data:
+        raise Invalid(f"{where}.source.data: Field required")
+    if kind == "image" and len(data) > IMAGE_MAX_BASE64:
+        raise Invalid(f"{where}.image.source.base64: image exceeds 5 MB maximum: "
+                      f"{len(data)} bytes > {IMAGE_MAX_BASE64} bytes")
+    try:
+        base64.b64decode(data, validate=True)
+    except ValueError:
+        raise Invalid(f"{where}.source.data: invalid base64 data") from None
+
+
+def attachments_seen(body: dict[str, Any]) -> list[str]:
+    """The kinds of the files in the patient's last turn (the demo says what it looked at)."""
+    for msg in reversed(body["messages"]):
+        if msg["role"] == "user":
+            content = msg["content"]
+            if isinstance(content, str):
+                return []
+            return [b["type"] for b in content if b.get("type") in ("image", "document")]
+    return []
 
 
 def _blocks(body: dict[str, Any]) -> list[tuple[Any, bool]]:
@@ -178,9 +222,12 @@ def friendly_reply(body: dict[str, Any]) -> str:
     quoted = " ".join(last_user_text(body).split())
     if len(quoted) > QUOTE_MAX:
         quoted = quoted[: QUOTE_MAX - 1] + "…"
+    seen = attachments_seen(body)
+    looked = ("Ya vi la foto que nos enviaste. " if "image" in seen else "") + (
+        "Ya revisé el documento PDF que nos enviaste. " if "document" in seen else "")
     if not quoted:
-        return "¡Hola! Gracias por tu mensaje. ¿En qué te puedo ayudar?"
-    return f"¡Hola! Gracias por tu mensaje: «{quoted}». ¿En qué te puedo ayudar?"
+        return f"¡Hola! {looked}Gracias por tu mensaje. ¿En qué te puedo ayudar?"
+    return f"¡Hola! {looked}Gracias por tu mensaje: «{quoted}». ¿En qué te puedo ayudar?"
 
 
 def _pick_tool(body: dict[str, Any], name: str | None) -> dict[str, Any] | None:

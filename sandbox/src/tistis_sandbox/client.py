@@ -146,6 +146,19 @@ class AsyncSandboxClient:
     async def reset(self) -> None:
         (await self._http.delete("/_sandbox/requests")).raise_for_status()
 
+    async def shelve_media(self, sample: str, *, expired: bool = False) -> dict[str, Any]:
+        """A sample file (tistis_sandbox/files) for a patient to send: its media id and CDN URL."""
+        r = await self._http.post("/_sandbox/media", params={"sample": sample,
+                                                             "expired": str(expired).lower()})
+        r.raise_for_status()
+        return r.json()  # type: ignore[no-any-return]
+
+    async def media_log(self) -> dict[str, Any]:
+        """What our side uploaded, and how many downloads were served or refused."""
+        r = await self._http.get("/_sandbox/media/uploads")
+        r.raise_for_status()
+        return r.json()  # type: ignore[no-any-return]
+
     async def wait_for(self, target: str, *, recipient: str | None = None, count: int = 1,
                        within: float = 5.0, ok_only: bool = True) -> list[dict]:
         deadline = time.monotonic() + within

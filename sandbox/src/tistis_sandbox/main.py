@@ -2,6 +2,8 @@
 
     tistis-sandbox serve --port 9100
     tistis-sandbox play "Hola, quiero una cita" --channel whatsapp --tenant esva-dental
+    tistis-sandbox play "¿Esto es una caries?" --file foto-muela.png     (or referencia.pdf,
+                                        nota-de-voz.ogg, or a path): the patient sends a file
 """
 
 from __future__ import annotations
@@ -54,19 +56,53 @@ def serve(
                 proxy_headers=False)
 
 
+def _kind(mime_type: str) -> str:
+    if mime_type.startswith("image/"):
+        return "image"
+    return "audio" if mime_type.startswith("audio/") else "document"
+
+
+def shelve(sandbox: str, file: str) -> dict[str, Any]:
+    """A file the sandbox serves as the patient's: a sample by name, or one from disk."""
+    from tistis_sandbox.mediahost import SAMPLES
+
+    base = f"{sandbox.rstrip('/')}/_sandbox/media"
+    if file in SAMPLES:
+        r = httpx.post(base, params={"sample": file}, timeout=10)
+    else:
+        import mimetypes
+
+        mime = mimetypes.guess_type(file)[0] or "application/octet-stream"
+        with open(file, "rb") as f:
+            r = httpx.post(base, params={"mime_type": mime}, content=f.read(), timeout=10)
+    r.raise_for_status()
+    return {**r.json(), "filename": os.path.basename(file)}  # type: ignore[no-any-return]
+
+
 def build_webhook(channel: ChannelName, text: str, user: str, name: str,
-                  account: str | None) -> tuple[webhooks.SignedWebhook, str, str]:
-    """The signed webhook, the sandbox target the reply will hit, and its recipient id."""
+                  account: str | None, media: dict[str, Any] | None = None,
+                  ) -> tuple[webhooks.SignedWebhook, str, str]:
+    """The signed webhook, the sandbox target the reply will hit, and its recipient id;
+    `media` (`shelve`): the patient sends that file, `text` as its caption."""
     meta_secret = os.environ.get("META_APP_SECRET") or webhooks.DEFAULT_SECRET
+    attachments = None
+    if media is not None:
+        kind = _kind(media["mime_type"])
+        attachments = [webhooks.meta_attachment("file" if kind == "document" else kind,
+                                                media["url"])]
     if channel is ChannelName.whatsapp:
         phone_number_id = (account or os.environ.get("WHATSAPP_PHONE_NUMBER_ID")
                            or webhooks.DEFAULT_PHONE_NUMBER_ID)
-        payload = webhooks.whatsapp_payload([webhooks.wa_text(user, text)], name=name,
+        message = webhooks.wa_text(user, text) if media is None else webhooks.wa_media(
+            user, _kind(media["mime_type"]), media["id"], media["mime_type"],
+            caption=text or None, filename=media["filename"])
+        payload = webhooks.whatsapp_payload([message], name=name,
                                             phone_number_id=phone_number_id)
         return webhooks.sign_meta(payload, meta_secret), "whatsapp", user
     if channel is ChannelName.instagram:
-        payload = webhooks.instagram_payload(text, sender_id=user,
-                                             ig_id=account or webhooks.DEFAULT_IG_ID)
+        payload = webhooks.instagram_payload(text or None, sender_id=user,
+                                             ig_id=account or webhooks.DEFAULT_IG_ID,
+                                             attachments=attachments)
         return webhooks.sign_meta(payload, meta_secret), "graph", user
     if channel is ChannelName.tiktok:
         secret = os.environ.get("TIKTOK_CLIENT_SECRET") or webhooks.DEFAULT_SECRET
@@ -75,8 +111,9 @@ def build_webhook(channel: ChannelName, text: str, user: str, name: str,
             business_id=account or webhooks.DEFAULT_TIKTOK_BUSINESS_ID)
         return (webhooks.sign_tiktok(payload, secret), "tiktok",
                 webhooks.tiktok_conversation_id(user))
-    payload = webhooks.messenger_payload(text, sender_id=user,
-                                         page_id=account or webhooks.DEFAULT_PAGE_ID)
+    payload = webhooks.messenger_payload(text or None, sender_id=user,
+                                         page_id=account or webhooks.DEFAULT_PAGE_ID,
+                                         attachments=attachments)
     return webhooks.sign_meta(payload, meta_secret), "graph", user
 
 
@@ -89,7 +126,7 @@ def _replies(sandbox: str, target: str, recipient: str, since: float) -> list[di
 
 @app.command()
 def play(
-    text: Annotated[str, typer.Argument(help="What the patient writes.")],
+    text: Annotated[str, typer.Argument(help="What the patient writes (a file's caption).")] = "",
     channel: Annotated[ChannelName, typer.Option(help="Platform the patient writes on.")] = (
         ChannelName.whatsapp),
     tenant: Annotated[str, typer.Option(help="Tenant slug in the webhook URL.")] = "esva-dental",
@@ -105,9 +142,15 @@ def play(
     sandbox: Annotated[str, typer.Option(help="Base URL of the sandbox.")] = (
         "http://127.0.0.1:9100"),
     wait: Annotated[float, typer.Option(help="Seconds to wait for the reply.")] = 10.0,
+    file: Annotated[str | None, typer.Option(
+        help="Send a file: foto-muela.png, referencia.pdf, nota-de-voz.ogg or a path.")] = None,
 ) -> None:
     """Sign and post a patient's message as the platform would, then show the reply."""
-    webhook, target, recipient = build_webhook(channel, text, from_, name, account)
+    if file is not None and channel is ChannelName.tiktok:
+        typer.echo("files from TikTok patients are not played (text only)", err=True)
+        raise typer.Exit(2)
+    media = shelve(sandbox, file) if file is not None else None
+    webhook, target, recipient = build_webhook(channel, text, from_, name, account, media)
     path_channel = "facebook" if channel is ChannelName.messenger else channel.value
     url = f"{ingress.rstrip('/')}/api/webhook/{path_channel}/{tenant}"
     since = time.time()

@@ -109,6 +109,27 @@ def wa_image(wa_id: str, *, media_id: str | None = None, caption: str | None = N
     return _wa_message(wa_id, "image", image, message_id=message_id, timestamp=timestamp)
 
 
+def wa_media(wa_id: str, kind: str, media_id: str, mime_type: str, *,
+             caption: str | None = None, filename: str | None = None, sha256: str | None = None,
+             message_id: str | None = None, timestamp: int | None = None) -> dict[str, Any]:
+    """An image, audio (a voice note: `voice` true), video, document or sticker message: the
+    webhook carries the media id, its type and sha256, never the bytes (fetched by id)."""
+    media: dict[str, Any] = {"mime_type": mime_type, "sha256": sha256 or secrets.token_hex(32),
+                             "id": media_id}
+    if kind == "audio":
+        media["voice"] = True
+    if caption is not None and kind in ("image", "video", "document"):
+        media["caption"] = caption
+    if filename is not None and kind == "document":
+        media["filename"] = filename
+    return _wa_message(wa_id, kind, media, message_id=message_id, timestamp=timestamp)
+
+
+def meta_attachment(kind: str, url: str) -> dict[str, Any]:
+    """A Messenger / Instagram webhook attachment (`image`, `audio`, `video`, `file`): a CDN URL."""
+    return {"type": kind, "payload": {"url": url}}
+
+
 def wa_location(wa_id: str, latitude: float, longitude: float, *, name: str | None = None,
                 address: str | None = None, message_id: str | None = None,
                 timestamp: int | None = None) -> dict[str, Any]:

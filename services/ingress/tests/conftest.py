@@ -21,6 +21,7 @@ import httpx
 import pytest
 from tistis_common.broker import connect
 from tistis_common.events import (
+    MEDIA_PENDING_PATTERN,
     AnyEvent,
     InboundMessage,
     MessageStatus,
@@ -113,6 +114,7 @@ async def tap(settings) -> AsyncIterator[Tap]:
     # (other suites in the same session check that unrouted events are parked).
     for model in (InboundMessage, MessageStatus, OptOutChanged):
         await queue.bind(exchange, routing_pattern(model))
+    await queue.bind(exchange, MEDIA_PENDING_PATTERN)  # patient files, fetched by the dispatcher
     tap.channel, tap.queue_name = channel, queue.name
     await queue.consume(tap.on_message)
     yield tap

@@ -1,5 +1,7 @@
 """End to end with the AI responder storing what the ingress published: a message posted many
-times is stored once on every channel, and a broker outage answers 503 and loses nothing."""
+times is stored once on every channel, and a broker outage answers 503 and loses nothing.
+The dispatcher runs too: patient files go through its media consumer first (the fixtures' media
+ids are unknown to the sandbox, so each is forwarded without its file, never lost)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import pytest
 from tistis_ai_responder.main import start as start_ai_responder
 from tistis_common.db import tenant_tx
 from tistis_common.testing.plugin import eventually, running
+from tistis_dispatcher.main import start as start_dispatcher
 from tistis_ingress.main import start as start_ingress
 
 from .conftest import Poster, ScratchVhost, account_of, payload
@@ -15,8 +18,10 @@ from .conftest import Poster, ScratchVhost, account_of, payload
 
 async def stored(pool, tenant_id) -> list[tuple[str, str, str]]:
     async with tenant_tx(pool, tenant_id) as conn:
+        # Patient (and staff) messages only: the responder's replies may be stored meanwhile
+        # (files come through the media consumer, so they arrive after the texts).
         rows = await conn.fetch("SELECT channel, platform_message_id, sender_type FROM messages "
-                                "ORDER BY platform_message_id")
+                                "WHERE direction = 'inbound' ORDER BY platform_message_id")
     return [tuple(r) for r in rows]
 
 
@@ -25,9 +30,16 @@ async def count_at_least(pool, tenant_id, n):
     return rows if len(rows) >= n else None
 
 
+def with_media(settings, sandbox_url, media_dir):
+    return settings.model_copy(update={
+        "graph_api_base_url": sandbox_url, "tiktok_api_base_url": sandbox_url,
+        "media_dir": str(media_dir), "media_fetch_backoff_seconds": 0.05})
+
+
 @pytest.fixture(scope="module")
-async def ai_responder(settings, ingress):
-    async with running(start_ai_responder, settings) as runtime:
+async def ai_responder(settings, ingress, sandbox_url, tmp_path_factory):
+    s = with_media(settings, sandbox_url, tmp_path_factory.mktemp("media"))
+    async with running(start_ai_responder, s) as runtime, running(start_dispatcher, s):
         yield runtime
 
 
@@ -57,7 +69,7 @@ async def test_agent_message_is_stored_as_agent(poster, ai_responder, app_pool, 
 
 
 async def test_broker_outage_answers_503_and_the_retried_post_is_stored_once(
-    settings, app_pool, make_tenant
+    settings, app_pool, make_tenant, sandbox_url, tmp_path
 ):
     vhost = ScratchVhost(settings)
     await vhost.create(settings.retry_delays)
@@ -80,7 +92,9 @@ async def test_broker_outage_answers_503_and_the_retried_post_is_stored_once(
                 return answer if answer.status_code == 200 else None
 
             await eventually(accepted, timeout=20, interval=0.5)  # the platform's retries
-            async with running(start_ai_responder, settings, rabbitmq_url=vhost.url):
+            s = with_media(settings, sandbox_url, tmp_path)
+            async with running(start_ai_responder, s, rabbitmq_url=vhost.url), \
+                    running(start_dispatcher, s, rabbitmq_url=vhost.url):
                 rows = await eventually(lambda: count_at_least(app_pool, tenant.id, 4))
                 assert len(rows) == len({r[1] for r in rows}) == 4
     finally:

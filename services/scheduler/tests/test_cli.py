@@ -16,5 +16,5 @@ class TestRunOnceCommand:
                               timeout=60, check=False)
         assert done.returncode == 0, done.stderr
         summary = json.loads(done.stdout.strip().splitlines()[-1])
-        assert set(summary) == {"reminders", "followups", "republished", "errors"}
+        assert set(summary) == {"reminders", "followups", "republished", "media_deleted", "errors"}
         assert summary["errors"] == []

@@ -51,7 +51,15 @@ H_FAILED_AT = "x-failed-at"
 
 
 class PermanentError(Exception):
-    """Retrying cannot help (bad data, a rule says no): dead-letter at once."""
+    """Retrying cannot help (bad data, a rule says no): dead-letter at once.
+
+    `publish`: events to publish (confirmed) before the input is dead-lettered, so that what
+    follows from the failure is not lost with it (a message whose file could not be fetched
+    still reaches the responder, while the fetch waits in the DLQ for a replay)."""
+
+    def __init__(self, *args: object, publish: Sequence[Event] = ()):
+        super().__init__(*args)
+        self.publish = list(publish)
 
 
 async def connect(url: str) -> AbstractRobustConnection:
@@ -282,20 +290,29 @@ class Consumer:
                 produced = await self.handler(event)
                 await self.publisher.publish_all(produced)
             except PermanentError as exc:
-                await self._dead_letter(message, exc, attempt)
+                try:
+                    await self.publisher.publish_all(exc.publish)
+                except Exception as failed:  # not published: the input is retried instead
+                    await self._retry_or_dead_letter(message, failed, attempt)
+                else:
+                    await self._dead_letter(message, exc, attempt)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if attempt <= len(self.retry_delays):
-                    await self._retry(message, exc, attempt)
-                else:
-                    await self._dead_letter(message, exc, attempt)
+                await self._retry_or_dead_letter(message, exc, attempt)
             else:
                 await message.ack()
                 metrics.EVENTS_CONSUMED.labels(queue, "ok").inc()
                 log.debug("event.handled", produced=len(produced))
             finally:
                 metrics.HANDLER_SECONDS.labels(queue).observe(time.perf_counter() - started)
+
+    async def _retry_or_dead_letter(self, message: AbstractIncomingMessage, exc: Exception,
+                                    attempt: int) -> None:
+        if attempt <= len(self.retry_delays):
+            await self._retry(message, exc, attempt)
+        else:
+            await self._dead_letter(message, exc, attempt)
 
     def _failure_headers(self, message: AbstractIncomingMessage, exc: BaseException, attempt: int) -> dict:
         headers = dict(message.headers or {})

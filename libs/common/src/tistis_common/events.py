@@ -64,6 +64,14 @@ class MediaRef(BaseModel):
     mime_type: str | None = None
     caption: str | None = None
     filename: str | None = None
+    # Set by the dispatcher's media consumer (tistis_dispatcher.media) once it fetched the file:
+    # "stored" (content address `sha256`, `size` bytes) or "failed" (`error` says why). None:
+    # not fetched yet, so the message is routed to that consumer first (`routing_key`).
+    status: Literal["stored", "failed"] | None = None
+    sha256: str | None = None
+    size: int | None = None
+    error: str | None = None
+    transcript: str | None = None  # a voice note's text (speech-to-text), when there is one
 
 
 class Location(BaseModel):
@@ -365,7 +373,23 @@ def event_type(model: type[Event]) -> str:
     return str(model.model_fields["type"].default)
 
 
+# Kinds whose file is fetched and kept (tistis_dispatcher.media) before anyone else sees them.
+FETCHED_KINDS = frozenset({"image", "audio", "video", "document", "sticker"})
+# A patient message whose file is not fetched yet: `media.received.<channel>`, which no
+# `message.received.#` binding matches; the media consumer forwards it once the file is kept.
+MEDIA_PENDING_PREFIX = "media.received"
+MEDIA_PENDING_PATTERN = f"{MEDIA_PENDING_PREFIX}.*"
+
+
+def awaits_media(event: Event) -> bool:
+    return (isinstance(event, InboundMessage) and event.kind in FETCHED_KINDS
+            and event.media is not None and event.media.status is None
+            and bool(event.media.id or event.media.url))
+
+
 def routing_key(event: Event) -> str:
+    if awaits_media(event):
+        return f"{MEDIA_PENDING_PREFIX}.{event.channel.value}"  # type: ignore[attr-defined]
     key = routing_pattern(type(event), getattr(event, "channel", None))
     if isinstance(event, InboundMessage) and event.choice_id:
         # A button, list row or quick reply: the scheduler binds to these alone

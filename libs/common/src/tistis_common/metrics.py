@@ -136,3 +136,20 @@ REALTIME_STREAMS_ENDED = Counter(
 )
 # A replay from `tistis dlq replay` is not a metric: the CLI is a short-lived process no
 # Prometheus scrapes. It shows as the DLQ depth falling and the events consumed again.
+# -- patient files (dispatcher media consumer, uploads, retention) -------------------------
+MEDIA_FETCHES = Counter(
+    "tistis_media_fetches_total", "Patient files fetched from the platforms, by outcome",
+    # outcome: stored | duplicate | retry | failed | refused
+    ["channel", "outcome"],
+)
+MEDIA_TRANSCRIPTIONS = Counter(
+    "tistis_media_transcriptions_total", "Voice notes sent to speech-to-text, by outcome",
+    ["outcome"],  # ok | failed | unavailable
+)
+MEDIA_UPLOADS = Counter(
+    "tistis_media_uploads_total", "Files uploaded to a platform to be sent by id",
+    ["channel", "outcome"],  # uploaded | reused | failed
+)
+MEDIA_DELETED = Counter(
+    "tistis_media_deleted_total", "Patient files deleted", ["reason"],  # retention | erasure
+)

@@ -56,6 +56,7 @@ class Runtime:
         self._background: list[asyncio.Task] = []
         self._server: uvicorn.Server | None = None
         self._server_task: asyncio.Task | None = None
+        self._closers: list[Callable[[], Awaitable[None]]] = []
 
     # -- lifecycle --------------------------------------------------------------------
     async def start(self) -> None:
@@ -140,6 +141,10 @@ class Runtime:
         checks["running"] = not self.stopping.is_set()
         return checks
 
+    def close_at_stop(self, close: Callable[[], Awaitable[None]]) -> None:
+        """A client of the service's own (HTTP, media store) closed once the consumers drained."""
+        self._closers.append(close)
+
     async def stop(self) -> None:
         self.stopping.set()
         grace = self.settings.shutdown_grace_seconds
@@ -163,6 +168,9 @@ class Runtime:
                 await self.connection.close()
         if self.pool:
             await self.pool.close()
+        for close in self._closers:
+            with suppress(Exception):
+                await close()
         log.info("service.stopped", name=self.name)
 
     async def run_until_signalled(self) -> None:

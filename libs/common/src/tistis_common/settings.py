@@ -98,6 +98,27 @@ class Settings(BaseSettings):
     # Messages since the patient's last one (TikTok allows 10; there is no calendar-day cap).
     tiktok_unanswered_limit: int = 10
 
+    # Patient files (tistis_common.storage): "fs" keeps them under media_dir, "s3" in a bucket of
+    # any S3-compatible store. Links to them are signed with media_signing_key (HMAC) and expire.
+    media_store: str = "fs"
+    media_dir: str = ".infra/media"
+    media_s3_bucket: str = "tistis-media"
+    media_s3_endpoint_url: str | None = None
+    media_s3_region: str = "us-east-1"
+    media_s3_access_key_id: str | None = None
+    media_s3_secret_access_key: str | None = None
+    media_signing_key: str = "sandbox-media-signing-key"
+    media_link_ttl_seconds: int = 300
+    media_fetch_attempts: int = 3  # platform media URLs are short-lived: retried promptly, in place
+    media_fetch_backoff_seconds: float = 0.5
+    media_retention_days: int = 365  # a tenant's `settings.media_retention_days` wins
+    # Speech-to-text for voice notes: any OpenAI-compatible POST {base}/v1/audio/transcriptions
+    # (a self-hosted Whisper server, a provider); unset, voice notes are kept but not transcribed.
+    transcription_base_url: str | None = None
+    transcription_api_key: str | None = None
+    transcription_model: str = "whisper-1"
+    transcription_timeout_seconds: float = 30.0
+
     # Scheduler (its own clock: one tick checks reminders and the outbox; follow-ups less often)
     scheduler_tick_seconds: float = 60.0
     scheduler_followup_interval_seconds: float = 4 * 3600.0

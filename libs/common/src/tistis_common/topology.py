@@ -28,6 +28,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 
 from tistis_common.events import (
     CHOICE_PATTERN,
+    MEDIA_PENDING_PATTERN,
     AppointmentRequested,
     Channel,
     ConversationEscalated,
@@ -99,6 +100,10 @@ DISPATCHER_OUTBOUND = {
     for channel in Channel
 }
 DISPATCHER_STATUS = QueueSpec("dispatcher.status", (routing_pattern(MessageStatus),))
+# Patient messages with a file not fetched yet (`media.received.<channel>`): the dispatcher holds
+# the platform tokens, fetches and keeps the file, then forwards the message as
+# `message.received.<channel>` (tistis_dispatcher.media).
+DISPATCHER_MEDIA = QueueSpec("dispatcher.media", (MEDIA_PENDING_PATTERN,))
 # What changes a lead's or conversation's state without being a message: marketing opt-outs
 # (WhatsApp user_preferences) and escalations / hand-backs decided by staff or the callback.
 # The ai-responder writes leads and conversations, so it applies them.
@@ -123,6 +128,7 @@ ALL_QUEUES: tuple[QueueSpec, ...] = (
     AI_INBOUND,
     *DISPATCHER_OUTBOUND.values(),
     DISPATCHER_STATUS,
+    DISPATCHER_MEDIA,
     AI_STATE,
     SCORER_SIGNALS,
     SCHEDULER_REQUESTS,

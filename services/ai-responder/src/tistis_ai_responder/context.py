@@ -193,11 +193,26 @@ def conversation_messages(rows: Sequence[Mapping[str, Any]],
         text = (row["content"] or "").strip() or _PLACEHOLDERS.get(row["kind"], "[mensaje]")
         if not turns and role == "assistant":
             continue
+        # A patient's photo or PDF (tistis_ai_responder.content): its blocks, then its text.
+        content: str | list[dict[str, Any]] = text
+        if role == "user" and row.get("blocks"):
+            content = [*row["blocks"], {"type": "text", "text": text}]
         if turns and turns[-1]["role"] == role:
-            turns[-1]["content"] += "\n" + text
+            turns[-1]["content"] = _joined(turns[-1]["content"], content)
         else:
-            turns.append({"role": role, "content": text})
+            turns.append({"role": role, "content": content})
     if not turns or turns[-1]["role"] == "assistant":
         turns.append({"role": "user", "content": nudge or "(sin mensaje nuevo)"})
     return turns
 
+
+
+def _joined(first: str | list[dict[str, Any]],
+            second: str | list[dict[str, Any]]) -> str | list[dict[str, Any]]:
+    """Two pieces of one turn: text joined by a line, or content blocks one after the other."""
+    if isinstance(first, str) and isinstance(second, str):
+        return f"{first}\n{second}"
+    as_blocks = [first] if isinstance(first, str) else first
+    more = [second] if isinstance(second, str) else second
+    return [*({"type": "text", "text": b} if isinstance(b, str) else b for b in as_blocks),
+            *({"type": "text", "text": b} if isinstance(b, str) else b for b in more)]

@@ -8,6 +8,7 @@ import httpx
 from tistis_common.logging import get_logger
 from tistis_common.runtime import Runtime, serve
 from tistis_common.settings import Settings
+from tistis_common.storage import open_store
 from tistis_common.topology import AI_INBOUND, AI_STATE
 
 from .handlers import Deps, handle
@@ -38,10 +39,12 @@ async def start(settings: Settings) -> Runtime:
     await runtime.start()
     assert runtime.pool
     responder = build_responder(settings)
+    store = await open_store(settings)
+    runtime.close_at_stop(store.close)
     engine = Engine(
         pool=runtime.pool, locks=ConversationLocks(), responder=responder,
         default_model=settings.anthropic_model, history_messages=settings.ai_history_messages,
-        settings=settings, http=httpx.AsyncClient(timeout=10),
+        settings=settings, http=httpx.AsyncClient(timeout=10), store=store,
     )
     deps = Deps(engine=engine, debounce_seconds=settings.ai_debounce_seconds)
     runtime.consume(AI_INBOUND, partial(handle, deps=deps))  # type: ignore[arg-type]

@@ -188,7 +188,7 @@ async def reply_state(conn: asyncpg.Connection, conversation_id: uuid.UUID, repl
                             '-infinity')
                         ORDER BY m.created_at, m.id) AS unanswered,
                   (SELECT COALESCE(json_agg(json_build_object(
-                            'direction', h.direction, 'sender_type', h.sender_type,
+                            'id', h.id, 'direction', h.direction, 'sender_type', h.sender_type,
                             'kind', h.kind, 'content', h.content)
                           ORDER BY h.created_at, h.id), '[]')
                    FROM (SELECT id, direction, sender_type, kind, content, created_at

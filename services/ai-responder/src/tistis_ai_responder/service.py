@@ -33,8 +33,10 @@ from tistis_common.logging import get_logger
 from tistis_common.n8n import N8nError, load_ai_conversation, post_to_n8n
 from tistis_common.rules import detect_signals, normalize
 from tistis_common.settings import Settings
+from tistis_common.storage import MediaStore
 from tistis_common.tenant_labels import TENANT_LABELS
 
+from . import content
 from . import repository as repo
 from .context import ContextCache, TenantContext
 from .fallback import ESCALATION_HOLDING, answer_from_catalog
@@ -76,6 +78,7 @@ class Engine:
     settings: Settings
     http: httpx.AsyncClient  # n8n as a tenant's provider
     contexts: ContextCache = field(default_factory=ContextCache)
+    store: MediaStore | None = None  # the patients' files, shown to the model (content.py)
 
 
 @dataclass
@@ -103,6 +106,7 @@ class Plan:
     reply: Reply | None = None  # decided without the model
     n8n: bool = False  # the tenant's n8n workflow answers, later, through the legacy callback
     history: list[dict] = field(default_factory=list)
+    files: dict = field(default_factory=dict)  # the conversation's latest files (content.py)
 
 
 async def respond(engine: Engine, trigger: Trigger) -> list[Event]:
@@ -165,6 +169,11 @@ async def _plan(conn: asyncpg.Connection, engine: Engine, trigger: Trigger,
         if state["unresolved_inbound"] > ctx.auto_escalate_after:
             reason = f"{state['unresolved_inbound']} patient messages without resolution"
             plan.reply = _escalation(plan, reason, "auto")
+            return plan
+    if content.mentions_files(state["history"]):
+        plan.files = await content.files_for(conn, trigger.conversation_id)
+        if not requested and content.voice_note_unheard(state["latest_id"], plan.files):
+            plan.reply = Reply(content.WRITE_PLEASE, "reply", "fallback", fallback=True)
             return plan
     if ctx.provider == "n8n":
         plan.n8n = True
@@ -240,8 +249,10 @@ def _fallback(plan: Plan) -> Reply:
 async def _ask_model(engine: Engine, plan: Plan) -> Reply:
     assert engine.responder is not None
     nudge = REQUEST_NUDGE
+    history = (await content.with_files(plan.history, plan.files, engine.store) if plan.files
+               else plan.history)
     try:
-        result = await engine.responder.reply(plan.ctx, plan.history, plan.situation, nudge)
+        result = await engine.responder.reply(plan.ctx, history, plan.situation, nudge)
     except ModelRejected as exc:
         raise PermanentError(str(exc)) from exc
     except BadModelOutput as exc:

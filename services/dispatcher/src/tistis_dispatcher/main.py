@@ -7,11 +7,14 @@ from functools import partial
 
 from tistis_common.runtime import Runtime, serve
 from tistis_common.settings import Settings
-from tistis_common.topology import DISPATCHER_OUTBOUND, DISPATCHER_STATUS
+from tistis_common.storage import open_store
+from tistis_common.topology import DISPATCHER_MEDIA, DISPATCHER_OUTBOUND, DISPATCHER_STATUS
 
 from tistis_dispatcher.lease import Lease
+from tistis_dispatcher.media import MediaDeps, handle_media
 from tistis_dispatcher.platform import PlatformClient
 from tistis_dispatcher.service import Deps, handle_outbound, handle_status
+from tistis_dispatcher.transcription import Transcriber
 
 NAME = "dispatcher"
 
@@ -35,10 +38,15 @@ async def start(settings: Settings) -> Runtime:
     lease = Lease(settings.database_url)
     await lease.acquire()
     runtime.background(lease.keep)
-    deps = Deps(runtime.pool, runtime.platform, settings, claimer=lease.key)
+    store = await open_store(settings)
+    runtime.close_at_stop(store.close)
+    deps = Deps(runtime.pool, runtime.platform, settings, claimer=lease.key, store=store)
     for spec in DISPATCHER_OUTBOUND.values():
         runtime.consume(spec, partial(handle_outbound, deps=deps))  # type: ignore[arg-type]
     runtime.consume(DISPATCHER_STATUS, partial(handle_status, deps=deps))  # type: ignore[arg-type]
+    media = MediaDeps(runtime.pool, runtime.platform, settings, store,
+                      Transcriber.from_settings(runtime.platform.http, settings))
+    runtime.consume(DISPATCHER_MEDIA, partial(handle_media, deps=media))  # type: ignore[arg-type]
     await runtime.start_consumers()
     await runtime.serve_http()
     return runtime

@@ -92,10 +92,12 @@ def render(event: OutboundMessage, recipient: str, messaging_type: str, tag: str
     if event.kind == "list":
         rows = [Button(id=r.id, title=r.title) for s in event.sections for r in s.rows]
         return [wrap(quick_replies(text, rows, channel))]
-    if event.kind == "media" and event.media is not None and event.media.url:
+    if event.kind == "media" and event.media is not None and (event.media.url or event.media.id):
         kind = ATTACHMENT_TYPES.get(event.media_type or "")
         if kind is None:
             raise Unsendable("unsupported", f"media type {event.media_type}")
-        return [wrap({"attachment": {"type": kind,
-                                     "payload": {"url": event.media.url, "is_reusable": True}}})]
+        # By link (saved for reuse), or by the id of an upload (Attachment Upload API).
+        payload = ({"url": event.media.url, "is_reusable": True} if event.media.url
+                   else {"attachment_id": event.media.id})
+        return [wrap({"attachment": {"type": kind, "payload": payload}})]
     raise Unsendable("unsupported", f"{event.kind} on {event.channel}")

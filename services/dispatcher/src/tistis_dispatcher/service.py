@@ -21,9 +21,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -36,9 +36,10 @@ from tistis_common.events import Event, MessageStatus, OutboundMessage
 from tistis_common.logging import bound, get_logger
 from tistis_common.secrets import SecretBox
 from tistis_common.settings import Settings
+from tistis_common.storage import MediaStore
 from tistis_common.tenant_labels import TENANT_LABELS
 
-from tistis_dispatcher import messenger, rules, tiktok, whatsapp
+from tistis_dispatcher import messenger, rules, tiktok, uploads, whatsapp
 from tistis_dispatcher import repository as repo
 from tistis_dispatcher.lease import claimer_gone
 from tistis_dispatcher.platform import (
@@ -110,6 +111,7 @@ class Deps:
     platform: PlatformClient
     settings: Settings
     claimer: int = 0  # this process's lease key (tistis_dispatcher.lease)
+    store: MediaStore | None = None  # our files, for media messages sent by upload
     limiter: TenantLimiter = field(init=False)
     secrets: SecretBox = field(init=False)
 
@@ -134,6 +136,8 @@ class Plan:
     account: Account
     bodies: list[dict[str, Any]]
     done: list[str]  # platform ids of parts sent by an earlier attempt
+    # One of our files: the bodies again, with the platform's id once it is uploaded (uploads.py)
+    with_upload: Callable[[str], list[dict[str, Any]]] | None = None
 
 
 def _count(event: OutboundMessage, outcome: str) -> None:
@@ -247,8 +251,17 @@ async def _decide(conn: asyncpg.Connection, event: OutboundMessage, ctx: asyncpg
             settings.whatsapp_access_token if event.channel == "whatsapp" else None),
         settings=conn_settings,
     )
+    upload = uploads.needs_upload(allowed.event)
+    if upload and event.channel == "tiktok":
+        return Refusal("failed", "unsupported: TikTok sends text only", "failed")
+
+    def render(media_id: str | None = None) -> list[dict[str, Any]]:
+        effective = allowed if media_id is None else replace(
+            allowed, event=uploads.with_media_id(allowed.event, media_id))
+        return _render(effective, event, ctx, account, settings.dispatcher_max_parts)
+
     try:
-        bodies = _render(allowed, event, ctx, account, settings.dispatcher_max_parts)
+        bodies = render(uploads.PLACEHOLDER if upload else None)
     except TooLong as exc:
         return Refusal("failed", f"too_long: {exc}", "too_long")
     except Unsendable as exc:
@@ -263,7 +276,7 @@ async def _decide(conn: asyncpg.Connection, event: OutboundMessage, ctx: asyncpg
         ):
             return Refusal("blocked_window", "tiktok_message_limit", "blocked_limit")
     done = list((ctx["payload"] or {}).get("part_ids") or [])
-    return Plan(account, bodies, done)
+    return Plan(account, bodies, done, with_upload=render if upload else None)
 
 
 def _render(allowed: rules.Allowed, event: OutboundMessage, ctx: asyncpg.Record,
@@ -282,6 +295,15 @@ def _render(allowed: rules.Allowed, event: OutboundMessage, ctx: asyncpg.Record,
 
 async def _send(event: OutboundMessage, plan: Plan, deps: Deps) -> None:
     done = list(plan.done)
+    if plan.with_upload is not None and not done:
+        try:
+            assert deps.store is not None, "the dispatcher runs without a media store"
+            media_id = await uploads.platform_media_id(event, plan.account, deps.platform,
+                                                       deps.store, deps.pool)
+        except SendError as exc:
+            await _failed(event, plan, exc, done, deps)
+            return
+        plan = replace(plan, bodies=plan.with_upload(media_id))
     for index, body in enumerate(plan.bodies):
         if index < len(done):
             continue  # sent by an earlier attempt

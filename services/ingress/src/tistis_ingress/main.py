@@ -5,9 +5,10 @@ from __future__ import annotations
 from fastapi import FastAPI
 from tistis_common.runtime import Runtime, serve
 from tistis_common.settings import Settings
+from tistis_common.storage import MediaStore, open_store
 from tistis_common.topology import INGRESS_ITEMS
 
-from .api import callback_router, operator_router, problems, realtime_router
+from .api import callback_router, media_router, operator_router, problems, realtime_router
 from .directory import Directory
 from .fastpath import WebhookFastPath
 from .webhooks import WebhookIntake, webhook_router
@@ -15,13 +16,14 @@ from .webhooks import WebhookIntake, webhook_router
 NAME = "ingress"
 
 
-def build_app(runtime: Runtime, intake: WebhookIntake) -> FastAPI:
+def build_app(runtime: Runtime, intake: WebhookIntake, store: MediaStore) -> FastAPI:
     app = FastAPI(title="TIS TIS ingress", version="0.1.0")
     problems.install(app)
     app.include_router(webhook_router(intake))
     app.add_middleware(WebhookFastPath, intake=intake)
     app.include_router(callback_router(runtime))
     app.include_router(operator_router(runtime))
+    app.include_router(media_router(runtime, store))
     app.include_router(realtime_router(runtime))
     return app
 
@@ -34,7 +36,9 @@ async def start(settings: Settings) -> Runtime:
     # Held webhook items an engineer replayed (`tistis dlq replay ingress.webhook-items.dlq`).
     runtime.consume(INGRESS_ITEMS, intake.replay)  # type: ignore[arg-type]
     await runtime.start_consumers()
-    await runtime.serve_http(build_app(runtime, intake))
+    store = await open_store(settings)
+    runtime.close_at_stop(store.close)
+    await runtime.serve_http(build_app(runtime, intake, store))
     return runtime
 
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import asyncpg
 from tistis_common.broker import Publisher
 from tistis_common.settings import Settings
+from tistis_common.storage import MediaStore
 
 
 def utcnow() -> datetime:
@@ -22,3 +23,4 @@ class Deps:
     # The scheduler's clock: tests pass their own to stand at any moment (DST edges, 24 h before).
     now: Callable[[], datetime] = utcnow
     publisher: Publisher | None = None  # passes publish after their commit; handlers return events
+    store: MediaStore | None = None  # patient files: old ones deleted by retention

@@ -19,6 +19,7 @@ from functools import partial
 from tistis_common.logging import configure_logging
 from tistis_common.runtime import Runtime, serve
 from tistis_common.settings import Settings
+from tistis_common.storage import open_store
 from tistis_common.topology import SCHEDULER_CHOICES, SCHEDULER_REQUESTS
 
 from .deps import Deps, utcnow
@@ -28,16 +29,18 @@ from .passes import PassResult, clock_loop, run_pass
 NAME = "scheduler"
 
 
-def _deps(runtime: Runtime, now: Callable[[], datetime] | None) -> Deps:
+async def _deps(runtime: Runtime, now: Callable[[], datetime] | None) -> Deps:
     assert runtime.pool is not None
-    return Deps(runtime.pool, runtime.settings, now or utcnow, runtime.publisher)
+    store = await open_store(runtime.settings)  # retention deletes old patient files
+    runtime.close_at_stop(store.close)
+    return Deps(runtime.pool, runtime.settings, now or utcnow, runtime.publisher, store)
 
 
 async def start(settings: Settings, now: Callable[[], datetime] | None = None) -> Runtime:
     """`now` is the scheduler's clock (tests stand it anywhere); a tick <= 0 runs no loop."""
     runtime = Runtime(settings, NAME)
     await runtime.start()
-    deps = _deps(runtime, now)
+    deps = await _deps(runtime, now)
     runtime.consume(SCHEDULER_REQUESTS, partial(handle_request, deps=deps))  # type: ignore[arg-type]
     runtime.consume(SCHEDULER_CHOICES, partial(handle_choice, deps=deps))  # type: ignore[arg-type]
     await runtime.start_consumers()
@@ -52,7 +55,7 @@ async def run_once(settings: Settings, now: Callable[[], datetime] | None = None
     runtime = Runtime(settings, NAME)
     await runtime.start()
     try:
-        return await run_pass(_deps(runtime, now), followups=True)
+        return await run_pass(await _deps(runtime, now), followups=True)
     finally:
         await runtime.stop()
 

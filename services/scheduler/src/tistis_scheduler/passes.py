@@ -18,6 +18,7 @@ import asyncpg
 from tistis_common.db import tenant_ids, tenant_tx
 from tistis_common.events import EVENT_ADAPTER, Event
 from tistis_common.logging import bound, get_logger
+from tistis_common.retention import expire_media
 
 from . import repository as repo
 from .deps import Deps
@@ -34,6 +35,7 @@ class PassResult:
     reminders: int = 0
     followups: int = 0  # follow-up messages and COLD marks
     republished: int = 0
+    media_deleted: int = 0  # patient files past their tenant's retention (with follow-ups)
     errors: list[str] = field(default_factory=list)
 
 
@@ -76,6 +78,10 @@ async def run_pass(deps: Deps, *, followups: bool = True) -> PassResult:
                 result.reminders += await _step(deps, tenant_id, remind)
                 if followups:
                     result.followups += await _step(deps, tenant_id, follow_up)
+                    if deps.store is not None:
+                        result.media_deleted += await expire_media(
+                            deps.pool, deps.store, tenant_id, deps.now(),
+                            deps.settings.media_retention_days)
             except Exception as exc:
                 log.exception("pass.tenant_failed")
                 result.errors.append(f"{tenant_id}: {type(exc).__name__}: {exc}")

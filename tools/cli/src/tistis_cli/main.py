@@ -14,6 +14,7 @@ from tistis_common.settings import Settings
 
 from .common import secret_box
 from .dlq import dlq_app
+from .media import erase_patient_cmd
 from .ops import doctor, jobs
 from .secretkeys import secrets_app
 from .tenants import ai_context_app, api_key_app, catalog_app, connection_app, tenant_app
@@ -30,6 +31,7 @@ app.add_typer(dlq_app, name="dlq")
 app.add_typer(secrets_app, name="secrets")
 app.command("doctor")(doctor)
 app.command("jobs")(jobs)
+app.command("erase-patient")(erase_patient_cmd)
 
 def demo_fixture() -> Path:
     """Packaged in the wheel (tools/cli/pyproject.toml); in the workspace, the repository's."""

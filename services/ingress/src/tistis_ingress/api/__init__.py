@@ -3,7 +3,8 @@
 factory that `main.build_app` includes."""
 
 from .callback import callback_router
+from .media import media_router
 from .operator import operator_router
 from .realtime import realtime_router
 
-__all__ = ["callback_router", "operator_router", "realtime_router"]
+__all__ = ["callback_router", "media_router", "operator_router", "realtime_router"]
