@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     ai_sdk_max_retries: int = 2  # the SDK's own retries (429, 5xx, timeouts) within one attempt
     ai_circuit_failures: int = 5  # consecutive failed model calls that open the circuit
     ai_circuit_reset_seconds: float = 30.0  # open this long, then one trial call
+    # Replies composed at once per replica (model or n8n calls in flight): the prefetch of
+    # `ai-responder.replies`; beyond it the broker keeps the rest (backpressure, bounded memory).
+    ai_max_in_flight: int = 500
+    # A model still thinking after this long: the patient is shown read + typing (best-effort).
+    ai_typing_after_seconds: float = 1.0
 
     # Guide's global credentials (fallbacks when a connection has none of its own)
     whatsapp_phone_number_id: str | None = None

@@ -24,7 +24,7 @@ class Lease:
         self._conn: asyncpg.Connection | None = None
 
     async def acquire(self) -> None:
-        self._conn = await connect(self.url)
+        self._conn = await connect(self.url, application_name="dispatcher")
         await self._conn.execute("SELECT pg_advisory_lock($1, $2)", LOCK_CLASS, self.key)
         log.info("lease.acquired", key=self.key)
 
