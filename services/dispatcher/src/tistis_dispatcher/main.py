@@ -7,8 +7,9 @@ from functools import partial
 
 from tistis_common.runtime import Runtime, serve
 from tistis_common.settings import Settings
-from tistis_common.topology import DISPATCHER_OUTBOUND, DISPATCHER_STATUS
+from tistis_common.topology import DISPATCHER_OUTBOUND, DISPATCHER_STATUS, DISPATCHER_TYPING
 
+from tistis_dispatcher.indicators import handle_reply_started
 from tistis_dispatcher.lease import Lease
 from tistis_dispatcher.platform import PlatformClient
 from tistis_dispatcher.service import Deps, handle_outbound, handle_status
@@ -39,6 +40,7 @@ async def start(settings: Settings) -> Runtime:
     for spec in DISPATCHER_OUTBOUND.values():
         runtime.consume(spec, partial(handle_outbound, deps=deps))  # type: ignore[arg-type]
     runtime.consume(DISPATCHER_STATUS, partial(handle_status, deps=deps))  # type: ignore[arg-type]
+    runtime.consume(DISPATCHER_TYPING, partial(handle_reply_started, deps=deps))  # type: ignore[arg-type]
     await runtime.start_consumers()
     await runtime.serve_http()
     return runtime

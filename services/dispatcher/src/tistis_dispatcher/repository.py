@@ -332,3 +332,21 @@ async def mark_read_up_to(conn: asyncpg.Connection, channel: str, platform_user_
         channel, platform_user_id, status, up_to,
     )
     return int(result.split()[-1])
+
+
+async def conversation_account(conn: asyncpg.Connection,
+                               conversation_id: uuid.UUID) -> asyncpg.Record | None:
+    """The channel connection a conversation is answered through (as `claim_outbound` picks it)."""
+    return await conn.fetchrow(
+        """SELECT cc.id AS connection_id, cc.channel, cc.platform_account_id AS account_id,
+                  cc.access_token, cc.settings AS connection_settings, cc.enabled
+           FROM conversations c
+           JOIN LATERAL (
+             SELECT * FROM channel_connections cc
+             WHERE cc.tenant_id = c.tenant_id AND cc.channel = c.channel
+             ORDER BY (cc.platform_account_id = c.platform_account_id) DESC, cc.enabled DESC,
+                      cc.created_at
+             LIMIT 1) cc ON true
+           WHERE c.id = $1""",
+        conversation_id,
+    )
