@@ -14,13 +14,13 @@ lease exactly as long as it runs, and a crash frees it at once.
 from __future__ import annotations
 
 import asyncio
-import secrets
 import uuid
 from contextlib import suppress
 
 import asyncpg
 from tistis_common import metrics
 from tistis_common.db import tenant_session
+from tistis_common.lease import ProcessLease
 from tistis_common.logging import get_logger
 
 from . import repository as repo
@@ -30,43 +30,9 @@ log = get_logger(__name__)
 LOCK_CLASS = 7_420_800  # first key of the two-key advisory locks: "ai-responder leases"
 
 
-class ProcessLease:
-    def __init__(self, pool: asyncpg.Pool):
-        self.pool = pool
-        self.key = secrets.randbelow(2**31 - 1) + 1
-        self._conn: asyncpg.Connection | None = None
-
-    async def acquire(self) -> None:
-        conn = await self.pool.acquire()
-        try:
-            await conn.execute("SELECT pg_advisory_lock($1, $2)", LOCK_CLASS, self.key)
-        except BaseException:
-            await self.pool.release(conn)
-            raise
-        self._conn = conn
-        log.info("lease.acquired", key=self.key)
-
-    async def keep(self, stopping: asyncio.Event) -> None:
-        """Take the lock again after the database came back (a restart drops every session)."""
-        while not stopping.is_set():
-            with suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), timeout=2.0)
-            if stopping.is_set():
-                break
-            if self._conn is None or self._conn.is_closed():
-                await self.release()
-                try:
-                    await self.acquire()
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                    log.warning("lease.reacquire_failed", error=repr(exc))
-        await self.release()
-
-    async def release(self) -> None:
-        """Back to the pool, whose reset unlocks it (`pg_advisory_unlock_all`)."""
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with suppress(Exception):
-                await self.pool.release(conn)
+def process_lease(pool: asyncpg.Pool) -> ProcessLease:
+    """On one connection of the service's own pool, so that it stays within `DB_POOL_MAX`."""
+    return ProcessLease(LOCK_CLASS, pool=pool)
 
 
 class Attempts:

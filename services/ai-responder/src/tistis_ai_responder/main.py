@@ -13,7 +13,7 @@ from tistis_common.settings import Settings
 from tistis_common.topology import AI_INBOUND, AI_REPLIES, AI_STATE
 
 from .handlers import Deps, handle, handle_reply_due
-from .lease import Attempts, ProcessLease
+from .lease import Attempts, process_lease
 from .locks import ConversationLocks
 from .model import CircuitBreaker, ClaudeResponder
 from .service import Engine
@@ -61,7 +61,7 @@ async def start(settings: Settings) -> Runtime:
     runtime = Runtime(settings, NAME)
     await runtime.start()
     assert runtime.pool
-    lease = ProcessLease(runtime.pool)
+    lease = process_lease(runtime.pool)
     await lease.acquire()
     attempts = Attempts(runtime.pool, lease)
     runtime.background(attempts.keep)

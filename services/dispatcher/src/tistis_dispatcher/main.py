@@ -10,7 +10,7 @@ from tistis_common.settings import Settings
 from tistis_common.topology import DISPATCHER_OUTBOUND, DISPATCHER_STATUS, DISPATCHER_TYPING
 
 from tistis_dispatcher.indicators import handle_reply_started
-from tistis_dispatcher.lease import Lease
+from tistis_dispatcher.lease import process_lease
 from tistis_dispatcher.platform import PlatformClient
 from tistis_dispatcher.service import Deps, handle_outbound, handle_status
 
@@ -33,7 +33,7 @@ async def start(settings: Settings) -> Runtime:
     await runtime.start()
     assert runtime.pool is not None
     runtime.platform = PlatformClient(PlatformClient.new_http(settings), settings)
-    lease = Lease(settings.database_url)
+    lease = process_lease(settings.database_url)
     await lease.acquire()
     runtime.background(lease.keep)
     deps = Deps(runtime.pool, runtime.platform, settings, claimer=lease.key)
