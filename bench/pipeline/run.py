@@ -53,6 +53,7 @@ class Peaks:
     connections: int = 0  # the ai-responder's database connections
     replies_ready: int = 0  # due replies waiting for a consumer slot
     samples: list[tuple[float, int]] = field(default_factory=list)
+    backlog: dict[str, int] = field(default_factory=dict)  # peak ready messages per queue
 
 
 async def sample(cluster: Cluster, peaks: Peaks, stop: asyncio.Event) -> None:
@@ -77,6 +78,8 @@ async def sample(cluster: Cluster, peaks: Peaks, stop: asyncio.Event) -> None:
                 peaks.in_flight = max(peaks.in_flight, in_flight)
                 if not peaks.samples or time.monotonic() - peaks.samples[-1][0] >= 1.0:
                     queues = await asyncio.to_thread(cluster.queues)
+                    for name, depth in queues.items():
+                        peaks.backlog[name] = max(peaks.backlog.get(name, 0), depth["ready"])
                     ready = queues.get("ai-responder.replies", {"ready": 0})["ready"]
                     debouncing = queues.get("ai-responder.debounce", {"ready": 0})["ready"]
                     peaks.replies_ready = max(peaks.replies_ready, ready)
@@ -192,6 +195,11 @@ def show(title: str, rows: list[dict]) -> None:
               f"{p.in_flight:>14.0f} {p.waiting:>12.0f} {p.connections:>16} "
               f"{p.replies_ready:>15}/{r['replies_ready_end']}")
     print("(ms; overhead = wait - model time - debounce: the platform's own share)")
+    for r in rows:
+        backlog = sorted(((n, q) for q, n in r["peaks"].backlog.items()
+                          if n and q != "ai-responder.debounce"), reverse=True)[:3]
+        print(f"{r['offered']:.0f}/s, largest backlogs (peak ready): "
+              + (", ".join(f"{q} {n}" for n, q in backlog) or "none"))
 
 
 def show_cpu(row: dict) -> None:
