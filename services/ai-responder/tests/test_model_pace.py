@@ -143,7 +143,7 @@ class TestCrash:
             responder.wait()
             await sandbox.fault("anthropic", "ok")
             responder = _spawn(settings, sandbox_url)
-            await eventually(lambda: _all_replied(app_pool, tenant.id, 12), timeout=30)
+            await eventually(lambda: _all_replied(app_pool, tenant.id, 12), timeout=60)
             await asyncio.sleep(1.5)  # a second reply, if any, would be stored by now
         finally:
             responder.send_signal(signal.SIGKILL)

@@ -68,10 +68,11 @@ async def connect(url: str) -> AbstractRobustConnection:
 
 
 def event_message(event: Event, headers: dict | None = None) -> aio_pika.Message:
-    # A delayed event (`ReplyDue`) carries its wait as a per-message TTL for its delay queue.
-    delay_ms = getattr(event, "delay_ms", None)
+    # A delayed event (`ReplyDue`) carries its wait as a per-message TTL for its delay queue; one
+    # due at once goes straight to its work queue, where a TTL would expire it while it waits.
+    delay_ms = getattr(event, "delay_ms", 0)
     return aio_pika.Message(
-        expiration=None if delay_ms is None else max(0, delay_ms) / 1000,
+        expiration=delay_ms / 1000 if delay_ms > 0 else None,
         body=dump_event(event),
         content_type="application/json",
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,

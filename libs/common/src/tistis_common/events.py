@@ -270,6 +270,9 @@ class ReplyRequested(Event):
     requested_by: str | None = None
 
 
+DUE_NOW = "now"  # routing key suffix of a `ReplyDue` without delay
+
+
 class ReplyDue(Event):
     """A reply may be owed now (ai-responder to itself): the broker holds it `delay_ms` in
     `ai-responder.debounce`, then hands it to `ai-responder.replies`. One per stored patient
@@ -357,6 +360,9 @@ def routing_key(event: Event) -> str:
         # A button, list row or quick reply: the scheduler binds to these alone
         # (CHOICE_PATTERN) instead of reading every patient message.
         return f"{key}.choice"
+    if isinstance(event, ReplyDue) and event.delay_ms <= 0:
+        # Due now (a staff request, a debounce of 0): straight to the replies, no delay queue.
+        return f"{key}.{DUE_NOW}"
     return key
 
 

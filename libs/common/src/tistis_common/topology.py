@@ -16,6 +16,7 @@ from aio_pika.abc import AbstractChannel, AbstractExchange
 
 from tistis_common.events import (
     CHOICE_PATTERN,
+    DUE_NOW,
     AppointmentRequested,
     Channel,
     ConversationEscalated,
@@ -91,8 +92,9 @@ class DelayQueue:
 AI_INBOUND = QueueSpec(
     "ai-responder.inbound", (routing_pattern(InboundMessage), routing_pattern(ReplyRequested))
 )
-# Replies that are due: one consumer slot per model call in flight (`AI_MAX_IN_FLIGHT`).
-AI_REPLIES = QueueSpec("ai-responder.replies", ())
+# Replies that are due: one consumer slot per model call in flight (`AI_MAX_IN_FLIGHT`). Fed
+# by the delay queue below, and directly by replies due at once.
+AI_REPLIES = QueueSpec("ai-responder.replies", (f"{routing_pattern(ReplyDue)}.{DUE_NOW}",))
 # The burst debounce, in the broker instead of in a consumer slot.
 AI_DEBOUNCE = DelayQueue("ai-responder.debounce", (routing_pattern(ReplyDue),), AI_REPLIES.name)
 DISPATCHER_OUTBOUND = {

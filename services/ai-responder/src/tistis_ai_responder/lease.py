@@ -58,10 +58,6 @@ class Attempts:
             del self.live[conversation_id]
             metrics.AI_REPLIES_IN_FLIGHT.dec()
 
-    async def claim(self, conn: asyncpg.Connection, conversation_id: uuid.UUID,
-                    attempt: uuid.UUID) -> bool:
-        return await repo.claim_reply(conn, conversation_id, self.lease.key, attempt, LOCK_CLASS)
-
     async def give_back(self, tenant_id: uuid.UUID, conversation_id: uuid.UUID,
                         attempt: uuid.UUID) -> None:
         """Release on a fresh connection; when that fails, `keep` tries again later."""

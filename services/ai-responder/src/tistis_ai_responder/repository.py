@@ -96,27 +96,9 @@ async def conversation_for_reply(
     )
 
 
-async def reply_state(conn: asyncpg.Connection, conversation_id: uuid.UUID, reply_id: uuid.UUID,
-                      history_limit: int) -> asyncpg.Record | None:
-    """Everything a reply decision reads, in one statement (one snapshot), under the lease:
-
-    - the conversation and its lead; the tenant's `context_version` (is the cached context
-      still current?);
-    - `stored_payload` / `stored`: this reply was already stored (a redelivery re-emits it);
-      `handed_to_n8n`: it was handed to the tenant's n8n workflow;
-    - `latest_id`, `latest_at`, `latest_platform_id`: the patient's latest message (a burst is
-      answered by its last message); `answered`: a reply has covered it (`answered_through`)
-      or staff have written since;
-    - `unanswered`: patient texts after what the clinic last answered (what one reply must
-      answer): messages stored while the model was thinking belong to the next reply;
-    - `history`: the last `history_limit` messages for the model, oldest first, with the
-      unanswered patient messages last (a reply answered what came before it, even when the
-      patient wrote again while it was being composed).
-    """
-    return await conn.fetchrow(
-        """SELECT c.id, c.status, c.unresolved_inbound, c.channel, c.platform_conversation_id,
+_REPLY_STATE = """SELECT c.id, c.status, c.unresolved_inbound, c.channel, c.platform_conversation_id,
                   l.id AS lead_id, l.platform_user_id, l.spam, l.name AS lead_name,
-                  t.context_version,
+                  t.context_version, c.answered_through,
                   stored.id IS NOT NULL AS stored, stored.payload AS stored_payload,
                   EXISTS (SELECT 1 FROM processed_events
                           WHERE consumer = $3 AND event_id = $2) AS handed_to_n8n,
@@ -158,24 +140,52 @@ async def reply_state(conn: asyncpg.Connection, conversation_id: uuid.UUID, repl
                       WHERE o.conversation_id = c.id AND o.direction = 'outbound'
                         AND (o.sender_type <> 'ai' OR c.answered_through IS NULL))),
                     '-infinity') AS at) cutoff
-           WHERE c.id = $1""",
-        conversation_id, reply_id, N8N_CONSUMER, history_limit,
+           WHERE c.id = $1"""
+
+
+async def reply_state(conn: asyncpg.Connection, conversation_id: uuid.UUID, reply_id: uuid.UUID,
+                      history_limit: int) -> asyncpg.Record | None:
+    """Everything a reply decision reads, in one statement (one snapshot), under the lease:
+
+    - the conversation and its lead; the tenant's `context_version` (is the cached context
+      still current?);
+    - `stored_payload` / `stored`: this reply was already stored (a redelivery re-emits it);
+      `handed_to_n8n`: it was handed to the tenant's n8n workflow;
+    - `latest_id`, `latest_at`, `latest_platform_id`: the patient's latest message (a burst is
+      answered by its last message); `answered`: a reply has covered it (`answered_through`)
+      or staff have written since;
+    - `unanswered`: patient texts after what the clinic last answered (what one reply must
+      answer): messages stored while the model was thinking belong to the next reply;
+    - `history`: the last `history_limit` messages for the model, oldest first, with the
+      unanswered patient messages last (a reply answered what came before it, even when the
+      patient wrote again while it was being composed).
+    """
+    return await conn.fetchrow(_REPLY_STATE, conversation_id, reply_id, N8N_CONSUMER,
+                               history_limit)
+
+
+async def claim_and_read(conn: asyncpg.Connection, conversation_id: uuid.UUID,
+                         reply_id: uuid.UUID, history_limit: int, process_key: int,
+                         attempt: uuid.UUID, lock_class: int) -> asyncpg.Record | None:
+    """Take the conversation's reply lease for `attempt` (`lease`) and read `reply_state`, in one
+    round trip. The lease is free, or held by a process that is gone (its advisory lock is free:
+    taken here for this statement only), or by this process without a live attempt (the caller
+    checked that it has none). `claimed`: this statement took it. The read is the statement's
+    snapshot, taken before a reply stored by the previous holder at that very moment:
+    `claimed_through` (the row as claimed) differs from `answered_through` then, and the caller
+    reads again."""
+    return await conn.fetchrow(
+        """WITH claim AS (
+             UPDATE conversations SET reply_lease = $6, reply_lease_by = $5
+             WHERE id = $1
+               AND (reply_lease IS NULL OR reply_lease_by = $5
+                    OR pg_try_advisory_xact_lock($7, reply_lease_by))
+             RETURNING answered_through)
+           SELECT state.*, EXISTS (SELECT 1 FROM claim) AS claimed,
+                  (SELECT answered_through FROM claim) AS claimed_through
+           FROM (""" + _REPLY_STATE + """) state""",
+        conversation_id, reply_id, N8N_CONSUMER, history_limit, process_key, attempt, lock_class,
     )
-
-
-async def claim_reply(conn: asyncpg.Connection, conversation_id: uuid.UUID, process_key: int,
-                      attempt: uuid.UUID, lock_class: int) -> bool:
-    """Take the conversation's reply lease for `attempt` (`lease`): free, or held by a process
-    that is gone (its advisory lock is free: taken here for this statement only), or by this
-    process without a live attempt (the caller checked that it has none)."""
-    return bool(await conn.fetchval(
-        """UPDATE conversations SET reply_lease = $3, reply_lease_by = $2
-           WHERE id = $1
-             AND (reply_lease IS NULL OR reply_lease_by = $2
-                  OR pg_try_advisory_xact_lock($4, reply_lease_by))
-           RETURNING true""",
-        conversation_id, process_key, attempt, lock_class,
-    ))
 
 
 async def release_reply(conn: asyncpg.Connection, conversation_id: uuid.UUID,

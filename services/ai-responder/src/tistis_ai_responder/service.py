@@ -42,7 +42,7 @@ from tistis_common.settings import Settings
 from . import repository as repo
 from .context import ContextCache, TenantContext
 from .fallback import ESCALATION_HOLDING, answer_from_catalog
-from .lease import Attempts
+from .lease import LOCK_CLASS, Attempts
 from .locks import ConversationLocks
 from .model import Action, BadModelOutput, ClaudeResponder, ModelRejected, ModelReply
 from .policy import describe_opening, matching_keyword, next_opening
@@ -136,12 +136,20 @@ async def respond(engine: Engine, due: ReplyDue) -> list[Event]:
 async def _respond_leased(engine: Engine, trigger: Trigger, attempt: uuid.UUID,
                           wait: list[Event]) -> list[Event]:
     async with tenant_session(engine.pool, trigger.tenant_id) as conn:
-        if not await engine.attempts.claim(conn, trigger.conversation_id, attempt):
+        state = await repo.claim_and_read(conn, trigger.conversation_id, trigger.reply_id,
+                                          engine.history_messages, engine.attempts.lease.key,
+                                          attempt, LOCK_CLASS)
+        if state is None:
+            raise PermanentError(f"conversation {trigger.conversation_id} not found")
+        if not state["claimed"]:
             log.info("reply.waiting", message_id=str(trigger.reply_id))
             metrics.AI_REPLY_WAITS.inc()
             return wait
         try:
-            decided = await _decide(conn, engine, trigger)
+            if state["claimed_through"] != state["answered_through"]:
+                state = await repo.reply_state(conn, trigger.conversation_id, trigger.reply_id,
+                                               engine.history_messages)
+            decided = await _decide(conn, engine, trigger, state)
             if not isinstance(decided, Plan):
                 await repo.release_reply(conn, trigger.conversation_id, attempt)
                 return decided
@@ -162,10 +170,9 @@ async def _respond_leased(engine: Engine, trigger: Trigger, attempt: uuid.UUID,
         raise
 
 
-async def _decide(conn: asyncpg.Connection, engine: Engine, trigger: Trigger) -> Plan | list[Event]:
+async def _decide(conn: asyncpg.Connection, engine: Engine, trigger: Trigger,
+                  state: asyncpg.Record | None) -> Plan | list[Event]:
     """The plan for a reply, or what to return instead (the stored events, or nothing)."""
-    state = await repo.reply_state(conn, trigger.conversation_id, trigger.reply_id,
-                                   engine.history_messages)
     if state is None:
         raise PermanentError(f"conversation {trigger.conversation_id} not found")
     if state["stored"]:
