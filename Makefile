@@ -56,4 +56,8 @@ lint: install ## ruff, mypy and the architecture contracts
 bench: install infra ## the benchmarks (they print their figures)
 	@$(ENV) for b in bench/*/run.py; do .venv/bin/python $$b; done
 
-.PHONY: help install infra infra-down migrate seed run test test-chaos test-rabbitmq4 lint bench
+bench-pipeline: install infra ## the pipeline targets: 50 patients/s for 60 s, model 2 s; 50/s, model 10 s (500 waiting); CPU round
+	@$(ENV) .venv/bin/python bench/pipeline/run.py --rates 50 --seconds 60 --model-seconds 2 --cpu-rate 0
+	@$(ENV) .venv/bin/python bench/pipeline/run.py --rates 50 --seconds 30 --model-seconds 10 --cpu-rate 130
+
+.PHONY: help install infra infra-down migrate seed run test test-chaos test-rabbitmq4 lint bench bench-pipeline

@@ -139,4 +139,4 @@ class TestRequestFilters:
         assert row["json"] == WA_TEXT
         assert row["headers"]["authorization"] == "<redacted>"
         assert list(row) == ["target", "method", "path", "query", "headers", "json", "time",
-                             "status", "answered_id", "error_code", "recipient", "text"]
+                             "status", "answered_id", "error_code", "recipient", "text", "kind"]

@@ -74,6 +74,14 @@ class TestSendApi:
         assert r.status_code == 200
         assert r.json() == {"recipient_id": PSID}
 
+    def test_sender_actions_are_recorded_as_such_not_as_replies(self, api: TestClient) -> None:
+        for action in ("mark_seen", "typing_on"):
+            assert send(api, {"recipient": {"id": PSID}, "sender_action": action}
+                        ).status_code == 200
+        rows = api.get("/_sandbox/requests").json()["requests"]
+        assert [(r["kind"], r["recipient"]) for r in rows] == [("mark_seen", None),
+                                                               ("typing_on", None)]
+
 
 class TestSendApiValidation:
     def test_missing_token_is_190(self, api: TestClient) -> None:

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from fastapi.testclient import TestClient
 from tistis_sandbox.testing import BEARER, WA_PATH
@@ -193,3 +193,28 @@ class TestTemplateParametersAndRecipients:
         assert api.post(WA_PATH, json=both, headers=BEARER).status_code == 400
         wrong = self.template("Ana", recipient="5215512345678")
         assert api.post(WA_PATH, json=wrong, headers=BEARER).status_code == 400
+
+
+class TestMarkReadWithTypingIndicator:
+    """https://developers.facebook.com/documentation/business-messaging/whatsapp/typing-indicators/"""
+
+    WAMID = "wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBJDQjZCMzlEQUE4OTJBMTE4RTUA"
+    READ: ClassVar[dict[str, str]] = {"messaging_product": "whatsapp", "status": "read",
+                                      "message_id": WAMID}
+
+    def test_read_with_typing_answers_success_and_is_recorded_as_typing(
+        self, api: TestClient
+    ) -> None:
+        r = send(api, {**self.READ, "typing_indicator": {"type": "text"}})
+        assert r.status_code == 200 and r.json() == {"success": True}
+        [row] = api.get("/_sandbox/requests").json()["requests"]
+        assert (row["kind"], row["recipient"]) == ("typing", None)  # not a reply to anyone
+
+    def test_read_alone_is_recorded_as_read(self, api: TestClient) -> None:
+        assert send(api, self.READ).json() == {"success": True}
+        assert api.get("/_sandbox/requests").json()["requests"][0]["kind"] == "read"
+
+    def test_only_read_and_known_indicators_are_accepted(self, api: TestClient) -> None:
+        assert_error(send(api, {**self.READ, "status": "delivered"}), 400, 100)
+        assert_error(send(api, {**self.READ, "typing_indicator": {"type": "audio"}}), 400, 100)
+        assert_error(send(api, {**self.READ, "message_id": "m_123"}), 400, 100)

@@ -209,7 +209,8 @@ class Cluster:
         for name in ("sandbox", *SERVICES):
             self.start(name)
         for name in ("sandbox", *SERVICES):
-            self.wait_ready(name)
+            # Six Python processes start at once: on a busy 2-core machine that takes a while.
+            self.wait_ready(name, timeout=90)
 
     def kill9(self, name: str) -> None:
         self.procs[name].send_signal(signal.SIGKILL)

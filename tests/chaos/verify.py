@@ -89,7 +89,7 @@ def _replies(cluster: Cluster, hooks: list[Webhook]) -> Counter:
     rows = httpx.get(f"{cluster.sandbox_url}/_sandbox/requests", timeout=30).json()["requests"]
     return Counter(r["recipient"] for r in rows
                    if r.get("recipient") in wanted and 200 <= r["status"] < 300
-                   and r["target"] != "anthropic")
+                   and r["target"] != "anthropic" and r.get("kind", "message") == "message")
 
 
 def _queues(cluster: Cluster) -> tuple[dict[str, dict], dict[str, int]]:

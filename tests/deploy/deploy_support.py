@@ -27,6 +27,7 @@ CONSUMERS = SERVICES[1:]
 # Work queues the consumers own (each also has <queue>.dlq), from the broker topology.
 QUEUES = {
     "ai-responder.inbound",
+    "ai-responder.replies",
     "dispatcher.whatsapp",
     "dispatcher.instagram",
     "dispatcher.facebook",

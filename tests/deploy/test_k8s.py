@@ -32,6 +32,48 @@ PRESTOP_SECONDS = 5
 # The Kubernetes schemas do not cover CRDs; these hold the part of KEDA's and the Prometheus
 # operator's schemas that we use, strict, so that a misspelt field fails here and not at apply.
 _OBJ = {"type": "object"}
+_RABBITMQ_TRIGGER = {
+    **_OBJ,
+    "additionalProperties": False,
+    "required": ["type", "metadata"],
+    "properties": {
+        "type": {"const": "rabbitmq"},
+        "metadata": {
+            **_OBJ,
+            "additionalProperties": False,
+            "required": ["protocol", "mode", "queueName", "value"],
+            "properties": {
+                "protocol": {"enum": ["amqp", "http", "auto"]},
+                "vhostName": {"type": "string"},
+                "mode": {"enum": ["QueueLength", "MessageRate"]},
+                "queueName": {"type": "string"},
+                "value": {"type": "string", "pattern": r"^\d+(\.\d+)?$"},
+            },
+        },
+        "authenticationRef": {**_OBJ, "required": ["name"]},
+    },
+}
+# KEDA's Prometheus scaler (https://keda.sh/docs/latest/scalers/prometheus/).
+_PROMETHEUS_TRIGGER = {
+    **_OBJ,
+    "additionalProperties": False,
+    "required": ["type", "metadata"],
+    "properties": {
+        "type": {"const": "prometheus"},
+        "metadata": {
+            **_OBJ,
+            "additionalProperties": False,
+            "required": ["serverAddress", "query", "threshold"],
+            "properties": {
+                "serverAddress": {"type": "string", "pattern": "^https?://"},
+                "query": {"type": "string"},
+                "threshold": {"type": "string", "pattern": r"^\d+(\.\d+)?$"},
+                "activationThreshold": {"type": "string", "pattern": r"^\d+(\.\d+)?$"},
+            },
+        },
+        "authenticationRef": {**_OBJ, "required": ["name"]},
+    },
+}
 CRD_SCHEMAS: dict[str, dict[str, Any]] = {
     "ScaledObject": {
         **_OBJ,
@@ -59,27 +101,7 @@ CRD_SCHEMAS: dict[str, dict[str, Any]] = {
                     "triggers": {
                         "type": "array",
                         "minItems": 1,
-                        "items": {
-                            **_OBJ,
-                            "additionalProperties": False,
-                            "required": ["type", "metadata"],
-                            "properties": {
-                                "type": {"const": "rabbitmq"},
-                                "metadata": {
-                                    **_OBJ,
-                                    "additionalProperties": False,
-                                    "required": ["protocol", "mode", "queueName", "value"],
-                                    "properties": {
-                                        "protocol": {"enum": ["amqp", "http", "auto"]},
-                                        "vhostName": {"type": "string"},
-                                        "mode": {"enum": ["QueueLength", "MessageRate"]},
-                                        "queueName": {"type": "string"},
-                                        "value": {"type": "string", "pattern": r"^\d+(\.\d+)?$"},
-                                    },
-                                },
-                                "authenticationRef": {**_OBJ, "required": ["name"]},
-                            },
-                        },
+                        "items": {"oneOf": [_RABBITMQ_TRIGGER, _PROMETHEUS_TRIGGER]},
                     },
                 },
             }
@@ -415,6 +437,9 @@ class TestScaling:
             assert obj["spec"]["scaleTargetRef"]["name"] == name
             assert obj["spec"]["minReplicaCount"] >= 1, "consumers keep one warm replica"
             for trigger in obj["spec"]["triggers"]:
+                if trigger["type"] == "prometheus":  # work held by the replicas, not queued
+                    assert "tistis_ai_replies_in_flight" in trigger["metadata"]["query"]
+                    continue
                 queue = trigger["metadata"]["queueName"]
                 assert queue in QUEUES, f"{name}: unknown queue {queue}"
                 assert queue.split(".")[0] == name.removeprefix("tistis-")

@@ -11,6 +11,7 @@ from tistis_common.broker import (
     Consumer,
     PermanentError,
     Publisher,
+    RetryAfter,
     connect,
 )
 from tistis_common.events import Channel, InboundMessage
@@ -93,6 +94,29 @@ class TestConsumer:
         assert "RuntimeError: database said no" in dead.headers[H_ERROR]
         assert dead.headers[H_ORIGINAL_KEY] == "message.received.tiktok"
         assert dead.message_id == str(sent.event_id)
+
+    async def test_retry_after_waits_at_least_as_long_as_the_other_side_asked(self, settings,
+                                                                               broker):
+        connection, spec, publisher, _ = broker
+        seen: list[float] = []
+        again = asyncio.Event()
+
+        async def handler(e):
+            seen.append(asyncio.get_running_loop().time())
+            if len(seen) == 1:
+                raise RetryAfter("429 from the model", seconds=0.4)
+            again.set()
+            return []
+
+        # The first delay (0.2 s) is shorter than asked: the retry takes the 0.5 s queue instead.
+        assert settings.retry_delays == [0.2, 0.5]
+        consumer = Consumer(connection, spec, handler, publisher, prefetch=4,
+                            retry_delays=settings.retry_delays)
+        await consumer.start()
+        await publisher.publish(event())
+        await asyncio.wait_for(again.wait(), timeout=10)
+        await consumer.stop(grace=2)
+        assert len(seen) == 2 and seen[1] - seen[0] >= 0.45
 
     async def test_permanent_error_skips_the_retries(self, settings, broker):
         connection, spec, publisher, channel = broker

@@ -1,6 +1,9 @@
 """Fake Messenger / Instagram Send API: `POST /{version}/{page_or_ig_id}/messages`.
 
-Answers `{"recipient_id": ..., "message_id": "m_..."}` or a Graph error. Only HUMAN_AGENT is
+Answers `{"recipient_id": ..., "message_id": "m_..."}` or a Graph error; a sender action
+(`{"recipient": {"id": ...}, "sender_action": "mark_seen" | "typing_on" | ...}`, Meta "Sender
+Actions", https://developers.facebook.com/docs/messenger-platform/send-messages/sender-actions
+and .../instagram/features/sender-actions) answers `{"recipient_id": ...}`. Only HUMAN_AGENT is
 accepted as a message tag: the other tags are deprecated, and a fake that accepted them would
 hide a bug the real platform would refuse.
 
@@ -227,7 +230,9 @@ async def handle(recorder: Recorder, call: Call) -> Answer:
     entry = recorder.record("graph", call)
     step = recorder.next_step("graph")
     await apply_delay(step)
-    if isinstance(body, dict) and isinstance(body.get("recipient"), dict):
+    if isinstance(body, dict) and "sender_action" in body:
+        entry.kind = str(body["sender_action"])
+    elif isinstance(body, dict) and isinstance(body.get("recipient"), dict):
         entry.recipient = str(body["recipient"].get("id") or "") or None
     answer = _answer(recorder, step, call, body)
     entry.status = answer.status

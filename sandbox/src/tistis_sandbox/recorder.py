@@ -88,8 +88,13 @@ class Recorded:
     status: int = 0
     answered_id: str | None = None  # wamid, mid, TikTok message id, msg_ id
     error_code: int | str | None = None
-    recipient: str | None = None  # the patient this went to, so `play` can find the reply
+    recipient: str | None = None  # the patient a message went to, so `play` can find the reply
     text: str | None = None  # the human-readable part of what was sent
+    # "message" for what a patient reads; the rest only show that the clinic is there: a
+    # WhatsApp "read" / "typing" (status read, with typing_indicator), a Messenger/Instagram
+    # sender action ("mark_seen", "typing_on", ...). Those carry no `recipient`, so that counting
+    # a patient's replies counts replies.
+    kind: str = "message"
     _encoded: bytes | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -101,7 +106,8 @@ class Recorded:
         return {"target": self.target, "method": self.method, "path": self.path,
                 "query": self.query, "headers": self.headers, "json": self.json,
                 "time": self.time, "status": self.status, "answered_id": self.answered_id,
-                "error_code": self.error_code, "recipient": self.recipient, "text": self.text}
+                "error_code": self.error_code, "recipient": self.recipient, "text": self.text,
+                "kind": self.kind}
 
     def encoded(self) -> bytes:
         """`to_dict()` as JSON, serialized once: pollers fetch the same rows again and again.

@@ -3,6 +3,12 @@
 Validates the body the way Cloud API does (limits from Meta's reference for text, interactive
 buttons and lists, templates and media by link) and answers
 `{"messaging_product": "whatsapp", "contacts": [...], "messages": [{"id": "wamid..."}]}`.
+
+The same path marks a received message read, optionally with the typing indicator, and answers
+`{"success": true}`:
+`{"messaging_product": "whatsapp", "status": "read", "message_id": "wamid...",
+"typing_indicator": {"type": "text"}}` (Meta, "Typing indicators",
+https://developers.facebook.com/documentation/business-messaging/whatsapp/typing-indicators/).
 """
 
 from __future__ import annotations
@@ -192,11 +198,30 @@ def _validate_template(msg: dict[str, Any]) -> None:
                                        "than 4 consecutive spaces")
 
 
+TYPING_TYPES = ("text",)
+
+
+def validate_read(body: dict[str, Any]) -> None:
+    """Mark as read (+ typing indicator): only `read` is a status a business may set."""
+    if body["status"] != "read":
+        raise Invalid(100, "Param status must be read.")
+    message_id = _require(body, "message_id", "")
+    if not isinstance(message_id, str) or not message_id.startswith("wamid."):
+        raise Invalid(100, "Invalid parameter: message_id must be a WhatsApp message id.")
+    if "typing_indicator" in body:
+        indicator = body["typing_indicator"]
+        if not isinstance(indicator, dict) or indicator.get("type") not in TYPING_TYPES:
+            raise Invalid(100, "Param typing_indicator.type must be text.")
+
+
 def validate(body: Any) -> None:
     if not isinstance(body, dict):
         raise Invalid(100, "Request body must be a JSON object.")
     if body.get("messaging_product") != "whatsapp":
         raise Invalid(100, "The parameter messaging_product is required and must be whatsapp.")
+    if "status" in body:
+        validate_read(body)
+        return
     if body.get("recipient_type", "individual") != "individual":
         raise Invalid(100, "Param recipient_type must be individual.")
     if "to" not in body and "recipient" not in body:
@@ -259,11 +284,14 @@ async def handle(recorder: Recorder, call: Call, phone_number_id: str) -> Answer
     entry = recorder.record("whatsapp", call)
     step = recorder.next_step("whatsapp")
     await apply_delay(step)
-    if isinstance(body, dict):
+    read = isinstance(body, dict) and "status" in body
+    if read:
+        entry.kind = "typing" if "typing_indicator" in body else "read"
+    elif isinstance(body, dict):
         entry.recipient = str(body.get("to") or body.get("recipient") or "").lstrip("+") or None
     answer = _answer(step, call, body)
     entry.status = answer.status
-    if answer.status == 200:
+    if answer.status == 200 and not read:
         entry.answered_id = answer.body["messages"][0]["id"]
         entry.text = summary(body)
         callback = recorder.callbacks.get("whatsapp")
@@ -272,7 +300,7 @@ async def handle(recorder: Recorder, call: Call, phone_number_id: str) -> Answer
                 callback, recorder.deliveries, message_id=entry.answered_id,
                 recipient=entry.recipient or "", phone_number_id=phone_number_id,
                 async_error_code=step.async_error_code if step is not None else None)
-    else:
+    elif answer.status != 200:
         entry.error_code = answer.body["error"]["code"]
     return answer
 
@@ -290,6 +318,8 @@ def _answer(step: Step | None, call: Call, body: Any) -> Answer:
     except (AttributeError, TypeError, KeyError, ValueError) as exc:
         # A value of the wrong JSON type deep in the body: Graph calls that a bad parameter.
         return graph_error(100, details=f"Invalid parameter: {exc}", whatsapp=True)
+    if "status" in body:
+        return Answer(200, {"success": True})
     to = str(body.get("to") or body["recipient"])
     wa_id = to.lstrip("+")
     message: dict[str, str] = {"id": new_wamid(wa_id)}

@@ -12,6 +12,8 @@ import aio_pika
 import pytest
 from tistis_common.broker import Publisher, connect
 from tistis_common.events import Channel, Event, InboundMessage, parse_event
+from tistis_common.settings import Settings
+from tistis_common.testing.plugin import own_vhost
 from tistis_common.topology import EXCHANGE, declare_topology
 
 OBSERVED = ("message.outbound.*", "conversation.escalated", "lead.signals", "lead.created",
@@ -58,8 +60,7 @@ class Bus:
             await asyncio.sleep(0.05)
 
 
-@pytest.fixture
-async def bus(settings) -> AsyncIterator[Bus]:
+async def _bus(settings: Settings) -> AsyncIterator[Bus]:
     connection = await connect(settings.rabbitmq_url)
     channel = await connection.channel()
     await declare_topology(channel, settings.retry_delays)
@@ -70,6 +71,20 @@ async def bus(settings) -> AsyncIterator[Bus]:
     publisher = await Publisher.open(connection)
     yield Bus(publisher, queue)
     await connection.close()
+
+
+@pytest.fixture
+async def bus(settings) -> AsyncIterator[Bus]:
+    async for b in _bus(settings):
+        yield b
+
+
+@pytest.fixture
+async def own(settings) -> AsyncIterator[tuple[Settings, Bus]]:
+    """Settings on a vhost of the test's own (nothing left over by other tests), and its bus."""
+    async with own_vhost(settings) as own_settings:
+        async for b in _bus(own_settings):
+            yield own_settings, b
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from tistis_ai_responder.fallback import BOOKING_NOTE
 from tistis_ai_responder.main import start
 from tistis_common.db import tenant_tx
 from tistis_common.events import ReplyRequested
+from tistis_common.ids import stable_id
 from tistis_common.testing.plugin import eventually, running
 
 ALWAYS_OPEN = {"timezone": "UTC", **{d: [["00:00", "23:59"]] for d in
@@ -331,9 +332,11 @@ class TestModelFailures:
         assert first["json"]["temperature"] == 0.7 and "temperature" not in second["json"]
 
 
-async def _dead_letter(bus, event_id: uuid.UUID, timeout: float = 20):
+async def _dead_letter(bus, inbound_event_id: uuid.UUID, timeout: float = 20):
+    """The dead letter of the reply to a patient message: its `ReplyDue`, in the replies' DLQ."""
+    event_id = stable_id("reply-due", inbound_event_id)
     channel = bus.queue.channel
-    dlq = await channel.get_queue("ai-responder.inbound.dlq")
+    dlq = await channel.get_queue("ai-responder.replies.dlq")
     deadline = asyncio.get_running_loop().time() + timeout
     while asyncio.get_running_loop().time() < deadline:
         message = await dlq.get(fail=False)

@@ -110,3 +110,20 @@ class TestCircuitBreaker:
         assert breaker.allow()  # one trial call
         breaker.success()
         assert not breaker.is_open and breaker.failures == 0
+
+    def test_half_open_lets_exactly_one_trial_through(self):
+        now = [0.0]
+        breaker = CircuitBreaker(threshold=1, reset_s=10, _clock=lambda: now[0])
+        breaker.failure()
+        assert not breaker.allow()
+        now[0] = 10.0
+        assert [breaker.allow() for _ in range(5)] == [True, False, False, False, False]
+        breaker.failure()  # the trial failed: open for another reset period
+        now[0] = 15.0
+        assert not breaker.allow()
+        now[0] = 20.0
+        assert breaker.allow() and not breaker.allow()
+        breaker.settle()  # the trial ended without a verdict (a refused request): next may try
+        assert breaker.allow()
+        breaker.success()
+        assert all(breaker.allow() for _ in range(3))

@@ -62,12 +62,25 @@ class PermanentError(Exception):
         self.publish = list(publish)
 
 
+class RetryAfter(Exception):
+    """Transient, and the other side said when to come back (`retry-after`): the retry waits at
+    least `seconds` (the first retry queue that long), still within the bounded attempts."""
+
+    def __init__(self, message: str, seconds: float | None = None):
+        super().__init__(message)
+        self.seconds = seconds
+
+
 async def connect(url: str) -> AbstractRobustConnection:
     return await aio_pika.connect_robust(url, client_properties={"connection_name": "tistis"})
 
 
 def event_message(event: Event, headers: dict | None = None) -> aio_pika.Message:
+    # A delayed event (`ReplyDue`) carries its wait as a per-message TTL for its delay queue; one
+    # due at once goes straight to its work queue, where a TTL would expire it while it waits.
+    delay_ms = getattr(event, "delay_ms", 0)
     return aio_pika.Message(
+        expiration=delay_ms / 1000 if delay_ms > 0 else None,
         body=dump_event(event),
         content_type="application/json",
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
@@ -324,8 +337,15 @@ class Consumer:
         headers[H_FAILED_AT] = datetime.now(UTC).isoformat()
         return headers
 
-    async def _retry(self, message: AbstractIncomingMessage, exc: Exception, attempt: int) -> None:
+    def _retry_delay(self, exc: Exception, attempt: int) -> float:
         delay = self.retry_delays[attempt - 1]
+        wanted = exc.seconds if isinstance(exc, RetryAfter) else None
+        if wanted is not None and wanted > delay:
+            delay = next((d for d in self.retry_delays if d >= wanted), self.retry_delays[-1])
+        return delay
+
+    async def _retry(self, message: AbstractIncomingMessage, exc: Exception, attempt: int) -> None:
+        delay = self._retry_delay(exc, attempt)
         log.warning("event.retry", attempt=attempt, delay_s=delay, error=repr(exc)[:500])
         await self.publisher.send_to_queue(
             self.spec.retry_queue(delay), message.body,

@@ -19,9 +19,12 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
-async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10,
+                      application_name: str | None = None) -> asyncpg.Pool:
+    """`application_name`: the service, so that `pg_stat_activity` tells whose connections are whose."""
     pool = await asyncpg.create_pool(
-        url, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=30
+        url, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=30,
+        server_settings={"application_name": application_name} if application_name else None,
     )
     assert pool is not None
     return pool
@@ -73,8 +76,9 @@ async def tenant_ids(pool: asyncpg.Pool) -> list[uuid.UUID]:
     return [r["id"] for r in await pool.fetch("SELECT id FROM tenants ORDER BY slug")]
 
 
-async def connect(url: str) -> asyncpg.Connection:
+async def connect(url: str, application_name: str | None = None) -> asyncpg.Connection:
     """A single connection with the same codecs as the pool (CLI, migrations, admin)."""
-    conn = await asyncpg.connect(url)
+    conn = await asyncpg.connect(
+        url, server_settings={"application_name": application_name} if application_name else None)
     await _init_connection(conn)
     return conn

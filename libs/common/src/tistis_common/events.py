@@ -291,6 +291,32 @@ class ReplyRequested(Event):
     requested_by: str | None = None
 
 
+DUE_NOW = "now"  # routing key suffix of a `ReplyDue` without delay
+
+
+class ReplyDue(Event):
+    """A reply may be owed now (ai-responder to itself): the broker holds it `delay_ms` in
+    `ai-responder.debounce`, then hands it to `ai-responder.replies`. One per stored patient
+    message (id from its event id) or staff request; only the latest message's answers."""
+
+    type: Literal["conversation.reply_due"] = "conversation.reply_due"
+    conversation_id: uuid.UUID
+    message_id: uuid.UUID | None = None  # the stored patient message; None for a staff request
+    request_id: uuid.UUID | None = None  # the ReplyRequested event
+    delay_ms: int = 0  # per-message TTL in the delay queue (the burst debounce)
+
+
+class ReplyStarted(Event):
+    """The model has been thinking for a moment: show the patient it was read and a reply is
+    being typed (the dispatcher's best-effort read / typing calls)."""
+
+    type: Literal["conversation.reply_started"] = "conversation.reply_started"
+    channel: Channel
+    conversation_id: uuid.UUID
+    recipient_id: str  # the patient's platform id
+    platform_message_id: str | None = None  # the latest patient message (WhatsApp marks it read)
+
+
 # ------------------------------------------------------------- appointments
 
 
@@ -347,6 +373,8 @@ AnyEvent = Annotated[
     | ConversationEscalated
     | ConversationReleased
     | ReplyRequested
+    | ReplyDue
+    | ReplyStarted
     | AppointmentRequested
     | WebhookItemsHeld,
     Field(discriminator="type"),
@@ -364,6 +392,8 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     ConversationEscalated,
     ConversationReleased,
     ReplyRequested,
+    ReplyDue,
+    ReplyStarted,
     AppointmentRequested,
     WebhookItemsHeld,
 )
@@ -395,6 +425,9 @@ def routing_key(event: Event) -> str:
         # A button, list row or quick reply: the scheduler binds to these alone
         # (CHOICE_PATTERN) instead of reading every patient message.
         return f"{key}.choice"
+    if isinstance(event, ReplyDue) and event.delay_ms <= 0:
+        # Due now (a staff request, a debounce of 0): straight to the replies, no delay queue.
+        return f"{key}.{DUE_NOW}"
     return key
 
 

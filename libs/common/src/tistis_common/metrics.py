@@ -80,6 +80,14 @@ AI_LATENCY = Histogram(
 # kind: input | output | cache_read | cache_write
 AI_TOKENS = Counter("tistis_ai_tokens_total", "Model tokens", ["tenant", "kind"])
 AI_CIRCUIT_OPEN = Gauge("tistis_ai_circuit_open", "1 while the model circuit breaker is open")
+AI_REPLIES_IN_FLIGHT = Gauge(
+    "tistis_ai_replies_in_flight",
+    "Replies being composed now (conversation leased, model or n8n call under way)",
+)
+AI_REPLY_WAITS = Counter(
+    "tistis_ai_reply_waits_total",
+    "Due replies put back to wait because another attempt is composing that conversation's reply",
+)
 
 # -- dispatcher --------------------------------------------------------------------------
 SENDS = Counter(
@@ -96,6 +104,9 @@ WINDOW_BLOCKS = Counter(
 SEND_RETRIES = Counter(
     "tistis_send_retries_total", "Platform calls retried by the dispatcher", ["channel", "reason"]
 )  # reason: rate_limited | transient
+TYPING = Counter(
+    "tistis_typing_total", "Best-effort read receipts and typing indicators", ["channel", "outcome"]
+)  # outcome: sent | failed | stale | unsupported
 CONNECTION_HEALTHY = Gauge(
     "tistis_connection_healthy", "1 if the channel connection's token works", ["tenant", "channel"]
 )

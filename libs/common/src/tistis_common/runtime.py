@@ -62,7 +62,8 @@ class Runtime:
     async def start(self) -> None:
         s = self.settings
         metrics.BUILD_INFO.labels(version("tistis-common"), platform.python_version()).set(1)
-        self.pool = await create_pool(s.database_url, min_size=s.db_pool_min, max_size=s.db_pool_max)
+        self.pool = await create_pool(s.database_url, min_size=s.db_pool_min, max_size=s.db_pool_max,
+                                      application_name=self.name)
         self.connection = await connect(s.rabbitmq_url)
         setup = await self.connection.channel()
         await declare_topology(setup, s.retry_delays)
@@ -74,12 +75,14 @@ class Runtime:
             log.warning("secrets.dev_key_in_use", hint="set SECRETS_KEYS (tistis secrets new-key)")
         log.info("service.started", name=self.name)
 
-    def consume(self, spec: QueueSpec, handler: Handler) -> None:
+    def consume(self, spec: QueueSpec, handler: Handler, prefetch: int | None = None) -> None:
+        """`prefetch` (default `PREFETCH`): how many of the queue's events are handled at once."""
         assert self.connection and self.publisher
         self.consumers.append(
             Consumer(
                 self.connection, spec, handler, self.publisher,
-                prefetch=self.settings.prefetch, retry_delays=self.settings.retry_delays,
+                prefetch=prefetch or self.settings.prefetch,
+                retry_delays=self.settings.retry_delays,
             )
         )
 

@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     ai_sdk_max_retries: int = 2  # the SDK's own retries (429, 5xx, timeouts) within one attempt
     ai_circuit_failures: int = 5  # consecutive failed model calls that open the circuit
     ai_circuit_reset_seconds: float = 30.0  # open this long, then one trial call
+    # Replies composed at once per replica (model or n8n calls in flight): the prefetch of
+    # `ai-responder.replies`; beyond it the broker keeps the rest (backpressure, bounded memory).
+    ai_max_in_flight: int = 500
+    # A model still thinking after this long: the patient is shown read + typing (best-effort).
+    ai_typing_after_seconds: float = 1.0
 
     # Fernet keys for the secrets stored in the database, comma-separated, newest first
     # (tistis_common.secrets). The default is a public development key: set your own.

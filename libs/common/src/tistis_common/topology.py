@@ -29,6 +29,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 from tistis_common.events import (
     CHOICE_PATTERN,
     MEDIA_PENDING_PATTERN,
+    DUE_NOW,
     AppointmentRequested,
     Channel,
     ConversationEscalated,
@@ -41,7 +42,9 @@ from tistis_common.events import (
     MessageStatus,
     OptOutChanged,
     OutboundMessage,
+    ReplyDue,
     ReplyRequested,
+    ReplyStarted,
     routing_pattern,
 )
 
@@ -91,10 +94,36 @@ class QueueSpec:
         return f"{self.name}.retry.{int(delay_seconds * 1000)}ms"
 
 
+@dataclass(frozen=True)
+class DelayQueue:
+    """No consumer: each message waits its own TTL (`expiration`, from `ReplyDue.delay_ms`), then
+    the broker moves it to `target`. A quorum queue with at-least-once dead-lettering, so that
+    neither a broker restart nor the move itself loses a waiting message."""
+
+    name: str
+    bindings: tuple[str, ...]
+    target: str
+
+    @property
+    def arguments(self) -> dict[str, Any]:
+        return {
+            "x-queue-type": "quorum",
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": self.target,
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",  # what at-least-once dead-lettering requires
+        }
+
+
 # Patient messages and staff requests for one conversation share a queue, so order holds.
 AI_INBOUND = QueueSpec(
     "ai-responder.inbound", (routing_pattern(InboundMessage), routing_pattern(ReplyRequested))
 )
+# Replies that are due: one consumer slot per model call in flight (`AI_MAX_IN_FLIGHT`). Fed
+# by the delay queue below, and directly by replies due at once.
+AI_REPLIES = QueueSpec("ai-responder.replies", (f"{routing_pattern(ReplyDue)}.{DUE_NOW}",))
+# The burst debounce, in the broker instead of in a consumer slot.
+AI_DEBOUNCE = DelayQueue("ai-responder.debounce", (routing_pattern(ReplyDue),), AI_REPLIES.name)
 DISPATCHER_OUTBOUND = {
     channel: QueueSpec(f"dispatcher.{channel}", (routing_pattern(OutboundMessage, channel),))
     for channel in Channel
@@ -104,6 +133,8 @@ DISPATCHER_STATUS = QueueSpec("dispatcher.status", (routing_pattern(MessageStatu
 # the platform tokens, fetches and keeps the file, then forwards the message as
 # `message.received.<channel>` (tistis_dispatcher.media).
 DISPATCHER_MEDIA = QueueSpec("dispatcher.media", (MEDIA_PENDING_PATTERN,))
+# Best-effort read receipts and typing indicators, apart from the sends so they never delay one.
+DISPATCHER_TYPING = QueueSpec("dispatcher.typing", (routing_pattern(ReplyStarted),))
 # What changes a lead's or conversation's state without being a message: marketing opt-outs
 # (WhatsApp user_preferences) and escalations / hand-backs decided by staff or the callback.
 # The ai-responder writes leads and conversations, so it applies them.
@@ -126,9 +157,11 @@ INGRESS_ITEMS = QueueSpec("ingress.webhook-items", ())
 ALL_QUEUES: tuple[QueueSpec, ...] = (
     INGRESS_ITEMS,
     AI_INBOUND,
+    AI_REPLIES,
     *DISPATCHER_OUTBOUND.values(),
     DISPATCHER_STATUS,
     DISPATCHER_MEDIA,
+    DISPATCHER_TYPING,
     AI_STATE,
     SCORER_SIGNALS,
     SCHEDULER_REQUESTS,
@@ -168,6 +201,7 @@ async def declare_topology(
     channel: AbstractChannel,
     retry_delays: Sequence[float],
     queues: Sequence[QueueSpec] = ALL_QUEUES,
+    delays: Sequence[DelayQueue] = (AI_DEBOUNCE,),
 ) -> AbstractExchange:
     unrouted = await channel.declare_exchange(UNROUTED, aio_pika.ExchangeType.FANOUT, durable=True)
     parked = await channel.declare_queue(
@@ -188,6 +222,11 @@ async def declare_topology(
             await channel.declare_queue(
                 spec.retry_queue(delay), durable=True, arguments=spec.retry_arguments(delay)
             )
+    for delay_queue in delays:
+        queue = await channel.declare_queue(delay_queue.name, durable=True,
+                                            arguments=delay_queue.arguments)
+        for pattern in delay_queue.bindings:
+            await queue.bind(exchange, routing_key=pattern)
     return exchange
 
 

@@ -1,27 +1,28 @@
-"""Consumer handlers of the AI responder: store what arrived, then let `service` reply."""
+"""Consumer handlers of the AI responder: store what arrived and say a reply is due (the broker
+holds it for the debounce); when it is due, let `service` reply."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import asyncpg
 from tistis_common.broker import PermanentError
-from tistis_common.db import tenant_tx
+from tistis_common.db import tenant_session, tenant_tx
 from tistis_common.events import (
     ANNOTATION_KINDS,
     Event,
     InboundMessage,
     LeadCreated,
+    ReplyDue,
     ReplyRequested,
 )
 from tistis_common.ids import stable_id
 from tistis_common.logging import bound, get_logger
 
 from . import repository as repo
-from .service import Engine, Trigger, respond, respond_locked
+from .service import Engine, respond
 
 log = get_logger(__name__)
 
@@ -43,7 +44,7 @@ class Stored:
 async def store_inbound(conn: asyncpg.Connection, event: InboundMessage) -> Stored:
     """Lead, conversation and message, once per platform message id (a redelivery finds them).
 
-    On a connection holding the patient's lock: in delivery order, never in the middle of a reply.
+    Under the patient's in-process lock: in delivery order.
     """
     row = await repo.store_inbound(conn, event)
     if row["new"]:
@@ -89,25 +90,21 @@ async def handle_inbound(event: InboundMessage, deps: Deps) -> Sequence[Event]:
                 "platform_user_id": known,
                 "user_aliases": sorted({*event.user_aliases, event.platform_user_id} - {known})})
     key = (event.tenant_id, event.channel.value, event.platform_user_id)
-    async with engine.locks.hold(engine.pool, key) as conn:
+    async with engine.locks.local(key), tenant_session(engine.pool, event.tenant_id) as conn:
         stored = await store_inbound(conn, event)
-        if event.sender_type == "agent":
-            return stored.events  # staff answered in the platform's app: the AI steps back
-        if event.kind in ANNOTATION_KINDS or event.standby:
-            return stored.events  # changes what was said, or another app owns the thread
-        if (event.choice_id or "").startswith(SLOT_CHOICE_PREFIX):
-            return stored.events  # the scheduler answers this one with the confirmation
-        trigger = Trigger(event.tenant_id, stored.conversation_id, event.event_id, key,
-                          message_id=stored.message_id)
-        if deps.debounce_seconds <= 0:  # reply under the same lock: no second round of locking
-            with bound(conversation_id=str(stored.conversation_id)):
-                return [*stored.events, *await respond_locked(conn, engine, trigger)]
-    # Let the rest of a burst arrive (the lock is free meanwhile); only the latest message's
-    # handler then replies. A redelivered message waits too, so that it cannot answer a burst
-    # half-way through.
-    await asyncio.sleep(deps.debounce_seconds)
-    with bound(conversation_id=str(stored.conversation_id)):
-        return [*stored.events, *await respond(engine, trigger)]
+    if event.sender_type == "agent":
+        return stored.events  # staff answered in the platform's app: the AI steps back
+    if event.kind in ANNOTATION_KINDS or event.standby:
+        return stored.events  # changes what was said, or another app owns the thread
+    if (event.choice_id or "").startswith(SLOT_CHOICE_PREFIX):
+        return stored.events  # the scheduler answers this one with the confirmation
+    # The debounce waits in the broker, not here: the rest of a burst arrives meanwhile, and
+    # only the latest message's reply answers them all. A redelivery says it again (same id).
+    return [*stored.events, ReplyDue(
+        event_id=stable_id("reply-due", event.event_id), tenant_id=event.tenant_id,
+        correlation_id=event.event_id, conversation_id=stored.conversation_id,
+        message_id=stored.message_id, delay_ms=int(deps.debounce_seconds * 1000),
+    )]
 
 
 async def handle_reply_requested(event: ReplyRequested, deps: Deps) -> Sequence[Event]:
@@ -115,12 +112,19 @@ async def handle_reply_requested(event: ReplyRequested, deps: Deps) -> Sequence[
         conversation = await repo.conversation_for_reply(conn, event.conversation_id)
     if conversation is None:
         raise PermanentError(f"conversation {event.conversation_id} not found")
-    trigger = Trigger(event.tenant_id, event.conversation_id,
-                      event.correlation_id or event.event_id,
-                      (event.tenant_id, conversation["channel"], conversation["platform_user_id"]),
-                      request_id=event.event_id)
+    return [ReplyDue(
+        event_id=stable_id("reply-due", event.event_id), tenant_id=event.tenant_id,
+        correlation_id=event.correlation_id or event.event_id,
+        conversation_id=event.conversation_id, request_id=event.event_id,
+    )]
+
+
+async def handle_reply_due(event: Event, deps: Deps) -> Sequence[Event]:
+    if not isinstance(event, ReplyDue):
+        log.warning("event.ignored", event_type=getattr(event, "type", "?"))
+        return []
     with bound(conversation_id=str(event.conversation_id)):
-        return await respond(deps.engine, trigger)
+        return await respond(deps.engine, event)
 
 
 async def handle(event: Event, deps: Deps) -> Sequence[Event]:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 from functools import partial
 
 import httpx
+from tistis_common.events import Event
 from tistis_common.logging import get_logger
 from tistis_common.runtime import Runtime, serve
 from tistis_common.settings import Settings
 from tistis_common.storage import open_store
-from tistis_common.topology import AI_INBOUND, AI_STATE
+from tistis_common.topology import AI_INBOUND, AI_REPLIES, AI_STATE
 
-from .handlers import Deps, handle
+from .handlers import Deps, handle, handle_reply_due
+from .lease import Attempts, process_lease
 from .locks import ConversationLocks
 from .model import CircuitBreaker, ClaudeResponder
 from .service import Engine
@@ -34,20 +37,49 @@ def build_responder(settings: Settings) -> ClaudeResponder | None:
     )
 
 
+class Notifier:
+    """Best-effort publishing outside the runner (typing indicators): never awaited by a reply,
+    a failure is logged and forgotten."""
+
+    def __init__(self, runtime: Runtime):
+        self.runtime = runtime
+        self._tasks: set[asyncio.Task] = set()
+
+    def __call__(self, event: Event) -> None:
+        task = asyncio.ensure_future(self._publish(event))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _publish(self, event: Event) -> None:
+        try:
+            assert self.runtime.publisher is not None
+            await self.runtime.publisher.publish(event)
+        except Exception as exc:
+            log.warning("typing.publish_failed", error=repr(exc)[:300])
+
+
 async def start(settings: Settings) -> Runtime:
     runtime = Runtime(settings, NAME)
     await runtime.start()
     assert runtime.pool
-    responder = build_responder(settings)
+    lease = process_lease(runtime.pool)
+    await lease.acquire()
+    attempts = Attempts(runtime.pool, lease)
+    runtime.background(attempts.keep)
+    runtime.background(lease.keep)
     store = await open_store(settings)
     runtime.close_at_stop(store.close)
     engine = Engine(
-        pool=runtime.pool, locks=ConversationLocks(), responder=responder,
-        default_model=settings.anthropic_model, history_messages=settings.ai_history_messages,
-        settings=settings, http=httpx.AsyncClient(timeout=10), store=store,
+        pool=runtime.pool, locks=ConversationLocks(), attempts=attempts,
+        responder=build_responder(settings), default_model=settings.anthropic_model,
+        history_messages=settings.ai_history_messages, settings=settings,
+        http=httpx.AsyncClient(timeout=10), notify=Notifier(runtime), store=store,
     )
     deps = Deps(engine=engine, debounce_seconds=settings.ai_debounce_seconds)
     runtime.consume(AI_INBOUND, partial(handle, deps=deps))  # type: ignore[arg-type]
+    # One consumer slot per reply being composed: the bound on model calls in flight.
+    runtime.consume(AI_REPLIES, partial(handle_reply_due, deps=deps),  # type: ignore[arg-type]
+                    prefetch=settings.ai_max_in_flight)
     runtime.consume(AI_STATE, partial(handle_state, deps=deps))  # type: ignore[arg-type]
     await runtime.start_consumers()
     await runtime.serve_http()

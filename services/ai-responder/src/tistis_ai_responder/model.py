@@ -16,6 +16,7 @@ from typing import Any, Literal
 import anthropic
 from pydantic import BaseModel, Field, ValidationError, field_validator
 from tistis_common import metrics
+from tistis_common.broker import RetryAfter
 from tistis_common.events import Signal
 from tistis_common.logging import get_logger
 
@@ -104,8 +105,9 @@ class ModelReply:
     latency_ms: int
 
 
-class ModelUnavailable(Exception):
-    """Transient: retries exhausted for now (429, 5xx, timeout, connection)."""
+class ModelUnavailable(RetryAfter):
+    """Transient: retries exhausted for now (429, 5xx, timeout, connection). Carries the API's
+    `retry-after`, so that the queue's retry waits at least that long too."""
 
 
 class ModelRejected(Exception):
@@ -118,27 +120,32 @@ class BadModelOutput(Exception):
 
 @dataclass
 class CircuitBreaker:
-    """Per process: opens after `threshold` consecutive failures, half-opens after `reset_s`."""
+    """Per process: opens after `threshold` consecutive failures; after `reset_s` it half-opens
+    and lets exactly one trial call through (every other reply gets the fallback meanwhile);
+    the trial's outcome closes it or opens it for another `reset_s`."""
 
     threshold: int
     reset_s: float
     failures: int = 0
     opened_at: float | None = None
+    trial: bool = False  # the one half-open call is under way
     _clock: Any = field(default=time.monotonic, repr=False)
 
     def allow(self) -> bool:
+        """May a call start now? While half-open, True once: for the trial."""
         if self.opened_at is None:
             return True
-        if self._clock() - self.opened_at >= self.reset_s:
-            return True  # half-open: one trial call decides
-        return False
+        if self.trial or self._clock() - self.opened_at < self.reset_s:
+            return False
+        self.trial = True
+        return True
 
     @property
     def is_open(self) -> bool:
-        return not self.allow()
+        return self.opened_at is not None
 
     def success(self) -> None:
-        self.failures, self.opened_at = 0, None
+        self.failures, self.opened_at, self.trial = 0, None, False
         metrics.AI_CIRCUIT_OPEN.set(0)
 
     def trip(self) -> None:
@@ -147,11 +154,17 @@ class CircuitBreaker:
 
     def failure(self) -> None:
         self.failures += 1
+        self.trial = False
         if self.failures >= self.threshold:
             if self.opened_at is None:
                 log.warning("ai.circuit_opened", failures=self.failures)
             self.opened_at = self._clock()
             metrics.AI_CIRCUIT_OPEN.set(1)
+
+    def settle(self) -> None:
+        """The trial ended without a verdict (a refused request, a cancelled call): the next
+        call may try again."""
+        self.trial = False
 
 
 class ClaudeResponder:
@@ -172,16 +185,17 @@ class ClaudeResponder:
     async def reply(self, ctx: TenantContext, history: list[Any], situation: str,
                     nudge: str | None = None) -> ModelReply:
         started = time.perf_counter()
+        trial = self.breaker.is_open  # a call starts while open only as the half-open trial
         try:
             message = await self._create(ctx, history, situation, nudge)
         except (anthropic.RateLimitError, anthropic.InternalServerError,
                 anthropic.APITimeoutError, anthropic.APIConnectionError) as exc:
             self.breaker.failure()
-            raise ModelUnavailable(f"{type(exc).__name__}: {exc}") from exc
+            raise ModelUnavailable(f"{type(exc).__name__}: {exc}", retry_after(exc)) from exc
         except anthropic.APIStatusError as exc:
             if exc.status_code in (408, 409) or exc.status_code >= 500:
                 self.breaker.failure()
-                raise ModelUnavailable(f"{type(exc).__name__}: {exc}") from exc
+                raise ModelUnavailable(f"{type(exc).__name__}: {exc}", retry_after(exc)) from exc
             if exc.status_code in (401, 402, 403):
                 # A bad key or an unpaid account fails every call alike: stop calling at once, so
                 # that the retry of this event (and every other) gets the fallback.
@@ -189,6 +203,9 @@ class ClaudeResponder:
                 raise ModelUnavailable(f"{exc.status_code} {type(exc).__name__}: {exc}") from exc
             # The service answered; it is our request that is wrong: do not open the circuit.
             raise ModelRejected(f"{exc.status_code} {type(exc).__name__}: {exc}") from exc
+        finally:
+            if trial:
+                self.breaker.settle()
         elapsed = time.perf_counter() - started
         self.breaker.success()
         metrics.AI_LATENCY.observe(elapsed)
@@ -230,6 +247,16 @@ class ClaudeResponder:
             log.warning("ai.temperature_refused", model=ctx.model)
             self._no_sampling.add(ctx.model)
             return await self.client.messages.create(**request)
+
+
+def retry_after(exc: Exception) -> float | None:
+    """The API's `retry-after` (seconds) on the failed answer, if it gave one."""
+    response = getattr(exc, "response", None)
+    value = response.headers.get("retry-after") if response is not None else None
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
 
 
 def parse_answer(message: anthropic.types.Message) -> ToolAnswer:

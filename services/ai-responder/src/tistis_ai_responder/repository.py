@@ -154,43 +154,30 @@ async def conversation_for_reply(
     )
 
 
-async def reply_state(conn: asyncpg.Connection, conversation_id: uuid.UUID, reply_id: uuid.UUID,
-                      history_limit: int) -> asyncpg.Record | None:
-    """Everything a reply decision reads, in one statement (one snapshot):
-
-    - the conversation and its lead; the tenant's `context_version` (is the cached context
-      still current?);
-    - `stored_payload` / `stored`: this reply was already stored (a redelivery re-emits it);
-      `handed_to_n8n`: it was handed to the tenant's n8n workflow;
-    - `latest_id`: the patient's latest message (a burst is answered by its last message);
-      `answered`: the clinic (AI or staff) has written since then;
-    - `unanswered`: patient texts since the clinic last wrote (what one reply must answer);
-    - `history`: the last `history_limit` messages, oldest first, for the model.
-    """
-    return await conn.fetchrow(
-        """SELECT c.id, c.status, c.unresolved_inbound, c.channel, c.platform_conversation_id,
+_REPLY_STATE = """SELECT c.id, c.status, c.unresolved_inbound, c.channel, c.platform_conversation_id,
                   l.id AS lead_id, l.platform_user_id, l.spam, l.name AS lead_name,
-                  t.context_version,
+                  t.context_version, c.answered_through,
                   stored.id IS NOT NULL AS stored, stored.payload AS stored_payload,
                   EXISTS (SELECT 1 FROM processed_events
                           WHERE consumer = $3 AND event_id = $2) AS handed_to_n8n,
-                  latest.id AS latest_id,
-                  EXISTS (SELECT 1 FROM messages o
-                          WHERE o.conversation_id = c.id AND o.direction = 'outbound'
-                            AND o.sender_type IN ('ai', 'agent')
-                            AND o.created_at > latest.created_at) AS answered,
+                  latest.id AS latest_id, latest.created_at AS latest_at,
+                  latest.platform_message_id AS latest_platform_id,
+                  COALESCE(c.answered_through >= latest.created_at, false) OR EXISTS (
+                    SELECT 1 FROM messages o
+                    WHERE o.conversation_id = c.id AND o.direction = 'outbound'
+                      AND (o.sender_type = 'agent'
+                           OR (o.sender_type = 'ai' AND c.answered_through IS NULL))
+                      AND o.created_at > latest.created_at) AS answered,
                   ARRAY(SELECT m.content FROM messages m
                         WHERE m.conversation_id = c.id AND m.direction = 'inbound'
                           AND m.sender_type = 'lead' AND m.content IS NOT NULL
-                          AND m.created_at > COALESCE(
-                            (SELECT max(o.created_at) FROM messages o
-                             WHERE o.conversation_id = c.id AND o.direction = 'outbound'),
-                            '-infinity')
+                          AND m.created_at > cutoff.at
                         ORDER BY m.created_at, m.id) AS unanswered,
                   (SELECT COALESCE(json_agg(json_build_object(
                             'id', h.id, 'direction', h.direction, 'sender_type', h.sender_type,
                             'kind', h.kind, 'content', h.content)
-                          ORDER BY h.created_at, h.id), '[]')
+                          ORDER BY (h.direction = 'inbound' AND h.sender_type = 'lead'
+                                    AND h.created_at > cutoff.at), h.created_at, h.id), '[]')
                    FROM (SELECT id, direction, sender_type, kind, content, created_at
                          FROM messages WHERE conversation_id = c.id AND status <> 'failed'
                          ORDER BY created_at DESC, id DESC LIMIT $4) h) AS history
@@ -199,11 +186,72 @@ async def reply_state(conn: asyncpg.Connection, conversation_id: uuid.UUID, repl
            JOIN tenants t ON t.id = c.tenant_id
            LEFT JOIN messages stored ON stored.id = $2
            LEFT JOIN LATERAL (
-             SELECT id, created_at FROM messages
+             SELECT id, created_at, platform_message_id FROM messages
              WHERE conversation_id = c.id AND direction = 'inbound' AND sender_type = 'lead'
              ORDER BY created_at DESC, sent_at DESC NULLS LAST, id DESC LIMIT 1) latest ON true
-           WHERE c.id = $1""",
-        conversation_id, reply_id, N8N_CONSUMER, history_limit,
+           -- What the clinic last answered: the newest patient message a reply covered, or
+           -- anything else the clinic sent (staff, the scheduler). Replies stored before
+           -- migration 0800 have no `answered_through`: their own time counts.
+           CROSS JOIN LATERAL (
+             SELECT COALESCE(GREATEST(c.answered_through, (
+                      SELECT max(o.created_at) FROM messages o
+                      WHERE o.conversation_id = c.id AND o.direction = 'outbound'
+                        AND (o.sender_type <> 'ai' OR c.answered_through IS NULL))),
+                    '-infinity') AS at) cutoff
+           WHERE c.id = $1"""
+
+
+async def reply_state(conn: asyncpg.Connection, conversation_id: uuid.UUID, reply_id: uuid.UUID,
+                      history_limit: int) -> asyncpg.Record | None:
+    """Everything a reply decision reads, in one statement (one snapshot), under the lease:
+
+    - the conversation and its lead; the tenant's `context_version` (is the cached context
+      still current?);
+    - `stored_payload` / `stored`: this reply was already stored (a redelivery re-emits it);
+      `handed_to_n8n`: it was handed to the tenant's n8n workflow;
+    - `latest_id`, `latest_at`, `latest_platform_id`: the patient's latest message (a burst is
+      answered by its last message); `answered`: a reply has covered it (`answered_through`)
+      or staff have written since;
+    - `unanswered`: patient texts after what the clinic last answered (what one reply must
+      answer): messages stored while the model was thinking belong to the next reply;
+    - `history`: the last `history_limit` messages for the model, oldest first, with the
+      unanswered patient messages last (a reply answered what came before it, even when the
+      patient wrote again while it was being composed).
+    """
+    return await conn.fetchrow(_REPLY_STATE, conversation_id, reply_id, N8N_CONSUMER,
+                               history_limit)
+
+
+async def claim_and_read(conn: asyncpg.Connection, conversation_id: uuid.UUID,
+                         reply_id: uuid.UUID, history_limit: int, process_key: int,
+                         attempt: uuid.UUID, lock_class: int) -> asyncpg.Record | None:
+    """Take the conversation's reply lease for `attempt` (`lease`) and read `reply_state`, in one
+    round trip. The lease is free, or held by a process that is gone (its advisory lock is free:
+    taken here for this statement only), or by this process without a live attempt (the caller
+    checked that it has none). `claimed`: this statement took it. The read is the statement's
+    snapshot, taken before a reply stored by the previous holder at that very moment:
+    `claimed_through` (the row as claimed) differs from `answered_through` then, and the caller
+    reads again."""
+    return await conn.fetchrow(
+        """WITH claim AS (
+             UPDATE conversations SET reply_lease = $6, reply_lease_by = $5
+             WHERE id = $1
+               AND (reply_lease IS NULL OR reply_lease_by = $5
+                    OR pg_try_advisory_xact_lock($7, reply_lease_by))
+             RETURNING answered_through)
+           SELECT state.*, EXISTS (SELECT 1 FROM claim) AS claimed,
+                  (SELECT answered_through FROM claim) AS claimed_through
+           FROM (""" + _REPLY_STATE + """) state""",
+        conversation_id, reply_id, N8N_CONSUMER, history_limit, process_key, attempt, lock_class,
+    )
+
+
+async def release_reply(conn: asyncpg.Connection, conversation_id: uuid.UUID,
+                        attempt: uuid.UUID) -> None:
+    await conn.execute(
+        """UPDATE conversations SET reply_lease = NULL, reply_lease_by = NULL
+           WHERE id = $1 AND reply_lease = $2""",
+        conversation_id, attempt,
     )
 
 
@@ -242,40 +290,54 @@ async def store_reply(
     conversation_id: uuid.UUID, lead_id: uuid.UUID, channel: str, text: str, purpose: str,
     payload: dict, fallback: bool, model: str | None, input_tokens: int | None,
     output_tokens: int | None, cache_read_tokens: int | None, latency_ms: int | None,
-    escalation_reason: str | None, resolved: bool,
-) -> bool:
-    """The reply and what it does to its conversation, atomically (one statement). False when
-    this reply was already stored (a redelivery, or another replica won the race).
+    escalation_reason: str | None, resolved: bool, attempt: uuid.UUID,
+    answered_through: datetime | None,
+) -> tuple[bool, bool]:
+    """The reply, what it does to its conversation and the end of the lease, atomically (one
+    statement), only while `attempt` still holds the lease. Returns (leased, stored): stored is
+    False when this reply was already stored.
 
-    Status 'pending': the dispatcher owns the status from here. An escalation hands the
-    conversation to the staff (`escalate_conversation`); a reply that led somewhere (an
-    appointment request) starts the count towards auto escalation again.
+    Status 'pending': the dispatcher owns the status from here. `answered_through` moves to
+    the newest patient message the reply answered. An escalation hands the conversation to the
+    staff (`escalate_conversation`); a reply that led somewhere (an appointment request) starts
+    the count towards auto escalation again.
     """
-    stored = await conn.fetchval(
-        """WITH reply AS (
+    row = await conn.fetchrow(
+        """WITH conversation AS (
+             UPDATE conversations SET
+               reply_lease = NULL, reply_lease_by = NULL,
+               answered_through = GREATEST(answered_through, $18),
+               status = CASE WHEN $15::text IS NOT NULL AND status IN ('active', 'escalated')
+                             THEN 'escalated' ELSE status END,
+               escalation_reason = CASE WHEN $15::text IS NOT NULL
+                                         AND status IN ('active', 'escalated')
+                                        THEN $15 ELSE escalation_reason END,
+               escalated_at = CASE WHEN $15::text IS NOT NULL AND status IN ('active', 'escalated')
+                                   THEN now() ELSE escalated_at END,
+               unresolved_inbound = CASE
+                 WHEN ($15::text IS NOT NULL AND status IN ('active', 'escalated')) OR $16
+                 THEN 0 ELSE unresolved_inbound END,
+               updated_at = now()
+             WHERE id = $3 AND reply_lease = $17
+             RETURNING id
+           ), reply AS (
              INSERT INTO messages (id, tenant_id, conversation_id, lead_id, channel, direction,
                                    sender_type, kind, content, payload, status, purpose,
                                    fallback, model, input_tokens, output_tokens,
                                    cache_read_tokens, latency_ms)
-             VALUES ($1, $2, $3, $4, $5, 'outbound', 'ai', 'text', $6, $7, 'pending', $8, $9,
-                     $10, $11, $12, $13, $14)
+             SELECT $1, $2, $3, $4, $5, 'outbound', 'ai', 'text', $6, $7, 'pending', $8, $9,
+                    $10, $11, $12, $13, $14
+             FROM conversation
              ON CONFLICT (id) DO NOTHING
              RETURNING id
-           ), conversation AS (
-             UPDATE conversations SET
-               status = CASE WHEN $15::text IS NOT NULL THEN 'escalated' ELSE status END,
-               escalation_reason = COALESCE($15, escalation_reason),
-               escalated_at = CASE WHEN $15::text IS NOT NULL THEN now() ELSE escalated_at END,
-               unresolved_inbound = 0, updated_at = now()
-             WHERE id = $3 AND EXISTS (SELECT 1 FROM reply)
-               AND (($15::text IS NOT NULL AND status IN ('active', 'escalated')) OR $16)
            )
-           SELECT id FROM reply""",
+           SELECT EXISTS (SELECT 1 FROM conversation) AS leased,
+                  EXISTS (SELECT 1 FROM reply) AS stored""",
         message_id, tenant_id, conversation_id, lead_id, channel, text, payload, purpose,
         fallback, model, input_tokens, output_tokens, cache_read_tokens, latency_ms,
-        escalation_reason, resolved,
+        escalation_reason, resolved, attempt, answered_through,
     )
-    return stored is not None
+    return bool(row["leased"]), bool(row["stored"])
 
 
 async def escalate_conversation(
@@ -294,11 +356,16 @@ N8N_CONSUMER = "ai-responder.n8n"
 
 
 async def mark_handed_to_n8n(conn: asyncpg.Connection, tenant_id: uuid.UUID,
-                             reply_id: uuid.UUID) -> None:
+                             reply_id: uuid.UUID, conversation_id: uuid.UUID,
+                             attempt: uuid.UUID) -> None:
+    """Marked once posted, and the lease given back, in one statement."""
     await conn.execute(
-        """INSERT INTO processed_events (consumer, event_id, tenant_id) VALUES ($1, $2, $3)
+        """WITH released AS (
+             UPDATE conversations SET reply_lease = NULL, reply_lease_by = NULL
+             WHERE id = $4 AND reply_lease = $5)
+           INSERT INTO processed_events (consumer, event_id, tenant_id) VALUES ($1, $2, $3)
            ON CONFLICT DO NOTHING""",
-        N8N_CONSUMER, reply_id, tenant_id,
+        N8N_CONSUMER, reply_id, tenant_id, conversation_id, attempt,
     )
 
 

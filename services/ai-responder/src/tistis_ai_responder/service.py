@@ -1,14 +1,17 @@
-"""Deciding and producing one reply for a conversation.
+"""Deciding and producing one reply for a conversation, when its `ReplyDue` comes due.
 
-Under the conversation's lock: if this trigger was already answered, the stored events are
-returned again (a redelivery re-emits, never re-answers). Otherwise decide (skip, escalate,
-fallback or model), call the model outside any transaction, then store the reply with its events
-in one transaction, keyed by a deterministic id.
+Under the conversation's reply lease (`lease`): if this trigger was already answered, the
+stored events are returned again (a redelivery re-emits, never re-answers). Otherwise decide
+(skip, escalate, fallback or model) in one short read, call the model with no connection held,
+then store the reply with its events and give the lease back in one statement, keyed by a
+deterministic id. A conversation whose lease another attempt holds waits in the delay queue.
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
@@ -17,7 +20,7 @@ import asyncpg
 import httpx
 from tistis_common import metrics
 from tistis_common.broker import PermanentError
-from tistis_common.db import conn_tenant_tx
+from tistis_common.db import conn_tenant_tx, tenant_session
 from tistis_common.events import (
     EVENT_ADAPTER,
     AppointmentRequested,
@@ -26,6 +29,8 @@ from tistis_common.events import (
     Event,
     LeadSignals,
     OutboundMessage,
+    ReplyDue,
+    ReplyStarted,
     Signal,
 )
 from tistis_common.ids import stable_id
@@ -40,7 +45,8 @@ from . import content
 from . import repository as repo
 from .context import ContextCache, TenantContext
 from .fallback import ESCALATION_HOLDING, answer_from_catalog
-from .locks import ConversationLocks, LockKey
+from .lease import LOCK_CLASS, Attempts
+from .locks import ConversationLocks
 from .model import Action, BadModelOutput, ClaudeResponder, ModelRejected, ModelReply
 from .policy import describe_opening, matching_keyword, next_opening
 
@@ -57,9 +63,13 @@ class Trigger:
     tenant_id: uuid.UUID
     conversation_id: uuid.UUID
     correlation_id: uuid.UUID
-    lock_key: LockKey
     message_id: uuid.UUID | None = None  # the patient message; None for a staff request
     request_id: uuid.UUID | None = None
+
+    @classmethod
+    def of(cls, due: ReplyDue) -> Trigger:
+        return cls(due.tenant_id, due.conversation_id, due.correlation_id or due.event_id,
+                   due.message_id, due.request_id)
 
     @property
     def reply_id(self) -> uuid.UUID:
@@ -72,11 +82,13 @@ class Trigger:
 class Engine:
     pool: asyncpg.Pool
     locks: ConversationLocks
+    attempts: Attempts
     responder: ClaudeResponder | None
     default_model: str
     history_messages: int
     settings: Settings
     http: httpx.AsyncClient  # n8n as a tenant's provider
+    notify: Callable[[Event], None] = lambda event: None  # best-effort publish (typing)
     contexts: ContextCache = field(default_factory=ContextCache)
     store: MediaStore | None = None  # the patients' files, shown to the model (content.py)
 
@@ -104,20 +116,68 @@ class Plan:
     situation: str
     closed_note: str | None
     reply: Reply | None = None  # decided without the model
-    n8n: bool = False  # the tenant's n8n workflow answers, later, through the legacy callback
+    n8n: dict | None = None  # the guide's `ai-conversation` payload for the tenant's n8n workflow
     history: list[dict] = field(default_factory=list)
     files: dict = field(default_factory=dict)  # the conversation's latest files (content.py)
 
 
-async def respond(engine: Engine, trigger: Trigger) -> list[Event]:
-    async with engine.locks.hold(engine.pool, trigger.lock_key) as conn:
-        return await respond_locked(conn, engine, trigger)
+# A due reply whose conversation another attempt is composing waits this long, then looks again.
+LEASE_WAIT_MS = 500
 
 
-async def respond_locked(conn: asyncpg.Connection, engine: Engine, trigger: Trigger) -> list[Event]:
-    """`respond` on a connection that already holds the conversation's lock and tenant scope."""
-    state = await repo.reply_state(conn, trigger.conversation_id, trigger.reply_id,
-                                   engine.history_messages)
+async def respond(engine: Engine, due: ReplyDue) -> list[Event]:
+    trigger = Trigger.of(due)
+    wait: list[Event] = [due.model_copy(update={"delay_ms": max(due.delay_ms, LEASE_WAIT_MS)})]
+    attempt = engine.attempts.begin(trigger.conversation_id)
+    if attempt is None:  # this process is composing the conversation's reply right now
+        metrics.AI_REPLY_WAITS.inc()
+        return wait
+    try:
+        return await _respond_leased(engine, trigger, attempt, wait)
+    finally:
+        engine.attempts.end(trigger.conversation_id, attempt)
+
+
+async def _respond_leased(engine: Engine, trigger: Trigger, attempt: uuid.UUID,
+                          wait: list[Event]) -> list[Event]:
+    async with tenant_session(engine.pool, trigger.tenant_id) as conn:
+        state = await repo.claim_and_read(conn, trigger.conversation_id, trigger.reply_id,
+                                          engine.history_messages, engine.attempts.lease.key,
+                                          attempt, LOCK_CLASS)
+        if state is None:
+            raise PermanentError(f"conversation {trigger.conversation_id} not found")
+        if not state["claimed"]:
+            log.info("reply.waiting", message_id=str(trigger.reply_id))
+            metrics.AI_REPLY_WAITS.inc()
+            return wait
+        try:
+            if state["claimed_through"] != state["answered_through"]:
+                state = await repo.reply_state(conn, trigger.conversation_id, trigger.reply_id,
+                                               engine.history_messages)
+            decided = await _decide(conn, engine, trigger, state)
+            if not isinstance(decided, Plan):
+                await repo.release_reply(conn, trigger.conversation_id, attempt)
+                return decided
+        except BaseException:
+            await engine.attempts.give_back(trigger.tenant_id, trigger.conversation_id, attempt)
+            raise
+    plan = decided
+    # No connection held from here until the reply is stored: the model takes seconds.
+    try:
+        if plan.n8n is not None and plan.reply is None:
+            await _hand_to_n8n(engine, trigger, plan.n8n, attempt)
+            return []
+        reply = plan.reply or await _ask_model(engine, trigger, plan)
+        async with tenant_session(engine.pool, trigger.tenant_id) as conn:
+            return await _store(conn, trigger, plan, reply, attempt)
+    except BaseException:
+        await engine.attempts.give_back(trigger.tenant_id, trigger.conversation_id, attempt)
+        raise
+
+
+async def _decide(conn: asyncpg.Connection, engine: Engine, trigger: Trigger,
+                  state: asyncpg.Record | None) -> Plan | list[Event]:
+    """The plan for a reply, or what to return instead (the stored events, or nothing)."""
     if state is None:
         raise PermanentError(f"conversation {trigger.conversation_id} not found")
     if state["stored"]:
@@ -128,11 +188,11 @@ async def respond_locked(conn: asyncpg.Connection, engine: Engine, trigger: Trig
     plan = await _plan(conn, engine, trigger, state)
     if plan is None:
         return []
-    if plan.n8n and plan.reply is None:
-        await _hand_to_n8n(conn, engine, trigger)
-        return []
-    reply = plan.reply or await _ask_model(engine, plan)
-    return await _store(conn, engine, trigger, plan, reply)
+    if plan.n8n is not None:
+        async with conn_tenant_tx(conn, trigger.tenant_id):
+            plan.n8n = await load_ai_conversation(conn, trigger.tenant_id, trigger.conversation_id,
+                                                  engine.history_messages)
+    return plan
 
 
 def _stored_events(payload: dict) -> list[Event]:
@@ -176,28 +236,27 @@ async def _plan(conn: asyncpg.Connection, engine: Engine, trigger: Trigger,
             plan.reply = Reply(content.WRITE_PLEASE, "reply", "fallback", fallback=True)
             return plan
     if ctx.provider == "n8n":
-        plan.n8n = True
+        plan.n8n = {}
         return plan
-    if ctx.provider != "claude" or engine.responder is None or engine.responder.breaker.is_open:
+    if ctx.provider != "claude" or engine.responder is None or not engine.responder.breaker.allow():
         plan.reply = _fallback(plan)
         return plan
     plan.history = state["history"]
     return plan
 
 
-async def _hand_to_n8n(conn: asyncpg.Connection, engine: Engine, trigger: Trigger) -> None:
+async def _hand_to_n8n(engine: Engine, trigger: Trigger, payload: dict,
+                       attempt: uuid.UUID) -> None:
     """Post the guide's `ai-conversation` event; n8n answers through the legacy callback. Marked
     once posted, so a redelivery does not post again (a crash in between posts twice: n8n's own
     answer then arrives twice at worst, each with the dispatcher's idempotency)."""
-    async with conn_tenant_tx(conn, trigger.tenant_id):
-        payload = await load_ai_conversation(conn, trigger.tenant_id, trigger.conversation_id,
-                                             engine.history_messages)
     try:
         await post_to_n8n(engine.http, engine.settings, payload)
     except N8nError as exc:
         raise RuntimeError(str(exc)) from exc  # transient for the runner: retried, then DLQ
-    async with conn_tenant_tx(conn, trigger.tenant_id):
-        await repo.mark_handed_to_n8n(conn, trigger.tenant_id, trigger.reply_id)
+    async with tenant_session(engine.pool, trigger.tenant_id) as conn:
+        await repo.mark_handed_to_n8n(conn, trigger.tenant_id, trigger.reply_id,
+                                      trigger.conversation_id, attempt)
     log.info("reply.handed_to_n8n", conversation_id=str(trigger.conversation_id))
 
 
@@ -246,11 +305,24 @@ def _fallback(plan: Plan) -> Reply:
     return reply
 
 
-async def _ask_model(engine: Engine, plan: Plan) -> Reply:
+def _typing(trigger: Trigger, plan: Plan) -> ReplyStarted:
+    c = plan.conversation
+    return ReplyStarted(
+        tenant_id=trigger.tenant_id, correlation_id=trigger.correlation_id,
+        channel=Channel(c["channel"]), conversation_id=c["id"],
+        recipient_id=c["platform_user_id"],
+        platform_message_id=c["latest_platform_id"],
+    )
+
+
+async def _ask_model(engine: Engine, trigger: Trigger, plan: Plan) -> Reply:
     assert engine.responder is not None
     nudge = REQUEST_NUDGE
     history = (await content.with_files(plan.history, plan.files, engine.store) if plan.files
                else plan.history)
+    # Still thinking after a moment: the patient sees the message read and a reply being typed.
+    typing = asyncio.get_running_loop().call_later(
+        engine.settings.ai_typing_after_seconds, engine.notify, _typing(trigger, plan))
     try:
         result = await engine.responder.reply(plan.ctx, history, plan.situation, nudge)
     except ModelRejected as exc:
@@ -259,6 +331,8 @@ async def _ask_model(engine: Engine, plan: Plan) -> Reply:
         # Never forward what the model did not give as a reply: answer from the catalog instead.
         log.warning("ai.bad_output", error=str(exc)[:300])
         return _fallback(plan)
+    finally:
+        typing.cancel()
     answer = result.answer
     escalate = next((a for a in answer.actions if a.type == "escalate"), None)
     appointments = [a for a in answer.actions if a.type == "schedule_appointment"]
@@ -319,11 +393,11 @@ def _events(trigger: Trigger, plan: Plan, reply: Reply) -> list[Event]:
     return events
 
 
-async def _store(conn: asyncpg.Connection, engine: Engine, trigger: Trigger, plan: Plan,
-                 reply: Reply) -> list[Event]:
+async def _store(conn: asyncpg.Connection, trigger: Trigger, plan: Plan, reply: Reply,
+                 attempt: uuid.UUID) -> list[Event]:
     events = _events(trigger, plan, reply)
     usage = reply.usage
-    inserted = await repo.store_reply(
+    leased, inserted = await repo.store_reply(
         conn, message_id=trigger.reply_id, tenant_id=trigger.tenant_id,
         conversation_id=trigger.conversation_id, lead_id=plan.conversation["lead_id"],
         channel=plan.conversation["channel"], text=reply.text, purpose=reply.purpose,
@@ -336,8 +410,12 @@ async def _store(conn: asyncpg.Connection, engine: Engine, trigger: Trigger, pla
         latency_ms=usage.latency_ms if usage else None,
         escalation_reason=reply.escalation[0] if reply.escalation else None,
         resolved=reply.escalation is None and bool(reply.appointments),
+        attempt=attempt, answered_through=plan.conversation["latest_at"],
     )
-    if not inserted:  # another replica stored this very reply first: send what it stored
+    if not leased:  # another attempt took the lease over (ours looked gone): it answers
+        log.warning("reply.lease_lost", message_id=str(trigger.reply_id))
+        return []
+    if not inserted:  # this very reply was stored before: send what was stored
         stored = await repo.stored_reply(conn, trigger.reply_id)
         assert stored is not None
         return _stored_events(stored["payload"])

@@ -8,9 +8,15 @@ from functools import partial
 from tistis_common.runtime import Runtime, serve
 from tistis_common.settings import Settings
 from tistis_common.storage import open_store
-from tistis_common.topology import DISPATCHER_MEDIA, DISPATCHER_OUTBOUND, DISPATCHER_STATUS
+from tistis_common.topology import (
+    DISPATCHER_MEDIA,
+    DISPATCHER_OUTBOUND,
+    DISPATCHER_STATUS,
+    DISPATCHER_TYPING,
+)
 
-from tistis_dispatcher.lease import Lease
+from tistis_dispatcher.indicators import handle_reply_started
+from tistis_dispatcher.lease import process_lease
 from tistis_dispatcher.media import MediaDeps, handle_media
 from tistis_dispatcher.platform import PlatformClient
 from tistis_dispatcher.service import Deps, handle_outbound, handle_status
@@ -35,7 +41,7 @@ async def start(settings: Settings) -> Runtime:
     await runtime.start()
     assert runtime.pool is not None
     runtime.platform = PlatformClient(PlatformClient.new_http(settings), settings)
-    lease = Lease(settings.database_url)
+    lease = process_lease(settings.database_url)
     await lease.acquire()
     runtime.background(lease.keep)
     store = await open_store(settings)
@@ -47,6 +53,7 @@ async def start(settings: Settings) -> Runtime:
     media = MediaDeps(runtime.pool, runtime.platform, settings, store,
                       Transcriber.from_settings(runtime.platform.http, settings))
     runtime.consume(DISPATCHER_MEDIA, partial(handle_media, deps=media))  # type: ignore[arg-type]
+    runtime.consume(DISPATCHER_TYPING, partial(handle_reply_started, deps=deps))  # type: ignore[arg-type]
     await runtime.start_consumers()
     await runtime.serve_http()
     return runtime

@@ -177,8 +177,9 @@ class PlatformClient:
         finally:
             metrics.SEND_SECONDS.labels(channel).observe(time.perf_counter() - started)
 
-    async def send_graph(self, account: Account, body: dict[str, Any]) -> str:
-        """WhatsApp Cloud API and the Messenger / Instagram Send API: POST /{v}/{id}/messages."""
+    async def post_graph(self, account: Account, body: dict[str, Any]) -> httpx.Response:
+        """WhatsApp Cloud API and the Messenger / Instagram Send API: POST /{v}/{id}/messages;
+        a refusal raises its SendError. Also what read receipts and sender actions use."""
         if not account.access_token:
             raise TokenInvalid("the connection has no access token", 190)
         # One GRAPH_API_VERSION for every channel and connection, one place to move it forward.
@@ -188,6 +189,10 @@ class PlatformClient:
                                     {"Authorization": f"Bearer {account.access_token}"})
         if response.status_code >= 300:
             raise classify_graph(response)
+        return response
+
+    async def send_graph(self, account: Account, body: dict[str, Any]) -> str:
+        response = await self.post_graph(account, body)
         data = _json(response)
         message_id = (data.get("messages") or [{}])[0].get("id") or data.get("message_id")
         if not message_id:

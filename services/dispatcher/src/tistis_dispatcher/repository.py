@@ -22,6 +22,15 @@ from tistis_common.events import OutboundMessage
 FINAL = frozenset({"sent", "delivered", "read", "failed", "blocked_window", "skipped"})
 
 
+# The channel connection a conversation `c` is answered through: the account it came in on first,
+# then an enabled one of the same channel.
+_CONNECTION = """SELECT * FROM channel_connections cc
+             WHERE cc.tenant_id = c.tenant_id AND cc.channel = c.channel
+             ORDER BY (cc.platform_account_id = c.platform_account_id) DESC, cc.enabled DESC,
+                      cc.created_at
+             LIMIT 1"""
+
+
 async def claim_outbound(conn: asyncpg.Connection, e: OutboundMessage,
                          claimer: int) -> asyncpg.Record | None:
     """The message row, claimed pending -> sending by `claimer` when it is pending, with all a
@@ -48,12 +57,7 @@ async def claim_outbound(conn: asyncpg.Connection, e: OutboundMessage,
            LEFT JOIN (conversations c
                       JOIN leads l ON l.id = c.lead_id
                       JOIN tenants t ON t.id = c.tenant_id) ON c.id = $2
-           LEFT JOIN LATERAL (
-             SELECT * FROM channel_connections cc
-             WHERE cc.tenant_id = c.tenant_id AND cc.channel = c.channel
-             ORDER BY (cc.platform_account_id = c.platform_account_id) DESC, cc.enabled DESC,
-                      cc.created_at
-             LIMIT 1) cc ON true
+           LEFT JOIN LATERAL (""" + _CONNECTION + """) cc ON true
            WHERE m.id = $1""",
         e.message_id, e.conversation_id, claimer,
     )
@@ -336,3 +340,16 @@ async def mark_read_up_to(conn: asyncpg.Connection, channel: str, platform_user_
         channel, platform_user_id, status, up_to,
     )
     return int(result.split()[-1])
+
+
+async def conversation_account(conn: asyncpg.Connection,
+                               conversation_id: uuid.UUID) -> asyncpg.Record | None:
+    """The channel connection a conversation is answered through (as `claim_outbound` picks it)."""
+    return await conn.fetchrow(
+        """SELECT cc.id AS connection_id, cc.channel, cc.platform_account_id AS account_id,
+                  cc.access_token, cc.settings AS connection_settings, cc.enabled
+           FROM conversations c
+           JOIN LATERAL (""" + _CONNECTION + """) cc ON true
+           WHERE c.id = $1""",
+        conversation_id,
+    )
