@@ -70,6 +70,7 @@ class Settings(BaseSettings):
     dispatcher_inline_retries: int = 2
     dispatcher_max_parts: int = 5  # a longer text is refused, not truncated
     opt_out_words: list[str] = Field(default_factory=lambda: ["STOP", "BAJA"])
+    opt_in_words: list[str] = Field(default_factory=lambda: ["START", "ALTA"])  # undo an opt-out
     tiktok_window_hours: float = 24.0  # the guide says 24 h, TikTok allows 48 h
     tiktok_daily_limit: int = 10
     tiktok_unanswered_limit: int = 10
