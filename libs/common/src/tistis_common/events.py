@@ -168,6 +168,9 @@ class TemplateRef(BaseModel):
     name: str
     language: str = "es_MX"
     body_params: list[str] = Field(default_factory=list)
+    # The payload of each quick-reply button the template declares, by index: a tap comes
+    # back as a `button` message with that payload (the choice id).
+    button_payloads: list[str] = Field(default_factory=list)
 
 
 OutboundKind = Literal["text", "buttons", "list", "template", "media", "quick_replies"]

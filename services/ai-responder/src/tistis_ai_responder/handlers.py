@@ -57,8 +57,9 @@ async def store_inbound(conn: asyncpg.Connection, event: InboundMessage) -> Stor
     return Stored(row["message_id"], row["conversation_id"], row["new"], events)
 
 
-# A patient choosing an offered appointment slot: the scheduler books it and confirms.
-SLOT_CHOICE_PREFIX = "slot:"
+# A patient choosing an offered appointment slot, or tapping a reminder button: the scheduler
+# answers those (books, confirms, offers, cancels).
+SCHEDULER_CHOICE_PREFIXES = ("slot:", "appt:")
 
 
 async def handle_inbound(event: InboundMessage, deps: Deps) -> Sequence[Event]:
@@ -73,8 +74,8 @@ async def handle_inbound(event: InboundMessage, deps: Deps) -> Sequence[Event]:
         stored = await store_inbound(conn, event)
         if event.sender_type == "agent":
             return stored.events  # staff answered in the platform's app: the AI steps back
-        if (event.choice_id or "").startswith(SLOT_CHOICE_PREFIX):
-            return stored.events  # the scheduler answers this one with the confirmation
+        if (event.choice_id or "").startswith(SCHEDULER_CHOICE_PREFIXES):
+            return stored.events  # the scheduler answers this one
         trigger = Trigger(event.tenant_id, stored.conversation_id, event.event_id, key,
                           message_id=stored.message_id)
         if deps.debounce_seconds <= 0:  # reply under the same lock: no second round of locking

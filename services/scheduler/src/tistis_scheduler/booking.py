@@ -162,6 +162,8 @@ async def process(conn: asyncpg.Connection, req: Request, deps: Deps) -> Outcome
         assert current is not None
         await repo.cancel_appointment(conn, current["id"], now)
         await repo.drop_claims(conn, current["id"])
+        # The branch sees it among the appointments that need attention.
+        await repo.flag_appointment(conn, current["id"], "cancelled by the patient", now)
         events = []
         if to:
             text = notices.cancelled_text(current["scheduled_at"], by_id[current["branch_id"]])

@@ -208,6 +208,25 @@ async def move_appointment(conn: asyncpg.Connection, appointment_id: uuid.UUID, 
     )
 
 
+async def confirm_appointment(conn: asyncpg.Connection, appointment_id: uuid.UUID,
+                              now: datetime) -> None:
+    await conn.execute(
+        """UPDATE appointments SET confirmed_at = COALESCE(confirmed_at, $2), updated_at = $2
+           WHERE id = $1""",
+        appointment_id, now,
+    )
+
+
+async def template_buttons(conn: asyncpg.Connection, template: str) -> list[str]:
+    """The quick-reply buttons the tenant's WhatsApp template declares, in order."""
+    found = await conn.fetchval(
+        """SELECT settings->'templates'->$1->'buttons' FROM channel_connections
+           WHERE channel = 'whatsapp' AND enabled ORDER BY created_at LIMIT 1""",
+        template,
+    )
+    return [str(b) for b in found] if isinstance(found, list) else []
+
+
 async def cancel_appointment(conn: asyncpg.Connection, appointment_id: uuid.UUID, now: datetime) -> None:
     await conn.execute(
         "UPDATE appointments SET status = 'cancelled', updated_at = $2 WHERE id = $1",
