@@ -32,6 +32,9 @@ test: install infra ## the whole suite against real RabbitMQ and PostgreSQL
 test-chaos: install infra ## the long failure-injection scenarios
 	@$(ENV) TISTIS_CHAOS=full .venv/bin/pytest -q -p no:cacheprovider tests/chaos
 
+eval: install ## the assistant's evaluation set against the real Anthropic API (needs ANTHROPIC_API_KEY)
+	@.venv/bin/python -m tistis_ai_responder.evaluation
+
 lint: install ## ruff, mypy and the architecture contracts
 	.venv/bin/ruff check .
 	.venv/bin/lint-imports
@@ -40,4 +43,4 @@ lint: install ## ruff, mypy and the architecture contracts
 bench: install infra ## the benchmarks (they print their figures)
 	@$(ENV) for b in bench/*/run.py; do .venv/bin/python $$b; done
 
-.PHONY: help install infra infra-down migrate seed run test test-chaos lint bench
+.PHONY: help install infra infra-down migrate seed run test test-chaos eval lint bench

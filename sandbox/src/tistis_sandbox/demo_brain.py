@@ -168,7 +168,7 @@ def decide(body: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     calls: list[tuple[str, dict[str, Any]]] = []
     if wanted or signals:
         calls.append(("record_interest", {"services": wanted, "signals": signals}))
-    if _has(text, HUMAN):
+    if _has(text, HUMAN) or signals:
         calls.append(("hand_over_to_human", {
             "reason": "complaint or asks for a person",
             **say("Te paso con una persona del equipo.", "I'm passing you to a person.")}))
