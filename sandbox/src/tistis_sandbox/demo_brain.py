@@ -168,7 +168,7 @@ def decide(body: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     calls: list[tuple[str, dict[str, Any]]] = []
     if wanted or signals:
         calls.append(("record_interest", {"services": wanted, "signals": signals}))
-    if _has(text, HUMAN) or signals:
+    if _has(text, HUMAN):
         calls.append(("hand_over_to_human", {
             "reason": "complaint or asks for a person",
             **say("Te paso con una persona del equipo.", "I'm passing you to a person.")}))
@@ -179,7 +179,7 @@ def decide(body: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         calls.append(("reschedule_appointment", {"preferred_dates": when}))
         calls.append(("reply_to_patient", say("Busco otro horario para tu cita.",
                                               "Looking for another time for you.")))
-    elif _has(text, BOOK):
+    elif _has(text, BOOK) or signals:  # pain: an assessment as soon as possible
         ask: dict[str, Any] = {"preferred_dates": when}
         if wanted:
             ask["service"] = wanted[0]

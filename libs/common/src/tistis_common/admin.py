@@ -17,6 +17,7 @@ import yaml
 _AI_FIELDS = (
     "system_prompt", "temperature", "max_tokens", "response_style", "business_hours",
     "escalation_keywords", "auto_escalate_after_messages", "ai_provider", "model", "language",
+    "opt_out_words", "opt_in_words",
 )
 
 

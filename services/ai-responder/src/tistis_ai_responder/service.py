@@ -245,12 +245,18 @@ def _opt_out_word(plan: Plan, text: str) -> Reply | None:
     confirmation that says how to come back, never a question for the model."""
     ctx = plan.ctx
     if is_word(text, ctx.opt_out_words):
-        back = ctx.opt_in_words[0] if ctx.opt_in_words else "START"
+        back = word_for(ctx.opt_in_words, plan.lang, "ALTA", "START")
         return Reply(say("opted_out", plan.lang, word=back), "reply", "skipped", opt_out=True)
     if is_word(text, ctx.opt_in_words):
-        stop = ctx.opt_out_words[0] if ctx.opt_out_words else "STOP"
+        stop = word_for(ctx.opt_out_words, plan.lang, "BAJA", "STOP")
         return Reply(say("opted_in", plan.lang, word=stop), "reply", "skipped", opt_out=False)
     return None
+
+
+def word_for(words: tuple[str, ...], lang: Lang, spanish: str, english: str) -> str:
+    """The word to tell the patient: the usual one of their language when the tenant has it."""
+    usual = english if lang == "en" else spanish
+    return usual if usual in words else (words[0] if words else usual)
 
 
 def _situation(ctx: TenantContext, now: datetime, closed_note: str | None,
