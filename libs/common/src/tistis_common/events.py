@@ -277,8 +277,11 @@ class ReplyRequested(Event):
 
 
 class AppointmentRequested(Event):
+    """A booking, a move or a cancellation (patient, AI, legacy callback), or staff recording
+    how an appointment went (`complete` / `no_show`, operator API or CLI)."""
+
     type: Literal["appointment.requested"] = "appointment.requested"
-    action: Literal["book", "reschedule", "cancel"] = "book"
+    action: Literal["book", "reschedule", "cancel", "complete", "no_show"] = "book"
     lead_id: uuid.UUID
     conversation_id: uuid.UUID | None = None
     appointment_id: uuid.UUID | None = None  # reschedule / cancel
@@ -288,7 +291,7 @@ class AppointmentRequested(Event):
     branch_name: str | None = None
     preferred_dates: list[str] = Field(default_factory=list)  # ISO dates, patient's wording
     scheduled_at: datetime | None = None  # exact time (legacy callback)
-    source: Literal["ai", "legacy", "api", "patient"] = "ai"
+    source: Literal["ai", "legacy", "api", "patient", "cli"] = "ai"
 
 
 AnyEvent = Annotated[

@@ -85,5 +85,6 @@ class Settings(BaseSettings):
     scheduler_reminder_hours: float = 24.0
     scheduler_followup_after_hours: float = 48.0
     scheduler_followup_max: int = 3
+    scheduler_no_show_followup: bool = True  # a no-show gets `seguimiento` (or text) at once
     scheduler_followup_cold_score: int = 20  # LeadScoreSet score for a lead gone cold (<= 39)
     scheduler_outbox_grace_seconds: float = 30.0  # unpublished pass events older than this resend

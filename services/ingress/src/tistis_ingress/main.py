@@ -6,7 +6,7 @@ from fastapi import FastAPI
 from tistis_common.runtime import Runtime, serve
 from tistis_common.settings import Settings
 
-from .api import callback_router, operator_router, realtime_router
+from .api import appointments_router, callback_router, operator_router, realtime_router
 from .directory import Directory
 from .fastpath import WebhookFastPath
 from .webhooks import WebhookIntake, webhook_router
@@ -22,6 +22,7 @@ def build_app(runtime: Runtime) -> FastAPI:
     app.add_middleware(WebhookFastPath, intake=intake)
     app.include_router(callback_router(runtime))
     app.include_router(operator_router(runtime))
+    app.include_router(appointments_router(runtime))
     app.include_router(realtime_router(runtime))
     return app
 

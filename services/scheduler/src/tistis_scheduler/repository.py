@@ -208,6 +208,12 @@ async def move_appointment(conn: asyncpg.Connection, appointment_id: uuid.UUID, 
     )
 
 
+async def set_appointment_status(conn: asyncpg.Connection, appointment_id: uuid.UUID,
+                                 status: str, now: datetime) -> None:
+    await conn.execute("UPDATE appointments SET status = $2, updated_at = $3 WHERE id = $1",
+                       appointment_id, status, now)
+
+
 async def confirm_appointment(conn: asyncpg.Connection, appointment_id: uuid.UUID,
                               now: datetime) -> None:
     await conn.execute(

@@ -12,6 +12,7 @@ from tistis_common.db import connect
 from tistis_common.migrate import migrate as apply_migrations
 from tistis_common.settings import Settings
 
+from .appointments import appointment_app
 from .dlq import dlq_app
 from .ops import doctor, jobs
 from .tenants import ai_context_app, api_key_app, catalog_app, connection_app, tenant_app
@@ -25,6 +26,7 @@ app.add_typer(ai_context_app, name="ai-context")
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(api_key_app, name="api-key")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(appointment_app, name="appointment")
 app.command("doctor")(doctor)
 app.command("jobs")(jobs)
 
