@@ -5,6 +5,7 @@ from leads who opted out and outside the channels' windows), when the setting al
 from __future__ import annotations
 
 import uuid
+
 import asyncpg
 from tistis_common.broker import PermanentError
 from tistis_common.events import Channel, Event
