@@ -105,6 +105,8 @@ def play(
     sandbox: Annotated[str, typer.Option(help="Base URL of the sandbox.")] = (
         "http://127.0.0.1:9100"),
     wait: Annotated[float, typer.Option(help="Seconds to wait for the reply.")] = 10.0,
+    settle: Annotated[float, typer.Option(
+        help="After a reply, seconds to wait for the next (an offer or a confirmation).")] = 2.0,
 ) -> None:
     """Sign and post a patient's message as the platform would, then show the reply."""
     webhook, target, recipient = build_webhook(channel, text, from_, name, account)
@@ -121,6 +123,7 @@ def play(
         raise typer.Exit(1)
     deadline = time.monotonic() + wait
     seen: set[str | None] = set()
+    quiet_until = deadline
     while True:
         try:
             replies = _replies(sandbox, target, recipient, since)
@@ -132,7 +135,9 @@ def play(
                 seen.add(reply["answered_id"])
                 shown = reply["text"] or json.dumps(reply["json"], ensure_ascii=False)
                 typer.echo(f"reply on {target} to {recipient}: {shown}")
-        if seen or time.monotonic() >= deadline:
+                # More may follow (the scheduler's offer or confirmation after the AI's reply).
+                quiet_until = min(deadline, time.monotonic() + settle)
+        if time.monotonic() >= quiet_until:
             break
         time.sleep(0.2)
     if not seen:
