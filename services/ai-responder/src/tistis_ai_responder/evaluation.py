@@ -31,7 +31,7 @@ from . import tools
 from .context import TenantContext
 from .model import BadModelOutput, CircuitBreaker, ClaudeResponder
 from .phrases import detect
-from .service import Plan, _from_decision, _situation
+from .service import Plan, reply_from_decision, situation_text
 
 ROOT = Path(__file__).resolve().parents[4]
 CASES = ROOT / "services" / "ai-responder" / "evals" / "cases.yaml"
@@ -144,14 +144,14 @@ async def run_case(responder: ClaudeResponder, ctx: TenantContext, case: Mapping
     history = _history(case)
     texts = list(case["messages"])
     choice = tools.find_service(ctx, case["choice"]) if case.get("choice") else None
-    situation = _situation(ctx, now, None, choice)
+    situation = situation_text(ctx, now, None, choice)
     result = Result(case)
     try:
         reply = await responder.reply(ctx, history, situation)
         decision = tools.decide(ctx, reply.calls)
         plan = Plan({"lead_name": "María García"}, ctx, texts, situation,  # type: ignore[arg-type]
                     None, lang=detect(texts, ctx.language), now=now, choice=choice)
-        text = _from_decision(plan, decision, reply).text
+        text = reply_from_decision(plan, decision, reply).text
     except (BadModelOutput, tools.InvalidToolCall) as exc:
         result.failures.append(f"{type(exc).__name__}: {exc}")
         return result

@@ -168,7 +168,7 @@ async def _plan(conn: asyncpg.Connection, engine: Engine, trigger: Trigger,
     opening = next_opening(ctx.business_hours, ctx.timezone, now)
     closed_note = describe_opening(opening, now, lang) if opening else None
     choice = await _menu_choice(conn, ctx, trigger, state, texts)
-    plan = Plan(state, ctx, texts, _situation(ctx, now, closed_note, choice), closed_note,
+    plan = Plan(state, ctx, texts, situation_text(ctx, now, closed_note, choice), closed_note,
                 lang=lang, now=now, choice=choice)
     if not requested and texts:
         opt = _opt_out_word(plan, texts[-1])
@@ -259,7 +259,7 @@ def word_for(words: tuple[str, ...], lang: Lang, spanish: str, english: str) -> 
     return usual if usual in words else (words[0] if words else usual)
 
 
-def _situation(ctx: TenantContext, now: datetime, closed_note: str | None,
+def situation_text(ctx: TenantContext, now: datetime, closed_note: str | None,
                choice: Service | None = None) -> str:
     """The per-request part, after the cached block: now, open or closed, a menu choice."""
     lines = [local_now_text(ctx.business_hours, ctx.timezone, now)]
@@ -311,7 +311,7 @@ async def _ask_model(engine: Engine, plan: Plan) -> Reply:
         return _fallback(plan)
     try:
         decision = tools.decide(plan.ctx, result.calls)
-        return _from_decision(plan, decision, result)
+        return reply_from_decision(plan, decision, result)
     except tools.InvalidToolCall as exc:
         log.warning("ai.invalid_tool_call", error=str(exc)[:300],
                     tools=[c.name for c in result.calls])
@@ -319,7 +319,7 @@ async def _ask_model(engine: Engine, plan: Plan) -> Reply:
         return _fallback(plan)
 
 
-def _from_decision(plan: Plan, d: tools.Decision, usage: ModelReply) -> Reply:
+def reply_from_decision(plan: Plan, d: tools.Decision, usage: ModelReply) -> Reply:
     """The message the tool calls make, with their side effects (appointments, interests)."""
     lang = plan.lang
     text = d.text

@@ -38,7 +38,9 @@ async def record(conn: asyncpg.Connection, action: str, appointment_id: uuid.UUI
         raise PermanentError(f"appointment {current['id']} is {current['status']}")
     await repo.set_appointment_status(conn, current["id"], status, ctx["now"])
     events: list[Event] = []
-    if status == "no_show" and deps.settings.scheduler_no_show_followup and to is not None:
+    opted_out = await repo.opted_out(conn, lead_id)
+    if (status == "no_show" and deps.settings.scheduler_no_show_followup and to is not None
+            and not opted_out):  # a patient who opted out gets no follow-up, not even queued
         template = (outbound.template("seguimiento", to.display_name)
                     if to.channel is Channel.WHATSAPP else None)
         events.append(await outbound.queue(

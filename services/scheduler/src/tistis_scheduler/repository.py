@@ -91,6 +91,11 @@ async def lead(conn: asyncpg.Connection, lead_id: uuid.UUID) -> asyncpg.Record |
     )
 
 
+async def opted_out(conn: asyncpg.Connection, lead_id: uuid.UUID) -> bool:
+    return bool(await conn.fetchval(
+        "SELECT opted_out_at IS NOT NULL FROM leads WHERE id = $1", lead_id))
+
+
 async def lead_by_platform(conn: asyncpg.Connection, channel: str,
                            platform_user_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow(
