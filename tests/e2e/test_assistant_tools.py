@@ -251,3 +251,37 @@ class TestInvalidToolCall:
         assert reply["fallback"] is True
         assert await one(app_pool, tenant.id, "SELECT 1 FROM quotes") is None
         assert await one(app_pool, tenant.id, "SELECT 1 FROM appointments") is None
+
+
+class TestReminderButtonTap:
+    async def test_a_tap_on_the_reminder_template_confirms_the_appointment(
+        self, pipeline, sandbox, make_tenant, app_pool
+    ):
+        """The template's quick-reply tap arrives as a `button` message with our payload; the
+        scheduler answers it, the assistant stays quiet."""
+        tenant = await make_tenant(CLINIC)
+        user = "5215500007777"
+        await post(pipeline, tenant, "whatsapp", user, "Hola")
+        await sends(sandbox, "whatsapp", user, 1)
+        async with tenant_tx(app_pool, tenant.id) as conn:
+            lead_id, conversation_id = await conn.fetchrow("SELECT lead_id, id FROM conversations")
+            branch_id = await conn.fetchval("SELECT id FROM branches")
+            start = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(days=1)
+            appointment_id = await conn.fetchval(
+                """INSERT INTO appointments (tenant_id, lead_id, branch_id, conversation_id,
+                                             scheduled_at, ends_at, status)
+                   VALUES ($1, $2, $3, $4, $5, $6, 'booked') RETURNING id""",
+                tenant.id, lead_id, branch_id, conversation_id, start, start + timedelta(minutes=45))
+        tap = wh.wa_template_button(user, f"appt:confirm:{appointment_id}", "✅ Confirmar")
+        signed = wh.sign_meta(wh.whatsapp_payload([tap], phone_number_id=tenant.whatsapp_phone_number_id),
+                              pipeline.settings.meta_app_secret)
+        answer = await pipeline.http.post(f"/api/webhook/whatsapp/{tenant.slug}",
+                                          content=signed.body, headers=signed.headers)
+        assert answer.status_code == 200
+        _, thanks = await sends(sandbox, "whatsapp", user, 2)
+        assert "quedó confirmada" in thanks["json"]["text"]["body"]
+        confirmed = await one(app_pool, tenant.id, "SELECT confirmed_at FROM appointments")
+        assert confirmed["confirmed_at"] is not None
+        ai = await one(app_pool, tenant.id, """SELECT count(*) AS n FROM messages
+                                               WHERE direction = 'outbound' AND sender_type = 'ai'""")
+        assert ai["n"] == 1  # only the answer to "Hola"
