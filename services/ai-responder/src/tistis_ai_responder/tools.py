@@ -19,7 +19,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from tistis_common.events import ListRow, ListSection, Signal, TemplateRef
@@ -46,6 +46,7 @@ QUOTE_TEMPLATE = "cotizacion_enviada"  # the guide's template: patient_name, ser
 TEMPLATE_LANGUAGE = "es_MX"
 
 Action = Literal["book", "reschedule", "cancel"]
+T = TypeVar("T")
 
 
 def definitions(ctx: TenantContext) -> list[dict[str, Any]]:
@@ -214,20 +215,17 @@ def find_branch(ctx: TenantContext, name: str | None) -> Branch | None:
 
 
 def _service(ctx: TenantContext, name: str | None) -> Service | None:
-    if name is None:
-        return None
-    found = find_service(ctx, name)
-    if found is None:
-        raise InvalidToolCall(f"unknown service {name!r}")
-    return found
+    return _known(name, find_service(ctx, name), "service")
 
 
 def _branch(ctx: TenantContext, name: str | None) -> Branch | None:
-    if name is None:
-        return None
-    found = find_branch(ctx, name)
-    if found is None:
-        raise InvalidToolCall(f"unknown branch {name!r}")
+    return _known(name, find_branch(ctx, name), "branch")
+
+
+def _known(name: str | None, found: T | None, what: str) -> T | None:
+    """None when nothing was named; a name the clinic does not have does not validate."""
+    if name is not None and found is None:
+        raise InvalidToolCall(f"unknown {what} {name!r}")
     return found
 
 
