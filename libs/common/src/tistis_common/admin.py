@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -199,13 +199,16 @@ def hash_api_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-async def issue_api_key(conn: asyncpg.Connection, tenant_id: uuid.UUID, name: str) -> tuple[uuid.UUID, str]:
-    """A new key (256 random bits); only its hash is stored, so it is shown once."""
+async def issue_api_key(conn: asyncpg.Connection, tenant_id: uuid.UUID, name: str,
+                        expires_at: datetime | None = None) -> tuple[uuid.UUID, str]:
+    """A new key (256 random bits); only its hash is stored, so it is shown once. Past
+    `expires_at` (if given) it is refused like a revoked one."""
     key = API_KEY_PREFIX + secrets.token_urlsafe(32)
     await _scope(conn, tenant_id)
     key_id = await conn.fetchval(
-        "INSERT INTO api_keys (tenant_id, name, key_hash, prefix) VALUES ($1, $2, $3, $4) RETURNING id",
-        tenant_id, name, hash_api_key(key), key[:10],
+        """INSERT INTO api_keys (tenant_id, name, key_hash, prefix, expires_at)
+           VALUES ($1, $2, $3, $4, $5) RETURNING id""",
+        tenant_id, name, hash_api_key(key), key[:10], expires_at,
     )
     return key_id, key
 
@@ -222,7 +225,7 @@ async def revoke_api_key(conn: asyncpg.Connection, tenant_id: uuid.UUID, key_id:
 async def list_api_keys(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> list[asyncpg.Record]:
     await _scope(conn, tenant_id)
     return await conn.fetch(
-        """SELECT id, name, prefix, created_at, revoked_at FROM api_keys WHERE tenant_id = $1
+        """SELECT id, name, prefix, created_at, revoked_at, expires_at FROM api_keys WHERE tenant_id = $1
            ORDER BY created_at""",
         tenant_id,
     )

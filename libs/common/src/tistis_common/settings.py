@@ -58,8 +58,17 @@ class Settings(BaseSettings):
     tiktok_signature_tolerance_seconds: int = 300
     anthropic_api_key: str | None = None
     cron_secret: str | None = None
+    # Legacy callback without an Idempotency-Key: the same action (tenant, content) within this
+    # window is one event (n8n's retry); after it, the same text goes again.
+    callback_dedup_window_hours: float = 24.0
     n8n_webhook_url: str | None = None
     n8n_api_key: str | None = None
+
+    # Realtime stream (ingress): the credential is asked again this often while a stream is open
+    # (a revoked or expired key stops reading within this), and a stream ends after its maximum
+    # lifetime, so that the client reconnects (Last-Event-ID: nothing missed) and is checked anew.
+    realtime_recheck_seconds: float = 5.0
+    realtime_max_stream_seconds: float = 900.0
 
     # Dispatcher; per-channel values in channel_connections.settings win (e.g. "window_hours")
     dispatcher_http_timeout_seconds: float = 10.0

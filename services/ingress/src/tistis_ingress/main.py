@@ -6,7 +6,7 @@ from fastapi import FastAPI
 from tistis_common.runtime import Runtime, serve
 from tistis_common.settings import Settings
 
-from .api import appointments_router, callback_router, operator_router, realtime_router
+from .api import appointments_router, callback_router, operator_router, problems, realtime_router
 from .directory import Directory
 from .fastpath import WebhookFastPath
 from .webhooks import WebhookIntake, webhook_router
@@ -17,6 +17,7 @@ NAME = "ingress"
 def build_app(runtime: Runtime) -> FastAPI:
     assert runtime.pool and runtime.publisher
     app = FastAPI(title="TIS TIS ingress", version="0.1.0")
+    problems.install(app)
     intake = WebhookIntake(runtime.settings, Directory(runtime.pool), runtime.publisher)
     app.include_router(webhook_router(intake))
     app.add_middleware(WebhookFastPath, intake=intake)

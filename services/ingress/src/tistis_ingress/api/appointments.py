@@ -21,7 +21,8 @@ from tistis_common.runtime import Runtime
 
 from . import repository
 from .auth import tenant_key
-from .common import errors, not_found, publish_or_503
+from .common import not_found, publish_or_503
+from .problems import errors
 
 ROUTE = "operator"
 ACTIONS = {"completed": "complete", "no_show": "no_show"}
