@@ -346,6 +346,8 @@ def reply_from_decision(plan: Plan, d: tools.Decision, usage: ModelReply) -> Rep
                   interests=interests, quote=quote)
     if d.menu:
         reply.sections = tools.menu_sections(plan.ctx, "Services" if lang == "en" else "Servicios")
+        if len(reply.text) > tools.MENU_BODY_MAX:  # an interactive body holds 1024 characters
+            reply.text = say("menu", lang)
     if quote is not None:
         name = (plan.conversation["lead_name"] or "").strip() or "paciente"
         reply.fallback_template = tools.quote_template(name, quote)

@@ -42,6 +42,7 @@ SERVICE_CHOICE_PREFIX = "service:"
 MENU_ROWS = 10  # a WhatsApp list holds at most 10 rows
 MENU_TITLE = 20  # list rows allow 24, quick replies 20: one title fits every channel
 MENU_DESCRIPTION = 72
+MENU_BODY_MAX = 1024  # WhatsApp's interactive body
 QUOTE_TEMPLATE = "cotizacion_enviada"  # the guide's template: patient_name, services
 TEMPLATE_LANGUAGE = "es_MX"
 
