@@ -7,11 +7,15 @@ answers the assistant's tools on recognisable intents."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import date
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from tistis_sandbox import demo_brain
+from tistis_sandbox.app import create_app
+from tistis_sandbox.recorder import Recorder
 from tistis_sandbox.testing import ANTHROPIC_HEADERS
 
 MODEL = "claude-sonnet-4-6"
@@ -32,6 +36,13 @@ ASSISTANT_TOOLS = [
 ]
 SYSTEM = [{"type": "text", "text": "Clínica", "cache_control": {"type": "ephemeral"}},
           {"type": "text", "text": "Ahora es martes ... (fecha local 2026-12-01, Tuesday)."}]
+
+
+@pytest.fixture
+def api() -> Iterator[TestClient]:
+    """A fresh sandbox with the demo brain on, as `serve --demo-brain` runs it."""
+    with TestClient(create_app(Recorder(demo_brain=True))) as client:
+        yield client
 
 
 def ask(api: TestClient, text: str, **extra: Any) -> dict[str, Any]:
@@ -101,3 +112,9 @@ class TestDemoBrainDates:
         }
         for text, wanted in cases.items():
             assert demo_brain.dates(demo_brain.fold(text), self.TUESDAY) == [wanted], text
+
+
+def test_without_the_demo_brain_the_first_tool_is_sampled() -> None:
+    with TestClient(create_app()) as plain:
+        msg = ask(plain, "¿Cuánto cuesta la limpieza?")
+    assert [b["name"] for b in msg["content"]] == ["reply_to_patient"]

@@ -1,7 +1,8 @@
 """Fake Anthropic Messages API: `POST /v1/messages`, enough for the official SDK.
 
-Without a script it answers deterministically: to a request offering the assistant's tools, the
-demo brain's tool calls (`demo_brain`, labelled "[demo]"); otherwise a `tool_use` of the forced
+Without a script it answers deterministically: with the demo brain on (`Recorder(demo_brain=True)`,
+`serve --demo-brain`), a request offering the assistant's tools gets the demo brain's tool calls
+(`demo_brain`, labelled "[demo]"); otherwise a `tool_use` of the forced
 (or first) tool with an input generated from the tool's JSON schema, or a friendly Spanish text.
 Tool calls are `tool_use` content blocks (id, name, input) and the answer's stop_reason is
 "tool_use"; a `tool_result` block in a request must answer a `tool_use` id of the assistant turn
@@ -226,12 +227,13 @@ def _pick_tool(body: dict[str, Any], name: str | None) -> dict[str, Any] | None:
     return {"name": wanted, "input_schema": {}} if wanted else None
 
 
-def build_message(body: dict[str, Any], step: Step | None, cache: dict[str, int]) -> dict:
+def build_message(body: dict[str, Any], step: Step | None, cache: dict[str, int],
+                  demo: bool = False) -> dict:
     scripted_text = step.text if step is not None else None
     scripted_input = step.tool_input if step is not None else None
     scripted_name = step.tool_name if step is not None else None
     calls = step.tool_calls if step is not None else None
-    if step is None and demo_brain.offers_assistant_tools(body):
+    if step is None and demo and demo_brain.offers_assistant_tools(body):
         calls = [{"name": n, "input": i} for n, i in demo_brain.decide(body)]
     content: list[dict[str, Any]]
     stop_reason = "end_turn"
@@ -284,7 +286,7 @@ def _answer(recorder: Recorder, step: Step | None, call: Call, body: Any) -> Ans
         validate(body)
     except (Invalid, AttributeError, TypeError, KeyError, ValueError) as exc:
         return error(400, str(exc))
-    message = build_message(body, step, recorder.prompt_cache)
+    message = build_message(body, step, recorder.prompt_cache, recorder.demo_brain)
     return Answer(200, message, {"request-id": _id("req_")})
 
 

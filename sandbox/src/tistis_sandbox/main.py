@@ -37,6 +37,9 @@ def serve(
     status_webhook: Annotated[str | None, typer.Option(
         help="Ingress URL that receives WhatsApp status webhooks (sent/delivered/read) after "
              "each accepted send, signed with META_APP_SECRET.")] = None,
+    demo_brain: Annotated[bool, typer.Option(
+        help="Answer the assistant's tools with the demo brain (a fake model, labelled "
+             "'[demo]': quotes, menus, bookings, hand-overs).")] = False,
 ) -> None:
     """Serve the fakes (point the *_BASE_URL settings at http://HOST:PORT)."""
     import uvicorn
@@ -45,7 +48,7 @@ def serve(
     from tistis_sandbox.callbacks import Callback
     from tistis_sandbox.recorder import Recorder
 
-    recorder = Recorder()
+    recorder = Recorder(demo_brain=demo_brain)
     if status_webhook:
         secret = os.environ.get("META_APP_SECRET") or webhooks.DEFAULT_SECRET
         recorder.callbacks["whatsapp"] = Callback(url=status_webhook, app_secret=secret)

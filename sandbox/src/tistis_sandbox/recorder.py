@@ -120,7 +120,10 @@ class Recorded:
 
 
 class Recorder:
-    def __init__(self) -> None:
+    def __init__(self, demo_brain: bool = False) -> None:
+        # The Anthropic fake answers the assistant's tools with the demo brain (`serve
+        # --demo-brain`, what `SANDBOX_AI=1 make run` starts); off, it samples the first tool.
+        self.demo_brain = demo_brain
         self.requests: list[Recorded] = []
         self.scripts: dict[str, deque[Step]] = {t: deque() for t in TARGETS}
         self.faults: dict[str, Fault] = {t: Fault() for t in TARGETS}
