@@ -11,6 +11,7 @@ import pytest
 from tistis_ai_responder.main import start as start_ai_responder
 from tistis_common.admin import load_tenant, read_fixture
 from tistis_common.db import connect, tenant_tx
+from tistis_common.secrets import SecretBox
 from tistis_common.testing.plugin import eventually, running
 from tistis_dispatcher.main import start as start_dispatcher
 from tistis_ingress.main import start as start_ingress
@@ -28,7 +29,7 @@ PATIENT = "5215519990000"
 async def demo(settings, sandbox_url, sandbox, monkeypatch):
     conn = await connect(settings.migration_database_url)
     try:
-        tenant_id = await load_tenant(conn, read_fixture(FIXTURE))
+        tenant_id = await load_tenant(conn, read_fixture(FIXTURE), SecretBox(settings.secrets_keys))
     finally:
         await conn.close()
     monkeypatch.setenv("META_APP_SECRET", wh.DEFAULT_SECRET)  # what run.sh sets for the sandbox
