@@ -32,6 +32,9 @@ test: install infra ## the whole suite against real RabbitMQ and PostgreSQL
 test-chaos: install infra ## the long failure-injection scenarios
 	@$(ENV) TISTIS_CHAOS=full .venv/bin/pytest -q -p no:cacheprovider tests/chaos
 
+eval: install ## the assistant's evaluation set against the real Anthropic API (needs ANTHROPIC_API_KEY)
+	@.venv/bin/python -m tistis_ai_responder.evaluation
+
 # RabbitMQ 4.0 (Debian trixie, in a debootstrapped folder .infra/trixie, chrooted) on ports of its
 # own: the broker tests, then the short chaos form whose broker restarts are 4.0 too. Minutes;
 # not part of `make test`.
@@ -60,4 +63,4 @@ bench-pipeline: install infra ## the pipeline targets: 50 patients/s for 60 s, m
 	@$(ENV) .venv/bin/python bench/pipeline/run.py --rates 50 --seconds 60 --model-seconds 2 --cpu-rate 0
 	@$(ENV) .venv/bin/python bench/pipeline/run.py --rates 50 --seconds 30 --model-seconds 10 --cpu-rate 130
 
-.PHONY: help install infra infra-down migrate seed run test test-chaos test-rabbitmq4 lint bench bench-pipeline
+.PHONY: help install infra infra-down migrate seed run test test-chaos test-rabbitmq4 eval lint bench bench-pipeline

@@ -43,7 +43,9 @@ launch() { # name port command...
 }
 
 if [ "${START_SANDBOX:-0}" = 1 ]; then
-  launch sandbox "$SANDBOX_PORT" .venv/bin/tistis-sandbox serve --port "$SANDBOX_PORT"
+  demo=()
+  [ "${SANDBOX_AI:-0}" = 1 ] && demo=(--demo-brain)  # the fake model: the demo brain
+  launch sandbox "$SANDBOX_PORT" .venv/bin/tistis-sandbox serve --port "$SANDBOX_PORT" "${demo[@]}"
 fi
 launch ingress 8000 .venv/bin/tistis-ingress
 launch ai-responder 8001 .venv/bin/tistis-ai-responder

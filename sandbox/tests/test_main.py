@@ -79,7 +79,7 @@ class TestPlay:
         result = CliRunner().invoke(cli, [
             "play", "Hola, quiero una cita", "--channel", channel, "--tenant", "esva-dental",
             "--ingress", ingress_url, "--sandbox", live_url, "--from", "5215512345678",
-            "--name", "María García", "--wait", "5"])
+            "--name", "María García", "--wait", "5", "--settle", "0"])
         assert result.exit_code == 0, result.output
         assert f"/api/webhook/{'facebook' if channel == 'messenger' else channel}/" \
                "esva-dental -> 200" in result.output

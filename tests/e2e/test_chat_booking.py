@@ -38,12 +38,14 @@ async def test_a_chat_message_asking_for_an_appointment_ends_booked_and_confirme
                 "anthropic_base_url": sandbox_url, "anthropic_api_key": "sk-ant-sandbox",
                 "ai_debounce_seconds": 0.2, "scheduler_tick_seconds": 0,
             })
-            await sandbox.script("anthropic", {"tool_input": {
-                "reply": "¡Claro! Te agendo una limpieza dental en Centro.",
-                "signals": ["interested"],
-                "actions": [{"type": "schedule_appointment", "service": "limpieza dental",
-                             "branch": "Centro", "preferred_dates": [day.isoformat()]}],
-            }})
+            await sandbox.script("anthropic", {"tool_calls": [
+                {"name": "reply_to_patient",
+                 "input": {"text": "¡Claro! Te agendo una limpieza dental en Centro."}},
+                {"name": "record_interest", "input": {"signals": ["interested"]}},
+                {"name": "book_appointment", "input": {
+                    "service": "limpieza dental", "branch": "Centro",
+                    "preferred_dates": [day.isoformat()]}},
+            ]})
             async with running(start_ingress, s) as ingress, running(start_ai_responder, s), \
                     running(start_scheduler, s), running(start_dispatcher, s):
                 payload = wh.whatsapp_payload(

@@ -1,7 +1,13 @@
 """Fake Anthropic Messages API: `POST /v1/messages`, enough for the official SDK.
 
-Without a script it answers deterministically: a `tool_use` of the forced (or first) tool with
-an input generated from the tool's JSON schema, or a friendly Spanish text. Token counts are
+Without a script it answers deterministically: with the demo brain on (`Recorder(demo_brain=True)`,
+`serve --demo-brain`), a request offering the assistant's tools gets the demo brain's tool calls
+(`demo_brain`, labelled "[demo]"); otherwise a `tool_use` of the forced
+(or first) tool with an input generated from the tool's JSON schema, or a friendly Spanish text.
+Tool calls are `tool_use` content blocks (id, name, input) and the answer's stop_reason is
+"tool_use"; a `tool_result` block in a request must answer a `tool_use` id of the assistant turn
+just before it, first in its user turn (https://docs.anthropic.com/claude/docs/legacy-tool-use,
+https://platform.claude.com/docs/en/agents-and-tools/tool-use/parallel-tool-use). Token counts are
 estimates (4 characters a token); prompt caching is simulated per `cache_control` breakpoint so
 that the second call with the same prefix reports `cache_read_input_tokens`.
 """
@@ -13,6 +19,7 @@ import hashlib
 import json
 from typing import Any
 
+from tistis_sandbox import demo_brain
 from tistis_sandbox.meta import random_token
 from tistis_sandbox.recorder import Recorder, Step, apply_delay
 from tistis_sandbox.schema_sample import sample_from_schema
@@ -95,6 +102,7 @@ def validate(body: Any) -> None:
                 _validate_source(block, f"messages.{i}.content.{j}")
         elif not isinstance(content, str):
             raise Invalid(f"messages.{i}.content: Input should be a string or a list of blocks")
+    _check_tool_results(messages)
     temperature = body.get("temperature")
     if temperature is not None and not 0 <= temperature <= 1:
         raise Invalid("temperature: Input should be less than or equal to 1")
@@ -155,6 +163,30 @@ def attachments_seen(body: dict[str, Any]) -> list[str]:
                 return []
             return [b["type"] for b in content if b.get("type") in ("image", "document")]
     return []
+
+
+def _check_tool_results(messages: list[Any]) -> None:
+    """The API's own rule: each tool_result answers a tool_use of the previous assistant turn,
+    and tool results come before any other block of their user turn."""
+    for i, msg in enumerate(messages):
+        content = msg["content"]
+        if not isinstance(content, list):
+            continue
+        results = [b for b in content if b.get("type") == "tool_result"]
+        if not results:
+            continue
+        if msg["role"] != "user":
+            raise Invalid(f"messages.{i}: tool_result blocks are only allowed in user turns")
+        if any(b.get("type") != "tool_result" for b in content[:len(results)]):
+            raise Invalid(f"messages.{i}: tool_result blocks must come first in the content")
+        before = messages[i - 1]["content"] if i else []
+        asked = {b.get("id") for b in before if isinstance(b, dict)
+                 and b.get("type") == "tool_use"} if isinstance(before, list) else set()
+        for b in results:
+            if b.get("tool_use_id") not in asked:
+                raise Invalid(f"messages.{i}: unexpected `tool_use_id` found in `tool_result` "
+                              f"blocks: {b.get('tool_use_id')}. Each `tool_result` block must "
+                              "have a corresponding `tool_use` block in the previous message.")
 
 
 def _blocks(body: dict[str, Any]) -> list[tuple[Any, bool]]:
@@ -242,16 +274,24 @@ def _pick_tool(body: dict[str, Any], name: str | None) -> dict[str, Any] | None:
     return {"name": wanted, "input_schema": {}} if wanted else None
 
 
-def build_message(body: dict[str, Any], step: Step | None, cache: dict[str, int]) -> dict:
+def build_message(body: dict[str, Any], step: Step | None, cache: dict[str, int],
+                  demo: bool = False) -> dict:
     scripted_text = step.text if step is not None else None
     scripted_input = step.tool_input if step is not None else None
     scripted_name = step.tool_name if step is not None else None
+    calls = step.tool_calls if step is not None else None
+    if step is None and demo and demo_brain.offers_assistant_tools(body):
+        calls = [{"name": n, "input": i} for n, i in demo_brain.decide(body)]
     content: list[dict[str, Any]]
     stop_reason = "end_turn"
-    tool = None if scripted_text is not None else _pick_tool(body, scripted_name)
+    tool = None if scripted_text is not None or calls else _pick_tool(body, scripted_name)
     if tool is None and scripted_input is not None:
         tool = {"name": scripted_name or "tool", "input_schema": {}}
-    if scripted_text is not None:
+    if calls:
+        content = [{"type": "tool_use", "id": _id("toolu_"), "name": c["name"],
+                    "input": c.get("input") or {}} for c in calls]
+        stop_reason = "tool_use"
+    elif scripted_text is not None:
         content = [{"type": "text", "text": scripted_text}]
     elif tool is not None:
         tool_input = (scripted_input if scripted_input is not None
@@ -293,7 +333,7 @@ def _answer(recorder: Recorder, step: Step | None, call: Call, body: Any) -> Ans
         validate(body)
     except (Invalid, AttributeError, TypeError, KeyError, ValueError) as exc:
         return error(400, str(exc))
-    message = build_message(body, step, recorder.prompt_cache)
+    message = build_message(body, step, recorder.prompt_cache, recorder.demo_brain)
     return Answer(200, message, {"request-id": _id("req_")})
 
 

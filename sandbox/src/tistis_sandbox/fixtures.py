@@ -8,13 +8,15 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from tistis_sandbox.client import AsyncSandboxClient
+from tistis_sandbox.recorder import Recorder
 from tistis_sandbox.server import running_sandbox
 
 
 @pytest.fixture(scope="session")
 def sandbox_url() -> Iterator[str]:
-    """One sandbox on a real socket for the whole session."""
-    with running_sandbox() as url:
+    """One sandbox on a real socket for the whole session, with the demo brain answering the
+    assistant's tools (scripted steps still win)."""
+    with running_sandbox(recorder=Recorder(demo_brain=True)) as url:
         yield url
 
 

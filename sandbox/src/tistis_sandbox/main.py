@@ -39,6 +39,9 @@ def serve(
     status_webhook: Annotated[str | None, typer.Option(
         help="Ingress URL that receives WhatsApp status webhooks (sent/delivered/read) after "
              "each accepted send, signed with META_APP_SECRET.")] = None,
+    demo_brain: Annotated[bool, typer.Option(
+        help="Answer the assistant's tools with the demo brain (a fake model, labelled "
+             "'[demo]': quotes, menus, bookings, hand-overs).")] = False,
 ) -> None:
     """Serve the fakes (point the *_BASE_URL settings at http://HOST:PORT)."""
     import uvicorn
@@ -47,7 +50,7 @@ def serve(
     from tistis_sandbox.callbacks import Callback
     from tistis_sandbox.recorder import Recorder
 
-    recorder = Recorder()
+    recorder = Recorder(demo_brain=demo_brain)
     if status_webhook:
         secret = os.environ.get("META_APP_SECRET") or webhooks.DEFAULT_SECRET
         recorder.callbacks["whatsapp"] = Callback(url=status_webhook, app_secret=secret)
@@ -144,6 +147,8 @@ def play(
     wait: Annotated[float, typer.Option(help="Seconds to wait for the reply.")] = 10.0,
     file: Annotated[str | None, typer.Option(
         help="Send a file: foto-muela.png, referencia.pdf, nota-de-voz.ogg or a path.")] = None,
+    settle: Annotated[float, typer.Option(
+        help="After a reply, seconds to wait for the next (an offer or a confirmation).")] = 2.0,
 ) -> None:
     """Sign and post a patient's message as the platform would, then show the reply."""
     if file is not None and channel is ChannelName.tiktok:
@@ -164,6 +169,7 @@ def play(
         raise typer.Exit(1)
     deadline = time.monotonic() + wait
     seen: set[str | None] = set()
+    quiet_until = deadline
     while True:
         try:
             replies = _replies(sandbox, target, recipient, since)
@@ -175,7 +181,9 @@ def play(
                 seen.add(reply["answered_id"])
                 shown = reply["text"] or json.dumps(reply["json"], ensure_ascii=False)
                 typer.echo(f"reply on {target} to {recipient}: {shown}")
-        if seen or time.monotonic() >= deadline:
+                # More may follow (the scheduler's offer or confirmation after the AI's reply).
+                quiet_until = min(deadline, time.monotonic() + settle)
+        if time.monotonic() >= quiet_until:
             break
         time.sleep(0.2)
     if not seen:

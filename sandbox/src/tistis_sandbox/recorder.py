@@ -31,7 +31,7 @@ class Step:
     """One scripted answer, or the standing fault mode turned into one.
 
     `status` / `error_code` make the platform answer an error in its own format; `delay`
-    only slows the answer; `tool_input` / `text` shape an Anthropic reply.
+    only slows the answer; `tool_input` / `tool_calls` / `text` shape an Anthropic reply.
     """
 
     status: int | None = None
@@ -43,6 +43,8 @@ class Step:
     delay: float = 0.0
     tool_input: dict[str, Any] | None = None
     tool_name: str | None = None
+    # Several tool_use blocks in one answer (parallel tool use): [{"name": ..., "input": {...}}]
+    tool_calls: list[dict[str, Any]] | None = None
     text: str | None = None
     async_error_code: int | None = None  # accept, then report `failed` by status webhook
 
@@ -124,7 +126,10 @@ class Recorded:
 
 
 class Recorder:
-    def __init__(self) -> None:
+    def __init__(self, demo_brain: bool = False) -> None:
+        # The Anthropic fake answers the assistant's tools with the demo brain (`serve
+        # --demo-brain`, what `SANDBOX_AI=1 make run` starts); off, it samples the first tool.
+        self.demo_brain = demo_brain
         self.requests: list[Recorded] = []
         self.scripts: dict[str, deque[Step]] = {t: deque() for t in TARGETS}
         self.faults: dict[str, Fault] = {t: Fault() for t in TARGETS}

@@ -23,7 +23,18 @@ OPEN_ALL_DAY = {"ai_context": {"business_hours": ALWAYS_OPEN,
 
 
 def tool_answer(reply: str, signals=(), actions=()) -> dict:
-    return {"tool_input": {"reply": reply, "signals": list(signals), "actions": list(actions)}}
+    """A scripted answer of the assistant's tools: a reply, its signals and its actions
+    (`schedule_appointment` -> book_appointment, `escalate` -> hand_over_to_human)."""
+    calls: list[dict] = [{"name": "reply_to_patient", "input": {"text": reply}}]
+    if signals:
+        calls.append({"name": "record_interest", "input": {"signals": list(signals)}})
+    for action in actions:
+        if action["type"] == "escalate":
+            calls.append({"name": "hand_over_to_human", "input": {"reason": action["reason"]}})
+        else:
+            calls.append({"name": "book_appointment", "input": {
+                k: v for k, v in action.items() if k in ("service", "branch", "preferred_dates")}})
+    return {"tool_calls": calls}
 
 
 async def rows(pool, tenant_id, sql: str, *args):
@@ -79,13 +90,16 @@ class TestFirstMessage:
 
         [call] = await sandbox.requests("anthropic")
         body = call["json"]
-        assert body["tool_choice"] == {"type": "tool", "name": "reply_to_patient"}
+        assert body["tool_choice"] == {"type": "any"}
+        assert [t["name"] for t in body["tools"]][:2] == ["reply_to_patient", "show_services_menu"]
         assert body["system"][0]["cache_control"] == {"type": "ephemeral"}
         assert "Limpieza dental: $600 a $900 MXN" in body["system"][0]["text"]
         assert "Av. Juárez 1" in body["system"][0]["text"]
         assert "¿Cuál es su horario?" in body["system"][0]["text"]
         assert body["messages"][-1] == {"role": "user", "content": inbound.text}
         assert "dentro de su horario" in body["system"][1]["text"]
+        today = datetime.now(UTC).date().isoformat()  # the tenant's zone here is UTC
+        assert f"fecha local {today}" in body["system"][1]["text"]
         assert "cache_control" not in body["system"][1]
 
     async def test_second_reply_reads_the_clinic_context_from_the_prompt_cache(

@@ -30,6 +30,16 @@ class TestOptOut:
         await clinic.publish(reply)
         await clinic.until_status(conv, reply.message_id, "sent")
 
+    async def test_alta_after_baja_lets_follow_ups_go_again(self, clinic, sandbox, make_tenant):
+        """The latest word decides (the AI responder cleared opted_out_at on ALTA)."""
+        conv = await clinic.conversation(await make_tenant(), "whatsapp")
+        await clinic.inbound(conv, "BAJA")
+        await asyncio.sleep(0.01)
+        await clinic.inbound(conv, "Alta")
+        event = clinic.outbound(conv, purpose="followup", sender_type="system")
+        await clinic.publish(event)
+        await clinic.until_status(conv, event.message_id, "sent")
+
     async def test_a_sentence_with_the_word_is_not_an_opt_out(self, clinic, sandbox, make_tenant):
         conv = await clinic.conversation(await make_tenant(), "whatsapp")
         await clinic.inbound(conv, "¿Cuándo baja el precio de la limpieza?")

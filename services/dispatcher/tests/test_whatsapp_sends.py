@@ -64,6 +64,26 @@ class TestWhatsAppKinds:
         assert [p["text"] for p in body["template"]["components"][0]["parameters"]] == [
             "María", "Lunes 15 de Enero", "10:00 AM", "ESVA Nogales"]
 
+    async def test_template_quick_reply_buttons_carry_their_payloads(
+        self, clinic, sandbox, make_tenant
+    ):
+        """Cloud API template components: a `button` component per quick reply, `sub_type`
+        quick_reply, `index` a string, a `payload` parameter (github api-evangelist/whatsapp
+        json-schema/whatsapp-cloud-api-template-component-schema.json)."""
+        conv = await clinic.conversation(await make_tenant(), "whatsapp")
+        ref = TemplateRef(name="recordatorio_cita", body_params=["María", "lunes", "09:00", "Centro"],
+                          button_payloads=["appt:confirm:1", "appt:cancel:1"])
+        event = clinic.outbound(conv, kind="template", text=None, template=ref,
+                                purpose="reminder", sender_type="system")
+        await clinic.publish(event)
+        await clinic.until_status(conv, event.message_id, "sent")
+        [body] = await sent_bodies(sandbox, conv.recipient)
+        assert body["template"]["components"][1:] == [
+            {"type": "button", "sub_type": "quick_reply", "index": "0",
+             "parameters": [{"type": "payload", "payload": "appt:confirm:1"}]},
+            {"type": "button", "sub_type": "quick_reply", "index": "1",
+             "parameters": [{"type": "payload", "payload": "appt:cancel:1"}]}]
+
     async def test_media_by_link(self, clinic, sandbox, make_tenant):
         conv = await clinic.conversation(await make_tenant(), "whatsapp")
         event = clinic.outbound(conv, kind="media", text=None, media_type="image",

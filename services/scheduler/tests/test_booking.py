@@ -269,3 +269,43 @@ class TestCapacityUnderRace:
         with pytest.raises(asyncpg.CheckViolationError):
             async with tenant_tx(app_pool, tenant.id) as conn:
                 await conn.execute(insert, tenant.id, branch_id, utc(2027, 1, 11, 15), 2, appt)
+
+
+class TestRescheduleAndCancelUnderRace:
+    async def test_racing_reschedules_into_one_free_chair_move_one_and_a_cancel_frees_it(
+        self, scheduler, make_tenant, rows, bus
+    ):
+        """Monday and Tuesday open for one 45-minute slot each, one chair: eight patients booked
+        elsewhere all ask, at once and on two replicas, to move to Monday 09:00. One moves; the
+        others keep their time and get an offer. Then the mover cancels and the freed chair is
+        booked by someone else."""
+        tenant = await make_tenant()
+        await rows.branch(tenant.id, capacity=1, opening_hours={
+            d: [["09:00", "09:45"]] for d in ("mon", "tue", "wed", "thu", "fri")})
+        patients = [await rows.patient(tenant, name=f"P{n}") for n in range(8)]
+        days = [utc(2027, 1, 12 + n, 15) for n in range(4)] + [utc(2027, 1, 19 + n, 15)
+                                                                for n in range(4)]
+        for p, at in zip(patients, days, strict=True):
+            await rows.appointment(p, at=at, booked_at=utc(2027, 1, 1))
+        async with scheduler() as runtime, scheduler():
+            await asyncio.gather(*(runtime.publisher.publish(request(
+                p, action="reschedule", preferred_dates=["2027-01-11T09:00"])) for p in patients))
+            sent = await bus.events(tenant.id, at_least=8, timeout=30)
+            appts = await booked(rows, tenant.id)
+            assert [a["scheduled_at"] for a in appts].count(utc(2027, 1, 11, 15)) == 1
+            assert len(appts) == 8  # nobody lost an appointment
+            assert sorted(e.kind for e in sent) == ["list"] * 7 + ["template"]
+            mover = next(a for a in appts if a["scheduled_at"] == utc(2027, 1, 11, 15))
+            cells = await rows.val(tenant.id, """SELECT count(*) FROM appointment_claims
+                                                 WHERE slot_start >= $1 AND slot_start < $2""",
+                                   utc(2027, 1, 11, 15), utc(2027, 1, 11, 16))
+            assert cells == 3  # 45 minutes: three 15-minute cells, one chair
+            mover_patient = next(p for p in patients if p.lead_id == mover["lead_id"])
+            await runtime.publisher.publish(request(mover_patient, action="cancel",
+                                                    appointment_id=mover["id"]))
+            await bus.events(tenant.id, at_least=9, timeout=10)
+            newcomer = await rows.patient(tenant, name="Nueva")
+            await runtime.publisher.publish(request(newcomer, preferred_dates=["2027-01-11T09:00"]))
+            await bus.events(tenant.id, at_least=10, timeout=10)
+        monday = [a for a in await booked(rows, tenant.id) if a["scheduled_at"] == utc(2027, 1, 11, 15)]
+        assert [a["lead_id"] for a in monday] == [newcomer.lead_id]

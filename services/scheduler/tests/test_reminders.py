@@ -104,7 +104,7 @@ class TestWindowChannels:
             await rows.message(p, direction="inbound", at=clock.advance(hours=1))
             await run_pass(deps_for(runtime))
             [sent] = await bus.events(tenant.id, at_least=1)
-        assert sent.channel is Channel.INSTAGRAM and sent.kind == "text"
+        assert sent.channel is Channel.INSTAGRAM and sent.kind == "quick_replies"
         assert sent.text.startswith(
             "Hola María García, te recordamos tu cita del lunes 11 de enero a las 09:00")
         [row] = await rows.fetch(tenant.id, "SELECT * FROM appointments WHERE id = $1", appt)

@@ -19,6 +19,7 @@ from tistis_common.secrets import SecretBox, mask
 _AI_FIELDS = (
     "system_prompt", "temperature", "max_tokens", "response_style", "business_hours",
     "escalation_keywords", "auto_escalate_after_messages", "ai_provider", "model", "language",
+    "opt_out_words", "opt_in_words",
 )
 
 

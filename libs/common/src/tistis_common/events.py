@@ -189,6 +189,9 @@ class TemplateRef(BaseModel):
     name: str
     language: str = "es_MX"
     body_params: list[str] = Field(default_factory=list)
+    # The payload of each quick-reply button the template declares, by index: a tap comes
+    # back as a `button` message with that payload (the choice id).
+    button_payloads: list[str] = Field(default_factory=list)
 
 
 OutboundKind = Literal["text", "buttons", "list", "template", "media", "quick_replies"]
@@ -321,8 +324,11 @@ class ReplyStarted(Event):
 
 
 class AppointmentRequested(Event):
+    """A booking, a move or a cancellation (patient, AI, legacy callback), or staff recording
+    how an appointment went (`complete` / `no_show`, operator API or CLI)."""
+
     type: Literal["appointment.requested"] = "appointment.requested"
-    action: Literal["book", "reschedule", "cancel"] = "book"
+    action: Literal["book", "reschedule", "cancel", "complete", "no_show"] = "book"
     lead_id: uuid.UUID
     conversation_id: uuid.UUID | None = None
     appointment_id: uuid.UUID | None = None  # reschedule / cancel
@@ -332,7 +338,7 @@ class AppointmentRequested(Event):
     branch_name: str | None = None
     preferred_dates: list[str] = Field(default_factory=list)  # ISO dates, patient's wording
     scheduled_at: datetime | None = None  # exact time (legacy callback)
-    source: Literal["ai", "legacy", "api", "patient"] = "ai"
+    source: Literal["ai", "legacy", "api", "patient", "cli"] = "ai"
 
 
 # ---------------------------------------------------------------- webhooks

@@ -99,6 +99,7 @@ class Settings(BaseSettings):
     dispatcher_inline_retries: int = 2
     dispatcher_max_parts: int = 5  # a longer text is refused, not truncated
     opt_out_words: list[str] = Field(default_factory=lambda: ["STOP", "BAJA"])
+    opt_in_words: list[str] = Field(default_factory=lambda: ["START", "ALTA"])  # undo an opt-out
     tiktok_window_hours: float = 24.0  # the guide says 24 h, TikTok allows 48 h
     # Messages since the patient's last one (TikTok allows 10; there is no calendar-day cap).
     tiktok_unanswered_limit: int = 10
@@ -134,5 +135,6 @@ class Settings(BaseSettings):
     scheduler_reminder_hours: float = 24.0
     scheduler_followup_after_hours: float = 48.0
     scheduler_followup_max: int = 3
+    scheduler_no_show_followup: bool = True  # a no-show gets `seguimiento` (or text) at once
     scheduler_followup_cold_score: int = 20  # LeadScoreSet score for a lead gone cold (<= 39)
     scheduler_outbox_grace_seconds: float = 30.0  # unpublished pass events older than this resend

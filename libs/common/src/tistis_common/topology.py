@@ -28,8 +28,8 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 
 from tistis_common.events import (
     CHOICE_PATTERN,
-    MEDIA_PENDING_PATTERN,
     DUE_NOW,
+    MEDIA_PENDING_PATTERN,
     AppointmentRequested,
     Channel,
     ConversationEscalated,

@@ -23,12 +23,29 @@ como un mensaje de chat.
 - Usa solo los precios, sucursales, horarios y respuestas de este contexto; si no sabes algo, \
 dilo y ofrece que alguien del equipo le confirme. Nunca inventes precios ni diagnósticos.
 - Si el paciente escribió varios mensajes seguidos, contéstalos todos en una sola respuesta.
-- Si quiere una cita, pide lo que falte (servicio, sucursal, fechas) y usa la acción \
-schedule_appointment cuando tengas al menos el servicio o las fechas preferidas.
-- Usa la acción escalate si pide hablar con una persona, tiene una queja o una urgencia médica.
-- Marca las señales del paciente: interested, urgent, budget_mentioned, decision_maker, \
-comparing, not_interested, spam.
-- Contesta siempre con la herramienta reply_to_patient."""
+- Actúa con las herramientas; puedes usar varias a la vez:
+  - reply_to_patient para contestar con texto;
+  - show_services_menu si pregunta qué servicios hay o no sabe qué necesita;
+  - send_quote si pide precios o una cotización de servicios concretos (el sistema añade los \
+precios del catálogo);
+  - book_appointment si quiere una cita (con el servicio, la sucursal y las fechas que dijo; \
+sin fechas el sistema le ofrece horarios), reschedule_appointment si quiere cambiar su cita, \
+cancel_appointment si quiere cancelarla;
+  - record_interest con los servicios que le interesan y sus señales: interested, urgent, \
+budget_mentioned, decision_maker, comparing, not_interested, spam;
+  - hand_over_to_human si pide hablar con una persona, tiene una queja o una urgencia médica.
+- Las fechas van en ISO (2026-12-04 o 2026-12-04T10:00), en la hora local de la clínica, \
+calculadas a partir de la fecha de hoy que se indica abajo ("mañana", "el viernes")."""
+
+
+def money(low: Decimal | None, high: Decimal | None, currency: str, lang: str = "es") -> str:
+    """'$600 a $900 MXN' ('$600 to $900 MXN'), '$300 MXN', or 'precio a consultar'."""
+    if low is None and high is None:
+        return "price on request" if lang == "en" else "precio a consultar"
+    low, high = low or high, high or low
+    if low == high:
+        return f"${low:,.0f} {currency}"
+    return f"${low:,.0f} {'to' if lang == 'en' else 'a'} ${high:,.0f} {currency}"
 
 
 @dataclass(frozen=True)
@@ -42,13 +59,8 @@ class Service:
     duration_minutes: int
     keywords: tuple[str, ...]
 
-    def price_text(self) -> str:
-        if self.price_min is None and self.price_max is None:
-            return "precio a consultar"
-        low, high = self.price_min or self.price_max, self.price_max or self.price_min
-        if low == high:
-            return f"${low:,.0f} {self.currency}"
-        return f"${low:,.0f} a ${high:,.0f} {self.currency}"
+    def price_text(self, lang: str = "es") -> str:
+        return money(self.price_min, self.price_max, self.currency, lang)
 
 
 @dataclass(frozen=True)
@@ -85,11 +97,14 @@ class TenantContext:
     services: tuple[Service, ...] = field(default=())
     branches: tuple[Branch, ...] = field(default=())
     faqs: tuple[Faq, ...] = field(default=())
+    opt_out_words: tuple[str, ...] = ("STOP", "BAJA")
+    opt_in_words: tuple[str, ...] = ("START", "ALTA")
 
     @classmethod
     def from_rows(cls, tenant_id: uuid.UUID, row: Mapping[str, Any],
                   catalog: Mapping[str, Sequence[Mapping[str, Any]]],
-                  default_model: str) -> TenantContext:
+                  default_model: str, opt_out_words: Sequence[str] = ("STOP", "BAJA"),
+                  opt_in_words: Sequence[str] = ("START", "ALTA")) -> TenantContext:
         def get(key: str, default: Any) -> Any:
             value = row.get(key)
             return default if value is None else value
@@ -115,6 +130,8 @@ class TenantContext:
                                   b["opening_hours"] or {}) for b in catalog["branches"]),
             faqs=tuple(Faq(f["question"], f["answer"], tuple(f["keywords"] or ()))
                        for f in catalog["faqs"]),
+            opt_out_words=tuple(get("opt_out_words", opt_out_words)),
+            opt_in_words=tuple(get("opt_in_words", opt_in_words)),
         )
 
 

@@ -12,18 +12,16 @@ from dataclasses import dataclass
 from tistis_common.rules import normalize
 
 from .context import TenantContext
+from .phrases import Lang, say
 from .policy import contains_phrase
 
-HOLDING = ("¡Gracias por escribirnos! En este momento no puedo darte una respuesta completa; "
-           "una persona de nuestro equipo te contestará en breve.")
-GREETING = ("¡Hola! Gracias por escribirnos. Con gusto te doy información de nuestros servicios, "
-            "precios, sucursales y horarios. ¿En qué te puedo ayudar?")
+HOLDING = say("holding", "es")
+GREETING = say("greeting", "es")
 GREETING_WORDS = frozenset({"hola", "buenas", "buenos", "dias", "tardes", "noches", "buen", "dia",
                             "hello", "hi", "que", "tal", "saludos"})
-BOOKING_NOTE = "Para agendar tu cita, una persona de nuestro equipo te escribirá en breve."
+BOOKING_NOTE = say("booking_note", "es")
 BOOKING_WORDS = ("cita", "agendar", "agenda", "reservar", "appointment", "book")
-ESCALATION_HOLDING = ("Gracias por tu mensaje. Una persona de nuestro equipo te atenderá "
-                      "en breve.")
+ESCALATION_HOLDING = say("escalation", "es")
 
 
 @dataclass(frozen=True)
@@ -37,7 +35,8 @@ def _hits(texts: Sequence[str], keywords: Sequence[str]) -> int:
     return sum(1 for k in keywords if any(contains_phrase(t, k) for t in texts))
 
 
-def answer_from_catalog(ctx: TenantContext, texts: Sequence[str]) -> FallbackAnswer:
+def answer_from_catalog(ctx: TenantContext, texts: Sequence[str],
+                        lang: Lang = "es") -> FallbackAnswer:
     parts: list[str] = []
     faqs = sorted(((_hits(texts, f.keywords), i, f) for i, f in enumerate(ctx.faqs)),
                   key=lambda x: (-x[0], x[1]))
@@ -46,13 +45,14 @@ def answer_from_catalog(ctx: TenantContext, texts: Sequence[str]) -> FallbackAns
     for service in ctx.services:
         already_told = contains_phrase(" ".join(parts), service.name)
         if not already_told and _hits(texts, (service.name, *service.keywords)) > 0:
-            parts.append(f"{service.name}: {service.price_text()}.")
+            parts.append(say("price", lang, name=service.name,
+                             price=service.price_text(lang)))
     wants_booking = _hits(texts, BOOKING_WORDS) > 0
     words = set(normalize(" ".join(texts)).split())
     if not parts and words and words <= GREETING_WORDS:
-        return FallbackAnswer(GREETING, answered=True)  # a greeting needs no human
+        return FallbackAnswer(say("greeting", lang), answered=True)  # a greeting needs no human
     if not parts:
-        return FallbackAnswer(HOLDING, answered=False, wants_booking=wants_booking)
+        return FallbackAnswer(say("holding", lang), answered=False, wants_booking=wants_booking)
     if wants_booking:
-        parts.append(BOOKING_NOTE)
+        parts.append(say("booking_note", lang))
     return FallbackAnswer(" ".join(parts), answered=True, wants_booking=wants_booking)

@@ -71,8 +71,9 @@ async def store_inbound(conn: asyncpg.Connection, event: InboundMessage) -> Stor
     return Stored(row["message_id"], row["conversation_id"], row["new"], events)
 
 
-# A patient choosing an offered appointment slot: the scheduler books it and confirms.
-SLOT_CHOICE_PREFIX = "slot:"
+# A patient choosing an offered appointment slot, or tapping a reminder button: the scheduler
+# answers those (books, confirms, offers, cancels).
+SCHEDULER_CHOICE_PREFIXES = ("slot:", "appt:")
 
 
 async def handle_inbound(event: InboundMessage, deps: Deps) -> Sequence[Event]:
@@ -96,8 +97,8 @@ async def handle_inbound(event: InboundMessage, deps: Deps) -> Sequence[Event]:
         return stored.events  # staff answered in the platform's app: the AI steps back
     if event.kind in ANNOTATION_KINDS or event.standby:
         return stored.events  # changes what was said, or another app owns the thread
-    if (event.choice_id or "").startswith(SLOT_CHOICE_PREFIX):
-        return stored.events  # the scheduler answers this one with the confirmation
+    if (event.choice_id or "").startswith(SCHEDULER_CHOICE_PREFIXES):
+        return stored.events  # the scheduler answers this one
     # The debounce waits in the broker, not here: the rest of a burst arrives meanwhile, and
     # only the latest message's reply answers them all. A redelivery says it again (same id).
     return [*stored.events, ReplyDue(

@@ -1,4 +1,5 @@
-"""Claude through the official SDK: one forced tool call returns reply, signals and actions.
+"""Claude through the official SDK: one request, answered with the assistant's tool calls
+(`tools.py`: tool_choice "any", one or more `tool_use` blocks).
 
 Transient failures (429, 5xx, timeouts, connection errors) are retried by the SDK with backoff
 (`ai_sdk_max_retries`), then raised as `ModelUnavailable` so that the consumer runner retries
@@ -11,92 +12,22 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import anthropic
-from pydantic import BaseModel, Field, ValidationError, field_validator
 from tistis_common import metrics
 from tistis_common.broker import RetryAfter
-from tistis_common.events import Signal
 from tistis_common.logging import get_logger
 
 from .context import TenantContext, conversation_messages, system_blocks
+from .tools import ToolCall, definitions
 
 log = get_logger(__name__)
-
-TOOL_NAME = "reply_to_patient"
-TOOL: dict[str, Any] = {
-    "name": TOOL_NAME,
-    "description": (
-        "Send the reply to the patient and report what the conversation shows: lead signals "
-        "and actions (appointment request, hand over to a human)."
-    ),
-    "input_schema": {
-        "type": "object",
-        "properties": {
-            "reply": {
-                "type": "string",
-                "description": "The message for the patient, in the patient's language.",
-            },
-            "signals": {
-                "type": "array",
-                "items": {"type": "string", "enum": [s.value for s in Signal]},
-                "description": "Lead signals shown by the patient's latest messages.",
-            },
-            "actions": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "type": {"type": "string", "enum": ["schedule_appointment", "escalate"]},
-                        "service": {"type": "string", "description": "Service name"},
-                        "branch": {"type": "string", "description": "Branch name"},
-                        "preferred_dates": {
-                            "type": "array", "items": {"type": "string"},
-                            "description": "Dates/times the patient prefers, ISO when possible",
-                        },
-                        "reason": {"type": "string", "description": "Why a human must take over"},
-                    },
-                    "required": ["type"],
-                },
-            },
-        },
-        "required": ["reply", "signals", "actions"],
-    },
-}
-
-
-class Action(BaseModel):
-    type: Literal["schedule_appointment", "escalate"]
-    service: str | None = None
-    branch: str | None = None
-    preferred_dates: list[str] = Field(default_factory=list)
-    reason: str | None = None
-
-
-class ToolAnswer(BaseModel):
-    reply: str
-    signals: list[Signal] = Field(default_factory=list)
-    actions: list[Action] = Field(default_factory=list)
-
-    @field_validator("reply")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("empty reply")
-        return value.strip()
-
-    @field_validator("signals", mode="before")
-    @classmethod
-    def _known_signals(cls, value: Any) -> Any:
-        # An unknown signal name must not cost the patient the reply.
-        known = {s.value for s in Signal}
-        return [v for v in value or [] if v in known]
 
 
 @dataclass(frozen=True)
 class ModelReply:
-    answer: ToolAnswer
+    calls: list[ToolCall]
     model: str
     input_tokens: int
     output_tokens: int
@@ -115,7 +46,7 @@ class ModelRejected(Exception):
 
 
 class BadModelOutput(Exception):
-    """The model answered without a usable tool call (no reply text)."""
+    """The model answered without any tool call."""
 
 
 @dataclass
@@ -209,10 +140,10 @@ class ClaudeResponder:
         elapsed = time.perf_counter() - started
         self.breaker.success()
         metrics.AI_LATENCY.observe(elapsed)
-        answer = parse_answer(message)
+        calls = tool_calls(message)
         usage = message.usage
         return ModelReply(
-            answer=answer,
+            calls=calls,
             model=message.model,
             input_tokens=usage.input_tokens,
             output_tokens=usage.output_tokens,
@@ -229,8 +160,8 @@ class ClaudeResponder:
             "max_tokens": ctx.max_tokens,
             "system": system_blocks(ctx, situation),
             "messages": conversation_messages(history, nudge),
-            "tools": [TOOL],
-            "tool_choice": {"type": "tool", "name": TOOL_NAME},
+            "tools": definitions(ctx),
+            "tool_choice": {"type": "any"},
         }
         if ctx.model in self._no_sampling:
             return await self.client.messages.create(**request)
@@ -259,11 +190,10 @@ def retry_after(exc: Exception) -> float | None:
         return None
 
 
-def parse_answer(message: anthropic.types.Message) -> ToolAnswer:
-    for block in message.content:
-        if block.type == "tool_use" and block.name == TOOL_NAME:
-            try:
-                return ToolAnswer.model_validate(block.input)
-            except ValidationError as exc:
-                raise BadModelOutput(str(exc)[:500]) from exc
-    raise BadModelOutput(f"no {TOOL_NAME} call (stop_reason={message.stop_reason})")
+def tool_calls(message: anthropic.types.Message) -> list[ToolCall]:
+    """The `tool_use` blocks, in order; checked by `tools.decide` before anything is sent."""
+    calls = [ToolCall(block.name, dict(block.input) if isinstance(block.input, dict) else {})
+             for block in message.content if block.type == "tool_use"]
+    if not calls:
+        raise BadModelOutput(f"no tool call (stop_reason={message.stop_reason})")
+    return calls

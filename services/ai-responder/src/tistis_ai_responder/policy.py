@@ -12,6 +12,9 @@ from tistis_common.rules import normalize
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DAY_NAMES_ES = ("lunes", "martes", "miércoles", "jueves", "viernes", "sábado", "domingo")
+DAY_NAMES_EN = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+MONTHS_ES = ("enero", "febrero", "marzo", "abril", "mayo", "junio", "julio", "agosto",
+             "septiembre", "octubre", "noviembre", "diciembre")
 
 
 def contains_phrase(text: str, phrase: str) -> bool:
@@ -76,13 +79,28 @@ def next_opening(hours: Mapping[str, object], tenant_timezone: str,
     return None
 
 
-def describe_opening(opening: datetime, now: datetime) -> str:
-    """'hoy a las 09:00', 'mañana a las 09:00', 'el lunes a las 09:00' (patient-facing Spanish)."""
+def describe_opening(opening: datetime, now: datetime, lang: str = "es") -> str:
+    """'hoy a las 09:00', 'mañana a las 09:00', 'el lunes a las 09:00' (or in English)."""
     local_now = now.astimezone(opening.tzinfo)
     days = (opening.date() - local_now.date()).days
     at = opening.strftime("%H:%M")
+    if lang == "en":
+        day = "today" if days == 0 else "tomorrow" if days == 1 else \
+            f"on {DAY_NAMES_EN[opening.weekday()]}"
+        return f"{day} at {at}"
     if days == 0:
         return f"hoy a las {at}"
     if days == 1:
         return f"mañana a las {at}"
     return f"el {DAY_NAMES_ES[opening.weekday()]} a las {at}"
+
+
+def local_now_text(hours: Mapping[str, object], tenant_timezone: str, now: datetime) -> str:
+    """What the model must know to turn "mañana a las 10" or "el viernes" into ISO dates:
+    the clinic's local date, weekday and time (per request: never in the cached block)."""
+    zone_name = hours.get("timezone") if isinstance(hours.get("timezone"), str) else None
+    zone = _zone(zone_name, tenant_timezone)  # type: ignore[arg-type]
+    local = now.astimezone(zone)
+    return (f"Ahora es {DAY_NAMES_ES[local.weekday()]} {local.day} de "
+            f"{MONTHS_ES[local.month - 1]} de {local.year}, {local:%H:%M} en la clínica "
+            f"(fecha local {local:%Y-%m-%d}, {DAY_NAMES_EN[local.weekday()]}; zona {zone.key}).")

@@ -156,7 +156,8 @@ async def conversation_for_reply(
 
 _REPLY_STATE = """SELECT c.id, c.status, c.unresolved_inbound, c.channel, c.platform_conversation_id,
                   l.id AS lead_id, l.platform_user_id, l.spam, l.name AS lead_name,
-                  t.context_version, c.answered_through,
+                  l.opted_out_at, t.context_version, c.answered_through,
+                  latest.payload->>'choice_id' AS latest_choice,
                   stored.id IS NOT NULL AS stored, stored.payload AS stored_payload,
                   EXISTS (SELECT 1 FROM processed_events
                           WHERE consumer = $3 AND event_id = $2) AS handed_to_n8n,
@@ -186,7 +187,7 @@ _REPLY_STATE = """SELECT c.id, c.status, c.unresolved_inbound, c.channel, c.plat
            JOIN tenants t ON t.id = c.tenant_id
            LEFT JOIN messages stored ON stored.id = $2
            LEFT JOIN LATERAL (
-             SELECT id, created_at, platform_message_id FROM messages
+             SELECT id, created_at, platform_message_id, payload FROM messages
              WHERE conversation_id = c.id AND direction = 'inbound' AND sender_type = 'lead'
              ORDER BY created_at DESC, sent_at DESC NULLS LAST, id DESC LIMIT 1) latest ON true
            -- What the clinic last answered: the newest patient message a reply covered, or
@@ -264,7 +265,8 @@ async def ai_context(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> asyncpg.
     return await conn.fetchrow(
         """SELECT t.name AS tenant_name, t.timezone, a.system_prompt, a.temperature, a.max_tokens,
                   a.response_style, a.business_hours, a.escalation_keywords,
-                  a.auto_escalate_after_messages, a.ai_provider, a.model, a.language
+                  a.auto_escalate_after_messages, a.ai_provider, a.model, a.language,
+                  a.opt_out_words, a.opt_in_words
            FROM tenants t LEFT JOIN ai_tenant_context a ON a.tenant_id = t.id
            WHERE t.id = $1""",
         tenant_id,
@@ -291,7 +293,7 @@ async def store_reply(
     payload: dict, fallback: bool, model: str | None, input_tokens: int | None,
     output_tokens: int | None, cache_read_tokens: int | None, latency_ms: int | None,
     escalation_reason: str | None, resolved: bool, attempt: uuid.UUID,
-    answered_through: datetime | None,
+    answered_through: datetime | None, kind: str = "text",
 ) -> tuple[bool, bool]:
     """The reply, what it does to its conversation and the end of the lease, atomically (one
     statement), only while `attempt` still holds the lease. Returns (leased, stored): stored is
@@ -325,7 +327,7 @@ async def store_reply(
                                    sender_type, kind, content, payload, status, purpose,
                                    fallback, model, input_tokens, output_tokens,
                                    cache_read_tokens, latency_ms)
-             SELECT $1, $2, $3, $4, $5, 'outbound', 'ai', 'text', $6, $7, 'pending', $8, $9,
+             SELECT $1, $2, $3, $4, $5, 'outbound', 'ai', $19, $6, $7, 'pending', $8, $9,
                     $10, $11, $12, $13, $14
              FROM conversation
              ON CONFLICT (id) DO NOTHING
@@ -335,9 +337,54 @@ async def store_reply(
                   EXISTS (SELECT 1 FROM reply) AS stored""",
         message_id, tenant_id, conversation_id, lead_id, channel, text, payload, purpose,
         fallback, model, input_tokens, output_tokens, cache_read_tokens, latency_ms,
-        escalation_reason, resolved, attempt, answered_through,
+        escalation_reason, resolved, attempt, answered_through, kind,
     )
     return bool(row["leased"]), bool(row["stored"])
+
+
+async def last_menu(conn: asyncpg.Connection, conversation_id: uuid.UUID) -> dict | None:
+    """The last services menu the assistant sent here (its OutboundMessage), if any."""
+    payload = await conn.fetchval(
+        """SELECT payload->'events'->0 FROM messages
+           WHERE conversation_id = $1 AND direction = 'outbound' AND sender_type = 'ai'
+             AND kind = 'list'
+           ORDER BY created_at DESC LIMIT 1""",
+        conversation_id,
+    )
+    return payload if isinstance(payload, dict) else None
+
+
+async def store_quote(conn: asyncpg.Connection, *, id: uuid.UUID, tenant_id: uuid.UUID,
+                      lead_id: uuid.UUID, conversation_id: uuid.UUID, message_id: uuid.UUID,
+                      items: list[dict], total_min: object, total_max: object,
+                      currency: str) -> None:
+    await conn.execute(
+        """INSERT INTO quotes (id, tenant_id, lead_id, conversation_id, message_id, items,
+                               total_min, total_max, currency)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING""",
+        id, tenant_id, lead_id, conversation_id, message_id, items, total_min, total_max,
+        currency,
+    )
+
+
+async def add_interests(conn: asyncpg.Connection, lead_id: uuid.UUID, names: list[str]) -> None:
+    """Appended once each, in the order first shown (the legacy scorer reads them)."""
+    await conn.execute(
+        """UPDATE leads SET interested_services = interested_services || ARRAY(
+             SELECT n FROM unnest($2::text[]) WITH ORDINALITY AS x(n, i)
+             WHERE n <> ALL (interested_services) ORDER BY i), updated_at = now()
+           WHERE id = $1 AND NOT ($2::text[] <@ interested_services)""",
+        lead_id, names,
+    )
+
+
+async def set_lead_opt_out(conn: asyncpg.Connection, lead_id: uuid.UUID, opted_out: bool,
+                           at: datetime) -> None:
+    await conn.execute(
+        """UPDATE leads SET opted_out_at = CASE WHEN $2 THEN COALESCE(opted_out_at, $3) END,
+             updated_at = now() WHERE id = $1""",
+        lead_id, opted_out, at,
+    )
 
 
 async def escalate_conversation(

@@ -28,27 +28,30 @@ from tistis_common.events import (
     ConversationEscalated,
     Event,
     LeadSignals,
+    ListSection,
     OutboundMessage,
     ReplyDue,
     ReplyStarted,
     Signal,
+    TemplateRef,
 )
 from tistis_common.ids import stable_id
 from tistis_common.logging import get_logger
 from tistis_common.n8n import N8nError, load_ai_conversation, post_to_n8n
-from tistis_common.rules import detect_signals, normalize
+from tistis_common.rules import detect_signals
 from tistis_common.settings import Settings
 from tistis_common.storage import MediaStore
 from tistis_common.tenant_labels import TENANT_LABELS
 
-from . import content
+from . import content, tools
 from . import repository as repo
-from .context import ContextCache, TenantContext
-from .fallback import ESCALATION_HOLDING, answer_from_catalog
+from .context import ContextCache, Service, TenantContext
+from .fallback import answer_from_catalog
 from .lease import LOCK_CLASS, Attempts
 from .locks import ConversationLocks
-from .model import Action, BadModelOutput, ClaudeResponder, ModelRejected, ModelReply
-from .policy import describe_opening, matching_keyword, next_opening
+from .model import BadModelOutput, ClaudeResponder, ModelRejected, ModelReply
+from .phrases import Lang, detect, is_word, say
+from .policy import describe_opening, local_now_text, matching_keyword, next_opening
 
 log = get_logger(__name__)
 
@@ -102,8 +105,13 @@ class Reply:
     escalation: tuple[str, str] | None = None  # (reason, source)
     signals: list[Signal] = field(default_factory=list)
     signal_source: Literal["ai", "rules"] = "ai"
-    appointments: list[Action] = field(default_factory=list)
+    bookings: list[tools.Booking] = field(default_factory=list)
     usage: ModelReply | None = None
+    sections: list[ListSection] = field(default_factory=list)  # a services menu
+    quote: tools.Quote | None = None
+    fallback_template: TemplateRef | None = None  # the quote once the window closed
+    interests: list[Service] = field(default_factory=list)
+    opt_out: bool | None = None  # True: the patient opted out by word; False: back in
 
 
 @dataclass
@@ -119,6 +127,9 @@ class Plan:
     n8n: dict | None = None  # the guide's `ai-conversation` payload for the tenant's n8n workflow
     history: list[dict] = field(default_factory=list)
     files: dict = field(default_factory=dict)  # the conversation's latest files (content.py)
+    lang: Lang = "es"
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    choice: Service | None = None  # a service the patient picked from the menu
 
 
 # A due reply whose conversation another attempt is composing waits this long, then looks again.
@@ -218,9 +229,20 @@ async def _plan(conn: asyncpg.Connection, engine: Engine, trigger: Trigger,
     ctx = await _context(conn, engine, trigger.tenant_id, state["context_version"])
     texts = list(state["unanswered"])
     now = datetime.now(UTC)
+    lang = detect(texts, ctx.language)
     opening = next_opening(ctx.business_hours, ctx.timezone, now)
-    closed_note = describe_opening(opening, now) if opening else None
-    plan = Plan(state, ctx, texts, _situation(ctx, now, closed_note), closed_note)
+    closed_note = describe_opening(opening, now, lang) if opening else None
+    choice = await _menu_choice(conn, ctx, trigger, state, texts)
+    plan = Plan(state, ctx, texts, situation_text(ctx, now, closed_note, choice), closed_note,
+                lang=lang, now=now, choice=choice)
+    if not requested and texts:
+        opt = _opt_out_word(plan, texts[-1])
+        if opt is not None:
+            if opt.opt_out == (state["opted_out_at"] is not None):
+                log.info("reply.skipped", reason="opt_out_unchanged")
+                return None  # one confirmation only: the state is already what they asked
+            plan.reply = opt
+            return plan
     if not requested:
         keyword = matching_keyword(texts, ctx.escalation_keywords)
         if keyword is not None:
@@ -269,35 +291,75 @@ async def _context(conn: asyncpg.Connection, engine: Engine, tenant_id: uuid.UUI
         if row is None:
             raise PermanentError(f"tenant {tenant_id} not found")
         ctx = TenantContext.from_rows(tenant_id, dict(row), await repo.catalog(conn),
-                                      engine.default_model)
+                                      engine.default_model, engine.settings.opt_out_words,
+                                      engine.settings.opt_in_words)
         engine.contexts.put(tenant_id, version, ctx)
     return ctx
 
 
-def _situation(ctx: TenantContext, now: datetime, closed_note: str | None) -> str:
+async def _menu_choice(conn: asyncpg.Connection, ctx: TenantContext, trigger: Trigger,
+                       state: asyncpg.Record, texts: list[str]) -> Service | None:
+    """A tapped menu row (`service:<id>`), or a bare number answering a numbered menu (TikTok)."""
+    if trigger.message_id is None:
+        return None
+    chosen = tools.chosen_service(ctx, state["latest_choice"])
+    if chosen is None and texts and texts[-1].strip().rstrip(".").isdigit():
+        menu = await repo.last_menu(conn, trigger.conversation_id)
+        chosen = tools.chosen_service(ctx, tools.numbered_choice(texts[-1], menu))
+    return chosen
+
+
+def _opt_out_word(plan: Plan, text: str) -> Reply | None:
+    """The whole message is one of the tenant's opt-out (or opt-in) words: recorded now, one
+    confirmation that says how to come back, never a question for the model."""
+    ctx = plan.ctx
+    if is_word(text, ctx.opt_out_words):
+        back = word_for(ctx.opt_in_words, plan.lang, "ALTA", "START")
+        return Reply(say("opted_out", plan.lang, word=back), "reply", "skipped", opt_out=True)
+    if is_word(text, ctx.opt_in_words):
+        stop = word_for(ctx.opt_out_words, plan.lang, "BAJA", "STOP")
+        return Reply(say("opted_in", plan.lang, word=stop), "reply", "skipped", opt_out=False)
+    return None
+
+
+def word_for(words: tuple[str, ...], lang: Lang, spanish: str, english: str) -> str:
+    """The word to tell the patient: the usual one of their language when the tenant has it."""
+    usual = english if lang == "en" else spanish
+    return usual if usual in words else (words[0] if words else usual)
+
+
+def situation_text(ctx: TenantContext, now: datetime, closed_note: str | None,
+               choice: Service | None = None) -> str:
+    """The per-request part, after the cached block: now, open or closed, a menu choice."""
+    lines = [local_now_text(ctx.business_hours, ctx.timezone, now)]
     if closed_note is None:
-        return "La clínica está dentro de su horario de atención ahora mismo."
-    return (f"Ahora la clínica está fuera de su horario de atención; vuelve a atender "
-            f"{closed_note}. Díselo al paciente con amabilidad y ayúdale igualmente con lo que "
-            f"puedas responder con este contexto.")
+        lines.append("La clínica está dentro de su horario de atención ahora mismo.")
+    else:
+        lines.append(f"Ahora la clínica está fuera de su horario de atención; vuelve a atender "
+                     f"{closed_note}. Díselo al paciente con amabilidad y ayúdale igualmente con "
+                     f"lo que puedas responder con este contexto.")
+    if choice is not None:
+        lines.append(f"El paciente eligió «{choice.name}» en el menú de servicios.")
+    return "\n".join(lines)
 
 
-def _with_hours(text: str, closed_note: str | None) -> str:
+def _with_hours(text: str, closed_note: str | None, lang: Lang = "es") -> str:
     if closed_note is None:
         return text
-    return f"{text} Estamos fuera de horario; el equipo de la clínica atiende de nuevo {closed_note}."
+    return f"{text} {say('closed', lang, when=closed_note)}"
 
 
 def _escalation(plan: Plan, reason: str, source: str) -> Reply:
-    return Reply(_with_hours(ESCALATION_HOLDING, plan.closed_note), "holding", "escalated",
-                 escalation=(reason, source))
+    return Reply(_with_hours(say("escalation", plan.lang), plan.closed_note, plan.lang),
+                 "holding", "escalated", escalation=(reason, source))
 
 
 def _fallback(plan: Plan) -> Reply:
-    found = answer_from_catalog(plan.ctx, plan.texts)
-    reply = Reply(_with_hours(found.text, plan.closed_note), "reply" if found.answered else "holding",
+    found = answer_from_catalog(plan.ctx, plan.texts, plan.lang)
+    reply = Reply(_with_hours(found.text, plan.closed_note, plan.lang),
+                  "reply" if found.answered else "holding",
                   "fallback", fallback=True, signals=detect_signals("\n".join(plan.texts)),
-                  signal_source="rules")
+                  signal_source="rules", interests=[plan.choice] if plan.choice else [])
     if not found.answered:
         reply.escalation = ("the fallback found no answer in the FAQs", "ai")
     elif found.wants_booking:
@@ -333,36 +395,66 @@ async def _ask_model(engine: Engine, trigger: Trigger, plan: Plan) -> Reply:
         return _fallback(plan)
     finally:
         typing.cancel()
-    answer = result.answer
-    escalate = next((a for a in answer.actions if a.type == "escalate"), None)
-    appointments = [a for a in answer.actions if a.type == "schedule_appointment"]
-    reply = Reply(answer.reply, "reply", "ai", signals=list(dict.fromkeys(answer.signals)),
-                  appointments=appointments, usage=result)
-    if escalate is not None:
+    try:
+        decision = tools.decide(plan.ctx, result.calls)
+        return reply_from_decision(plan, decision, result)
+    except tools.InvalidToolCall as exc:
+        log.warning("ai.invalid_tool_call", error=str(exc)[:300],
+                    tools=[c.name for c in result.calls])
+        metrics.AI_REPLIES.labels(str(plan.ctx.tenant_id), "invalid_tool_call").inc()
+        return _fallback(plan)
+
+
+def reply_from_decision(plan: Plan, d: tools.Decision, usage: ModelReply) -> Reply:
+    """The message the tool calls make, with their side effects (appointments, interests)."""
+    lang = plan.lang
+    text = d.text
+    quote = None
+    if d.quote:
+        quote = tools.quote(d.quote)
+        body = tools.quote_text(plan.ctx, quote, plan.now.date(), lang)
+        text = f"{text}\n\n{body}" if text else body
+    if text is None and d.menu:
+        text = say("menu", lang)
+    if text is None and d.escalation is not None:
+        text = say("escalation", lang)
+    if text is None and d.bookings:
+        text = say(d.bookings[0].action, lang)
+    if text is None:
+        raise tools.InvalidToolCall("no message for the patient")
+    interests = list(d.interests)
+    if plan.choice is not None and plan.choice not in interests:
+        interests.append(plan.choice)
+    signals = list(d.signals)
+    if interests and Signal.INTERESTED not in signals:
+        signals.append(Signal.INTERESTED)
+    reply = Reply(text, "reply", "ai", signals=signals, bookings=d.bookings, usage=usage,
+                  interests=interests, quote=quote)
+    if d.menu:
+        reply.sections = tools.menu_sections(plan.ctx, "Services" if lang == "en" else "Servicios")
+        if len(reply.text) > tools.MENU_BODY_MAX:  # an interactive body holds 1024 characters
+            reply.text = say("menu", lang)
+    if quote is not None:
+        name = (plan.conversation["lead_name"] or "").strip() or "paciente"
+        reply.fallback_template = tools.quote_template(name, quote)
+    if d.escalation is not None:
         reply.purpose, reply.outcome = "holding", "escalated"
-        reply.escalation = (escalate.reason or "the assistant asked for a human", "ai")
+        reply.escalation = (d.escalation, "ai")
     return reply
-
-
-def _match(name: str | None, options: list[tuple[uuid.UUID, str]]) -> tuple[uuid.UUID | None, str | None]:
-    if not name:
-        return None, None
-    wanted = normalize(name)
-    for option_id, option_name in options:
-        plain = normalize(option_name)
-        if plain == wanted or wanted in plain or plain in wanted:
-            return option_id, option_name
-    return None, name
 
 
 def _events(trigger: Trigger, plan: Plan, reply: Reply) -> list[Event]:
     c, reply_id = plan.conversation, trigger.reply_id
     tenant_id, correlation_id = trigger.tenant_id, trigger.correlation_id
     channel = Channel(c["channel"])
+    menu_button = "See services" if plan.lang == "en" else "Ver servicios"
     events: list[Event] = [OutboundMessage(
         event_id=stable_id("outbound", reply_id), channel=channel, message_id=reply_id,
         conversation_id=c["id"], lead_id=c["lead_id"], recipient_id=c["platform_user_id"],
-        sender_type="ai", purpose=reply.purpose, kind="text", text=reply.text,
+        sender_type="ai", purpose=reply.purpose, kind="list" if reply.sections else "text",
+        text=reply.text, sections=reply.sections,
+        list_button=menu_button if reply.sections else None,
+        fallback_template=reply.fallback_template,
         tenant_id=tenant_id, correlation_id=correlation_id,
     )]
     if reply.escalation is not None:
@@ -372,22 +464,24 @@ def _events(trigger: Trigger, plan: Plan, reply: Reply) -> list[Event]:
             lead_id=c["lead_id"], channel=channel, reason=reason, source=source,  # type: ignore[arg-type]
             tenant_id=tenant_id, correlation_id=correlation_id,
         ))
-    if reply.signals:
+    signals = list(reply.signals)
+    if reply.interests and Signal.INTERESTED not in signals:
+        signals.append(Signal.INTERESTED)  # the scorer looks again, and finds the services
+    if signals:
         events.append(LeadSignals(
             event_id=stable_id("signals", reply_id), lead_id=c["lead_id"], conversation_id=c["id"],
-            message_id=trigger.message_id, signals=reply.signals, source=reply.signal_source,
+            message_id=trigger.message_id, signals=signals, source=reply.signal_source,
             tenant_id=tenant_id, correlation_id=correlation_id,
         ))
-    services = [(s.id, s.name) for s in plan.ctx.services]
-    branches = [(b.id, b.name) for b in plan.ctx.branches]
-    for i, action in enumerate(reply.appointments):
-        service_id, service_name = _match(action.service, services)
-        branch_id, branch_name = _match(action.branch, branches)
+    for i, booking in enumerate(reply.bookings):
         events.append(AppointmentRequested(
-            event_id=stable_id("appointment", reply_id, i), lead_id=c["lead_id"],
-            conversation_id=c["id"], service_id=service_id, service_name=service_name,
-            branch_id=branch_id, branch_name=branch_name,
-            preferred_dates=action.preferred_dates, source="ai",
+            event_id=stable_id("appointment", reply_id, i), action=booking.action,
+            lead_id=c["lead_id"], conversation_id=c["id"],
+            service_id=booking.service.id if booking.service else None,
+            service_name=booking.service.name if booking.service else None,
+            branch_id=booking.branch.id if booking.branch else None,
+            branch_name=booking.branch.name if booking.branch else None,
+            preferred_dates=list(booking.preferred_dates), source="ai",
             tenant_id=tenant_id, correlation_id=correlation_id,
         ))
     return events
@@ -397,21 +491,8 @@ async def _store(conn: asyncpg.Connection, trigger: Trigger, plan: Plan, reply: 
                  attempt: uuid.UUID) -> list[Event]:
     events = _events(trigger, plan, reply)
     usage = reply.usage
-    leased, inserted = await repo.store_reply(
-        conn, message_id=trigger.reply_id, tenant_id=trigger.tenant_id,
-        conversation_id=trigger.conversation_id, lead_id=plan.conversation["lead_id"],
-        channel=plan.conversation["channel"], text=reply.text, purpose=reply.purpose,
-        payload={"events": [e.model_dump(mode="json") for e in events],
-                 "trigger_message_id": str(trigger.message_id) if trigger.message_id else None},
-        fallback=reply.fallback, model=usage.model if usage else None,
-        input_tokens=usage.input_tokens if usage else None,
-        output_tokens=usage.output_tokens if usage else None,
-        cache_read_tokens=usage.cache_read_tokens if usage else None,
-        latency_ms=usage.latency_ms if usage else None,
-        escalation_reason=reply.escalation[0] if reply.escalation else None,
-        resolved=reply.escalation is None and bool(reply.appointments),
-        attempt=attempt, answered_through=plan.conversation["latest_at"],
-    )
+    async with conn.transaction():
+        leased, inserted = await _store_rows(conn, trigger, plan, reply, events, attempt)
     if not leased:  # another attempt took the lease over (ours looked gone): it answers
         log.warning("reply.lease_lost", message_id=str(trigger.reply_id))
         return []
@@ -430,3 +511,42 @@ async def _store(conn: asyncpg.Connection, trigger: Trigger, plan: Plan, reply: 
              fallback=reply.fallback, purpose=reply.purpose,
              escalated=reply.escalation is not None)
     return events
+
+
+async def _store_rows(conn: asyncpg.Connection, trigger: Trigger, plan: Plan, reply: Reply,
+                      events: list[Event], attempt: uuid.UUID) -> tuple[bool, bool]:
+    """The reply with what it records (quote, interests, opt-out), in the caller's transaction,
+    only while `attempt` holds the lease. Returns (leased, stored), as `repo.store_reply`."""
+    usage = reply.usage
+    lead_id = plan.conversation["lead_id"]
+    leased, inserted = await repo.store_reply(
+        conn, message_id=trigger.reply_id, tenant_id=trigger.tenant_id,
+        conversation_id=trigger.conversation_id, lead_id=plan.conversation["lead_id"],
+        channel=plan.conversation["channel"], text=reply.text, purpose=reply.purpose,
+        payload={"events": [e.model_dump(mode="json") for e in events],
+                 "trigger_message_id": str(trigger.message_id) if trigger.message_id else None},
+        fallback=reply.fallback, model=usage.model if usage else None,
+        input_tokens=usage.input_tokens if usage else None,
+        output_tokens=usage.output_tokens if usage else None,
+        cache_read_tokens=usage.cache_read_tokens if usage else None,
+        latency_ms=usage.latency_ms if usage else None,
+        escalation_reason=reply.escalation[0] if reply.escalation else None,
+        resolved=reply.escalation is None and bool(reply.bookings),
+        attempt=attempt, answered_through=plan.conversation["latest_at"],
+        kind="list" if reply.sections else "text",
+    )
+    if not inserted:
+        return leased, False
+    if reply.quote is not None:
+        q = reply.quote
+        await repo.store_quote(
+            conn, id=stable_id("quote", trigger.reply_id), tenant_id=trigger.tenant_id,
+            lead_id=lead_id, conversation_id=trigger.conversation_id,
+            message_id=trigger.reply_id, items=q.items(), total_min=q.total_min,
+            total_max=q.total_max, currency=q.currency)
+    if reply.interests:
+        await repo.add_interests(conn, lead_id, [s.name for s in reply.interests])
+    if reply.opt_out is not None:
+        await repo.set_lead_opt_out(conn, lead_id, reply.opt_out, plan.now)
+        log.info("lead.opt_out_changed", opted_out=reply.opt_out, source="word")
+    return True, True

@@ -232,10 +232,12 @@ async def _decide(conn: asyncpg.Connection, event: OutboundMessage, ctx: asyncpg
     if rules.needs_consent(event):
         if ctx["opted_out_at"] is not None:
             return Refusal("skipped", "opted_out", "opted_out", flag=False)
-        texts = await repo.recent_inbound_texts(conn, event.lead_id)
-        if any(rules.is_opt_out(t, settings.opt_out_words) for t in texts):
-            await repo.set_opted_out(conn, event.lead_id)
-            return Refusal("skipped", "opted_out", "opted_out", flag=False)
+        for text in await repo.recent_inbound_texts(conn, event.lead_id):  # newest first
+            if rules.is_opt_out(text, settings.opt_in_words):
+                break  # the latest word decides: ALTA after BAJA is back in
+            if rules.is_opt_out(text, settings.opt_out_words):
+                await repo.set_opted_out(conn, event.lead_id)
+                return Refusal("skipped", "opted_out", "opted_out", flag=False)
     if ctx["connection_id"] is None or not ctx["enabled"]:
         # Parked for replay once the clinic connects (or re-enables) the channel.
         raise PermanentError(f"no enabled {event.channel} connection")

@@ -134,12 +134,22 @@ def list_body(to: str, text: str, button: str, sections: Sequence[ListSection]) 
 
 
 def template_body(to: str, template: TemplateRef) -> dict[str, Any]:
+    """Body parameters, then one `button` component per quick-reply payload
+    (`sub_type: quick_reply`, `index` as a string, a `payload` parameter; Cloud API template
+    components: github api-evangelist/whatsapp json-schema/whatsapp-cloud-api-template-component)."""
     content: dict[str, Any] = {"name": template.name, "language": {"code": template.language}}
+    components: list[dict[str, Any]] = []
     if template.body_params:
-        content["components"] = [{"type": "body", "parameters": [
+        components.append({"type": "body", "parameters": [
             {"type": "text", "text": fit(template_parameter(p), TEXT_MAX, "template parameter")}
             for p in template.body_params
-        ]}]
+        ]})
+    components += [{"type": "button", "sub_type": "quick_reply", "index": str(i),
+                    "parameters": [{"type": "payload",
+                                    "payload": fit(payload, BUTTON_ID_MAX, "button payload")}]}
+                   for i, payload in enumerate(template.button_payloads)]
+    if components:
+        content["components"] = components
     return _envelope(to, "template", content)
 
 

@@ -8,7 +8,14 @@ from tistis_common.settings import Settings
 from tistis_common.storage import MediaStore, open_store
 from tistis_common.topology import INGRESS_ITEMS
 
-from .api import callback_router, media_router, operator_router, problems, realtime_router
+from .api import (
+    appointments_router,
+    callback_router,
+    media_router,
+    operator_router,
+    problems,
+    realtime_router,
+)
 from .directory import Directory
 from .fastpath import WebhookFastPath
 from .webhooks import WebhookIntake, webhook_router
@@ -24,6 +31,7 @@ def build_app(runtime: Runtime, intake: WebhookIntake, store: MediaStore) -> Fas
     app.include_router(callback_router(runtime))
     app.include_router(operator_router(runtime))
     app.include_router(media_router(runtime, store))
+    app.include_router(appointments_router(runtime))
     app.include_router(realtime_router(runtime))
     return app
 

@@ -48,4 +48,4 @@ def run_with(operation, base_url: str, auth: str) -> None:
 async def test_authenticated_fuzzing_finds_no_server_error(ingress, keyed_tenant):
     t = await keyed_tenant()
     base_url = str(ingress.base_url).rstrip("/")
-    assert await asyncio.to_thread(fuzz, base_url, t.key) == 11  # 8 + the 3 file routes
+    assert await asyncio.to_thread(fuzz, base_url, t.key) == 12  # 8 + 3 file routes + appointment outcome

@@ -19,7 +19,7 @@ from tistis_common.events import Event
 from tistis_common.ids import stable_id
 from tistis_common.logging import get_logger
 
-from . import notices
+from . import notices, outcomes
 from . import repository as repo
 from .availability import Branch, Slot, cells, day_slots, free_chair, local_dates, within_hours
 from .catalog import Service, resolve_branches, resolve_service
@@ -28,7 +28,7 @@ from .outbound import Recipient, recipient
 
 log = get_logger(__name__)
 
-Action = Literal["book", "reschedule", "cancel"]
+Action = Literal["book", "reschedule", "cancel", "complete", "no_show"]
 
 
 @dataclass(frozen=True)
@@ -147,6 +147,10 @@ async def process(conn: asyncpg.Connection, req: Request, deps: Deps) -> Outcome
     ctx: notices.Ctx = {"now": now, "correlation_id": req.correlation_id,
                         "source_event_id": req.source_event_id}
 
+    if req.action in ("complete", "no_show"):
+        name, events = await outcomes.record(conn, req.action, req.appointment_id, req.lead_id,
+                                             deps, to, by_id, ctx)
+        return Outcome(name, events, req.appointment_id)
     current = None
     if req.action in ("reschedule", "cancel"):
         current = (await repo.appointment(conn, req.appointment_id) if req.appointment_id
@@ -162,6 +166,8 @@ async def process(conn: asyncpg.Connection, req: Request, deps: Deps) -> Outcome
         assert current is not None
         await repo.cancel_appointment(conn, current["id"], now)
         await repo.drop_claims(conn, current["id"])
+        # The branch sees it among the appointments that need attention.
+        await repo.flag_appointment(conn, current["id"], "cancelled by the patient", now)
         events = []
         if to:
             text = notices.cancelled_text(current["scheduled_at"], by_id[current["branch_id"]])

@@ -14,10 +14,11 @@ from tistis_common.events import EVENT_ADAPTER, AppointmentRequested, Event, Inb
 from tistis_common.logging import get_logger
 from tistis_common.topology import SCHEDULER_CHOICES, SCHEDULER_REQUESTS
 
-from . import booking
+from . import booking, notices, taps
 from . import repository as repo
 from .deps import Deps
 from .notices import parse_slot_choice
+from .outbound import recipient
 
 log = get_logger(__name__)
 
@@ -63,6 +64,8 @@ async def handle_choice(event: InboundMessage, deps: Deps) -> Sequence[Event]:
     appointment the open offer was about). Every other inbound message is not ours."""
     if not isinstance(event, InboundMessage) or event.sender_type != "lead":
         return []
+    if (event.choice_id or "").startswith(taps.PREFIX):
+        return await handle_tap(event, deps)
     if not (event.choice_id or "").startswith(SLOT_PREFIX):
         return []
     parsed = parse_slot_choice(event.choice_id or "")
@@ -85,3 +88,48 @@ async def handle_choice(event: InboundMessage, deps: Deps) -> Sequence[Event]:
         service_id=service_id, branch_id=branch_id, exact=start, chosen=True,
     )
     return await _run(SCHEDULER_CHOICES.name, req, deps)
+
+
+async def handle_tap(event: InboundMessage, deps: Deps) -> Sequence[Event]:
+    """A reminder button: reschedule and cancel go the way of any request for this appointment;
+    confirm marks it confirmed and thanks the patient."""
+    parsed = taps.parse(event.choice_id)
+    if parsed is None:
+        log.warning("choice.unreadable", choice_id=event.choice_id)
+        metrics.BOOKINGS.labels("bad_choice").inc()
+        return []
+    action, appointment_id = parsed
+    async with tenant_tx(deps.pool, event.tenant_id) as conn:
+        lead = await repo.lead_by_platform(conn, event.channel.value, event.platform_user_id)
+    if lead is None:
+        raise LeadNotStoredYet(event.platform_user_id)
+    if action != "confirm":
+        req = booking.Request(
+            tenant_id=event.tenant_id, source_event_id=event.event_id,
+            correlation_id=event.correlation_id or event.event_id, action=action,
+            lead_id=lead["id"], appointment_id=appointment_id,
+        )
+        return await _run(SCHEDULER_CHOICES.name, req, deps)
+    async with tenant_tx(deps.pool, event.tenant_id) as conn:
+        if not await repo.mark_processed(conn, SCHEDULER_CHOICES.name, event.event_id, event.tenant_id):
+            return _stored(await repo.outbox_for_source(conn, event.event_id))
+        now = deps.now()
+        current = await repo.appointment(conn, appointment_id)
+        to, _ = await recipient(conn, event.tenant_id, lead, None)
+        ctx: notices.Ctx = {"now": now, "correlation_id": event.correlation_id or event.event_id,
+                            "source_event_id": event.event_id}
+        if current is None or current["status"] != "booked" or current["lead_id"] != lead["id"]:
+            text = "No encontramos una cita activa a tu nombre. ¿Quieres agendar una nueva?"
+            outcome = "not_found"
+        else:
+            await repo.confirm_appointment(conn, appointment_id, now)
+            branch = next(b for b in await repo.branches(conn) if b.id == current["branch_id"])
+            text = notices.confirmed_text(current["scheduled_at"], branch)
+            outcome = "confirmed"
+        events: list[Event] = []
+        if to:
+            events.append(await notices.plain(conn, to, key=(outcome, appointment_id, event.event_id),
+                                              text=text, **ctx))
+    metrics.BOOKINGS.labels(outcome).inc()
+    log.info("request.handled", outcome=outcome, action="confirm", appointment_id=str(appointment_id))
+    return events

@@ -122,6 +122,18 @@ def cancelled_text(start: datetime, branch: Branch) -> str:
             "Si quieres agendar otra, con gusto te ayudamos.")
 
 
+def confirmed_text(start: datetime, branch: Branch) -> str:
+    at = start.astimezone(branch.timezone)
+    return (f"¡Gracias! Tu cita del {fecha(at)} a las {hora(at)} en {branch.name} "
+            "quedó confirmada. Te esperamos.")
+
+
+def no_show_text(name: str, start: datetime, branch: Branch) -> str:
+    at = start.astimezone(branch.timezone)
+    return (f"Hola {name}, te esperábamos el {fecha(at)} a las {hora(at)} en {branch.name}. "
+            "¿Quieres que te ayudemos a reprogramar tu cita?")
+
+
 def reminder_text(name: str, start: datetime, branch: Branch) -> str:
     at = start.astimezone(branch.timezone)
     return (f"Hola {name}, te recordamos tu cita del {fecha(at)} a las {hora(at)} en {branch.name}. "

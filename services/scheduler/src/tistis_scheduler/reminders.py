@@ -17,7 +17,7 @@ from tistis_common import metrics
 from tistis_common.events import Channel, Event
 from tistis_common.logging import get_logger
 
-from . import notices, outbound
+from . import notices, outbound, taps
 from . import repository as repo
 from .availability import Branch
 from .deps import Deps
@@ -69,7 +69,9 @@ async def remind(conn: asyncpg.Connection, tenant_id: uuid.UUID, deps: Deps) -> 
     now = deps.now()
     ahead = timedelta(hours=deps.settings.scheduler_reminder_hours)
     events: list[Event] = []
-    for row in await _due(conn, now, ahead):
+    due = await _due(conn, now, ahead)
+    declared = await repo.template_buttons(conn, taps.REMINDER_TEMPLATE) if due else []
+    for row in due:
         branch = Branch(row["branch_id"], row["branch_name"], row["address"], ZoneInfo(row["timezone"]), {})
         conv = await repo.conversation(conn, row["lead_id"], row["conversation_id"])
         if conv is None:
@@ -81,19 +83,25 @@ async def remind(conn: asyncpg.Connection, tenant_id: uuid.UUID, deps: Deps) -> 
                        row["platform_user_id"], row["name"])
         text = notices.reminder_text(to.display_name, row["scheduled_at"], branch)
         template = None
+        buttons = None
         if to.channel is Channel.WHATSAPP:
             at = row["scheduled_at"].astimezone(branch.timezone)
-            template = outbound.template("recordatorio_cita", to.display_name, fecha(at),
-                                         hora(at), branch.name)
+            template = outbound.template(taps.REMINDER_TEMPLATE, to.display_name, fecha(at),
+                                         hora(at), branch.name).model_copy(update={
+                "button_payloads": [taps.payload(b, row["id"]) for b in declared
+                                    if b in taps.ACTIONS]})
         elif conv["last_inbound_at"] is None or now - conv["last_inbound_at"] >= WINDOW:
             reason = f"reminder not sent: the {to.channel.value} 24 h messaging window is closed"
             if await repo.flag_appointment(conn, row["id"], reason, now):
                 metrics.REMINDERS.labels("flagged").inc()
                 log.info("reminder.flagged", appointment_id=str(row["id"]), channel=to.channel.value)
             continue
+        elif to.channel in notices.QUICK_REPLY_CHANNELS:
+            buttons = taps.quick_replies(row["id"])
         events.append(await outbound.queue(
             conn, to, key=("reminder", row["id"], row["scheduled_at"].isoformat()), purpose="reminder",
-            text=text, template=template, now=now, correlation_id=None, source_event_id=None,
+            text=text, template=template, quick_replies=buttons, now=now, correlation_id=None,
+            source_event_id=None,
         ))
         await _mark_sent(conn, row["id"], now)
         metrics.REMINDERS.labels("sent").inc()

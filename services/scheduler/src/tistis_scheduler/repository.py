@@ -91,6 +91,11 @@ async def lead(conn: asyncpg.Connection, lead_id: uuid.UUID) -> asyncpg.Record |
     )
 
 
+async def opted_out(conn: asyncpg.Connection, lead_id: uuid.UUID) -> bool:
+    return bool(await conn.fetchval(
+        "SELECT opted_out_at IS NOT NULL FROM leads WHERE id = $1", lead_id))
+
+
 async def lead_by_platform(conn: asyncpg.Connection, channel: str,
                            platform_user_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow(
@@ -206,6 +211,31 @@ async def move_appointment(conn: asyncpg.Connection, appointment_id: uuid.UUID, 
            WHERE id = $1""",
         appointment_id, branch_id, service_id, start, end, now,
     )
+
+
+async def set_appointment_status(conn: asyncpg.Connection, appointment_id: uuid.UUID,
+                                 status: str, now: datetime) -> None:
+    await conn.execute("UPDATE appointments SET status = $2, updated_at = $3 WHERE id = $1",
+                       appointment_id, status, now)
+
+
+async def confirm_appointment(conn: asyncpg.Connection, appointment_id: uuid.UUID,
+                              now: datetime) -> None:
+    await conn.execute(
+        """UPDATE appointments SET confirmed_at = COALESCE(confirmed_at, $2), updated_at = $2
+           WHERE id = $1""",
+        appointment_id, now,
+    )
+
+
+async def template_buttons(conn: asyncpg.Connection, template: str) -> list[str]:
+    """The quick-reply buttons the tenant's WhatsApp template declares, in order."""
+    found = await conn.fetchval(
+        """SELECT settings->'templates'->$1->'buttons' FROM channel_connections
+           WHERE channel = 'whatsapp' AND enabled ORDER BY created_at LIMIT 1""",
+        template,
+    )
+    return [str(b) for b in found] if isinstance(found, list) else []
 
 
 async def cancel_appointment(conn: asyncpg.Connection, appointment_id: uuid.UUID, now: datetime) -> None:

@@ -12,6 +12,7 @@ from tistis_common.db import connect
 from tistis_common.migrate import migrate as apply_migrations
 from tistis_common.settings import Settings
 
+from .appointments import appointment_app
 from .common import secret_box
 from .dlq import dlq_app
 from .media import erase_patient_cmd
@@ -28,6 +29,7 @@ app.add_typer(ai_context_app, name="ai-context")
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(api_key_app, name="api-key")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(appointment_app, name="appointment")
 app.add_typer(secrets_app, name="secrets")
 app.command("doctor")(doctor)
 app.command("jobs")(jobs)

@@ -25,6 +25,7 @@ from tistis_common.events import (
     ConversationReleased,
     OutboundMessage,
     ReplyRequested,
+    TemplateRef,
 )
 from tistis_common.ids import stable_id
 from tistis_common.runtime import Runtime
@@ -35,6 +36,7 @@ from .common import CleanStr, jsonable, not_found, publish_or_503
 from .problems import errors
 
 ROUTE = "operator"
+WELCOME_TEMPLATE = "bienvenida_esva"  # the guide's welcome (patient_name)
 
 
 class AgentMessage(BaseModel):
@@ -52,6 +54,15 @@ class Escalation(BaseModel):
 class ReplyRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     requested_by: CleanStr | None = Field(None, max_length=200)
+
+
+def welcome(conv: asyncpg.Record) -> TemplateRef | None:
+    """Staff writing first to a WhatsApp patient who never wrote: no window is open, so only a
+    template may go; the dispatcher sends `bienvenida_esva` instead of the text then."""
+    if conv["channel"] != "whatsapp" or conv["last_inbound_at"] is not None:
+        return None
+    return TemplateRef(name=WELCOME_TEMPLATE,
+                       body_params=[(conv["lead_name"] or "").strip() or "paciente"])
 
 
 def operator_router(runtime: Runtime) -> APIRouter:
@@ -111,7 +122,7 @@ def operator_router(runtime: Runtime) -> APIRouter:
             event_id=stable_id("agent-message-event", message_id), tenant_id=tenant_id,
             channel=Channel(conv["channel"]), message_id=message_id, conversation_id=conv["id"],
             lead_id=conv["lead_id"], recipient_id=conv["platform_user_id"], sender_type="agent",
-            purpose="agent", kind="text", text=body.text,
+            purpose="agent", kind="text", text=body.text, fallback_template=welcome(conv),
         )
         await publish_or_503(publisher, [event], ROUTE)
         return {"status": "queued", "message_id": str(message_id), "event_id": str(event.event_id)}

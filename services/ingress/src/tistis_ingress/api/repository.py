@@ -50,7 +50,7 @@ async def integration_status(conn: asyncpg.Connection) -> dict[str, dict[str, An
 async def leads(conn: asyncpg.Connection, band: str | None, limit: int, offset: int) -> list[asyncpg.Record]:
     return await conn.fetch(
         """SELECT id, channel, name, phone, email, score, classification, spam,
-                  interested_services, last_inbound_at, created_at
+                  interested_services, opted_out_at, last_inbound_at, created_at
            FROM leads WHERE ($1::text IS NULL OR classification = $1)
            ORDER BY score DESC, created_at DESC LIMIT $2 OFFSET $3""",
         band, limit, offset,
@@ -88,6 +88,13 @@ async def branch_exists(conn: asyncpg.Connection, branch_id: uuid.UUID) -> bool:
 
 async def service_exists(conn: asyncpg.Connection, service_id: uuid.UUID) -> bool:
     return bool(await conn.fetchval("SELECT true FROM services WHERE id = $1", service_id))
+
+
+async def appointment(conn: asyncpg.Connection, appointment_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT id, lead_id, conversation_id, status FROM appointments WHERE id = $1",
+        appointment_id,
+    )
 
 
 async def callback_event_id(conn: asyncpg.Connection, tenant_id: uuid.UUID, content_hash: str,
