@@ -27,6 +27,7 @@ run: seed ## everything: infra, migrations, demo tenant, the five services (+ sa
 
 test: install infra ## the whole suite against real RabbitMQ and PostgreSQL
 	@deploy/tools/install-checkers.sh
+	@scripts/install-browser.sh
 	@$(ENV) PATH="$(CURDIR)/.infra/tools/bin:$$PATH" .venv/bin/pytest -q -p no:cacheprovider
 
 test-chaos: install infra ## the long failure-injection scenarios

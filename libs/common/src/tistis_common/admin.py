@@ -14,6 +14,8 @@ from typing import Any
 import asyncpg
 import yaml
 
+from .staff import create_user
+
 _AI_FIELDS = (
     "system_prompt", "temperature", "max_tokens", "response_style", "business_hours",
     "escalation_keywords", "auto_escalate_after_messages", "ai_provider", "model", "language",
@@ -112,7 +114,22 @@ async def load_tenant(conn: asyncpg.Connection, doc: dict[str, Any]) -> uuid.UUI
             await upsert_connection(conn, tenant_id, c)
         await set_ai_context(conn, tenant_id, doc.get("ai_context", {}))
         await import_catalog(conn, tenant_id, doc)
+        await import_inbox(conn, tenant_id, doc)
     return tenant_id
+
+
+async def import_inbox(conn: asyncpg.Connection, tenant_id: uuid.UUID, doc: dict[str, Any]) -> None:
+    """Staff accounts and canned replies of the inbox (the demo's logins are sandbox values)."""
+    await _scope(conn, tenant_id)
+    for u in doc.get("staff", []):
+        await create_user(conn, tenant_id, u["email"], u["name"], u.get("role", "agent"),
+                          u["password"], u.get("language", "es"))
+    for r in doc.get("canned_replies", []):
+        await conn.execute(
+            """INSERT INTO canned_replies (tenant_id, shortcut, body) VALUES ($1, $2, $3)
+               ON CONFLICT (tenant_id, shortcut) DO UPDATE SET body = EXCLUDED.body""",
+            tenant_id, r["shortcut"], r["body"],
+        )
 
 
 def read_fixture(path: Path) -> dict[str, Any]:
@@ -198,13 +215,16 @@ def hash_api_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-async def issue_api_key(conn: asyncpg.Connection, tenant_id: uuid.UUID, name: str) -> tuple[uuid.UUID, str]:
-    """A new key (256 random bits); only its hash is stored, so it is shown once."""
+async def issue_api_key(conn: asyncpg.Connection, tenant_id: uuid.UUID, name: str,
+                        user_id: uuid.UUID | None = None) -> tuple[uuid.UUID, str]:
+    """A new key (256 random bits); only its hash is stored, so it is shown once. With a
+    `user_id` it is that staff member's personal key (acts as them, dies when they are disabled)."""
     key = API_KEY_PREFIX + secrets.token_urlsafe(32)
     await _scope(conn, tenant_id)
     key_id = await conn.fetchval(
-        "INSERT INTO api_keys (tenant_id, name, key_hash, prefix) VALUES ($1, $2, $3, $4) RETURNING id",
-        tenant_id, name, hash_api_key(key), key[:10],
+        """INSERT INTO api_keys (tenant_id, name, key_hash, prefix, user_id)
+           VALUES ($1, $2, $3, $4, $5) RETURNING id""",
+        tenant_id, name, hash_api_key(key), key[:10], user_id,
     )
     return key_id, key
 

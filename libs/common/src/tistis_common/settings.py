@@ -86,3 +86,11 @@ class Settings(BaseSettings):
     scheduler_followup_max: int = 3
     scheduler_followup_cold_score: int = 20  # LeadScoreSet score for a lead gone cold (<= 39)
     scheduler_outbox_grace_seconds: float = 30.0  # unpublished pass events older than this resend
+
+    # The inbox (ingress): staff sessions, rate limits shared by every replica (counted in the
+    # database), how often an open event stream re-checks its credential.
+    inbox_session_hours: float = 12.0
+    inbox_cookie_secure: bool = False  # true behind TLS: the session cookie travels only on https
+    inbox_requests_per_minute: int = 600  # per API key or session
+    inbox_login_attempts_per_15_minutes: int = 10  # per tenant and email, and per client address
+    inbox_stream_recheck_seconds: float = 3.0

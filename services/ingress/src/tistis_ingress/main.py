@@ -6,9 +6,10 @@ from fastapi import FastAPI
 from tistis_common.runtime import Runtime, serve
 from tistis_common.settings import Settings
 
-from .api import callback_router, operator_router, realtime_router
+from .api import accounts_router, callback_router, inbox_router, operator_router, realtime_router
 from .directory import Directory
 from .fastpath import WebhookFastPath
+from .web import pages_router
 from .webhooks import WebhookIntake, webhook_router
 
 NAME = "ingress"
@@ -23,6 +24,9 @@ def build_app(runtime: Runtime) -> FastAPI:
     app.include_router(callback_router(runtime))
     app.include_router(operator_router(runtime))
     app.include_router(realtime_router(runtime))
+    app.include_router(accounts_router(runtime.pool, runtime.settings))
+    app.include_router(inbox_router(runtime.pool, runtime.publisher, runtime.settings))
+    app.include_router(pages_router(runtime.pool))
     return app
 
 

@@ -1,9 +1,13 @@
 """The operator side of the HTTP edge: operator API (tenant API keys), the legacy n8n callback
-(CRON_SECRET) and the realtime feed (server-sent events). Each module exposes one router
+(CRON_SECRET) the realtime feed (server-sent events) and the inbox API
+(staff sessions and personal keys). Each module exposes one router
 factory that `main.build_app` includes."""
 
+from .accounts import accounts_router
 from .callback import callback_router
+from .inbox import inbox_router
 from .operator import operator_router
 from .realtime import realtime_router
 
-__all__ = ["callback_router", "operator_router", "realtime_router"]
+__all__ = ["accounts_router", "callback_router", "inbox_router", "operator_router",
+           "realtime_router"]

@@ -35,7 +35,10 @@ class ErrorBody(BaseModel):
 
 _DESCRIPTIONS = {
     401: "missing, wrong or revoked bearer credential",
+    403: "authenticated, but not allowed to do this",
     404: "no such object in the caller's tenant",
+    409: "not possible in the object's current state",
+    429: "too many requests or login attempts; see Retry-After",
     503: "the broker did not confirm; try again",
 }
 

@@ -25,7 +25,7 @@ import os
 import socket
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
@@ -37,8 +37,8 @@ from tistis_common.logging import get_logger
 from tistis_common.runtime import Runtime
 from tistis_common.topology import EXCHANGE, REALTIME_BINDINGS
 
-from .auth import tenant_key
 from .common import errors
+from .principal import Principal, staff, still_valid
 
 log = get_logger(__name__)
 
@@ -219,13 +219,20 @@ def realtime_router(runtime: Runtime) -> APIRouter:
     runtime.background(feed.run)
     router = APIRouter(prefix="/api/v1", tags=["realtime"])
 
+    pool = runtime.pool
+    recheck = runtime.settings.inbox_stream_recheck_seconds
+
     @router.get("/events/stream", response_class=StreamingResponse, responses={
         200: {"content": {"text/event-stream": {}}, "description": "server-sent events"},
-        **errors(401, 503)})
+        **errors(401, 429, 503)})
     async def stream(
-        tenant_id: uuid.UUID = Depends(tenant_key(runtime.pool, "realtime")),
+        principal: Principal = Depends(staff(runtime.pool, runtime.settings, "realtime")),
         last_event_id: str | None = Header(None, max_length=100),
     ) -> StreamingResponse:
+        """An API key (`Authorization: Bearer`) or the inbox's session cookie (what a browser's
+        EventSource sends). The credential is checked again every few seconds: a logout, a
+        disabled user or a revoked key ends the stream."""
+        tenant_id = principal.tenant_id
         backlog, queue = feed.subscribe(tenant_id, last_event_id)  # binds the feed if idle
         try:
             await asyncio.wait_for(feed.ready.wait(), timeout=5)
@@ -235,7 +242,8 @@ def realtime_router(runtime: Runtime) -> APIRouter:
                 raise HTTPException(503, "realtime feed not ready, retry") from exc
             raise
         return StreamingResponse(
-            _events(feed, tenant_id, backlog, queue, runtime.stopping),
+            _events(feed, tenant_id, backlog, queue, runtime.stopping,
+                    lambda: still_valid(pool, principal), recheck),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             # Also when the body never starts (the client left while we waited for `ready`):
@@ -247,16 +255,26 @@ def realtime_router(runtime: Runtime) -> APIRouter:
 
 
 async def _events(feed: RealtimeFeed, tenant_id: uuid.UUID, backlog: list[FeedItem],
-                  queue: asyncio.Queue[FeedItem | None], stopping: asyncio.Event) -> AsyncIterator[bytes]:
+                  queue: asyncio.Queue[FeedItem | None], stopping: asyncio.Event,
+                  valid: Callable[[], Awaitable[bool]], recheck: float) -> AsyncIterator[bytes]:
+    loop = asyncio.get_running_loop()
+    checked = keepalive = loop.time()
     try:
         yield b"retry: 1000\n: connected\n\n"
         for old in backlog:
             yield old.encode()
         while not stopping.is_set():
+            if loop.time() - checked >= recheck:
+                checked = loop.time()
+                if not await valid():
+                    log.info("realtime.credential_ended", tenant_id=str(tenant_id))
+                    break
             try:
-                item: FeedItem | None = await asyncio.wait_for(queue.get(), timeout=KEEPALIVE_SECONDS)
+                item: FeedItem | None = await asyncio.wait_for(queue.get(), timeout=recheck)
             except TimeoutError:
-                yield b": keepalive\n\n"
+                if loop.time() - keepalive >= KEEPALIVE_SECONDS:
+                    keepalive = loop.time()
+                    yield b": keepalive\n\n"
                 continue
             if item is None:
                 break
