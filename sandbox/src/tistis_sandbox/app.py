@@ -20,6 +20,7 @@ from starlette.types import Receive, Scope, Send
 from tistis_sandbox.callbacks import Callback
 from tistis_sandbox.fastpath import PlatformFastPath, exchange
 from tistis_sandbox.recorder import TARGETS, Fault, Recorder, Step
+from tistis_sandbox.templates import add_template_routes
 
 _NOT_JSON = object()
 
@@ -159,5 +160,6 @@ def create_app(recorder: Recorder | None = None) -> FastAPI:
     app = SandboxApp(recorder or Recorder())
     # Controls first: `/_sandbox/...` must never be taken for a Graph id.
     _add_control_routes(app)
+    add_template_routes(app)
     _add_platform_routes(app)
     return app

@@ -94,3 +94,4 @@ class Settings(BaseSettings):
     inbox_requests_per_minute: int = 600  # per API key or session
     inbox_login_attempts_per_15_minutes: int = 10  # per tenant and email, and per client address
     inbox_stream_recheck_seconds: float = 3.0
+    inbox_template_sync_seconds: float = 900.0  # WhatsApp templates from Meta; 0: only on demand

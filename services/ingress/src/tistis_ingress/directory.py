@@ -55,3 +55,12 @@ class Directory:
         found = [Connection(**dict(r)) for r in rows]
         self._connections[key] = (time.monotonic() + self.ttl, found)
         return found
+
+    async def set_template_statuses(self, tenant_id: uuid.UUID,
+                                    statuses: list[tuple[str, str]]) -> None:
+        """A template the tenant does not have is left alone (RLS keeps it to the tenant)."""
+        async with tenant_tx(self.pool, tenant_id) as conn:
+            for template_id, status in statuses:
+                await conn.execute(
+                    """UPDATE whatsapp_templates SET status = $2, updated_at = now()
+                       WHERE template_id = $1""", template_id, status)

@@ -6,7 +6,14 @@ from fastapi import FastAPI
 from tistis_common.runtime import Runtime, serve
 from tistis_common.settings import Settings
 
-from .api import accounts_router, callback_router, inbox_router, operator_router, realtime_router
+from .api import (
+    accounts_router,
+    callback_router,
+    inbox_router,
+    operator_router,
+    realtime_router,
+    templates_router,
+)
 from .directory import Directory
 from .fastpath import WebhookFastPath
 from .web import pages_router
@@ -26,6 +33,7 @@ def build_app(runtime: Runtime) -> FastAPI:
     app.include_router(realtime_router(runtime))
     app.include_router(accounts_router(runtime.pool, runtime.settings))
     app.include_router(inbox_router(runtime.pool, runtime.publisher, runtime.settings))
+    app.include_router(templates_router(runtime))
     app.include_router(pages_router(runtime.pool))
     return app
 

@@ -220,6 +220,14 @@ class WebhookIntake:
                         accounts=sorted(foreign)[:10])
             return answer(channel, "cross_tenant", 403, "account does not belong to this tenant",
                           tenant)
+        if normalized.template_statuses:
+            try:
+                await self.directory.set_template_statuses(tenant.id, normalized.template_statuses)
+            except Exception as exc:  # database down: transient, Meta retries
+                log.error("webhook.template_status_failed", channel=channel, error=repr(exc))
+                return answer(channel, "unavailable", 503, "try again later", tenant)
+            self._count(metrics.WEBHOOK_EVENTS, channel, "template_status").inc(
+                len(normalized.template_statuses))
         for kind in normalized.ignored:
             self._count(metrics.WEBHOOK_EVENTS, channel, "ignored").inc()
             log.debug("webhook.ignored_kind", channel=channel, kind=kind)
@@ -227,7 +235,8 @@ class WebhookIntake:
             self._count(metrics.WEBHOOK_EVENTS, channel, "echo").inc(normalized.echoes)
         events = normalized.events
         if not events:
-            outcome = "echo" if normalized.echoes and not normalized.ignored else "ignored"
+            outcome = ("accepted" if normalized.template_statuses
+                       else "echo" if normalized.echoes and not normalized.ignored else "ignored")
             return answer(channel, outcome, 200, None, tenant)
         ids = [e.event_id for e in events]
         if self.recent.all_seen(ids):

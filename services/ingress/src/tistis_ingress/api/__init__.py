@@ -8,6 +8,7 @@ from .callback import callback_router
 from .inbox import inbox_router
 from .operator import operator_router
 from .realtime import realtime_router
+from .templates import templates_router
 
 __all__ = ["accounts_router", "callback_router", "inbox_router", "operator_router",
-           "realtime_router"]
+           "realtime_router", "templates_router"]

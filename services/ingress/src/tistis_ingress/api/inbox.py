@@ -53,8 +53,6 @@ from .inbox_models import (
     Note,
     Queued,
     Reply,
-    Template,
-    TemplateList,
     TemplateSend,
     UnreadCounts,
 )
@@ -325,11 +323,5 @@ def inbox_router(pool: asyncpg.Pool, publisher: Publisher, settings: Settings) -
             await repo.record_action(conn, principal.tenant_id, principal.user_id,
                                      principal.key_id, "canned_reply.deleted", reply_id, {})
         return Response(status_code=204)
-
-    @router.get("/templates", response_model=TemplateList, responses=errors(401, 429))
-    async def templates(principal: Principal = who) -> TemplateList:
-        async with tenant_tx(pool, principal.tenant_id) as conn:
-            rows = await repo.templates(conn)
-        return TemplateList(templates=[Template(**dict(r)) for r in rows])
 
     return router

@@ -265,6 +265,10 @@ async def template(conn: asyncpg.Connection, name: str, language: str) -> asyncp
 
 
 async def upsert_template(conn: asyncpg.Connection, tenant_id: uuid.UUID, t: dict[str, Any]) -> None:
+    # A template deleted and created again under its name has a new id: the new one stands.
+    await conn.execute(
+        "DELETE FROM whatsapp_templates WHERE name = $1 AND language = $2 AND template_id <> $3",
+        t["name"], t["language"], t["template_id"])
     await conn.execute(
         """INSERT INTO whatsapp_templates (tenant_id, template_id, name, language, category, status,
                                            body, params)
@@ -275,9 +279,3 @@ async def upsert_template(conn: asyncpg.Connection, tenant_id: uuid.UUID, t: dic
         tenant_id, t["template_id"], t["name"], t["language"], t.get("category"), t["status"],
         t.get("body"), t.get("params", 0))
 
-
-async def set_template_status(conn: asyncpg.Connection, template_id: str, status: str) -> bool:
-    result = await conn.execute(
-        """UPDATE whatsapp_templates SET status = $2, updated_at = now()
-           WHERE template_id = $1""", template_id, status)
-    return result.endswith(" 1")

@@ -37,6 +37,9 @@ class Normalized:
     events: list[Event] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)  # kinds acknowledged but not handled
     echoes: int = 0  # our own sends echoed back: acknowledged, counted, never published
+    # WhatsApp message_template_status_update: (template id, new status), applied to the
+    # tenant's `whatsapp_templates` by the intake (the ingress owns that table).
+    template_statuses: list[tuple[str, str]] = field(default_factory=list)
 
     def ignore(self, kind: object) -> None:
         self.ignored.append(str(kind)[:40])

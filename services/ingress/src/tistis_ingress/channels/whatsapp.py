@@ -62,6 +62,15 @@ class WhatsAppAdapter:
     def _change(self, change: dict, ctx: Context, out: Normalized) -> None:
         field = change.get("field", "messages")
         value = change.get("value")
+        if field == "message_template_status_update" and isinstance(value, dict) \
+                and value.get("event") and value.get("message_template_id"):
+            # Meta's template status webhook (APPROVED, REJECTED, PAUSED, DISABLED, ...):
+            # https://developers.facebook.com/documentation/business-messaging/whatsapp/
+            # webhooks/reference/message_template_status_update (copied in
+            # LimaLb01/endpoint-flow docs_whatsappflow/docs_apiwhatsapp/).
+            out.template_statuses.append((str(value["message_template_id"])[:64],
+                                          str(value["event"]).upper()[:40]))
+            return
         if field not in ("messages", "user_preferences", "smb_message_echoes"):
             out.ignore(field)
             return
