@@ -180,6 +180,10 @@ async function act(path, body) {
     throw err;
   }
   await Promise.all([showConversation(), loadList(false)]);
+  // The services apply a write a moment later (the dispatcher stores the message, the AI
+  // responder the hand-back): look again shortly, whatever the stream brings meanwhile.
+  setTimeout(() => refreshSoon(state.open), 1000);
+  setTimeout(() => refreshSoon(state.open), 3000);
 }
 
 let refreshTimer = null;
