@@ -38,7 +38,10 @@ lint: install ## ruff, mypy and the architecture contracts
 	.venv/bin/lint-imports
 	.venv/bin/mypy libs/common/src services/*/src tools/cli/src sandbox/src
 
+openapi: install ## regenerate services/ingress/openapi.json (committed; a test keeps it in step)
+	.venv/bin/python -m tistis_ingress.openapi
+
 bench: install infra ## the benchmarks (they print their figures)
 	@$(ENV) for b in bench/*/run.py; do .venv/bin/python $$b; done
 
-.PHONY: help install infra infra-down migrate seed run test test-chaos lint bench
+.PHONY: help install infra infra-down migrate seed run test test-chaos lint openapi bench

@@ -92,6 +92,7 @@ class Settings(BaseSettings):
     inbox_session_hours: float = 12.0
     inbox_cookie_secure: bool = False  # true behind TLS: the session cookie travels only on https
     inbox_requests_per_minute: int = 600  # per API key or session
-    inbox_login_attempts_per_15_minutes: int = 10  # per tenant and email, and per client address
+    inbox_login_attempts_per_15_minutes: int = 10  # per tenant and email
+    inbox_login_attempts_per_address_15_minutes: int = 100  # per client address (a clinic's NAT)
     inbox_stream_recheck_seconds: float = 3.0
     inbox_template_sync_seconds: float = 900.0  # WhatsApp templates from Meta; 0: only on demand

@@ -16,6 +16,9 @@ from tistis_common.testing.plugin import TestTenant, running
 from tistis_ingress.main import start as start_ingress
 
 PASSWORD = "correct horse battery staple"
+# Every test logs in from 127.0.0.1, into one session database: the per-address login limit
+# would count the whole session's logins (the fuzzer's too), so these ingresses lift it.
+SHARED_ADDRESS = {"inbox_login_attempts_per_address_15_minutes": 1_000_000}
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,8 @@ class Clinic:
 @pytest.fixture(scope="module")
 async def inbox(settings):
     """The real ingress, with a short stream re-check so that ended sessions show quickly."""
-    async with running(start_ingress, settings, inbox_stream_recheck_seconds=0.5) as runtime:
+    async with running(start_ingress, settings, inbox_stream_recheck_seconds=0.5,
+                       **SHARED_ADDRESS) as runtime:
         yield runtime
 
 

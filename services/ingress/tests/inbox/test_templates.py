@@ -21,6 +21,8 @@ from tistis_sandbox import running_sandbox
 from tistis_sandbox import webhooks as wh
 from tistis_sandbox.templates import CATALOG
 
+from .conftest import SHARED_ADDRESS
+
 
 @pytest.fixture(scope="module")
 def sandbox_url():
@@ -66,7 +68,7 @@ class TestSync:
         await with_waba(settings, c.tenant.id, "200000000000001")
         admin = {"Authorization": f"Bearer {c.tenant_key}"}
         async with running(start_ingress, settings, graph_api_base_url=sandbox_url,
-                           inbox_template_sync_seconds=0) as ingress, \
+                           inbox_template_sync_seconds=0, **SHARED_ADDRESS) as ingress, \
                 httpx.AsyncClient(base_url=f"http://127.0.0.1:{ingress.http_port}") as http:
             assert (await http.post("/api/v1/inbox/templates/sync", headers=c.auth)).status_code == 403
             synced = await http.post("/api/v1/inbox/templates/sync", headers=admin)

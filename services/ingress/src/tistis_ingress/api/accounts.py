@@ -64,9 +64,11 @@ def accounts_router(pool: asyncpg.Pool, settings: Settings) -> APIRouter:
     async def login(body: Login, request: Request, response: Response) -> Me:
         client = request.client.host if request.client else "unknown"
         who_hash = hashlib.sha256(f"{body.tenant}\x00{body.email.lower()}".encode()).hexdigest()
-        limit = settings.inbox_login_attempts_per_15_minutes
-        await ratelimit.enforce(pool, f"login:{who_hash}", limit, LOGIN_WINDOW, ROUTE)
-        await ratelimit.enforce(pool, f"login-ip:{client}", limit * 5, LOGIN_WINDOW, ROUTE)
+        await ratelimit.enforce(pool, f"login:{who_hash}",
+                                settings.inbox_login_attempts_per_15_minutes, LOGIN_WINDOW, ROUTE)
+        await ratelimit.enforce(pool, f"login-ip:{client}",
+                                settings.inbox_login_attempts_per_address_15_minutes, LOGIN_WINDOW,
+                                ROUTE)
         tenant = await tenant_by_slug(pool, body.tenant)
         row = None
         if tenant is not None:
