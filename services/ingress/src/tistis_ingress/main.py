@@ -9,6 +9,7 @@ from tistis_common.settings import Settings
 from .api import (
     accounts_router,
     callback_router,
+    clinic_router,
     inbox_router,
     operator_router,
     realtime_router,
@@ -33,6 +34,7 @@ def build_app(runtime: Runtime) -> FastAPI:
     app.include_router(realtime_router(runtime))
     app.include_router(accounts_router(runtime.pool, runtime.settings))
     app.include_router(inbox_router(runtime.pool, runtime.publisher, runtime.settings))
+    app.include_router(clinic_router(runtime.pool, runtime.publisher, runtime.settings))
     app.include_router(templates_router(runtime))
     app.include_router(pages_router(runtime.pool))
     return app

@@ -145,7 +145,7 @@ async def outbox(settings):
     await declare_topology(channel, settings.retry_delays)
     exchange = await channel.get_exchange(EXCHANGE)
     queue = await channel.declare_queue(exclusive=True, auto_delete=True)
-    for pattern in ("message.outbound.*", "conversation.*"):
+    for pattern in ("message.outbound.*", "conversation.*", "appointment.*"):
         await queue.bind(exchange, routing_key=pattern)
     yield lambda tenant_id: Outbox(queue, tenant_id)
     await connection.close()

@@ -5,10 +5,11 @@ factory that `main.build_app` includes."""
 
 from .accounts import accounts_router
 from .callback import callback_router
+from .clinic import clinic_router
 from .inbox import inbox_router
 from .operator import operator_router
 from .realtime import realtime_router
 from .templates import templates_router
 
-__all__ = ["accounts_router", "callback_router", "inbox_router", "operator_router",
+__all__ = ["accounts_router", "callback_router", "clinic_router", "inbox_router", "operator_router",
            "realtime_router", "templates_router"]

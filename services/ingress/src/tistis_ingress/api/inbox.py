@@ -51,6 +51,7 @@ from .inbox_models import (
     NewCannedReply,
     NewNote,
     Note,
+    Outreach,
     Queued,
     Reply,
     TemplateSend,
@@ -261,7 +262,10 @@ def inbox_router(pool: asyncpg.Pool, publisher: Publisher, settings: Settings) -
                  response_model=Queued, responses=errors(401, 404, 409, 429, 503))
     async def template(conversation_id: uuid.UUID, body: TemplateSend,
                        principal: Principal = who) -> Queued:
-        conv = await load(principal, conversation_id)
+        return await _template(await load(principal, conversation_id), body, principal)
+
+    async def _template(conv: ConversationSummary, body: TemplateSend,
+                        principal: Principal) -> Queued:
         if conv.channel != "whatsapp":
             raise HTTPException(409, "templates are WhatsApp's; Messenger uses HUMAN_AGENT")
         async with tenant_tx(pool, principal.tenant_id) as conn:
@@ -275,6 +279,24 @@ def inbox_router(pool: asyncpg.Pool, publisher: Publisher, settings: Settings) -
         ref = TemplateRef(name=body.name, language=body.language, body_params=list(body.params))
         return await send(principal, conv, body.client_message_id, kind="template", template=ref,
                           text=render(found["body"], list(body.params)))
+
+    @router.post("/outreach", status_code=202, response_model=Queued,
+                 responses=errors(401, 404, 409, 429, 503))
+    async def outreach(body: Outreach, principal: Principal = who) -> Queued:
+        """A new WhatsApp number, written to first with an approved template. The lead and its
+        conversation are created here (the AI responder's upsert on the same keys adopts them
+        when the patient answers), marked as staff-handled and assigned to the sender."""
+        wa_id = "".join(ch for ch in body.phone if ch.isdigit())
+        async with tenant_tx(pool, principal.tenant_id) as conn:
+            account = await conn.fetchval(
+                """SELECT platform_account_id FROM channel_connections
+                   WHERE channel = 'whatsapp' AND enabled ORDER BY created_at LIMIT 1""")
+            if account is None:
+                raise not_found(ROUTE, "WhatsApp connection")
+            conversation_id = await repo.open_outreach(conn, principal.tenant_id, wa_id,
+                                                       body.name, account)
+        conv = await load(principal, conversation_id)
+        return await _template(conv, body.template, principal)
 
     @router.post("/conversations/{conversation_id}/notes", status_code=201, response_model=Note,
                  responses=errors(401, 404, 429))

@@ -214,3 +214,116 @@ class Template(BaseModel):
 
 class TemplateList(BaseModel):
     templates: list[Template]
+
+
+# ------------------------------------------------------------ appointments, leads, reports
+
+
+class Branch(BaseModel):
+    id: uuid.UUID
+    name: str
+    timezone: str
+
+
+class BranchList(BaseModel):
+    branches: list[Branch]
+
+
+class Appointment(BaseModel):
+    id: uuid.UUID
+    lead_id: uuid.UUID
+    lead_name: str | None
+    phone: str | None
+    scheduled_at: datetime
+    ends_at: datetime
+    status: str
+    service_name: str | None
+    conversation_id: uuid.UUID | None
+    needs_attention: bool
+
+
+class AppointmentDay(BaseModel):
+    branch_id: uuid.UUID
+    date: str
+    appointments: list[Appointment]
+
+
+class Reschedule(_In):
+    scheduled_at: datetime
+
+
+class PersonLead(BaseModel):
+    id: uuid.UUID
+    channel: str
+    platform_user_id: str
+    name: str | None
+    phone: str | None
+    score: int
+    classification: str
+    linked_to: uuid.UUID | None
+
+
+class ScoreChange(BaseModel):
+    lead_id: uuid.UUID
+    signal: str
+    points: int
+    score_before: int
+    score_after: int
+    source: str
+    reason: str | None
+    created_at: datetime
+
+
+class LeadAppointment(BaseModel):
+    id: uuid.UUID
+    lead_id: uuid.UUID
+    scheduled_at: datetime
+    status: str
+    branch_name: str
+    service_name: str | None
+
+
+class LeadView(BaseModel):
+    lead: PersonLead
+    score: int
+    classification: str
+    spam: bool
+    interested_services: list[str]
+    leads: list[PersonLead]  # the same person on every channel (phone match or merged by hand)
+    score_history: list[ScoreChange]
+    conversations: list[ConversationSummary]
+    appointments: list[LeadAppointment]
+
+
+class Merge(_In):
+    lead_id: uuid.UUID  # this lead joins the person of the lead in the path
+
+
+class ReportRow(BaseModel):
+    day: str
+    channel: str
+    conversations: int
+    first_response_p50: float | None  # seconds
+    first_response_p90: float | None
+    by_ai: int
+    by_fallback: int
+    by_staff: int
+    share_ai: float | None
+    share_fallback: float | None
+    share_staff: float | None
+    escalations: dict[str, int]
+    bookings: int
+    no_shows: int
+
+
+class Report(BaseModel):
+    timezone: str
+    start: str
+    end: str
+    rows: list[ReportRow]
+
+
+class Outreach(_In):
+    phone: CleanStr = Field(pattern=r"^\+?[0-9 ()-]{8,20}$")
+    name: CleanStr | None = Field(None, max_length=200)
+    template: TemplateSend

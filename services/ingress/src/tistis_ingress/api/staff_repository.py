@@ -233,6 +233,22 @@ async def unread_counts(conn: asyncpg.Connection, me: uuid.UUID | None) -> async
             FROM c""", me)
 
 
+async def open_outreach(conn: asyncpg.Connection, tenant_id: uuid.UUID, wa_id: str,
+                        name: str | None, account: str) -> uuid.UUID:
+    """The lead and conversation a first template goes to; existing ones are reused."""
+    lead_id = await conn.fetchval(
+        """INSERT INTO leads (tenant_id, channel, platform_user_id, name, phone)
+           VALUES ($1, 'whatsapp', $2, $3, '+' || $2)
+           ON CONFLICT (tenant_id, channel, platform_user_id)
+             DO UPDATE SET name = COALESCE(leads.name, EXCLUDED.name)
+           RETURNING id""", tenant_id, wa_id, name)
+    return await conn.fetchval(
+        """INSERT INTO conversations (tenant_id, lead_id, channel, platform_account_id, status)
+           VALUES ($1, $2, 'whatsapp', $3, 'human')
+           ON CONFLICT (tenant_id, lead_id, channel) DO UPDATE SET updated_at = now()
+           RETURNING id""", tenant_id, lead_id, account)
+
+
 # ---------------------------------------------------------- canned replies, templates
 
 
