@@ -11,11 +11,12 @@ import httpx
 import pytest
 from tistis_common.admin import issue_api_key
 from tistis_common.db import connect
-from tistis_common.staff import create_user
+from tistis_common.staff import create_user, hash_password
 from tistis_common.testing.plugin import TestTenant, running
 from tistis_ingress.main import start as start_ingress
 
 PASSWORD = "correct horse battery staple"
+PASSWORD_HASH = hash_password(PASSWORD)  # once: an argon2 hash costs about half a second
 # Every test logs in from 127.0.0.1, into one session database: the per-address login limit
 # would count the whole session's logins (the fuzzer's too), so these ingresses lift it.
 SHARED_ADDRESS = {"inbox_login_attempts_per_address_15_minutes": 1_000_000}
@@ -43,7 +44,7 @@ class Clinic:
 async def inbox(settings):
     """The real ingress, with a short stream re-check so that ended sessions show quickly."""
     async with running(start_ingress, settings, inbox_stream_recheck_seconds=0.5,
-                       **SHARED_ADDRESS) as runtime:
+                       inbox_login_attempts_per_15_minutes=3, **SHARED_ADDRESS) as runtime:
         yield runtime
 
 
@@ -73,9 +74,9 @@ async def clinic(settings, make_tenant):
             async with conn.transaction():
                 await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(tenant.id))
                 admin = await create_user(conn, tenant.id, f"admin-{n}@clinic.mx", "Dra. Ruiz",
-                                          "admin", PASSWORD)
+                                          "admin", PASSWORD, password_hash=PASSWORD_HASH)
                 agent = await create_user(conn, tenant.id, f"agent-{n}@clinic.mx", "Laura",
-                                          "agent", PASSWORD)
+                                          "agent", PASSWORD, password_hash=PASSWORD_HASH)
                 _, key = await issue_api_key(conn, tenant.id, "laura's script", agent)
                 _, tenant_key = await issue_api_key(conn, tenant.id, "cli")
                 wa_id = f"521{uuid.uuid4().int % 10**10:010d}"
