@@ -100,7 +100,11 @@ async def test_a_receptionist_takes_answers_templates_and_hands_back(
                         locale="es-MX")
                     try:
                         page = browser.pages[0] if browser.pages else await browser.new_page()
+                        errors: list[str] = []
+                        page.on("pageerror", lambda exc: errors.append(str(exc)))
                         await run_the_day(page, base, http, sandbox, tenant, email, patient, s)
+                        await the_clinic_views(page, settings, tenant)
+                        assert errors == []
                     finally:
                         await browser.close()
 
@@ -181,3 +185,31 @@ async def run_the_day(page: Page, base: str, http: httpx.AsyncClient, sandbox, t
     await page.click("#tab-ai")
     await expect(page.locator("#conversations .conv", has_text="Rosa Pérez")).to_be_visible()
     await shot(page, "06-phone-list")
+
+
+async def the_clinic_views(page: Page, settings, tenant) -> None:
+    """The day's appointments of the branch, the reports, and the page in English."""
+    conn = await connect(settings.migration_database_url)
+    try:
+        async with conn.transaction():
+            await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(tenant.id))
+            await conn.execute(
+                """INSERT INTO appointments (tenant_id, lead_id, branch_id, scheduled_at, ends_at)
+                   SELECT $1, l.id, b.id, date_trunc('day', now() AT TIME ZONE b.timezone)
+                            AT TIME ZONE b.timezone + interval '17 hours',
+                          date_trunc('day', now() AT TIME ZONE b.timezone)
+                            AT TIME ZONE b.timezone + interval '17 hours 45 minutes'
+                   FROM leads l, branches b LIMIT 1""", tenant.id)
+    finally:
+        await conn.close()
+    await page.set_viewport_size({"width": 1280, "height": 860})
+    await page.click("#nav-appointments")
+    await expect(page.locator("#appointments li", has_text="Rosa Pérez")).to_be_visible()
+    await expect(page.locator("#appointments li", has_text="Rosa Pérez")).to_contain_text("Agendada")
+    await shot(page, "07-appointments")
+    await page.click("#nav-reports")
+    await expect(page.locator("#report tbody tr", has_text="whatsapp")).to_be_visible()
+    await shot(page, "08-reports")
+    await page.goto(page.url.split("?")[0].split("#")[0] + "?lang=en")
+    await expect(page.locator("#tab-needs_human")).to_contain_text("Needs a human")
+    await shot(page, "09-english")

@@ -13,7 +13,7 @@ import pytest
 from tistis_ingress.openapi import DOCUMENT
 
 from .conftest import PASSWORD, login
-from .test_clinic import book, owner_sql
+from .test_clinic import book
 
 INBOX = "/api/v1/inbox"
 
@@ -103,7 +103,7 @@ async def as_b(request, http, two_clinics):
 
 
 async def test_another_clinics_ids_are_not_found(as_b):
-    a, b, ids, client, headers = as_b
+    _a, b, ids, client, headers = as_b
     answers = {}
     for method, path, body in CROSSING:
         if body == "own-lead":

@@ -94,7 +94,7 @@ def accounts_router(pool: asyncpg.Pool, settings: Settings) -> APIRouter:
         log.info("inbox.login", tenant_id=str(tenant["id"]), user_id=str(row["id"]))
         return Me(user=StaffUser(**{k: row[k] for k in StaffUser.model_fields}),
                   tenant_id=tenant["id"], tenant_slug=tenant["slug"], tenant_name=tenant["name"],
-                  role=row["role"], via="session")
+                  tenant_timezone=tenant["timezone"], role=row["role"], via="session")
 
     @router.post("/auth/logout", status_code=204, responses=errors(401))
     async def logout(response: Response, principal: Principal = who) -> Response:
@@ -111,11 +111,11 @@ def accounts_router(pool: asyncpg.Pool, settings: Settings) -> APIRouter:
     async def me(principal: Principal = who) -> Me:
         async with tenant_tx(pool, principal.tenant_id) as conn:
             user = await repo.user(conn, principal.user_id) if principal.user_id else None
-            tenant = await conn.fetchrow("SELECT slug, name FROM tenants WHERE id = $1",
+            tenant = await conn.fetchrow("SELECT slug, name, timezone FROM tenants WHERE id = $1",
                                          principal.tenant_id)
         return Me(user=StaffUser(**dict(user)) if user else None, tenant_id=principal.tenant_id,
                   tenant_slug=tenant["slug"], tenant_name=tenant["name"],
-                  role="admin" if principal.is_admin else "agent",
+                  tenant_timezone=tenant["timezone"], role="admin" if principal.is_admin else "agent",
                   via="session" if principal.session_id else "key")
 
     @router.get("/staff/users", response_model=UserList, responses=errors(401))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from datetime import date, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 from fastapi import APIRouter, Depends, HTTPException, Query
@@ -80,6 +81,9 @@ def clinic_router(pool: asyncpg.Pool, publisher: Publisher, settings: Settings) 
             raise not_found(ROUTE, "appointment")
         if row["status"] != "booked":
             raise HTTPException(409, f"the appointment is {row['status']}")
+        at = fields.get("scheduled_at")
+        if at is not None and at.tzinfo is None:  # the branch's wall clock
+            fields["scheduled_at"] = at.replace(tzinfo=ZoneInfo(row["timezone"]))
         event = AppointmentRequested(
             tenant_id=principal.tenant_id, lead_id=row["lead_id"], appointment_id=row["id"],
             conversation_id=row["conversation_id"], branch_id=row["branch_id"], source="api",
@@ -94,8 +98,6 @@ def clinic_router(pool: asyncpg.Pool, publisher: Publisher, settings: Settings) 
                  response_model=Queued, responses=errors(401, 404, 409, 429, 503))
     async def reschedule(appointment_id: uuid.UUID, body: Reschedule,
                          principal: Principal = who) -> Queued:
-        if body.scheduled_at.tzinfo is None:
-            raise HTTPException(422, "scheduled_at needs a time zone offset")
         return await change(principal, appointment_id, action="reschedule",
                             scheduled_at=body.scheduled_at)
 

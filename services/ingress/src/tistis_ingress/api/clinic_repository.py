@@ -49,7 +49,8 @@ async def day(conn: asyncpg.Connection, branch_id: uuid.UUID, on: date) -> list[
 
 async def appointment(conn: asyncpg.Connection, appointment_id: uuid.UUID) -> asyncpg.Record | None:
     return await conn.fetchrow(
-        "SELECT id, lead_id, branch_id, conversation_id, status FROM appointments WHERE id = $1",
+        """SELECT a.id, a.lead_id, a.branch_id, a.conversation_id, a.status, b.timezone
+           FROM appointments a JOIN branches b ON b.id = a.branch_id WHERE a.id = $1""",
         appointment_id)
 
 
@@ -103,8 +104,8 @@ async def link(conn: asyncpg.Connection, tenant_id: uuid.UUID, lead_id: uuid.UUI
 
 async def report(conn: asyncpg.Connection, tz: str, start: date, end: date) -> list[asyncpg.Record]:
     """Per local day and channel. First response: from a conversation's first patient message of
-    the day to the first answer after it (AI or staff, not a system notice). Escalations count
-    each conversation's latest escalation (its reason) on the day it happened."""
+    the day to the first answer after it (AI or staff, not a system notice). Escalations: every
+    one recorded (conversation_escalations, migration 1202), by its reason."""
     return await conn.fetch(
         """WITH days AS (
              SELECT d::date AS day FROM generate_series($2::date, $3::date, interval '1 day') d
@@ -135,10 +136,9 @@ async def report(conn: asyncpg.Connection, tz: str, start: date, end: date) -> l
            ), escalations AS (
              SELECT channel, day, jsonb_object_agg(reason, n) AS by_reason
              FROM (SELECT channel, (escalated_at AT TIME ZONE $1)::date AS day,
-                          COALESCE(escalation_reason, '?') AS reason, count(*) AS n
-                   FROM conversations
-                   WHERE escalated_at IS NOT NULL
-                     AND (escalated_at AT TIME ZONE $1)::date BETWEEN $2 AND $3
+                          COALESCE(reason, '?') AS reason, count(*) AS n
+                   FROM conversation_escalations
+                   WHERE (escalated_at AT TIME ZONE $1)::date BETWEEN $2 AND $3
                    GROUP BY 1, 2, 3) e
              GROUP BY 1, 2
            ), bookings AS (

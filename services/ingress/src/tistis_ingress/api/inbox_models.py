@@ -38,6 +38,7 @@ class Me(BaseModel):
     tenant_id: uuid.UUID
     tenant_slug: str
     tenant_name: str
+    tenant_timezone: str
     role: Role
     via: Literal["session", "key"]
 
@@ -249,7 +250,7 @@ class AppointmentDay(BaseModel):
 
 
 class Reschedule(_In):
-    scheduled_at: datetime
+    scheduled_at: datetime  # without an offset: the branch's local time
 
 
 class PersonLead(BaseModel):

@@ -36,10 +36,15 @@ function el(tag, attrs, ...children) {
   return node;
 }
 
-function when(iso) {
+// Times in the clinic's zone (the tenant's; a branch's for its appointments), not the browser's.
+function when(iso, timeZone) {
   if (!iso) return "";
-  const d = new Date(iso);
-  return d.toLocaleString(document.documentElement.lang, {dateStyle: "short", timeStyle: "short"});
+  return new Date(iso).toLocaleString(document.documentElement.lang,
+    {dateStyle: "short", timeStyle: "short", timeZone: timeZone || state.tz});
+}
+
+function wallClock(iso, timeZone) {  // "YYYY-MM-DDTHH:MM" in that zone, for datetime-local
+  return new Date(iso).toLocaleString("sv-SE", {timeZone}).replace(" ", "T").slice(0, 16);
 }
 
 // ------------------------------------------------------------------ login
@@ -61,7 +66,8 @@ if (loginForm) {
 }
 
 // ------------------------------------------------------------------ inbox
-const state = {filter: "open", cursor: null, open: null, me: null, templates: [], canned: []};
+const state = {filter: "open", cursor: null, open: null, me: null, templates: [], canned: [],
+               tz: undefined, branches: []};
 
 async function loadList(append) {
   const params = new URLSearchParams({filter: state.filter});
@@ -129,6 +135,7 @@ async function showConversation() {
   $("notes").replaceChildren(...detail.notes.map((n) =>
     el("li", {}, el("strong", {}, n.author_name || ""), " ", n.body, " ", el("small", {}, when(n.created_at)))));
   $("labels-text").value = c.labels.join(", ");
+  if ($("lead-box").dataset.id !== c.lead_id) showLead(c.lead_id).catch(() => {});
   const closedWindow = !c.window_open && c.channel === "whatsapp";
   $("reply-form").hidden = closedWindow;
   $("template-form").hidden = !closedWindow;
@@ -150,15 +157,8 @@ function chosenTemplate() {
 
 function showParams() {
   const t = chosenTemplate();
-  const box = $("template-params");
-  box.replaceChildren();
-  if (!t) return;
-  for (let n = 1; n <= t.params; n++) {
-    const id = `template-param-${n}`;
-    box.append(el("label", {htmlFor: id}, `${T.param} {{${n}}}`),
-               el("input", {id, class: "param", required: true}));
-  }
-  preview();
+  paramInputs($("template-params"), t, "template-param");
+  if (t) preview();
 }
 
 function preview() {
@@ -223,6 +223,7 @@ function showPage() {
 async function startInbox() {
   const me = await api("GET", "/api/v1/me");
   state.me = me.user;
+  state.tz = me.tenant_timezone;
   $("clinic").textContent = me.tenant_name;
   $("me").textContent = me.user ? me.user.name : "";
   document.querySelectorAll(".tab").forEach((tab) => tab.addEventListener("click", () => {
@@ -293,9 +294,147 @@ async function startInbox() {
   state.templates = templates.templates;
   state.canned = canned.replies;
   $("canned").append(...state.canned.map((r) => el("option", {value: r.id}, `/${r.shortcut}`)));
+  setupOutreach();
   showPage();
   await loadList(false);
   listen();
 }
 
 if ($("inbox-page")) startInbox();
+
+// ------------------------------------------------------------------ the lead, a new number
+async function showLead(leadId) {
+  const view = await api("GET", `/api/v1/inbox/leads/${leadId}`);
+  $("lead-box").dataset.id = leadId;
+  $("lead-summary").textContent =
+    `${T.score} ${view.score} · ${T.band} ${view.classification}${view.spam ? " · spam" : ""}`;
+  $("lead-channels").replaceChildren(...view.leads.map((l) =>
+    el("li", {}, `${l.channel}: ${l.name || l.platform_user_id}${l.phone ? " · " + l.phone : ""}`)));
+  $("lead-history").replaceChildren(...view.score_history.slice(0, 10).map((h) =>
+    el("li", {}, `${when(h.created_at)} ${h.signal} ${h.points > 0 ? "+" : ""}${h.points} → ${h.score_after}` +
+                 (h.reason ? ` (${h.reason})` : ""))));
+}
+
+function paramInputs(box, template, prefix) {
+  box.replaceChildren();
+  for (let n = 1; template && n <= template.params; n++) {
+    const id = `${prefix}-${n}`;
+    box.append(el("label", {htmlFor: id}, `${T.param} {{${n}}}`), el("input", {id, class: "param", required: true}));
+  }
+}
+
+function setupOutreach() {
+  const select = $("outreach-template");
+  const approved = state.templates.filter((t) => t.status === "APPROVED");
+  select.replaceChildren(...approved.map((t) => el("option", {value: `${t.name}|${t.language}`}, `${t.name} (${t.language})`)));
+  const chosen = () => {
+    const [name, language] = select.value.split("|");
+    return state.templates.find((t) => t.name === name && t.language === language);
+  };
+  const refresh = () => paramInputs($("outreach-params"), chosen(), "outreach-param");
+  select.addEventListener("change", refresh);
+  refresh();
+  $("outreach-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const t = chosen();
+    $("outreach-error").textContent = "";
+    try {
+      await api("POST", "/api/v1/inbox/outreach", {
+        phone: $("outreach-phone").value.trim(), name: $("outreach-name").value.trim() || null,
+        template: {name: t.name, language: t.language, client_message_id: crypto.randomUUID(),
+                   params: [...document.querySelectorAll("#outreach-params .param")].map((i) => i.value)}});
+      $("outreach").open = false;
+      state.filter = "mine";
+      document.querySelectorAll(".tab").forEach((x) => x.setAttribute("aria-selected", String(x.dataset.filter === "mine")));
+      await loadList(false);
+    } catch (err) {
+      $("outreach-error").textContent = err.message;
+    }
+  });
+  $("merge-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const q = $("merge-search").value.trim();
+    if (!q) return;
+    const me = $("lead-box").dataset.id;
+    const found = await api("GET", "/api/v1/inbox/conversations?" + new URLSearchParams({filter: "all", q}));
+    $("merge-results").replaceChildren(...found.conversations.filter((c) => c.lead_id !== me).map((c) => {
+      const button = el("button", {type: "button"}, T.same_person);
+      button.addEventListener("click", async () => {
+        try {
+          await api("POST", `/api/v1/inbox/leads/${me}/merge`, {lead_id: c.lead_id});
+          $("merge-results").replaceChildren();
+          await showLead(me);
+        } catch (err) {
+          $("action-error").textContent = err.message;
+        }
+      });
+      return el("li", {}, `${c.lead_name || c.platform_user_id} · ${c.channel} `, button);
+    }));
+  });
+}
+
+// ------------------------------------------------------------------ appointments
+window.loadAppointments = async function () {
+  const branch = $("appt-branch");
+  if (!branch.options.length) {
+    const {branches} = await api("GET", "/api/v1/inbox/branches");
+    state.branches = branches;
+    branch.append(...branches.map((b) => el("option", {value: b.id}, b.name)));
+    $("appt-date").value = wallClock(new Date().toISOString(), state.tz).slice(0, 10);
+    branch.addEventListener("change", window.loadAppointments);
+    $("appt-date").addEventListener("change", window.loadAppointments);
+  }
+  if (!branch.value) return;
+  const day = await api("GET", `/api/v1/inbox/appointments?branch_id=${branch.value}&date=${$("appt-date").value}`);
+  const list = $("appointments");
+  const tz = (state.branches.find((b) => b.id === branch.value) || {}).timezone || state.tz;
+  list.replaceChildren(...day.appointments.map((a) => {
+    const at = el("input", {type: "datetime-local", value: wallClock(a.scheduled_at, tz),
+                            "aria-label": T.reschedule});
+    const move = el("button", {type: "button"}, T.reschedule);
+    // the branch's wall clock, sent without an offset: the API reads it in the branch's zone
+    move.addEventListener("click", () => apptAction(a.id, "reschedule", {scheduled_at: at.value}));
+    const cancel = el("button", {type: "button"}, T.cancel);
+    cancel.addEventListener("click", () => apptAction(a.id, "cancel"));
+    const booked = a.status === "booked";
+    return el("li", {"data-id": a.id},
+      el("strong", {}, new Date(a.scheduled_at).toLocaleTimeString(document.documentElement.lang,
+                                                                    {timeStyle: "short", timeZone: tz})),
+      el("span", {}, a.lead_name || a.phone || ""), el("span", {}, a.service_name || ""),
+      el("span", {class: `badge ${a.status}`}, T["appt_" + a.status] || a.status),
+      booked ? at : "", booked ? move : "", booked ? cancel : "");
+  }));
+  if (!day.appointments.length) list.append(el("li", {class: "empty"}, T.no_appointments));
+};
+
+async function apptAction(id, action, body) {
+  $("appt-error").textContent = "";
+  try {
+    await api("POST", `/api/v1/inbox/appointments/${id}/${action}`, body);
+    setTimeout(window.loadAppointments, 1500);
+  } catch (err) {
+    $("appt-error").textContent = err.message;
+  }
+}
+
+// ------------------------------------------------------------------ reports
+window.loadReports = async function () {
+  if (!$("report-to").value) {
+    const today = wallClock(new Date().toISOString(), state.tz).slice(0, 10);
+    $("report-to").value = today;
+    $("report-from").value = new Date(Date.parse(today) - 6 * 86400000).toISOString().slice(0, 10);
+    $("report-from").addEventListener("change", window.loadReports);
+    $("report-to").addEventListener("change", window.loadReports);
+  }
+  const report = await api("GET", `/api/v1/inbox/reports?start=${$("report-from").value}&end=${$("report-to").value}`);
+  const secs = (s) => (s == null ? "–" : s < 90 ? `${Math.round(s)} s` : `${Math.round(s / 60)} min`);
+  const pct = (x) => (x == null ? "–" : `${Math.round(x * 100)}%`);
+  const head = [T.day, T.channel, T.conversations, T.first_response, T.share, T.escalations, T.bookings, T.no_shows];
+  document.querySelector("#report thead").replaceChildren(el("tr", {}, ...head.map((h) => el("th", {scope: "col"}, h))));
+  document.querySelector("#report tbody").replaceChildren(...report.rows.map((r) => el("tr", {},
+    el("td", {}, r.day), el("td", {}, r.channel), el("td", {}, String(r.conversations)),
+    el("td", {}, `${secs(r.first_response_p50)} / ${secs(r.first_response_p90)}`),
+    el("td", {}, `${pct(r.share_ai)} / ${pct(r.share_fallback)} / ${pct(r.share_staff)}`),
+    el("td", {}, Object.entries(r.escalations).map(([k, v]) => `${k}: ${v}`).join(", ")),
+    el("td", {}, String(r.bookings)), el("td", {}, String(r.no_shows)))));
+};
