@@ -135,8 +135,9 @@ async def run_the_day(page: Page, base: str, http: httpx.AsyncClient, sandbox, t
     await expect(row).to_contain_text("Espera a un humano")
     await shot(page, "02-escalated-live")
 
-    # Take it and answer.
-    await row.click()
+    # Open it from the keyboard, take it and answer.
+    await row.focus()
+    await page.keyboard.press("Enter")
     await expect(page.locator("#conv-title")).to_contain_text("Rosa Pérez")
     await page.click("#take")
     await expect(page.locator("#conv-assignee")).to_contain_text("Laura")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from tistis_common.db import connect
 
 from .conftest import PASSWORD, login
 
@@ -275,3 +276,62 @@ class TestConversations:
                 "Authorization": f"Bearer {issued['key']}"})).status_code == 401
         finally:
             await browser.aclose()
+
+
+class TestMessengerWindow:
+    async def test_staff_may_answer_messenger_for_7_days_then_not(self, http, clinic, settings,
+                                                                   outbox):
+        c = await clinic()
+        out = outbox(c.tenant.id)
+        conn = await connect(settings.migration_database_url)
+        try:
+            async with conn.transaction():
+                await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(c.tenant.id))
+                ids = {}
+                for days in (3, 8):
+                    lead = await conn.fetchval(
+                        """INSERT INTO leads (tenant_id, channel, platform_user_id, name)
+                           VALUES ($1, 'facebook', $2, 'Ana') RETURNING id""",
+                        c.tenant.id, f"psid-{days}")
+                    ids[days] = await conn.fetchval(
+                        """INSERT INTO conversations (tenant_id, lead_id, channel,
+                                                      platform_account_id, last_inbound_at)
+                           VALUES ($1, $2, 'facebook', $3, now() - make_interval(days => $4))
+                           RETURNING id""", c.tenant.id, lead, c.tenant.page_id, days)
+        finally:
+            await conn.close()
+        # Within 7 days a staff message may go (the dispatcher tags it HUMAN_AGENT).
+        ok = await http.post(f"{CONV}/{ids[3]}/reply", headers=c.auth, json={"text": "Hola Ana"})
+        assert ok.status_code == 202
+        late = await http.post(f"{CONV}/{ids[8]}/reply", headers=c.auth, json={"text": "Hola"})
+        assert late.status_code == 409
+        [outbound] = [e for e in await out.drain() if e["type"] == "message.outbound"]
+        assert (outbound["channel"], outbound["sender_type"]) == ("facebook", "agent")
+
+
+class TestDemo:
+    async def test_the_login_make_run_prints_opens_the_demo_clinic(self, http, settings):
+        """scripts/run.sh prints the inbox URL and a login; fixtures/esva-dental.yaml makes it."""
+        import re
+        from pathlib import Path
+
+        from tistis_common.admin import load_tenant, read_fixture
+
+        root = Path(__file__).resolve().parents[4]
+        printed = (root / "scripts" / "run.sh").read_text(encoding="utf-8")
+        assert "http://127.0.0.1:8000/inbox" in printed
+        found = re.search(r"clinic (\S+), (\S+) / (\S+)", printed)
+        assert found is not None
+        slug, email, password = found.groups()
+        doc = read_fixture(root / "fixtures" / "esva-dental.yaml")
+        conn = await connect(settings.migration_database_url)
+        try:
+            await load_tenant(conn, doc)
+        finally:
+            await conn.close()
+        answer = await http.post("/api/v1/auth/login",
+                                 json={"tenant": slug, "email": email, "password": password})
+        assert answer.status_code == 200
+        assert answer.json()["tenant_name"] == "ESVA Dental"
+        page = await http.get("/inbox", cookies=answer.cookies)
+        assert page.status_code == 200 and 'id="inbox-page"' in page.text
