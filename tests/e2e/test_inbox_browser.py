@@ -83,7 +83,7 @@ async def test_a_receptionist_takes_answers_templates_and_hands_back(
             s = s.model_copy(update={
                 "graph_api_base_url": sandbox_url, "tiktok_api_base_url": sandbox_url,
                 "anthropic_api_key": None, "ai_debounce_seconds": 0.2,
-                "inbox_template_sync_seconds": 0, "inbox_stream_recheck_seconds": 1.0,
+                "inbox_template_sync_seconds": 0, "realtime_recheck_seconds": 1.0,
                 # the whole session logs in from 127.0.0.1 (see tests/inbox/conftest.py)
                 "inbox_login_attempts_per_address_15_minutes": 1_000_000,
             })

@@ -194,6 +194,19 @@ class TestApiKeys:
         assert (await tistis("api-key", "revoke", a.slug, key_id)).exit_code == 0
 
 
+    async def test_a_key_issued_with_an_expiry_is_refused_after_it(self, tistis, make_tenant,
+                                                                   settings, app_pool):
+        tenant = await make_tenant()
+        result = await tistis("api-key", "issue", tenant.slug, "--name", "n8n",
+                              "--expires-in-days", "0")
+        assert result.exit_code == 0, result.output
+        key = next(line.split()[1] for line in result.output.splitlines() if line.startswith("key:"))
+        assert await app_pool.fetchval("SELECT api_key_tenant($1)", hash_api_key(key)) is None
+        assert "expires" in (await tistis("api-key", "list", tenant.slug)).output
+        later = await tistis("api-key", "issue", tenant.slug, "--name", "n8n", "--expires-in-days", "1")
+        key = next(line.split()[1] for line in later.output.splitlines() if line.startswith("key:"))
+        assert await app_pool.fetchval("SELECT api_key_tenant($1)", hash_api_key(key)) == tenant.id
+
 class TestEntryPoint:
     def test_usage_error_through_the_real_command_is_one_line(self):
         env = {**os.environ}

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -216,15 +216,17 @@ def hash_api_key(key: str) -> str:
 
 
 async def issue_api_key(conn: asyncpg.Connection, tenant_id: uuid.UUID, name: str,
+                        expires_at: datetime | None = None, *,
                         user_id: uuid.UUID | None = None) -> tuple[uuid.UUID, str]:
     """A new key (256 random bits); only its hash is stored, so it is shown once. With a
-    `user_id` it is that staff member's personal key (acts as them, dies when they are disabled)."""
+    `user_id` it is that staff member's personal key (acts as them, dies when they are
+    disabled). Past `expires_at` (if given) it is refused like a revoked one."""
     key = API_KEY_PREFIX + secrets.token_urlsafe(32)
     await _scope(conn, tenant_id)
     key_id = await conn.fetchval(
-        """INSERT INTO api_keys (tenant_id, name, key_hash, prefix, user_id)
-           VALUES ($1, $2, $3, $4, $5) RETURNING id""",
-        tenant_id, name, hash_api_key(key), key[:10], user_id,
+        """INSERT INTO api_keys (tenant_id, name, key_hash, prefix, user_id, expires_at)
+           VALUES ($1, $2, $3, $4, $5, $6) RETURNING id""",
+        tenant_id, name, hash_api_key(key), key[:10], user_id, expires_at,
     )
     return key_id, key
 
@@ -241,7 +243,7 @@ async def revoke_api_key(conn: asyncpg.Connection, tenant_id: uuid.UUID, key_id:
 async def list_api_keys(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> list[asyncpg.Record]:
     await _scope(conn, tenant_id)
     return await conn.fetch(
-        """SELECT id, name, prefix, created_at, revoked_at FROM api_keys WHERE tenant_id = $1
+        """SELECT id, name, prefix, created_at, revoked_at, expires_at FROM api_keys WHERE tenant_id = $1
            ORDER BY created_at""",
         tenant_id,
     )

@@ -110,11 +110,16 @@ FOLLOWUPS = Counter("tistis_followups_total", "Follow-ups by outcome", ["outcome
 # -- operations (operator API, legacy callback, realtime feed, dead letters) --------------
 API_REQUESTS = Counter(
     "tistis_api_requests_total", "Operator API and callback requests by route and outcome",
-    # outcome: ok | unauthorized | not_found | unavailable
+    # outcome: ok | unauthorized | not_found | invalid | unavailable | error
     ["route", "outcome"],
 )
 REALTIME_SUBSCRIBERS = Gauge("tistis_realtime_subscribers", "Open server-sent event streams")
 REALTIME_EVENTS = Counter(
     "tistis_realtime_events_total", "Events fanned out to the realtime feed", ["event_type"]
+)
+REALTIME_STREAMS_ENDED = Counter(
+    "tistis_realtime_streams_ended_total", "Streams the server ended before the client left",
+    # reason: credential (revoked, expired, or the check failed) | lifetime (client reconnects)
+    ["reason"],
 )
 DLQ_REPLAYED = Counter("tistis_dlq_replayed_total", "Dead letters replayed by the CLI", ["queue"])

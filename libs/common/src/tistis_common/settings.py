@@ -58,8 +58,17 @@ class Settings(BaseSettings):
     tiktok_signature_tolerance_seconds: int = 300
     anthropic_api_key: str | None = None
     cron_secret: str | None = None
+    # Legacy callback without an Idempotency-Key: the same action (tenant, content) within this
+    # window is one event (n8n's retry); after it, the same text goes again.
+    callback_dedup_window_hours: float = 24.0
     n8n_webhook_url: str | None = None
     n8n_api_key: str | None = None
+
+    # Realtime stream (ingress): the credential is asked again this often while a stream is open
+    # (a revoked or expired key stops reading within this), and a stream ends after its maximum
+    # lifetime, so that the client reconnects (Last-Event-ID: nothing missed) and is checked anew.
+    realtime_recheck_seconds: float = 5.0
+    realtime_max_stream_seconds: float = 900.0
 
     # Dispatcher; per-channel values in channel_connections.settings win (e.g. "window_hours")
     dispatcher_http_timeout_seconds: float = 10.0
@@ -88,11 +97,10 @@ class Settings(BaseSettings):
     scheduler_outbox_grace_seconds: float = 30.0  # unpublished pass events older than this resend
 
     # The inbox (ingress): staff sessions, rate limits shared by every replica (counted in the
-    # database), how often an open event stream re-checks its credential.
+    # database). An open event stream re-checks a session like a key (realtime_recheck_seconds).
     inbox_session_hours: float = 12.0
     inbox_cookie_secure: bool = False  # true behind TLS: the session cookie travels only on https
     inbox_requests_per_minute: int = 600  # per API key or session
     inbox_login_attempts_per_15_minutes: int = 10  # per tenant and email
     inbox_login_attempts_per_address_15_minutes: int = 100  # per client address (a clinic's NAT)
-    inbox_stream_recheck_seconds: float = 3.0
     inbox_template_sync_seconds: float = 900.0  # WhatsApp templates from Meta; 0: only on demand

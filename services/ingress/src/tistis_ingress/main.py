@@ -12,9 +12,11 @@ from .api import (
     clinic_router,
     inbox_router,
     operator_router,
+    problems,
     realtime_router,
     templates_router,
 )
+from .api.principal import stream_caller
 from .directory import Directory
 from .fastpath import WebhookFastPath
 from .web import pages_router
@@ -26,12 +28,13 @@ NAME = "ingress"
 def build_app(runtime: Runtime) -> FastAPI:
     assert runtime.pool and runtime.publisher
     app = FastAPI(title="TIS TIS ingress", version="0.1.0")
+    problems.install(app)
     intake = WebhookIntake(runtime.settings, Directory(runtime.pool), runtime.publisher)
     app.include_router(webhook_router(intake))
     app.add_middleware(WebhookFastPath, intake=intake)
     app.include_router(callback_router(runtime))
     app.include_router(operator_router(runtime))
-    app.include_router(realtime_router(runtime))
+    app.include_router(realtime_router(runtime, stream_caller(runtime.pool, runtime.settings)))
     app.include_router(accounts_router(runtime.pool, runtime.settings))
     app.include_router(inbox_router(runtime.pool, runtime.publisher, runtime.settings))
     app.include_router(clinic_router(runtime.pool, runtime.publisher, runtime.settings))

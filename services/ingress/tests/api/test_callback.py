@@ -101,7 +101,7 @@ class TestRefusals:
     async def test_missing_required_field_is_422_naming_it(self, ingress, body, field):
         answer = await ingress.post("/api/webhook", headers=AUTH, json=body)
         assert answer.status_code == 422, answer.text
-        locs = [err["loc"] for err in answer.json()["detail"]]
+        locs = [err["loc"] for err in answer.json()["errors"]]
         assert any(loc[-1] == field or (field == "body" and loc[0] == "body") for loc in locs), locs
 
     async def test_unknown_ids_are_404(self, ingress, keyed_tenant, tap):

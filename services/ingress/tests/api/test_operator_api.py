@@ -144,7 +144,7 @@ class TestBadInput:
         answer = await ingress.post(f"/api/v1/conversations/{t.conversation_id}/messages", json=body,
                                     headers=t.auth)
         assert answer.status_code == 422
-        assert field in [err["loc"][-1] for err in answer.json()["detail"]]
+        assert field in [err["loc"][-1] for err in answer.json()["errors"]]
         assert await tap.nothing()
 
     async def test_bad_ids_and_params_are_422(self, ingress, keyed_tenant):
@@ -152,7 +152,7 @@ class TestBadInput:
         assert (await ingress.get("/api/v1/conversations/not-a-uuid", headers=t.auth)).status_code == 422
         answer = await ingress.get("/api/v1/leads", params={"band": "boiling"}, headers=t.auth)
         assert answer.status_code == 422
-        assert answer.json()["detail"][0]["loc"] == ["query", "band"]
+        assert answer.json()["errors"][0]["loc"] == ["query", "band"]
         answer = await ingress.post(f"/api/v1/conversations/{t.conversation_id}/escalate",
                                     content=b"{not json",
                                     headers={**t.auth, "Content-Type": "application/json"})

@@ -43,7 +43,7 @@ class Clinic:
 @pytest.fixture(scope="module")
 async def inbox(settings):
     """The real ingress, with a short stream re-check so that ended sessions show quickly."""
-    async with running(start_ingress, settings, inbox_stream_recheck_seconds=0.5,
+    async with running(start_ingress, settings, realtime_recheck_seconds=0.5,
                        inbox_login_attempts_per_15_minutes=3, **SHARED_ADDRESS) as runtime:
         yield runtime
 
@@ -77,7 +77,7 @@ async def clinic(settings, make_tenant):
                                           "admin", PASSWORD, password_hash=PASSWORD_HASH)
                 agent = await create_user(conn, tenant.id, f"agent-{n}@clinic.mx", "Laura",
                                           "agent", PASSWORD, password_hash=PASSWORD_HASH)
-                _, key = await issue_api_key(conn, tenant.id, "laura's script", agent)
+                _, key = await issue_api_key(conn, tenant.id, "laura's script", user_id=agent)
                 _, tenant_key = await issue_api_key(conn, tenant.id, "cli")
                 wa_id = f"521{uuid.uuid4().int % 10**10:010d}"
                 lead_id = await conn.fetchval(

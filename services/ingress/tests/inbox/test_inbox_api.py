@@ -4,13 +4,23 @@ and hand back conversations; nothing of one clinic reaches another clinic's staf
 from __future__ import annotations
 
 import asyncio
+import re
+from pathlib import Path
 
 import pytest
+from tistis_common.admin import load_tenant, read_fixture
 from tistis_common.db import connect
 
 from .conftest import PASSWORD, login
 
 CONV = "/api/v1/inbox/conversations"
+ROOT = Path(__file__).resolve().parents[4]
+
+
+def demo_files() -> tuple[str, dict]:
+    """What `make run` prints, and the demo tenant it seeds."""
+    return ((ROOT / "scripts" / "run.sh").read_text(encoding="utf-8"),
+            read_fixture(ROOT / "fixtures" / "esva-dental.yaml"))
 
 
 class TestLogin:
@@ -312,18 +322,11 @@ class TestMessengerWindow:
 class TestDemo:
     async def test_the_login_make_run_prints_opens_the_demo_clinic(self, http, settings):
         """scripts/run.sh prints the inbox URL and a login; fixtures/esva-dental.yaml makes it."""
-        import re
-        from pathlib import Path
-
-        from tistis_common.admin import load_tenant, read_fixture
-
-        root = Path(__file__).resolve().parents[4]
-        printed = (root / "scripts" / "run.sh").read_text(encoding="utf-8")
+        printed, doc = demo_files()
         assert "http://127.0.0.1:8000/inbox" in printed
         found = re.search(r"clinic (\S+), (\S+) / (\S+)", printed)
         assert found is not None
         slug, email, password = found.groups()
-        doc = read_fixture(root / "fixtures" / "esva-dental.yaml")
         conn = await connect(settings.migration_database_url)
         try:
             await load_tenant(conn, doc)
@@ -335,3 +338,22 @@ class TestDemo:
         assert answer.json()["tenant_name"] == "ESVA Dental"
         page = await http.get("/inbox", cookies=answer.cookies)
         assert page.status_code == 200 and 'id="inbox-page"' in page.text
+
+
+class TestKeyExpiry:
+    async def test_an_expired_personal_key_is_refused_like_a_tenant_key(self, http, clinic,
+                                                                        settings):
+        from datetime import UTC, datetime, timedelta
+
+        from tistis_common.admin import issue_api_key
+
+        c = await clinic()
+        conn = await connect(settings.migration_database_url)
+        try:
+            async with conn.transaction():
+                _, key = await issue_api_key(conn, c.tenant.id, "old", datetime.now(UTC) - timedelta(
+                    minutes=1), user_id=c.agent_id)
+        finally:
+            await conn.close()
+        assert (await http.get("/api/v1/me", headers={"Authorization": f"Bearer {key}"})
+                ).status_code == 401

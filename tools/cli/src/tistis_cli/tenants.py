@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -273,12 +274,18 @@ def catalog_import(slug: str, path: Path = typer.Argument(..., exists=True, dir_
 # ----------------------------------------------------------------------- API keys
 
 @api_key_app.command("issue")
-def api_key_issue(slug: str, name: str = typer.Option(..., "--name", help="Who or what uses it")) -> None:
+def api_key_issue(
+    slug: str, name: str = typer.Option(..., "--name", help="Who or what uses it"),
+    expires_in_days: float | None = typer.Option(None, "--expires-in-days", min=0.0,
+                                                 help="Refused after this many days (default: never)"),
+) -> None:
     """Issue a key; it is printed once and only its hash is kept."""
+    expires_at = (datetime.now(UTC) + timedelta(days=expires_in_days)
+                  if expires_in_days is not None else None)
 
     async def go() -> tuple[uuid.UUID, str]:
         async with owner_db() as conn, conn.transaction():
-            return await admin.issue_api_key(conn, await resolve_tenant(conn, slug), name)
+            return await admin.issue_api_key(conn, await resolve_tenant(conn, slug), name, expires_at)
 
     key_id, key = run(go())
     typer.echo(f"id:  {key_id}")
@@ -312,5 +319,6 @@ def api_key_list(slug: str) -> None:
             return await admin.list_api_keys(conn, await resolve_tenant(conn, slug))
 
     for r in run(go()):
-        state = f"revoked {r['revoked_at']:%Y-%m-%d %H:%M}" if r["revoked_at"] else "live"
+        state = (f"revoked {r['revoked_at']:%Y-%m-%d %H:%M}" if r["revoked_at"]
+                 else f"expires {r['expires_at']:%Y-%m-%d %H:%M}" if r["expires_at"] else "live")
         typer.echo(f"{r['id']}  {r['prefix']}…  {r['name']:<20} {state}")

@@ -126,18 +126,21 @@ GRANT SELECT (id, tenant_id, role, disabled_at) ON staff_users TO tistis_resolve
 CREATE POLICY resolver_lookup ON staff_sessions FOR SELECT TO tistis_resolver USING (true);
 CREATE POLICY resolver_lookup ON staff_users FOR SELECT TO tistis_resolver USING (true);
 
--- (key id, tenant, user, role) of a live key; a personal key of a disabled user is dead.
+-- (key id, tenant, user, role) of a live key: whatever api_key_tenant accepts (not revoked;
+-- later migrations add expiry there), and a personal key of a disabled user is dead.
+-- pg_temp last: a SECURITY DEFINER function must not resolve names in the caller's temporary
+-- schema first (PostgreSQL docs, "Writing SECURITY DEFINER Functions Safely").
 CREATE FUNCTION api_key_principal(p_hash text)
   RETURNS TABLE (key_id uuid, tenant_id uuid, user_id uuid, role text)
-  LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public AS $$
+  LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
   SELECT k.id, k.tenant_id, k.user_id, COALESCE(u.role, 'admin')
   FROM api_keys k LEFT JOIN staff_users u ON u.id = k.user_id
-  WHERE k.key_hash = p_hash AND k.revoked_at IS NULL
+  WHERE k.key_hash = p_hash AND k.tenant_id = api_key_tenant(p_hash)
     AND (k.user_id IS NULL OR u.disabled_at IS NULL)
 $$;
 CREATE FUNCTION staff_session_principal(p_hash text)
   RETURNS TABLE (session_id uuid, tenant_id uuid, user_id uuid, role text)
-  LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public AS $$
+  LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
   SELECT s.id, s.tenant_id, s.user_id, u.role
   FROM staff_sessions s JOIN staff_users u ON u.id = s.user_id
   WHERE s.token_hash = p_hash AND s.revoked_at IS NULL AND s.expires_at > now()

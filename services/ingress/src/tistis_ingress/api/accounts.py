@@ -3,7 +3,7 @@ tenant's users (admins create, disable, enable them) and personal API keys.
 
 Login is rate limited per tenant+email and per client address, in the database so that the
 limit holds across replicas. Logout and disabling end the sessions at once; an open event
-stream notices at its next credential check (`inbox_stream_recheck_seconds`)."""
+stream notices at its next credential check (`realtime_recheck_seconds`)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from tistis_common.staff import create_user, verify_password
 
 from . import ratelimit
 from . import staff_repository as repo
-from .common import errors, not_found
+from .common import not_found
 from .inbox_models import (
     ApiKey,
     IssuedKey,
@@ -35,6 +35,7 @@ from .inbox_models import (
     UserList,
 )
 from .principal import SESSION_COOKIE, Principal, new_session_token, staff, token_hash
+from .problems import errors
 
 log = get_logger(__name__)
 ROUTE = "inbox.accounts"
@@ -170,7 +171,7 @@ def accounts_router(pool: asyncpg.Pool, settings: Settings) -> APIRouter:
     async def new_key(body: NewKey, principal: Principal = Depends(person)) -> IssuedKey:
         async with pool.acquire() as conn, conn.transaction():
             key_id, key = await issue_api_key(conn, principal.tenant_id, body.name,
-                                              principal.user_id)
+                                              user_id=principal.user_id)
             await repo.record_action(conn, principal.tenant_id, principal.user_id,
                                      principal.key_id, "key.issued", key_id, {"name": body.name})
         return IssuedKey(id=key_id, key=key)

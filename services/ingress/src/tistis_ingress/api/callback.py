@@ -8,19 +8,27 @@
   escalate_conversation  conversation_id, reason          -> ConversationEscalated(source legacy)
 
 The guide's body names ids without their tenant; the tenant is the owner of the id (an optional
-`tenant_id`, when sent, must match or the id is not found). An `Idempotency-Key` header makes a
-retried callback publish the same event id, which consumers drop as a duplicate.
+`tenant_id`, when sent, must match or the id is not found).
+
+Idempotency: a retried callback publishes the same event id, which consumers drop as a
+duplicate. The id is the tenant's `Idempotency-Key` when one is sent (scoped by tenant: two
+tenants may pick the same key); without one it is the first id of the same action (same tenant,
+same content) within `CALLBACK_DEDUP_WINDOW_HOURS` (24, table `callback_requests`), so that
+n8n's retry of an ai_response reaches the patient once and the same text sent on purpose a day
+later still goes.
 The path has no channel segment, so it cannot clash with `/api/webhook/{channel}/{tenant_slug}`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from typing import Annotated, Literal
 
 import asyncpg
-from fastapi import APIRouter, Body, Depends, Header
+from fastapi import APIRouter, Body, Depends, Header, HTTPException
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from tistis_common import metrics
 from tistis_common.broker import Publisher
 from tistis_common.db import tenant_tx
 from tistis_common.events import (
@@ -37,7 +45,8 @@ from tistis_common.runtime import Runtime
 
 from . import repository
 from .auth import cron_secret
-from .common import CleanStr, errors, not_found, publish_or_503
+from .common import CleanStr, not_found, publish_or_503
+from .problems import errors
 
 log = get_logger(__name__)
 ROUTE = "callback"
@@ -91,6 +100,8 @@ def callback_router(runtime: Runtime) -> APIRouter:
     publisher: Publisher = runtime.publisher
     router = APIRouter(tags=["legacy callback"])
 
+    window_seconds = runtime.settings.callback_dedup_window_hours * 3600
+
     async def owner(body: _Action, kind: str, object_id: uuid.UUID) -> uuid.UUID:
         lookup = repository.tenant_of_conversation if kind == "conversation" else repository.tenant_of_lead
         tenant_id = await lookup(pool, object_id)
@@ -99,57 +110,84 @@ def callback_router(runtime: Runtime) -> APIRouter:
         return tenant_id
 
     @router.post("/api/webhook", status_code=202, dependencies=[Depends(cron_secret(runtime.settings))],
-                 responses=errors(401, 404, 503))
+                 responses=errors(401, 404, 422, 503))
     async def legacy_callback(
         body: CallbackAction = Body(...),
         idempotency_key: str | None = Header(None, max_length=200),
     ) -> dict:
-        event_id = (
-            stable_id("legacy-callback", body.action, idempotency_key) if idempotency_key
-            else uuid.uuid4()
-        )
-        event = await _to_event(body, event_id)
+        if isinstance(body, AiResponse | EscalateConversation):
+            tenant_id = await owner(body, "conversation", body.conversation_id)
+        else:
+            tenant_id = await owner(body, "lead", body.lead_id)
+        async with tenant_tx(pool, tenant_id) as conn:
+            conv = await _checked(conn, body)
+            if idempotency_key:
+                event_id = stable_id("legacy-callback", tenant_id, body.action, idempotency_key)
+            else:
+                event_id = await repository.callback_event_id(
+                    conn, tenant_id, _content_hash(body), uuid.uuid4(), window_seconds)
+        event = _to_event(body, tenant_id, event_id, conv)
         await publish_or_503(publisher, [event], ROUTE)
         log.info("callback.accepted", action=body.action, tenant_id=str(event.tenant_id),
                  event_id=str(event.event_id))
         return {"status": "accepted", "action": body.action, "event_id": str(event.event_id)}
 
-    async def _to_event(body: _Action, event_id: uuid.UUID) -> Event:
-        if isinstance(body, AiResponse | EscalateConversation):
-            tenant_id = await owner(body, "conversation", body.conversation_id)
-            async with tenant_tx(pool, tenant_id) as conn:
-                conv = await repository.conversation(conn, body.conversation_id)
+    return router
+
+
+def _content_hash(body: _Action) -> str:
+    """The action as validated (the tenant is the row's): a retry hashes alike."""
+    return hashlib.sha256(body.model_dump_json(exclude={"tenant_id"}).encode()).hexdigest()
+
+
+async def _checked(conn: asyncpg.Connection, body: _Action) -> asyncpg.Record | None:
+    """The objects the action names, in the tenant's scope: 404 for one it does not hold; the
+    conversation the action is about (None for a lead's action)."""
+    if isinstance(body, AiResponse | EscalateConversation):
+        conv = await repository.conversation(conn, body.conversation_id)
+        if conv is None:
+            raise not_found(ROUTE, "conversation")
+        return conv
+    if isinstance(body, ScheduleAppointment):
+        if not await repository.branch_exists(conn, body.branch_id):
+            raise not_found(ROUTE, "branch")
+        if body.service_id is not None and not await repository.service_exists(conn, body.service_id):
+            raise not_found(ROUTE, "service")
+        if body.conversation_id is not None:
+            # The booking's confirmation goes to this conversation: it must be the lead's.
+            conv = await repository.conversation(conn, body.conversation_id)
             if conv is None:
                 raise not_found(ROUTE, "conversation")
-            if isinstance(body, AiResponse):
-                return OutboundMessage(
-                    event_id=event_id, tenant_id=tenant_id, channel=Channel(conv["channel"]),
-                    message_id=stable_id("legacy-ai-response", event_id),
-                    conversation_id=conv["id"], lead_id=conv["lead_id"],
-                    recipient_id=conv["platform_user_id"], sender_type="ai", purpose="reply",
-                    kind="text", text=body.content,
-                )
-            return ConversationEscalated(
-                event_id=event_id, tenant_id=tenant_id, conversation_id=conv["id"],
-                lead_id=conv["lead_id"], channel=Channel(conv["channel"]), reason=body.reason,
-                source="legacy",
-            )
-        assert isinstance(body, UpdateLeadScore | ScheduleAppointment)
-        tenant_id = await owner(body, "lead", body.lead_id)
-        if isinstance(body, UpdateLeadScore):
-            return LeadScoreSet(event_id=event_id, tenant_id=tenant_id, lead_id=body.lead_id,
-                                score=body.score, reason=body.reason, source="legacy")
-        async with tenant_tx(pool, tenant_id) as conn:
-            branch_ok = await repository.branch_exists(conn, body.branch_id)
-            service_ok = body.service_id is None or await repository.service_exists(conn, body.service_id)
-        if not branch_ok:
-            raise not_found(ROUTE, "branch")
-        if not service_ok:
-            raise not_found(ROUTE, "service")
-        return AppointmentRequested(
-            event_id=event_id, tenant_id=tenant_id, action="book", lead_id=body.lead_id,
-            conversation_id=body.conversation_id, branch_id=body.branch_id,
-            service_id=body.service_id, scheduled_at=body.scheduled_at, source="legacy",
-        )
+            if conv["lead_id"] != body.lead_id:
+                metrics.API_REQUESTS.labels(ROUTE, "invalid").inc()
+                raise HTTPException(422, "the conversation is not the lead's")
+    return None
 
-    return router
+
+def _to_event(body: _Action, tenant_id: uuid.UUID, event_id: uuid.UUID,
+              conv: asyncpg.Record | None) -> Event:
+    if isinstance(body, AiResponse):
+        assert conv is not None
+        return OutboundMessage(
+            event_id=event_id, tenant_id=tenant_id, channel=Channel(conv["channel"]),
+            message_id=stable_id("legacy-ai-response", event_id),
+            conversation_id=conv["id"], lead_id=conv["lead_id"],
+            recipient_id=conv["platform_user_id"], sender_type="ai", purpose="reply",
+            kind="text", text=body.content,
+        )
+    if isinstance(body, EscalateConversation):
+        assert conv is not None
+        return ConversationEscalated(
+            event_id=event_id, tenant_id=tenant_id, conversation_id=conv["id"],
+            lead_id=conv["lead_id"], channel=Channel(conv["channel"]), reason=body.reason,
+            source="legacy",
+        )
+    if isinstance(body, UpdateLeadScore):
+        return LeadScoreSet(event_id=event_id, tenant_id=tenant_id, lead_id=body.lead_id,
+                            score=body.score, reason=body.reason, source="legacy")
+    assert isinstance(body, ScheduleAppointment)
+    return AppointmentRequested(
+        event_id=event_id, tenant_id=tenant_id, action="book", lead_id=body.lead_id,
+        conversation_id=body.conversation_id, branch_id=body.branch_id,
+        service_id=body.service_id, scheduled_at=body.scheduled_at, source="legacy",
+    )

@@ -19,7 +19,7 @@ from tistis_common.settings import Settings
 
 from . import clinic_repository as clinic
 from . import staff_repository as repo
-from .common import errors, not_found, publish_or_503
+from .common import not_found, publish_or_503
 from .inbox import window_open
 from .inbox_models import (
     Appointment,
@@ -38,6 +38,7 @@ from .inbox_models import (
     ScoreChange,
 )
 from .principal import Principal, staff
+from .problems import errors
 
 ROUTE = "inbox.clinic"
 MAX_REPORT_DAYS = 92

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import HTTPException
-from pydantic import AfterValidator, BaseModel
+from pydantic import AfterValidator
 from tistis_common import metrics
 from tistis_common.broker import Publisher
 from tistis_common.events import Event
@@ -19,33 +19,19 @@ from tistis_common.logging import get_logger
 log = get_logger(__name__)
 
 
-def _no_nul(value: str) -> str:
-    # PostgreSQL text cannot hold NUL: refuse it here (422) rather than fail downstream.
+def _storable(value: str) -> str:
+    # Refused here (422) rather than failing downstream: PostgreSQL text cannot hold NUL, and a
+    # lone surrogate (JSON allows "\ud800") cannot be encoded, so no event could carry it.
     if "\x00" in value:
         raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text (no lone surrogates)") from None
     return value
 
 
-CleanStr = Annotated[str, AfterValidator(_no_nul)]
-
-
-class ErrorBody(BaseModel):
-    detail: str
-
-
-_DESCRIPTIONS = {
-    401: "missing, wrong or revoked bearer credential",
-    403: "authenticated, but not allowed to do this",
-    404: "no such object in the caller's tenant",
-    409: "not possible in the object's current state",
-    429: "too many requests or login attempts; see Retry-After",
-    503: "the broker did not confirm; try again",
-}
-
-
-def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses` for the refusals a route can answer (the fuzzer holds us to them)."""
-    return {code: {"model": ErrorBody, "description": _DESCRIPTIONS[code]} for code in codes}
+CleanStr = Annotated[str, AfterValidator(_storable)]
 
 
 async def publish_or_503(publisher: Publisher, events: Sequence[Event], route: str) -> None:

@@ -36,7 +36,7 @@ from tistis_common.settings import Settings
 
 from . import repository
 from . import staff_repository as repo
-from .common import errors, not_found, publish_or_503
+from .common import not_found, publish_or_503
 from .inbox_models import (
     Action,
     Assign,
@@ -58,6 +58,7 @@ from .inbox_models import (
     UnreadCounts,
 )
 from .principal import Principal, staff
+from .problems import errors
 
 ROUTE = "inbox"
 TAKEN_REASON = "taken by staff"

@@ -31,7 +31,8 @@ from tistis_common.runtime import Runtime
 
 from . import repository
 from .auth import tenant_key
-from .common import CleanStr, errors, jsonable, not_found, publish_or_503
+from .common import CleanStr, jsonable, not_found, publish_or_503
+from .problems import errors
 
 ROUTE = "operator"
 

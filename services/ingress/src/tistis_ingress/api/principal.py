@@ -23,6 +23,7 @@ from tistis_common.db import tenant_session
 from tistis_common.settings import Settings
 
 from . import ratelimit
+from .auth import Caller
 
 SESSION_COOKIE = "tistis_session"
 CSRF_HEADER = "x-requested-with"
@@ -109,5 +110,17 @@ def staff(pool: asyncpg.Pool, settings: Settings, route: str = "inbox"
                 await conn.execute("UPDATE api_keys SET last_used_at = now() WHERE id = $1",
                                    principal.key_id)
         return principal
+
+    return authenticate
+
+
+def stream_caller(pool: asyncpg.Pool, settings: Settings) -> Callable[[Request], Awaitable[Caller]]:
+    """The realtime stream's dependency: a key or a session (what the browser's EventSource
+    sends), re-checked while the stream lasts like any credential (auth.Caller)."""
+    principal_of = staff(pool, settings, "realtime")
+
+    async def authenticate(request: Request) -> Caller:
+        principal = await principal_of(request)
+        return Caller(principal.tenant_id, lambda: still_valid(pool, principal))
 
     return authenticate

@@ -15,6 +15,11 @@ events per tenant; a client that reconnects with `Last-Event-ID` gets what came 
 An id the ring no longer holds (evicted, or the instance restarted) replays the whole ring:
 better a duplicate the client drops by id than a gap. The linger keeps the ring filling while a
 client reconnects; one that stays away longer misses what came while the feed was unbound.
+
+Credentials: a stream holds its `auth.Caller` and asks `still_valid()` every
+`REALTIME_RECHECK_SECONDS` (5); a revoked or expired key ends the stream (its reconnect is a
+401). Every stream also ends after `REALTIME_MAX_STREAM_SECONDS` (900): the client reconnects
+with Last-Event-ID and is authenticated again.
 """
 
 from __future__ import annotations
@@ -37,8 +42,8 @@ from tistis_common.logging import get_logger
 from tistis_common.runtime import Runtime
 from tistis_common.topology import EXCHANGE, REALTIME_BINDINGS
 
-from .common import errors
-from .principal import Principal, staff, still_valid
+from .auth import Caller, key_caller
+from .problems import errors
 
 log = get_logger(__name__)
 
@@ -212,27 +217,32 @@ class RealtimeFeed:
             self._linger_timer = asyncio.get_running_loop().call_later(self.linger, self._lapse)
 
 
-def realtime_router(runtime: Runtime) -> APIRouter:
-    """Also starts the feed as a background loop of the runtime."""
+@dataclass(frozen=True)
+class StreamLimits:
+    recheck: float  # seconds between credential checks
+    lifetime: float  # seconds a stream may last before the client must reconnect
+
+
+def realtime_router(runtime: Runtime,
+                    authenticate: Callable[..., Awaitable[Caller]] | None = None) -> APIRouter:
+    """Also starts the feed as a background loop of the runtime. `authenticate` is the
+    dependency that tells who is calling (default: a tenant API key)."""
     assert runtime.pool and runtime.connection
     feed = RealtimeFeed(runtime.connection)
     runtime.background(feed.run)
     router = APIRouter(prefix="/api/v1", tags=["realtime"])
-
-    pool = runtime.pool
-    recheck = runtime.settings.inbox_stream_recheck_seconds
+    limits = StreamLimits(runtime.settings.realtime_recheck_seconds,
+                          runtime.settings.realtime_max_stream_seconds)
+    caller_of = authenticate or key_caller(runtime.pool, "realtime")
 
     @router.get("/events/stream", response_class=StreamingResponse, responses={
         200: {"content": {"text/event-stream": {}}, "description": "server-sent events"},
-        **errors(401, 429, 503)})
+        **errors(401, 503)})
     async def stream(
-        principal: Principal = Depends(staff(runtime.pool, runtime.settings, "realtime")),
+        caller: Caller = Depends(caller_of),
         last_event_id: str | None = Header(None, max_length=100),
     ) -> StreamingResponse:
-        """An API key (`Authorization: Bearer`) or the inbox's session cookie (what a browser's
-        EventSource sends). The credential is checked again every few seconds: a logout, a
-        disabled user or a revoked key ends the stream."""
-        tenant_id = principal.tenant_id
+        tenant_id = caller.tenant_id
         backlog, queue = feed.subscribe(tenant_id, last_event_id)  # binds the feed if idle
         try:
             await asyncio.wait_for(feed.ready.wait(), timeout=5)
@@ -242,8 +252,7 @@ def realtime_router(runtime: Runtime) -> APIRouter:
                 raise HTTPException(503, "realtime feed not ready, retry") from exc
             raise
         return StreamingResponse(
-            _events(feed, tenant_id, backlog, queue, runtime.stopping,
-                    lambda: still_valid(pool, principal), recheck),
+            _events(feed, caller, backlog, queue, runtime.stopping, limits),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             # Also when the body never starts (the client left while we waited for `ready`):
@@ -254,33 +263,54 @@ def realtime_router(runtime: Runtime) -> APIRouter:
     return router
 
 
-async def _events(feed: RealtimeFeed, tenant_id: uuid.UUID, backlog: list[FeedItem],
+async def _events(feed: RealtimeFeed, caller: Caller, backlog: list[FeedItem],
                   queue: asyncio.Queue[FeedItem | None], stopping: asyncio.Event,
-                  valid: Callable[[], Awaitable[bool]], recheck: float) -> AsyncIterator[bytes]:
+                  limits: StreamLimits) -> AsyncIterator[bytes]:
     loop = asyncio.get_running_loop()
-    checked = keepalive = loop.time()
+    now = loop.time()
+    ends_at, next_check, quiet_since = now + limits.lifetime, now + limits.recheck, now
     try:
         yield b"retry: 1000\n: connected\n\n"
         for old in backlog:
             yield old.encode()
         while not stopping.is_set():
-            if loop.time() - checked >= recheck:
-                checked = loop.time()
-                if not await valid():
-                    log.info("realtime.credential_ended", tenant_id=str(tenant_id))
+            now = loop.time()
+            if now >= ends_at:
+                metrics.REALTIME_STREAMS_ENDED.labels("lifetime").inc()
+                yield b": stream lifetime reached, reconnect\n\n"
+                break
+            if now >= next_check:
+                if not await _still_valid(caller):
+                    metrics.REALTIME_STREAMS_ENDED.labels("credential").inc()
+                    log.info("realtime.credential_ended", tenant_id=str(caller.tenant_id))
                     break
+                next_check = loop.time() + limits.recheck
+            wait = min(quiet_since + KEEPALIVE_SECONDS, next_check, ends_at) - loop.time()
             try:
-                item: FeedItem | None = await asyncio.wait_for(queue.get(), timeout=recheck)
+                item = await asyncio.wait_for(queue.get(), timeout=max(wait, 0.0))
             except TimeoutError:
-                if loop.time() - keepalive >= KEEPALIVE_SECONDS:
-                    keepalive = loop.time()
+                if loop.time() >= quiet_since + KEEPALIVE_SECONDS:
+                    quiet_since = loop.time()
                     yield b": keepalive\n\n"
                 continue
             if item is None:
                 break
+            quiet_since = loop.time()
             yield item.encode()
     finally:
-        feed.unsubscribe(tenant_id, queue)
+        feed.unsubscribe(caller.tenant_id, queue)
+
+
+async def _still_valid(caller: Caller) -> bool:
+    """A check that fails (the database away) ends the stream too: the reconnect is checked."""
+    try:
+        return await caller.still_valid()
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        log.warning("realtime.recheck_failed", tenant_id=str(caller.tenant_id),
+                    error=type(exc).__name__)
+        return False
 
 
 async def _first(*events: asyncio.Event) -> None:

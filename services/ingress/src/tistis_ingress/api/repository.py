@@ -89,3 +89,21 @@ async def branch_exists(conn: asyncpg.Connection, branch_id: uuid.UUID) -> bool:
 
 async def service_exists(conn: asyncpg.Connection, service_id: uuid.UUID) -> bool:
     return bool(await conn.fetchval("SELECT true FROM services WHERE id = $1", service_id))
+
+
+async def callback_event_id(conn: asyncpg.Connection, tenant_id: uuid.UUID, content_hash: str,
+                            candidate: uuid.UUID, window_seconds: float) -> uuid.UUID:
+    """The event id of this action within the window: the first one's, or `candidate` when
+    there is none (rows past the window are dropped first, so the action goes again)."""
+    await conn.execute(
+        """DELETE FROM callback_requests
+           WHERE tenant_id = $1 AND first_seen_at < now() - make_interval(secs => $2)""",
+        tenant_id, window_seconds,
+    )
+    # A concurrent retry waits on the key and then gets the first one's id.
+    return await conn.fetchval(
+        """INSERT INTO callback_requests (tenant_id, content_hash, event_id) VALUES ($1, $2, $3)
+           ON CONFLICT (tenant_id, content_hash) DO UPDATE SET event_id = callback_requests.event_id
+           RETURNING event_id""",
+        tenant_id, content_hash, candidate,
+    )

@@ -25,9 +25,9 @@ from tistis_common.runtime import Runtime
 from tistis_common.settings import Settings
 
 from . import staff_repository as repo
-from .common import errors
 from .inbox_models import Template, TemplateList
 from .principal import Principal, staff
+from .problems import errors
 
 log = get_logger(__name__)
 FIRST_SYNC_AFTER = 2.0  # seconds: the service is up and serving first
