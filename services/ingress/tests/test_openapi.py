@@ -35,13 +35,18 @@ async def test_openapi_describes_both_webhook_methods(poster):
     assert "$ref" in channel["schema"] or "enum" in channel["schema"]
 
 
+# The inbox's routes refuse an outsider in one shared dependency: a few examples each suffice.
+STAFF_PATHS = ("/api/v1/inbox", "/api/v1/staff", "/api/v1/me")
+FEW = hypothesis_settings(HYPOTHESIS, max_examples=5)
+
+
 def fuzz_as_outsider(base_url: str) -> None:
     schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json")
     for result in schema.get_all_operations():
         operation = result.ok()
 
         @given(case=operation.as_strategy())
-        @HYPOTHESIS
+        @(FEW if operation.path.startswith(STAFF_PATHS) else HYPOTHESIS)
         def run(case):
             response = case.call(base_url=base_url)
             case.validate_response(response, checks=[

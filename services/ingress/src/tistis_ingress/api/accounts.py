@@ -15,7 +15,7 @@ import asyncpg
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from tistis_common import metrics
 from tistis_common.admin import issue_api_key
-from tistis_common.db import tenant_by_slug, tenant_tx
+from tistis_common.db import SLUG, tenant_by_slug, tenant_tx
 from tistis_common.logging import get_logger
 from tistis_common.settings import Settings
 from tistis_common.staff import create_user, verify_password
@@ -70,6 +70,9 @@ def accounts_router(pool: asyncpg.Pool, settings: Settings) -> APIRouter:
         await ratelimit.enforce(pool, f"login-ip:{client}",
                                 settings.inbox_login_attempts_per_address_15_minutes, LOGIN_WINDOW,
                                 ROUTE)
+        if not SLUG.fullmatch(body.tenant):  # no clinic is named so: nothing to time
+            metrics.API_REQUESTS.labels(ROUTE, "unauthorized").inc()
+            raise HTTPException(401, "wrong tenant, email or password")
         tenant = await tenant_by_slug(pool, body.tenant)
         row = None
         if tenant is not None:

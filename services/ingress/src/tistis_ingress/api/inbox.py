@@ -143,7 +143,8 @@ def inbox_router(pool: asyncpg.Pool, publisher: Publisher, settings: Settings) -
                      {"message_id": str(message_id), "kind": fields.get("kind", "text")})
         return Queued(status="queued", event_id=outbound.event_id, message_id=message_id)
 
-    @router.get("/conversations", response_model=ConversationPage, responses=errors(401, 429))
+    @router.get("/conversations", response_model=ConversationPage,
+                responses=errors(400, 401, 429))
     async def conversations(
         principal: Principal = who,
         filter: Filter = Query("open"),

@@ -59,6 +59,7 @@ class ProblemResponse(JSONResponse):
 
 
 _DESCRIPTIONS = {
+    400: "a malformed parameter (a cursor)",
     401: "missing, wrong or revoked bearer credential",
     403: "authenticated, but not allowed to do this",
     404: "no such object in the caller's tenant",
