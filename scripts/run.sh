@@ -19,6 +19,9 @@ if [ -z "${WHATSAPP_ACCESS_TOKEN:-}${META_APP_SECRET:-}" ]; then
   fi
 fi
 export LOG_JSON="${LOG_JSON:-true}"
+# Loopback unless asked: the operator API, /metrics (tenant slugs) and webhooks signed with the
+# public sandbox secret are not for the local network. Containers keep the settings' 0.0.0.0.
+export HTTP_HOST="${HTTP_HOST:-127.0.0.1}"
 
 pids=()
 stop() {
@@ -34,7 +37,7 @@ launch() { # name port command...
   local name=$1 port=$2; shift 2
   HTTP_PORT=$port SERVICE_NAME=$name "$@" &
   pids+=($!)
-  echo "run: $name on :$port (pid $!)"
+  echo "run: $name on $HTTP_HOST:$port (pid $!)"
 }
 
 if [ "${START_SANDBOX:-0}" = 1 ]; then

@@ -59,13 +59,13 @@ class TestRouting:
     @pytest.mark.parametrize(("path", "route"), [
         ("/v1/messages", "anthropic"),
         ("/v1/messages/count_tokens", "count_tokens"),
-        ("/v21.0/100000000000001/messages", "graph"),
+        ("/v26.0/100000000000001/messages", "graph"),
         ("/v1/messages/messages", "graph"),
         ("/open_api/v1.3/business/message/send/", "tiktok"),
         ("/open_api/v1.3/business/message/send", None),  # FastAPI redirects it
-        ("/v21.0/100000000000001/messages/", None),
+        ("/v26.0/100000000000001/messages/", None),
         ("/_sandbox/script/messages", None),  # a control, not a Graph id
-        ("/v21.0//messages", None),
+        ("/v26.0//messages", None),
         ("/_sandbox/requests", None),
     ])
     def test_the_fast_path_takes_what_the_fastapi_routes_take(self, path: str,

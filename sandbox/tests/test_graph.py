@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi.testclient import TestClient
-from tistis_sandbox.testing import BEARER, PAGE_PATH
+from tistis_sandbox.testing import BEARER, PAGE_ID, PAGE_PATH
 
 PSID = "6543210987654321"
 
@@ -110,3 +110,30 @@ class TestSendApiValidation:
     def test_recipient_is_required(self, api: TestClient) -> None:
         assert_error(send(api, {"messaging_type": "RESPONSE", "message": {"text": "x"}}),
                      400, 100)
+
+
+IG_PATH = PAGE_PATH.replace(f"/{PAGE_ID}/", "/17841400000000001/")
+
+
+class TestInstagramRules:
+    """Instagram takes at most 1,000 UTF-8 bytes ("must be UTF-8 and less than 1000 bytes",
+    Instagram messaging API reference); outside the window it answers code 10 / subcode
+    2534022 (developers.facebook.com/docs/messenger-platform/error-codes)."""
+
+    def test_text_over_1000_bytes_is_refused_under_1000_characters(self, api):
+        text = "😀" * 300  # 300 characters, 1,200 bytes
+        answer = api.post(IG_PATH, json=body({"text": text}), params={"access_token": "t"})
+        error = assert_error(answer, 400, 100)
+        assert "1000" in error["message"]
+        assert api.post(PAGE_PATH, json=body({"text": text}),
+                        params={"access_token": "t"}).status_code == 200
+
+    def test_a_closed_window_answers_2534022_on_instagram_2018278_on_messenger(self, api):
+        for path, account, subcode in ((IG_PATH, "17841400000000001", 2534022),
+                                       (PAGE_PATH, PAGE_ID, 2018278)):
+            api.post("/_sandbox/windows", json={"account": account, "recipient": PSID})
+            answer = api.post(path, json=body(), params={"access_token": "t"})
+            assert assert_error(answer, 400, 10)["error_subcode"] == subcode
+            api.post("/_sandbox/windows", json={"account": account, "recipient": PSID,
+                                                "open": True})
+            assert api.post(path, json=body(), params={"access_token": "t"}).status_code == 200

@@ -35,7 +35,7 @@ def fake_ingress(sandbox_url: str) -> FastAPI:
             if channel == "whatsapp":
                 value = payload["entry"][0]["changes"][0]["value"]
                 msg = value["messages"][0]
-                await http.post(f"/v21.0/{value['metadata']['phone_number_id']}/messages",
+                await http.post(f"/v26.0/{value['metadata']['phone_number_id']}/messages",
                                 headers={"Authorization": "Bearer t"},
                                 json={"messaging_product": "whatsapp", "to": msg["from"],
                                       "type": "text", "text": {"body": "¡Hola María!"}})
@@ -49,7 +49,7 @@ def fake_ingress(sandbox_url: str) -> FastAPI:
                                       "message_type": "TEXT", "text": {"body": "¡Hola!"}})
             else:
                 event = payload["entry"][0]["messaging"][0]
-                await http.post(f"/v21.0/{event['recipient']['id']}/messages",
+                await http.post(f"/v26.0/{event['recipient']['id']}/messages",
                                 params={"access_token": "t"},
                                 json={"recipient": event["sender"],
                                       "messaging_type": "RESPONSE",

@@ -60,3 +60,14 @@ class TestTikTokValidation:
     def test_only_text_and_image_are_known(self, api: TestClient) -> None:
         assert_code(send(api, body(message_type="VIDEO")), 40002)
         assert_code(send(api, body(business_id="")), 40002)
+
+
+class TestExpiringTokens:
+    """TikTok access tokens last about a day; the fake's `expires-<unix s>-...` tokens stop
+    working at that time, with the code TikTok answers for a revoked or expired token."""
+
+    def test_a_token_works_until_it_expires(self, api):
+        import time
+
+        assert_code(send(api, body(), token=f"expires-{int(time.time()) + 3600}-abc"), 0)
+        assert_code(send(api, body(), token=f"expires-{int(time.time()) - 1}-abc"), 40105)

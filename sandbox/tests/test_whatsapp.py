@@ -162,3 +162,34 @@ class TestWhatsAppValidation:
                                                         "Content-Type": "application/json"})
         assert r.status_code == 400
         assert r.json()["error"]["code"] == 100
+
+
+class TestTemplateParametersAndRecipients:
+    """Meta refuses a template parameter with a newline, a tab or more than 4 consecutive
+    spaces (github.com/netflie/whatsapp-cloud-api/issues/201); a business-scoped user id goes
+    in `recipient` (docs.kapso.ai/docs/whatsapp/business-scoped-user-ids.md)."""
+
+    @staticmethod
+    def template(param: str, **recipient: str) -> dict[str, Any]:
+        return {"messaging_product": "whatsapp", **(recipient or {"to": "5215512345678"}),
+                "type": "template", "template": {
+                    "name": "recordatorio_cita", "language": {"code": "es_MX"},
+                    "components": [{"type": "body", "parameters": [
+                        {"type": "text", "text": param}]}]}}
+
+    def test_bad_parameter_text_is_refused(self, api):
+        for param in ("Av. Juárez 1\nCentro", "a\tb", "a     b"):
+            answer = api.post(WA_PATH, json=self.template(param), headers=BEARER)
+            assert answer.status_code == 400
+            assert "new-line/tab" in answer.json()["error"]["error_data"]["details"]
+        assert api.post(WA_PATH, json=self.template("a    b"), headers=BEARER).status_code == 200
+
+    def test_recipient_takes_a_business_scoped_user_id(self, api):
+        answer = api.post(WA_PATH, json=self.template("Ana", recipient="US.13491208655302741918"),
+                          headers=BEARER)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["contacts"][0]["user_id"] == "US.13491208655302741918"
+        both = self.template("Ana", to="5215512345678", recipient="US.1349")
+        assert api.post(WA_PATH, json=both, headers=BEARER).status_code == 400
+        wrong = self.template("Ana", recipient="5215512345678")
+        assert api.post(WA_PATH, json=wrong, headers=BEARER).status_code == 400

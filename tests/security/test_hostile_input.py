@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import pytest
+from tistis_common.testing.plugin import running
+from tistis_ingress.main import start as start_ingress
 
 from .test_api_attacks import CRON, api, keyed  # noqa: F401  (api is a fixture)
 
@@ -99,8 +102,35 @@ class TestUnencodableInput:
         _, key, _, conversation = await keyed(settings, make_tenant)
         for path, auth in ((f"/api/v1/conversations/{conversation}/escalate", key),
                            ("/api/webhook", CRON)):
-            for body in (b"{not json", b'{"reason": "x"', b"\xff\xfe", b"[" * 10_000, b'"\\ud800"'):
+            for body in (b"{not json", b'{"reason": "x"', b"\xff\xfe", b"[" * 10_000, b'"\\ud800"',
+                         b"[" * 100_000 + b"]" * 100_000,  # valid JSON, deeper than the parser
+                         b'{"reason": "x", "score": ' + b"9" * 5000 + b"}",  # over int's limit
+                         b'{"reason": "x", "tokens": 1' + b"0" * 400 + b"}"):
                 answer = await api.post(path, content=body, headers={
                     "Authorization": f"Bearer {auth}", "Content-Type": "application/json"})
                 attack("malformed JSON to the operator API and callback", not refused_cleanly(answer))
                 assert refused_cleanly(answer), (path, body[:20], answer.status_code, answer.text[:300])
+
+
+class TestDatabaseAway:
+    async def test_the_database_away_is_a_503_problem_not_a_500(self, settings, make_tenant, attack):
+        """Nothing an outsider sends should be a 500; neither is an outage of ours (the pool
+        closed under the running ingress stands in for a database gone away)."""
+        _, key, lead, conversation = await keyed(settings, make_tenant)
+        async with running(start_ingress, settings, cron_secret=CRON) as ingress:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ingress.http_port}",
+                                         timeout=10) as http:
+                assert ingress.pool is not None
+                await ingress.pool.close()
+                for method, path, auth, body in (
+                        ("GET", "/api/v1/leads", key, None),
+                        ("POST", f"/api/v1/conversations/{conversation}/escalate", key, {"reason": "x"}),
+                        ("GET", "/api/v1/events/stream", key, None),
+                        ("POST", "/api/webhook", CRON,
+                         {"action": "update_lead_score", "lead_id": str(lead), "score": 3})):
+                    answer = await http.request(method, path, json=body,
+                                                headers={"Authorization": f"Bearer {auth}"})
+                    wrong = answer.status_code != 503 or not answer.headers.get(
+                        "content-type", "").startswith("application/problem+json")
+                    attack("database away answered 500 or with exception text", wrong)
+                    assert not wrong, (path, answer.status_code, answer.text[:300])

@@ -96,8 +96,8 @@ def _add_control_routes(app: FastAPI) -> None:
 
     @app.post("/_sandbox/callbacks/{target}")
     async def callbacks(request: Request, target: str) -> dict[str, Any]:
-        if target != "whatsapp":
-            raise HTTPException(404, "status callbacks exist for whatsapp only")
+        if target not in ("whatsapp", "tiktok"):
+            raise HTTPException(404, "callbacks exist for whatsapp (statuses) and tiktok (echoes)")
         raw = await _json_body(request)
         try:
             callback = Callback(**raw) if isinstance(raw, dict) else None
@@ -107,6 +107,18 @@ def _add_control_routes(app: FastAPI) -> None:
             raise HTTPException(422, "expected {url, app_secret?, statuses?, delay?}")
         _recorder(request).callbacks[target] = callback
         return {"target": target, "url": callback.url, "statuses": callback.statuses}
+
+    @app.post("/_sandbox/windows")
+    async def close_window(request: Request) -> dict[str, Any]:
+        """`{"account": page or IG id, "recipient": PSID / IGSID, "open": false}`: the Graph
+        fake answers that patient as the platform does outside the messaging window."""
+        raw = await _json_body(request)
+        if not isinstance(raw, dict) or not raw.get("account") or not raw.get("recipient"):
+            raise HTTPException(422, "expected {account, recipient, open?}")
+        pair = (str(raw["account"]), str(raw["recipient"]))
+        windows = _recorder(request).closed_windows
+        windows.discard(pair) if raw.get("open") else windows.add(pair)
+        return {"account": pair[0], "recipient": pair[1], "open": pair not in windows}
 
     @app.delete("/_sandbox/callbacks/{target}")
     async def drop_callbacks(request: Request, target: str) -> dict[str, str]:

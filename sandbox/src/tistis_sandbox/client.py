@@ -115,6 +115,22 @@ class AsyncSandboxClient:
                                   json=_callback_payload(url, app_secret, statuses, delay))
         r.raise_for_status()
 
+    async def tiktok_echoes(self, url: str, *, app_secret: str,
+                            conversations: dict[str, str] | None = None,
+                            echo_before_answer: bool = False, delay: float = 0.05) -> None:
+        """Every accepted TikTok send is echoed as `im_send_msg` to `url`, as TikTok does."""
+        r = await self._http.post("/_sandbox/callbacks/tiktok", json={
+            "url": url, "app_secret": app_secret, "conversations": conversations or {},
+            "echo_before_answer": echo_before_answer, "delay": delay})
+        r.raise_for_status()
+
+    async def close_window(self, account: str, recipient: str, *, open: bool = False) -> None:
+        """The Graph fake answers this patient as outside the messaging window (or again
+        inside it with `open=True`)."""
+        r = await self._http.post("/_sandbox/windows", json={
+            "account": account, "recipient": recipient, "open": open})
+        r.raise_for_status()
+
     async def deliveries(self) -> list[dict]:
         r = await self._http.get("/_sandbox/callbacks")
         r.raise_for_status()

@@ -3,6 +3,12 @@
 Answers `{"recipient_id": ..., "message_id": "m_..."}` or a Graph error. Only HUMAN_AGENT is
 accepted as a message tag: the other tags are deprecated, and a fake that accepted them would
 hide a bug the real platform would refuse.
+
+Instagram (an account id starting with 178, as Instagram professional account ids do) takes at
+most 1,000 UTF-8 bytes of text ("must be UTF-8 and less than 1000 bytes", Instagram messaging
+API reference). A patient whose window the test closed (`POST /_sandbox/windows`) gets what
+the platform answers outside the window: Instagram code 10 / subcode 2534022, Messenger code
+10 / subcode 2018278 (HUMAN_AGENT tagged messages still go on Messenger).
 """
 
 from __future__ import annotations
@@ -21,6 +27,10 @@ from tistis_sandbox.recorder import Recorder, Step, apply_delay
 from tistis_sandbox.wire import Answer, Call
 
 TEXT_MAX = 2000
+INSTAGRAM_TEXT_MAX_BYTES = 1000
+INSTAGRAM_ACCOUNT_PREFIX = "178"
+INSTAGRAM_WINDOW_SUBCODE = 2534022
+MESSENGER_WINDOW_SUBCODE = 2018278
 QUICK_REPLIES_MAX = 13
 QUICK_REPLY_TITLE_MAX = 20
 PAYLOAD_MAX = 1000
@@ -124,7 +134,7 @@ def _validate_quick_replies(replies: Any) -> None:
                           "user_phone_number or user_email")
 
 
-def validate(body: Any) -> None:
+def validate(body: Any, instagram: bool = False) -> None:
     if not isinstance(body, dict):
         raise Invalid("(#100) Request body must be a JSON object")
     recipient = body.get("recipient")
@@ -151,6 +161,10 @@ def validate(body: Any) -> None:
         raise Invalid("(#100) message must have exactly one of text or attachment")
     if has_text:
         _str(message["text"], TEXT_MAX, "message.text")
+        if instagram and len(message["text"].encode("utf-8", "surrogatepass")) > \
+                INSTAGRAM_TEXT_MAX_BYTES:
+            raise Invalid("(#100) Length of param message[text] must be less than or equal "
+                          f"to {INSTAGRAM_TEXT_MAX_BYTES} bytes")
     else:
         _validate_attachment(message["attachment"])
     if "quick_replies" in message:
@@ -165,18 +179,42 @@ def summary(body: dict[str, Any]) -> str | None:
     return payload.get("text") or payload.get("url")
 
 
-def _answer(step: Step | None, call: Call, body: Any) -> Answer:
+def account_of(call: Call) -> str:
+    parts = call.path.strip("/").split("/")
+    return parts[1] if len(parts) >= 3 else ""
+
+
+def _outside_window(recorder: Recorder, account: str, body: Any) -> Answer | None:
+    if not isinstance(body, dict) or "sender_action" in body:
+        return None
+    user = str((body.get("recipient") or {}).get("id") or "")
+    if (account, user) not in recorder.closed_windows:
+        return None
+    if account.startswith(INSTAGRAM_ACCOUNT_PREFIX):
+        return graph_error(10, subcode=INSTAGRAM_WINDOW_SUBCODE, status=400,
+                           message="(#10) This message is sent outside of allowed window.")
+    if body.get("tag") == "HUMAN_AGENT":
+        return None
+    return graph_error(10, subcode=MESSENGER_WINDOW_SUBCODE, status=400,
+                       message="(#10) This message is sent outside of allowed window.")
+
+
+def _answer(recorder: Recorder, step: Step | None, call: Call, body: Any) -> Answer:
     if step is not None and step.is_error:
         return scripted_graph_error(step, whatsapp=False)
     bad_token = token_error(bearer_or_query_token(call), whatsapp=False)
     if bad_token is not None:
         return bad_token
+    account = account_of(call)
     try:
-        validate(body)
+        validate(body, instagram=account.startswith(INSTAGRAM_ACCOUNT_PREFIX))
     except Invalid as exc:
         return graph_error(exc.code, subcode=exc.subcode, message=exc.details)
     except (AttributeError, TypeError, KeyError, ValueError) as exc:
         return graph_error(100, message=f"(#100) Invalid parameter: {exc}")
+    closed = _outside_window(recorder, account, body)
+    if closed is not None:
+        return closed
     answer: dict[str, str] = {"recipient_id": str(body["recipient"]["id"])}
     if "sender_action" not in body:
         answer["message_id"] = "m_" + random_token(40, "abcdefghijklmnopqrstuvwxyz"
@@ -191,7 +229,7 @@ async def handle(recorder: Recorder, call: Call) -> Answer:
     await apply_delay(step)
     if isinstance(body, dict) and isinstance(body.get("recipient"), dict):
         entry.recipient = str(body["recipient"].get("id") or "") or None
-    answer = _answer(step, call, body)
+    answer = _answer(recorder, step, call, body)
     entry.status = answer.status
     if answer.status == 200:
         entry.answered_id = answer.body.get("message_id")

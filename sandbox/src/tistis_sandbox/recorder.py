@@ -126,6 +126,8 @@ class Recorder:
         self.prompt_cache: dict[str, int] = {}
         self.callbacks: dict[str, Callback] = {}
         self.deliveries: list[Delivery] = []
+        # (account, user) pairs whose messaging window the test closed (Graph fake).
+        self.closed_windows: set[tuple[str, str]] = set()
 
     def reset(self) -> None:
         self.requests.clear()
@@ -135,6 +137,7 @@ class Recorder:
         self.prompt_cache.clear()
         self.callbacks.clear()
         self.deliveries.clear()
+        self.closed_windows.clear()
 
     def queue(self, target: str, steps: list[Step]) -> None:
         self.scripts[target].extend(steps)

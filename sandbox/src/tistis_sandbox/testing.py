@@ -3,7 +3,7 @@ tests) send to the fakes."""
 
 from __future__ import annotations
 
-GRAPH_VERSION = "v21.0"
+GRAPH_VERSION = "v26.0"
 PHONE_NUMBER_ID = "100000000000001"
 PAGE_ID = "100000000000101"
 WA_PATH = f"/{GRAPH_VERSION}/{PHONE_NUMBER_ID}/messages"

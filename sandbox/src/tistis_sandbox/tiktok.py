@@ -6,6 +6,10 @@ Request (TikTok API for Business): header `Access-Token` (no "Bearer"), body
 Answer: `{"code": 0, "message": "OK", "request_id", "data": {"message": {"message_id"}}}`.
 Errors come as a non-zero `code` with HTTP 200, as TikTok does; only a scripted `status`
 changes the HTTP status (a gateway failure).
+
+Tokens expire, as TikTok's do (about a day): a token `expires-<unix seconds>-...` is refused
+with 40105 from that time on. With a callback registered, every accepted send is followed by
+its `im_send_msg` echo (see callbacks.py), before or after the answer.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import secrets
 import time
 from typing import Any
 
+from tistis_sandbox.callbacks import post_tiktok_echo, schedule_tiktok_echo
 from tistis_sandbox.recorder import Recorder, Step, apply_delay
 from tistis_sandbox.wire import Answer, Call
 
@@ -79,6 +84,12 @@ def validate(body: Any) -> None:
         raise Invalid("message_type: Must be one of: TEXT, IMAGE.")
 
 
+def _expired(token: str) -> bool:
+    parts = token.split("-")
+    return (len(parts) >= 2 and parts[0] == "expires" and parts[1].isdigit()
+            and int(parts[1]) <= time.time())
+
+
 def _answer(step: Step | None, call: Call, body: Any) -> Answer:
     if step is not None and step.is_error:
         code = step.error_code or (RATE_LIMITED if step.status == 429 else SYSTEM_ERROR)
@@ -86,7 +97,7 @@ def _answer(step: Step | None, call: Call, body: Any) -> Answer:
     token = call.headers.get("access-token")
     if not token:
         return Answer(200, envelope(TOKEN_EMPTY))
-    if token.startswith(("expired", "invalid", "Bearer ")):
+    if token.startswith(("expired", "invalid", "Bearer ")) or _expired(token):
         # "Bearer " is the classic mistake: TikTok wants the bare token and answers 40105.
         return Answer(200, envelope(TOKEN_INVALID))
     try:
@@ -109,6 +120,12 @@ async def handle(recorder: Recorder, call: Call) -> Answer:
     if answer.body["code"] == OK:
         entry.answered_id = answer.body["data"]["message"]["message_id"]
         entry.text = (body.get("text") or {}).get("body")
+        callback = recorder.callbacks.get("tiktok")
+        if callback is not None and entry.answered_id:
+            if callback.echo_before_answer:
+                await post_tiktok_echo(callback, recorder.deliveries, body, entry.answered_id)
+            else:
+                schedule_tiktok_echo(callback, recorder.deliveries, body, entry.answered_id)
     else:
         entry.error_code = answer.body["code"]
     return answer

@@ -41,6 +41,12 @@ TYPES = ("text", "interactive", "template", "reaction", "location", *MEDIA_TYPES
 TEMPLATE_NAME = re.compile(r"^[a-z0-9_]{1,512}$")
 LINK = re.compile(r"^https?://\S+$")
 PHONE = re.compile(r"\+?[0-9]{6,20}")
+# A business-scoped user id (usernames, 2026): a country code, a dot, up to 128 alphanumerics;
+# a parent one has ".ENT." (docs.360dialog.com/docs/resources/phone-numbers/usernames-and-bsuid).
+BSUID = re.compile(r"[A-Z]{2}\.(?:ENT\.)?[A-Za-z0-9]{1,128}")
+# "Param text cannot have new-line/tab characters or more than 4 consecutive spaces"
+# (github.com/netflie/whatsapp-cloud-api/issues/201), code 100.
+BAD_PARAM_TEXT = re.compile(r"[\n\t]| {5,}")
 PARAM_TYPES = ("text", "currency", "date_time", "image", "document", "video", "payload")
 
 
@@ -181,6 +187,9 @@ def _validate_template(msg: dict[str, Any]) -> None:
             if ptype == "text":
                 _max_len(value, TEXT_MAX if ctype == "body" else HEADER_TEXT_MAX,
                          "Parameter text")
+                if BAD_PARAM_TEXT.search(str(value)):
+                    raise Invalid(100, "Param text cannot have new-line/tab characters or more "
+                                       "than 4 consecutive spaces")
 
 
 def validate(body: Any) -> None:
@@ -190,9 +199,15 @@ def validate(body: Any) -> None:
         raise Invalid(100, "The parameter messaging_product is required and must be whatsapp.")
     if body.get("recipient_type", "individual") != "individual":
         raise Invalid(100, "Param recipient_type must be individual.")
-    to = _require(body, "to", "")
-    if not PHONE.fullmatch(str(to)):
+    if "to" not in body and "recipient" not in body:
+        _require(body, "to", "")  # 131008, as Cloud API answers a missing recipient
+    if "to" in body and "recipient" in body:
+        raise Invalid(100, "Only one of to (a phone number) or recipient (a business-scoped "
+                           "user id) may be given.")
+    if "to" in body and not PHONE.fullmatch(str(body["to"])):
         raise Invalid(100, "Invalid parameter: to must be a phone number or wa_id.")
+    if "recipient" in body and not BSUID.fullmatch(str(body["recipient"])):
+        raise Invalid(100, "Invalid parameter: recipient must be a business-scoped user id.")
     kind = body.get("type", "text")
     if kind not in TYPES:
         raise Invalid(100, f"Param type must be one of {{{', '.join(t.upper() for t in TYPES)}}}")
@@ -245,7 +260,7 @@ async def handle(recorder: Recorder, call: Call, phone_number_id: str) -> Answer
     step = recorder.next_step("whatsapp")
     await apply_delay(step)
     if isinstance(body, dict):
-        entry.recipient = str(body.get("to", "")).lstrip("+") or None
+        entry.recipient = str(body.get("to") or body.get("recipient") or "").lstrip("+") or None
     answer = _answer(step, call, body)
     entry.status = answer.status
     if answer.status == 200:
@@ -255,7 +270,7 @@ async def handle(recorder: Recorder, call: Call, phone_number_id: str) -> Answer
         if callback is not None:
             schedule_whatsapp_statuses(
                 callback, recorder.deliveries, message_id=entry.answered_id,
-                recipient=answer.body["contacts"][0]["wa_id"], phone_number_id=phone_number_id,
+                recipient=entry.recipient or "", phone_number_id=phone_number_id,
                 async_error_code=step.async_error_code if step is not None else None)
     else:
         entry.error_code = answer.body["error"]["code"]
@@ -275,13 +290,14 @@ def _answer(step: Step | None, call: Call, body: Any) -> Answer:
     except (AttributeError, TypeError, KeyError, ValueError) as exc:
         # A value of the wrong JSON type deep in the body: Graph calls that a bad parameter.
         return graph_error(100, details=f"Invalid parameter: {exc}", whatsapp=True)
-    to = str(body["to"])
+    to = str(body.get("to") or body["recipient"])
     wa_id = to.lstrip("+")
     message: dict[str, str] = {"id": new_wamid(wa_id)}
     if body.get("type") == "template":
         message["message_status"] = "accepted"
+    contact = {"input": to, "wa_id": wa_id} if "to" in body else {"input": to, "user_id": to}
     return Answer(200, {
         "messaging_product": "whatsapp",
-        "contacts": [{"input": to, "wa_id": wa_id}],
+        "contacts": [contact],
         "messages": [message],
     })

@@ -17,6 +17,7 @@ import pytest
 from tistis_common.broker import Publisher, connect
 from tistis_common.db import tenant_tx
 from tistis_common.events import Event, OutboundMessage
+from tistis_common.secrets import DEV_KEY, SecretBox
 from tistis_common.settings import Settings
 from tistis_common.testing.plugin import TestTenant, running
 from tistis_dispatcher.main import start
@@ -98,10 +99,10 @@ class Clinic:
 
     def outbound(self, conv: Conversation, **fields: Any) -> OutboundMessage:
         fields.setdefault("text", "¡Hola! Con gusto te ayudo a agendar tu cita.")
+        fields.setdefault("recipient_id", conv.recipient)
         return OutboundMessage(
             tenant_id=conv.tenant.id, channel=conv.channel, message_id=uuid.uuid4(),
-            conversation_id=conv.conversation_id, lead_id=conv.lead_id,
-            recipient_id=conv.recipient, **fields,
+            conversation_id=conv.conversation_id, lead_id=conv.lead_id, **fields,
         )
 
     async def publish(self, *events: Event) -> None:
@@ -133,7 +134,7 @@ class Clinic:
         async with tenant_tx(self.pool, conv.tenant.id) as conn:
             await conn.execute(
                 "UPDATE channel_connections SET access_token = $2 WHERE channel = $1",
-                conv.channel, token)
+                conv.channel, SecretBox(DEV_KEY).seal(token))
 
     async def until_status(self, conv: Conversation, message_id: uuid.UUID, *statuses: str,
                            timeout: float = 10.0) -> asyncpg.Record:

@@ -170,12 +170,10 @@ class TestWhatsApp:
             wa_inbound(tenant, W + "012", T + 70, text="Hola María, te atiende la Dra. López",
                        sender_type="agent")]
 
-    @pytest.mark.parametrize("name", ["whatsapp_unhandled", "whatsapp_account_update"])
-    async def test_unhandled_kinds_are_acknowledged_and_counted(
-        self, poster, tap, make_tenant, name
-    ):
+    async def test_unhandled_fields_are_acknowledged_and_counted(self, poster, tap, make_tenant):
         tenant = await make_tenant()
-        await acknowledged_without_events(poster, tap, tenant, "whatsapp", name, "ignored")
+        await acknowledged_without_events(poster, tap, tenant, "whatsapp",
+                                          "whatsapp_account_update", "ignored")
         metrics = (await poster.http.get("/metrics")).text
         assert 'tistis_webhook_events_total{channel="whatsapp",kind="ignored"}' in metrics
 
@@ -225,7 +223,7 @@ class TestMessengerAndInstagram:
                 url="https://cdn.fbsbx.com/v/t59.2708-21/estudios.pdf", filename="estudios.pdf"))
             first_url = "https://scontent.xx.fbcdn.net/v/t1.15752-9/photo.jpg"
         else:
-            second = dict(kind="share", media=MediaRef(
+            second = dict(kind="share", text="Blanqueamiento", media=MediaRef(
                 id="18012345678901234",
                 url="https://lookaside.fbsbx.com/ig_messaging_cdn/?asset_id=18012345678901234"))
             first_url = ("https://lookaside.fbsbx.com/ig_messaging_cdn/"
@@ -247,7 +245,7 @@ class TestMessengerAndInstagram:
         tenant = await make_tenant()
         p = meta_prefix(channel)
         assert await published(poster, tap, tenant, channel, f"{channel}_standby", 1) == [
-            meta_inbound(tenant, channel, p + "sb001", MS + 7, text="¿Siguen ahí?")]
+            meta_inbound(tenant, channel, p + "sb001", MS + 7, text="¿Siguen ahí?", standby=True)]
 
     async def test_echo_of_our_own_send_is_acknowledged_and_never_published(
         self, poster, tap, make_tenant, channel
@@ -264,9 +262,11 @@ class TestMessengerAndInstagram:
             meta_inbound(tenant, channel, p + "echo002", MS + 6, text="Te atiende la Dra. López",
                          sender_type="agent")]
 
-    async def test_reaction_is_acknowledged_and_counted(self, poster, tap, make_tenant, channel):
+    async def test_reaction_names_the_message_it_is_about(self, poster, tap, make_tenant, channel):
         tenant = await make_tenant()
-        await acknowledged_without_events(poster, tap, tenant, channel, f"{channel}_reaction", "ignored")
+        p = meta_prefix(channel)
+        [event] = await published(poster, tap, tenant, channel, f"{channel}_reaction", 1)
+        assert (event["kind"], event["text"], event["target_id"]) == ("reaction", "❤️", p + "OUT1")
 
     async def test_many_entries_and_messages_in_one_post(self, poster, tap, make_tenant, channel):
         tenant = await make_tenant()
@@ -362,7 +362,12 @@ class TestTikTok:
                    platform_user_id=TTU, platform_conversation_id=CONV, status="read",
                    status_at=at((MS + 6) / 1000), scope="conversation")]
 
-    @pytest.mark.parametrize("name", ["tiktok_sticker", "tiktok_other_event"])
-    async def test_unhandled_is_acknowledged_and_counted(self, poster, tap, make_tenant, name):
+    async def test_unhandled_event_is_acknowledged_and_counted(self, poster, tap, make_tenant):
         tenant = await make_tenant()
-        await acknowledged_without_events(poster, tap, tenant, "tiktok", name, "ignored")
+        await acknowledged_without_events(poster, tap, tenant, "tiktok", "tiktok_other_event",
+                                          "ignored")
+
+    async def test_sticker_is_stored(self, poster, tap, make_tenant):
+        tenant = await make_tenant()
+        [event] = await published(poster, tap, tenant, "tiktok", "tiktok_sticker", 1)
+        assert event["kind"] == "sticker"

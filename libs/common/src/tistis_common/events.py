@@ -13,7 +13,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -77,7 +77,11 @@ class Location(BaseModel):
 InboundKind = Literal[
     "text", "button", "interactive", "quick_reply", "postback", "image", "audio", "video",
     "document", "sticker", "location", "contacts", "reaction", "share", "unsupported",
+    "link", "order", "flow", "edit", "unsend", "system", "referral",
 ]
+# Kinds that change or annotate what was said rather than say something: stored (and applied
+# to the message they name), never answered by the AI.
+ANNOTATION_KINDS = frozenset({"reaction", "edit", "unsend", "system"})
 
 
 class InboundMessage(Event):
@@ -101,6 +105,15 @@ class InboundMessage(Event):
     choice_title: str | None = None
     # "agent": written by clinic staff in the native app (echo not from our app). Pauses the AI.
     sender_type: Literal["lead", "agent"] = "lead"
+    target_id: str | None = None  # the platform message a reaction, edit or unsend is about
+    error: str | None = None  # what the platform could not deliver (unsupported, errors)
+    referral: dict[str, str] | None = None  # ad / link origin (Meta referral, click-to-WhatsApp)
+    details: dict[str, Any] | None = None  # structured content (contacts, order, flow answers)
+    standby: bool = False  # another app owns the thread (Meta handover): stored, not answered
+    new_user_id: str | None = None  # system: the patient's number (or user id) is now this
+    # The patient's other ids on this channel (WhatsApp: the phone-number wa_id and the
+    # business-scoped user id): one lead whichever of them a message carries.
+    user_aliases: list[str] = Field(default_factory=list)
 
 
 StatusValue = Literal["sent", "delivered", "read", "failed"]
@@ -288,6 +301,32 @@ class AppointmentRequested(Event):
     source: Literal["ai", "legacy", "api", "patient"] = "ai"
 
 
+# ---------------------------------------------------------------- webhooks
+
+
+class HeldItem(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    account: str  # the platform account the item was addressed to ("" when it names none)
+    kind: str
+    raw: Any  # exactly as the platform sent it
+    scope: dict[str, Any] = Field(default_factory=dict)
+    error: str
+
+
+# The tenant of items that name no known account (kept to be read, never routable).
+NO_TENANT = uuid.UUID(int=0)
+
+
+class WebhookItemsHeld(Event):
+    """Webhook items the ingress could not read, kept for an engineer: it puts this straight
+    into `ingress.webhook-items.dlq` (`tistis dlq list|show`); a replay brings it back to
+    `ingress.webhook-items`, where the ingress reads the items again (after a fix)."""
+
+    type: Literal["webhook.items_held"] = "webhook.items_held"
+    channel: Channel
+    items: list[HeldItem]
+
+
 AnyEvent = Annotated[
     InboundMessage
     | MessageStatus
@@ -300,7 +339,8 @@ AnyEvent = Annotated[
     | ConversationEscalated
     | ConversationReleased
     | ReplyRequested
-    | AppointmentRequested,
+    | AppointmentRequested
+    | WebhookItemsHeld,
     Field(discriminator="type"),
 ]
 EVENT_ADAPTER: TypeAdapter[AnyEvent] = TypeAdapter(AnyEvent)
@@ -317,6 +357,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     ConversationReleased,
     ReplyRequested,
     AppointmentRequested,
+    WebhookItemsHeld,
 )
 
 

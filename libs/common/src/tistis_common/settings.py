@@ -10,6 +10,8 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tistis_common.secrets import DEV_KEY
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
@@ -19,6 +21,8 @@ class Settings(BaseSettings):
     log_json: bool = True
     http_host: str = "0.0.0.0"
     http_port: int = 8000
+    # A request's body must be complete this long after the request began (else 408, closed).
+    http_body_timeout_seconds: float = 20.0
 
     # Infrastructure
     database_url: str = "postgresql://tistis_app:tistis_app@127.0.0.1:5432/tistis"
@@ -28,13 +32,17 @@ class Settings(BaseSettings):
     rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     rabbitmq_management_url: str = "http://guest:guest@127.0.0.1:15672"
     prefetch: int = 32
+    # How often a consumer service samples its queues' depths into tistis_queue_messages.
+    queue_metrics_interval_seconds: float = 15.0
     # Delays in seconds between attempts; after the last one the event goes to <queue>.dlq.
     retry_delays: list[float] = Field(default_factory=lambda: [1.0, 10.0, 60.0, 600.0])
     shutdown_grace_seconds: float = 25.0
 
     # Outside APIs: base URLs so that tests and the sandbox point real clients at fakes.
     graph_api_base_url: str = "https://graph.facebook.com"
-    graph_api_version: str = "v21.0"
+    # One version for every Graph call (WhatsApp, Messenger, Instagram). v26.0 (2026-07-29) is
+    # the newest; v21.0 expires 2027-01-21 (developers.facebook.com/docs/graph-api/changelog).
+    graph_api_version: str = "v26.0"
     tiktok_api_base_url: str = "https://business-api.tiktok.com"
     tiktok_api_version: str = "v1.3"
     anthropic_base_url: str | None = None
@@ -47,11 +55,18 @@ class Settings(BaseSettings):
     ai_circuit_failures: int = 5  # consecutive failed model calls that open the circuit
     ai_circuit_reset_seconds: float = 30.0  # open this long, then one trial call
 
-    # Guide's global credentials (fallbacks when a connection has none of its own)
-    whatsapp_phone_number_id: str | None = None
-    whatsapp_business_account_id: str | None = None
+    # Fernet keys for the secrets stored in the database, comma-separated, newest first
+    # (tistis_common.secrets). The default is a public development key: set your own.
+    secrets_keys: str = DEV_KEY
+
+    # Guide's global credentials (fallbacks when a connection has none of its own). The guide's
+    # WHATSAPP_PHONE_NUMBER_ID / WHATSAPP_BUSINESS_ACCOUNT_ID are not settings: a number is a
+    # connection row (`tistis connection add <tenant> whatsapp <phone_number_id>`).
     whatsapp_access_token: str | None = None
     whatsapp_verify_token: str | None = None
+    # The GET handshake of the app-level callback URL (`/api/webhook/{channel}`), the one a
+    # platform app shared by every clinic registers.
+    webhook_verify_token: str | None = None
     meta_app_secret: str | None = None
     meta_app_id: str | None = None
     tiktok_client_secret: str | None = None
@@ -80,7 +95,7 @@ class Settings(BaseSettings):
     dispatcher_max_parts: int = 5  # a longer text is refused, not truncated
     opt_out_words: list[str] = Field(default_factory=lambda: ["STOP", "BAJA"])
     tiktok_window_hours: float = 24.0  # the guide says 24 h, TikTok allows 48 h
-    tiktok_daily_limit: int = 10
+    # Messages since the patient's last one (TikTok allows 10; there is no calendar-day cap).
     tiktok_unanswered_limit: int = 10
 
     # Scheduler (its own clock: one tick checks reminders and the outbox; follow-ups less often)

@@ -173,7 +173,11 @@ def system_blocks(ctx: TenantContext, situation: str) -> list[dict[str, Any]]:
 
 _PLACEHOLDERS = {"image": "[imagen]", "audio": "[audio]", "video": "[video]",
                  "document": "[documento]", "sticker": "[sticker]", "location": "[ubicación]",
-                 "contacts": "[contacto]", "reaction": "[reacción]", "share": "[publicación]"}
+                 "contacts": "[contacto]", "reaction": "[reacción]", "share": "[publicación]",
+                 "link": "[enlace]", "order": "[pedido]", "flow": "[formulario enviado]",
+                 "unsupported": "[mensaje que la plataforma no muestra]",
+                 "referral": "[llegó desde un anuncio o enlace]", "unsend": "[mensaje borrado]",
+                 "edit": "[mensaje editado]", "system": "[aviso de la plataforma]"}
 
 
 def conversation_messages(rows: Sequence[Mapping[str, Any]],

@@ -10,7 +10,13 @@ from dataclasses import dataclass
 import asyncpg
 from tistis_common.broker import PermanentError
 from tistis_common.db import tenant_tx
-from tistis_common.events import Event, InboundMessage, LeadCreated, ReplyRequested
+from tistis_common.events import (
+    ANNOTATION_KINDS,
+    Event,
+    InboundMessage,
+    LeadCreated,
+    ReplyRequested,
+)
 from tistis_common.ids import stable_id
 from tistis_common.logging import bound, get_logger
 
@@ -40,6 +46,13 @@ async def store_inbound(conn: asyncpg.Connection, event: InboundMessage) -> Stor
     On a connection holding the patient's lock: in delivery order, never in the middle of a reply.
     """
     row = await repo.store_inbound(conn, event)
+    if row["new"]:
+        if event.user_aliases or event.referral or event.new_user_id:
+            await repo.annotate_lead(conn, row["lead_id"], event)
+        if event.target_id and event.kind in ANNOTATION_KINDS:
+            applied = await repo.apply_to_target(conn, row["conversation_id"], event)
+            log.info("message.annotation", kind=event.kind, target=event.target_id,
+                     applied=applied)
     if row["message_id"] is None:  # its event id is stored, under another platform message id
         raise PermanentError(f"event {event.event_id} already stored for another message")
     if not row["new"]:
@@ -68,11 +81,20 @@ async def handle_inbound(event: InboundMessage, deps: Deps) -> Sequence[Event]:
                 log.info("message.own_echo", platform_message_id=event.platform_message_id)
                 return []
     engine = deps.engine
+    if event.user_aliases:  # one patient, several ids: the lead's own id is the one to lock
+        async with tenant_tx(engine.pool, event.tenant_id) as conn:
+            known = await repo.canonical_user(conn, event)
+        if known and known != event.platform_user_id:
+            event = event.model_copy(update={
+                "platform_user_id": known,
+                "user_aliases": sorted({*event.user_aliases, event.platform_user_id} - {known})})
     key = (event.tenant_id, event.channel.value, event.platform_user_id)
     async with engine.locks.hold(engine.pool, key) as conn:
         stored = await store_inbound(conn, event)
         if event.sender_type == "agent":
             return stored.events  # staff answered in the platform's app: the AI steps back
+        if event.kind in ANNOTATION_KINDS or event.standby:
+            return stored.events  # changes what was said, or another app owns the thread
         if (event.choice_id or "").startswith(SLOT_CHOICE_PREFIX):
             return stored.events  # the scheduler answers this one with the confirmation
         trigger = Trigger(event.tenant_id, stored.conversation_id, event.event_id, key,

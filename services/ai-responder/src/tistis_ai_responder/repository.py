@@ -19,9 +19,10 @@ async def store_inbound(conn: asyncpg.Connection, e: InboundMessage) -> asyncpg.
     staff (the platform's own app) hands the conversation to them.
     """
     payload = e.model_dump(
-        mode="json", include={"media", "location", "reply_to", "choice_id", "choice_title"},
+        mode="json", include={"media", "location", "reply_to", "choice_id", "choice_title",
+                              "target_id", "error", "referral", "details", "new_user_id"},
         exclude_none=True,
-    )
+    ) | ({"standby": True} if e.standby else {})
     return await conn.fetchrow(
         """WITH lead AS (
              INSERT INTO leads (tenant_id, channel, platform_user_id, name, phone, last_inbound_at)
@@ -82,6 +83,63 @@ async def store_inbound(conn: asyncpg.Connection, e: InboundMessage) -> asyncpg.
         e.sender_type, e.sent_at, e.platform_message_id, e.platform_account_id,
         e.platform_conversation_id, e.kind, e.text, payload, e.event_id,
     )
+
+
+async def canonical_user(conn: asyncpg.Connection, e: InboundMessage) -> str | None:
+    """The lead's id when the patient is known under another of their ids (a WhatsApp
+    business-scoped user id first seen, the phone number later, or the other way round)."""
+    ids = [e.platform_user_id, *e.user_aliases]
+    return await conn.fetchval(
+        """SELECT platform_user_id FROM leads
+           WHERE channel = $1 AND (platform_user_id = ANY($2::text[]) OR user_aliases && $2::text[])
+           ORDER BY platform_user_id = $3 DESC, created_at LIMIT 1""",
+        e.channel.value, ids, e.platform_user_id,
+    )
+
+
+async def annotate_lead(conn: asyncpg.Connection, lead_id: uuid.UUID, e: InboundMessage) -> None:
+    """What a message tells about the patient: their other ids, the ad or link they came
+    from, a new number or user id (WhatsApp `system`: the lead follows it)."""
+    aliases = [*e.user_aliases, *([e.platform_user_id] if e.new_user_id else [])]
+    await conn.execute(
+        """UPDATE leads SET
+             user_aliases = ARRAY(SELECT DISTINCT a FROM unnest(user_aliases || $2::text[]) a
+                                  WHERE a <> COALESCE($4, platform_user_id)),
+             referral = COALESCE(referral, $3::jsonb),
+             platform_user_id = CASE WHEN $4::text IS NOT NULL AND NOT EXISTS (
+                 SELECT 1 FROM leads o WHERE o.channel = leads.channel AND o.platform_user_id = $4)
+               THEN $4 ELSE platform_user_id END,
+             updated_at = now()
+           WHERE id = $1""",
+        lead_id, aliases, e.referral, e.new_user_id if e.kind == "system" else None,
+    )
+
+
+async def apply_to_target(conn: asyncpg.Connection, conversation_id: uuid.UUID,
+                          e: InboundMessage) -> bool:
+    """A reaction, edit or unsend changes the message it names (in this conversation): staff
+    see the reaction, both versions of an edit, an unsent message marked."""
+    at = e.sent_at.isoformat()
+    if e.kind == "edit":
+        change = """content = $4, payload = payload || jsonb_build_object('edited_at', $5::text,
+                      'versions', COALESCE(payload->'versions', '[]'::jsonb)
+                                  || to_jsonb(COALESCE(content, '')))"""
+        args: tuple = (e.text or "", at)
+    elif e.kind == "unsend":
+        change = "payload = payload || jsonb_build_object('unsent_at', $4::text)"
+        args = (at,)
+    elif e.text:  # a reaction
+        change = "payload = payload || jsonb_build_object('reaction', $4::text, 'reacted_at', $5::text)"
+        args = (e.text, at)
+    else:  # a reaction taken back
+        change = "payload = payload - 'reaction' || jsonb_build_object('reacted_at', $4::text)"
+        args = (at,)
+    result = await conn.execute(
+        f"""UPDATE messages SET {change}, updated_at = now()
+            WHERE conversation_id = $1 AND channel = $2 AND platform_message_id = $3""",
+        conversation_id, e.channel.value, e.target_id, *args,
+    )
+    return result != "UPDATE 0"
 
 
 async def conversation_for_reply(
@@ -246,14 +304,16 @@ async def mark_handed_to_n8n(conn: asyncpg.Connection, tenant_id: uuid.UUID,
 
 async def is_own_echo(conn: asyncpg.Connection, e: InboundMessage) -> bool:
     """A "staff" message that is really one of our own sends coming back (TikTok reports our API
-    sends as `im_send_msg`; an echo may beat the dispatcher's commit of the platform id, so the
-    same text sent to the same patient in the last two minutes counts too)."""
+    sends as `im_send_msg`, Instagram echoes carry no app id; an echo may beat the dispatcher's
+    commit of the platform id, so a text sent to the same patient in the last two minutes counts
+    too, and so does each part of a text the dispatcher split)."""
     return bool(await conn.fetchval(
         """SELECT EXISTS (
              SELECT 1 FROM messages m JOIN leads l ON l.id = m.lead_id
              WHERE m.direction = 'outbound' AND l.channel = $1 AND l.platform_user_id = $2
                AND (m.platform_message_id = $3
-                    OR (m.content = $4 AND m.created_at > now() - interval '2 minutes')))""",
+                    OR (m.created_at > now() - interval '2 minutes' AND length($4) > 0
+                        AND strpos(m.content, $4) > 0)))""",
         e.channel.value, e.platform_user_id, e.platform_message_id, e.text,
     ))
 

@@ -1,6 +1,7 @@
 """Messenger and Instagram messages (Send API, `POST /{version}/{page_or_ig_id}/messages`).
 
-Both channels take text (<= 2000), quick replies (<= 13, titles <= 20) and the button template
+Both channels take text (Messenger <= 2,000 characters, Instagram <= 1,000 UTF-8 bytes), quick
+replies (<= 13, titles <= 20) and the button template
 (text <= 640, 1-3 postback buttons with titles <= 20). Inside the 24 h window a message goes as
 `messaging_type` RESPONSE; outside it only a human agent's message may go, tagged HUMAN_AGENT,
 within 7 days (the caller decides, see rules.py). There are no templates like WhatsApp's.
@@ -13,10 +14,11 @@ from typing import Any
 
 from tistis_common.events import Button, OutboundMessage
 
-from tistis_dispatcher.text import split_text
+from tistis_dispatcher.text import Size, split_text, utf8_bytes
 from tistis_dispatcher.whatsapp import Unsendable, fit
 
 TEXT_MAX = 2000
+INSTAGRAM_TEXT_MAX_BYTES = 1000
 QUICK_REPLIES_MAX = 13
 QUICK_REPLY_TITLE_MAX = 20
 PAYLOAD_MAX = 1000
@@ -35,10 +37,22 @@ def envelope(recipient: str, message: dict[str, Any], messaging_type: str,
     return body
 
 
-def quick_replies(text: str, choices: Sequence[Button]) -> dict[str, Any]:
+def text_limit(channel: str) -> tuple[int, Size]:
+    """The text limit and how the platform counts it."""
+    return (INSTAGRAM_TEXT_MAX_BYTES, utf8_bytes) if channel == "instagram" else (TEXT_MAX, len)
+
+
+def fit_text(text: str, channel: str) -> str:
+    limit, size = text_limit(channel)
+    if size(fit(text, 10**9, "text")) > limit:
+        raise Unsendable("too_long", f"text over {limit} ({channel} counts {size.__name__})")
+    return text
+
+
+def quick_replies(text: str, choices: Sequence[Button], channel: str = "facebook") -> dict[str, Any]:
     if not 1 <= len(choices) <= QUICK_REPLIES_MAX:
         raise Unsendable("unsupported", f"{len(choices)} quick replies (1 to {QUICK_REPLIES_MAX})")
-    return {"text": fit(text, TEXT_MAX, "text"), "quick_replies": [
+    return {"text": fit_text(text, channel), "quick_replies": [
         {"content_type": "text", "title": fit(c.title, QUICK_REPLY_TITLE_MAX, "quick reply"),
          "payload": fit(c.id, PAYLOAD_MAX, "payload")}
         for c in choices
@@ -63,19 +77,21 @@ def render(event: OutboundMessage, recipient: str, messaging_type: str, tag: str
     def wrap(message: dict[str, Any]) -> dict[str, Any]:
         return envelope(recipient, message, messaging_type, tag)
 
+    channel = event.channel.value
     if event.kind == "text":
-        return [wrap({"text": p}) for p in split_text(fit(text, 10**9, "text"), TEXT_MAX,
-                                                         max_parts)]
+        limit, size = text_limit(channel)
+        return [wrap({"text": p}) for p in split_text(fit(text, 10**9, "text"), limit,
+                                                         max_parts, size)]
     if event.kind == "buttons":
         # The button template when it fits; quick replies take a longer text.
         if len(event.buttons) <= BUTTONS_MAX and len(text) <= BUTTON_TEXT_MAX:
             return [wrap(button_template(text, event.buttons))]
-        return [wrap(quick_replies(text, event.buttons))]
+        return [wrap(quick_replies(text, event.buttons, channel))]
     if event.kind == "quick_replies":
-        return [wrap(quick_replies(text, event.buttons))]
+        return [wrap(quick_replies(text, event.buttons, channel))]
     if event.kind == "list":
         rows = [Button(id=r.id, title=r.title) for s in event.sections for r in s.rows]
-        return [wrap(quick_replies(text, rows))]
+        return [wrap(quick_replies(text, rows, channel))]
     if event.kind == "media" and event.media is not None and event.media.url:
         kind = ATTACHMENT_TYPES.get(event.media_type or "")
         if kind is None:

@@ -4,7 +4,8 @@ Meta recommends classifying on the error `code` (titles change), so we do:
 - token invalid or expired (190, HTTP 401): the connection is unhealthy, the message is parked;
 - rate limits (HTTP 429, 4, 17, 32, 613, 80007, 130429; 131056 for one recipient only): retry
   honouring Retry-After, with backoff;
-- the 24 h window (WhatsApp 131047, Messenger 10 / subcode 2018278): not retried;
+- the 24 h window (WhatsApp 131047, Messenger 10 / subcode 2018278, Instagram 10 / subcode
+  2534022 "outside of allowed window"): not retried;
 - the user stopped marketing messages (131050): not retried, the lead is opted out;
 - temporary (HTTP 5xx, 1, 2, 1200, 131000, 131016, timeouts): retried by the queue;
 - everything else (131026 undeliverable, 132000/132001 template errors, 131009 bad
@@ -28,6 +29,8 @@ GRAPH_TRANSIENT = frozenset({1, 2, 1200, 131000, 131016})
 GRAPH_TOKEN = frozenset({190, 102})
 WA_WINDOW = 131047
 MESSENGER_WINDOW_SUBCODE = 2018278
+INSTAGRAM_WINDOW_SUBCODE = 2534022
+WINDOW_SUBCODES = frozenset({MESSENGER_WINDOW_SUBCODE, INSTAGRAM_WINDOW_SUBCODE})
 WA_OPTED_OUT = 131050
 WA_PAIR_RATE_LIMIT = 131056
 
@@ -80,7 +83,7 @@ class Account:
     connection_id: Any
     channel: str
     platform_account_id: str
-    access_token: str | None
+    access_token: str | None = field(repr=False)  # never in a log line or an error
     settings: dict[str, Any] = field(default_factory=dict)
 
 
@@ -117,7 +120,7 @@ def classify_graph(response: httpx.Response) -> SendError:
         return RateLimited(title, code, status,
                            retry_after=retry_after_seconds(response.headers.get("retry-after")),
                            recipient_only=code == WA_PAIR_RATE_LIMIT)
-    if code == WA_WINDOW or subcode == MESSENGER_WINDOW_SUBCODE:
+    if code == WA_WINDOW or subcode in WINDOW_SUBCODES:
         return WindowClosed(title, code, status)
     if code == WA_OPTED_OUT:
         return OptedOut(title, code, status)
@@ -178,8 +181,8 @@ class PlatformClient:
         """WhatsApp Cloud API and the Messenger / Instagram Send API: POST /{v}/{id}/messages."""
         if not account.access_token:
             raise TokenInvalid("the connection has no access token", 190)
-        version = account.settings.get("api_version") or self.settings.graph_api_version
-        url = (f"{self.settings.graph_api_base_url.rstrip('/')}/{version}/"
+        # One GRAPH_API_VERSION for every channel and connection, one place to move it forward.
+        url = (f"{self.settings.graph_api_base_url.rstrip('/')}/{self.settings.graph_api_version}/"
                f"{account.platform_account_id}/messages")
         response = await self._post(account.channel, url, body,
                                     {"Authorization": f"Bearer {account.access_token}"})

@@ -204,9 +204,14 @@ async def mark_unhealthy(conn: asyncpg.Connection, connection_id: uuid.UUID, err
 async def take_quota(
     conn: asyncpg.Connection, *, tenant_id: uuid.UUID, lead_id: uuid.UUID,
     message_id: uuid.UUID, parts: int, day: date, last_inbound_at: datetime | None,
-    daily_limit: int, unanswered_limit: int,
+    unanswered_limit: int,
 ) -> bool:
-    """Reserve `parts` TikTok messages for this lead, atomically; False when over a limit.
+    """Reserve `parts` TikTok messages for this lead, atomically; False when over the limit of
+    messages since the patient's last message (TikTok's rule as its integrators document it:
+    up to 10 messages until the user writes again, inside the window; no calendar-day cap:
+    documentation.qiscus.com/omnichannel-chat/tiktok-direct-message, help.chatfuel.com
+    "Messaging rules for TikTok", docsboptr.cekat.ai/docs/chat/platform/tiktok-dm). `day` and
+    `day_count` are still kept, as a record only.
 
     One row per lead; the conditional upsert locks it, so concurrent sends are serialised and
     none passes the limit. A message that already took its quota (a retry) takes none again:
@@ -216,7 +221,7 @@ async def take_quota(
         "SELECT true FROM dispatcher_quota_uses WHERE message_id = $1", message_id
     ):
         return True
-    if parts > daily_limit or parts > unanswered_limit:
+    if parts > unanswered_limit:
         return False
     async with conn.transaction():
         taken = await conn.fetchval(
@@ -230,11 +235,10 @@ async def take_quota(
                  streak_count = CASE WHEN q.streak_since IS NOT DISTINCT FROM EXCLUDED.streak_since
                                      THEN q.streak_count ELSE 0 END + $4,
                  updated_at = now()
-               WHERE CASE WHEN q.day = EXCLUDED.day THEN q.day_count ELSE 0 END + $4 <= $6
-                 AND CASE WHEN q.streak_since IS NOT DISTINCT FROM EXCLUDED.streak_since
-                          THEN q.streak_count ELSE 0 END + $4 <= $7
+               WHERE CASE WHEN q.streak_since IS NOT DISTINCT FROM EXCLUDED.streak_since
+                          THEN q.streak_count ELSE 0 END + $4 <= $6
                RETURNING true""",
-            tenant_id, lead_id, day, parts, last_inbound_at, daily_limit, unanswered_limit,
+            tenant_id, lead_id, day, parts, last_inbound_at, unanswered_limit,
         )
         if not taken:
             return False

@@ -13,6 +13,7 @@ id <= 200, section title <= 24 (required with several sections); media caption <
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -62,8 +63,24 @@ def fit(value: str, limit: int, what: str) -> str:
 
 
 def _envelope(to: str, kind: str, content: dict[str, Any]) -> dict[str, Any]:
-    return {"messaging_product": "whatsapp", "recipient_type": "individual", "to": to,
+    # A phone number (wa_id) goes in `to`; a business-scoped user id (a username user without
+    # a phone number, "CC.digits") in `recipient` (docs.kapso.ai/docs/whatsapp/
+    # business-scoped-user-ids.md; dualhook.com/docs/contacts-bsuid-webhooks).
+    field = "to" if to.isascii() and to.lstrip("+").isdigit() else "recipient"
+    return {"messaging_product": "whatsapp", "recipient_type": "individual", field: to,
             "type": kind, kind: content}
+
+
+_PARAM_BREAKS = re.compile(r"\s*[\r\n]+\s*")
+_PARAM_SPACES = re.compile(r"[\t ]{2,}")
+
+
+def template_parameter(value: str) -> str:
+    """Meta refuses a template parameter with a newline, a tab or more than four consecutive
+    spaces ("Param text cannot have new-line/tab characters or more than 4 consecutive spaces",
+    github.com/netflie/whatsapp-cloud-api/issues/201): a multi-line branch address becomes one
+    line, "Av. Juárez 1, Centro"."""
+    return _PARAM_SPACES.sub(" ", _PARAM_BREAKS.sub(", ", value.replace("\t", " ")).strip())
 
 
 # ------------------------------------------------------------------------- bodies
@@ -120,7 +137,7 @@ def template_body(to: str, template: TemplateRef) -> dict[str, Any]:
     content: dict[str, Any] = {"name": template.name, "language": {"code": template.language}}
     if template.body_params:
         content["components"] = [{"type": "body", "parameters": [
-            {"type": "text", "text": fit(p, TEXT_MAX, "template parameter")}
+            {"type": "text", "text": fit(template_parameter(p), TEXT_MAX, "template parameter")}
             for p in template.body_params
         ]}]
     return _envelope(to, "template", content)

@@ -1,18 +1,31 @@
-"""Who is who: tenants by slug and their channel connections, cached briefly so that a burst of
-webhooks does not cost two queries each."""
+"""Who is who: tenants by slug, the tenant owning a platform account, and a tenant's channel
+connections, cached briefly so that a burst of webhooks does not cost queries each.
+
+Every cache is bounded in size and time (cachetools' TTLCache evicts the least recently used
+entry when full and expired ones on every write), and only what exists is cached: a flood of
+unknown slugs or account ids costs a query each (after the format check, which refuses most
+without one) but no memory. A slug or account id of the wrong shape is never looked up.
+"""
 
 from __future__ import annotations
 
-import time
+import re
 import uuid
 from dataclasses import dataclass
 
 import asyncpg
-from tistis_common.db import tenant_by_slug, tenant_tx
+from cachetools import TTLCache
+from tistis_common.db import SLUG, tenant_by_slug, tenant_tx
+from tistis_common.secrets import SecretBox
+
+# Platform account ids are digits (Meta) or short opaque strings (TikTok open ids).
+ACCOUNT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+CACHE_SIZE = 10_000
 
 
 @dataclass(frozen=True)
 class Connection:
+    tenant_id: uuid.UUID
     platform_account_id: str
     verify_token: str | None
     app_secret: str | None
@@ -25,42 +38,83 @@ class Tenant:
     slug: str
 
 
+def valid_slug(slug: str) -> bool:
+    return SLUG.fullmatch(slug) is not None
+
+
+def valid_account(account: str) -> bool:
+    return ACCOUNT_ID.fullmatch(account) is not None
+
+
 class Directory:
-    def __init__(self, pool: asyncpg.Pool, ttl_seconds: float = 10.0):
+    def __init__(self, pool: asyncpg.Pool, secrets: SecretBox, ttl_seconds: float = 10.0,
+                 size: int = CACHE_SIZE):
         self.pool = pool
-        self.ttl = ttl_seconds
-        self._tenants: dict[str, tuple[float, Tenant | None]] = {}
-        self._connections: dict[tuple[uuid.UUID, str], tuple[float, list[Connection]]] = {}
+        self.secrets = secrets
+        self._tenants: TTLCache[str, Tenant] = TTLCache(size, ttl_seconds)
+        self._accounts: TTLCache[tuple[str, str], uuid.UUID] = TTLCache(size, ttl_seconds)
+        self._connections: TTLCache[tuple[uuid.UUID, str], list[Connection]] = TTLCache(
+            size, ttl_seconds)
+
+    def cached(self) -> int:
+        """Entries held, all caches together (the memory test reads it)."""
+        return len(self._tenants) + len(self._accounts) + len(self._connections)
 
     async def tenant(self, slug: str) -> Tenant | None:
+        if not valid_slug(slug):
+            return None
         hit = self._tenants.get(slug)
-        if hit and hit[0] > time.monotonic():
-            return hit[1]
+        if hit is not None:
+            return hit
         row = await tenant_by_slug(self.pool, slug)
-        tenant = Tenant(row["id"], row["slug"]) if row else None
-        self._tenants[slug] = (time.monotonic() + self.ttl, tenant)
+        if row is None:
+            return None
+        tenant = self._tenants[slug] = Tenant(row["id"], row["slug"])
         return tenant
+
+    async def account_tenant(self, channel: str, account: str) -> uuid.UUID | None:
+        """The tenant whose enabled connection is this platform account, if any."""
+        if not valid_account(account):
+            return None
+        key = (channel, account)
+        hit = self._accounts.get(key)
+        if hit is not None:
+            return hit
+        tenant_id = await self.pool.fetchval("SELECT account_tenant($1, $2)", channel, account)
+        if tenant_id is not None:
+            self._accounts[key] = tenant_id
+        return tenant_id
+
+    async def connection(self, channel: str, account: str) -> Connection | None:
+        tenant_id = await self.account_tenant(channel, account)
+        if tenant_id is None:
+            return None
+        for c in await self.connections(tenant_id, channel):
+            if c.platform_account_id == account:
+                return c
+        return None
 
     async def connections(self, tenant_id: uuid.UUID, channel: str) -> list[Connection]:
         key = (tenant_id, channel)
         hit = self._connections.get(key)
-        if hit and hit[0] > time.monotonic():
-            return hit[1]
-        async with tenant_tx(self.pool, tenant_id) as conn:
-            rows = await conn.fetch(
-                """SELECT platform_account_id, verify_token, app_secret, app_id
-                   FROM channel_connections WHERE channel = $1 AND enabled""",
-                channel,
-            )
-        found = [Connection(**dict(r)) for r in rows]
-        self._connections[key] = (time.monotonic() + self.ttl, found)
+        if hit is not None:
+            return hit
+        found = await read_connections(self.pool, self.secrets, tenant_id, channel)
+        self._connections[key] = found
         return found
 
-    async def set_template_statuses(self, tenant_id: uuid.UUID,
-                                    statuses: list[tuple[str, str]]) -> None:
-        """A template the tenant does not have is left alone (RLS keeps it to the tenant)."""
-        async with tenant_tx(self.pool, tenant_id) as conn:
-            for template_id, status in statuses:
-                await conn.execute(
-                    """UPDATE whatsapp_templates SET status = $2, updated_at = now()
-                       WHERE template_id = $1""", template_id, status)
+
+async def read_connections(pool: asyncpg.Pool, secrets: SecretBox, tenant_id: uuid.UUID,
+                           channel: str) -> list[Connection]:
+    """The ingress's one read of connection secrets (verify token, app secret)."""
+    async with tenant_tx(pool, tenant_id) as conn:
+        rows = await conn.fetch(
+            """SELECT tenant_id, platform_account_id, verify_token, app_secret, app_id
+               FROM channel_connections WHERE channel = $1 AND enabled""",
+            channel,
+        )
+    return [
+        Connection(r["tenant_id"], r["platform_account_id"], secrets.open(r["verify_token"]),
+                   secrets.open(r["app_secret"]), r["app_id"])
+        for r in rows
+    ]

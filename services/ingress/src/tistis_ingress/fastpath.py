@@ -1,6 +1,6 @@
 """The webhook POST without FastAPI's per-request machinery.
 
-`POST /api/webhook/{channel}/{tenant_slug}` is the hot path (every patient message of every
+`POST /api/webhook/{channel}[/{tenant_slug}]` is the hot path (every patient message of every
 clinic). The FastAPI route documents it and would serve it, but its dependency solving,
 exception and exit-stack middlewares and route matching cost about as much CPU as the rest of
 the request. This pure ASGI middleware takes the POSTs whose channel it knows and hands them to
@@ -26,9 +26,10 @@ class WebhookFastPath:
         if scope["type"] == "http" and scope["method"] == "POST":
             path: str = scope["path"]
             if path.startswith(PREFIX):
-                channel, sep, slug = path[len(PREFIX):].partition("/")
-                if sep and slug and "/" not in slug and channel in self.intake.adapters:
-                    response = await self.intake.receive(channel, slug, Request(scope, receive))
+                channel, _, slug = path[len(PREFIX):].partition("/")
+                if "/" not in slug and channel in self.intake.adapters:
+                    response = await self.intake.receive(channel, slug or None,
+                                                         Request(scope, receive))
                     await response(scope, receive, send)
                     return
         await self.app(scope, receive, send)

@@ -21,9 +21,11 @@ import pytest
 import uvicorn
 
 from tistis_common.admin import load_tenant
-from tistis_common.db import connect, create_pool
+from tistis_common.db import connect, create_pool, tenant_tx
+from tistis_common.management import apply_dlq_policy
 from tistis_common.migrate import migrate
 from tistis_common.runtime import Runtime
+from tistis_common.secrets import SecretBox
 from tistis_common.settings import Settings
 
 
@@ -92,6 +94,7 @@ async def temporary_vhost(management_url: str, amqp_url: str,
         user = urlsplit(amqp_url).username or "guest"
         perms = {"configure": ".*", "write": ".*", "read": ".*"}
         (await http.put(f"/api/permissions/{name}/{user}", json=perms)).raise_for_status()
+        await apply_dlq_policy(http, name)  # as scripts/infra.sh does on "/"
         try:
             yield _with_vhost(amqp_url, name)
         finally:
@@ -119,6 +122,7 @@ def settings(database: tuple[str, str], vhost: str, infra: Infra) -> Settings:
         retry_delays=[0.2, 0.5],
         shutdown_grace_seconds=5,
         meta_app_secret="test-meta-secret",
+        webhook_verify_token="test-app-verify-token",
         tiktok_client_secret="test-tiktok-secret",
         whatsapp_verify_token="test-verify-token",
         log_json=True,
@@ -178,7 +182,7 @@ async def make_tenant(settings: Settings):
         }
         conn = await connect(settings.migration_database_url)
         try:
-            tenant_id = await load_tenant(conn, doc)
+            tenant_id = await load_tenant(conn, doc, SecretBox(settings.secrets_keys))
         finally:
             await conn.close()
         return TestTenant(tenant_id, slug, ids["whatsapp"], ids["instagram"], ids["facebook"],
@@ -236,3 +240,31 @@ async def own_vhost(settings: Settings) -> AsyncIterator[Settings]:
     async with temporary_vhost(settings.rabbitmq_management_url, settings.rabbitmq_url,
                                "tistis_own") as url:
         yield settings.model_copy(update={"rabbitmq_url": url})
+
+
+async def peek_queue(rabbitmq_url: str, queue: str) -> list[tuple[bytes, dict]]:
+    """Every message of a queue (a DLQ), body and headers, left in place (taken without ack,
+    then returned)."""
+    import aio_pika
+
+    connection = await aio_pika.connect(rabbitmq_url)
+    try:
+        channel = await connection.channel()
+        found = await channel.get_queue(queue)
+        taken = []
+        while (m := await found.get(no_ack=False, fail=False)) is not None:
+            taken.append(m)
+        for m in taken:
+            await m.nack(requeue=True)
+        return [(m.body, dict(m.headers or {})) for m in taken]
+    finally:
+        await connection.close()
+
+
+async def inbound_messages(pool: asyncpg.Pool, tenant_id: uuid.UUID) -> dict[str, dict]:
+    """A tenant's stored inbound messages by platform message id."""
+    async with tenant_tx(pool, tenant_id) as conn:
+        rows = await conn.fetch(
+            """SELECT platform_message_id, kind, content, payload, conversation_id
+               FROM messages WHERE direction = 'inbound'""")
+    return {r["platform_message_id"]: dict(r) for r in rows}

@@ -8,7 +8,6 @@ authenticating plugs in by producing a `Caller` with its own `still_valid`."""
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import uuid
 from collections.abc import Awaitable, Callable
@@ -18,12 +17,9 @@ import asyncpg
 from fastapi import Header, HTTPException
 from tistis_common import metrics
 from tistis_common.admin import hash_api_key
-from tistis_common.logging import get_logger
 from tistis_common.settings import Settings
 
 from . import repository
-
-log = get_logger(__name__)
 
 UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
 
@@ -49,17 +45,6 @@ def _refuse(route: str, detail: str) -> HTTPException:
     return HTTPException(401, detail, headers=UNAUTHORIZED)
 
 
-async def _tenant_of_key(pool: asyncpg.Pool, key_hash: str, route: str) -> uuid.UUID | None:
-    try:
-        return await repository.tenant_of_key(pool, key_hash)
-    except (asyncio.CancelledError, KeyboardInterrupt):
-        raise
-    except Exception as exc:  # database down: the caller may retry, the key may be fine
-        log.error("api.auth_unavailable", route=route, error=type(exc).__name__)
-        metrics.API_REQUESTS.labels(route, "unavailable").inc()
-        raise HTTPException(503, "could not check the credential, try again") from exc
-
-
 def key_caller(pool: asyncpg.Pool, route: str = "operator") -> Callable[..., Awaitable[Caller]]:
     """Dependency: who the presented tenant API key is, re-checkable while a response lasts."""
 
@@ -68,7 +53,7 @@ def key_caller(pool: asyncpg.Pool, route: str = "operator") -> Callable[..., Awa
         if key is None or len(key) > 200:
             raise _refuse(route, "missing or malformed bearer API key")
         key_hash = hash_api_key(key)
-        tenant_id = await _tenant_of_key(pool, key_hash, route)
+        tenant_id = await repository.tenant_of_key(pool, key_hash)  # database away: 503
         if tenant_id is None:
             raise _refuse(route, "unknown, revoked or expired API key")
 

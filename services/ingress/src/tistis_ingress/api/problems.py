@@ -7,7 +7,8 @@ Three handlers replace FastAPI's defaults:
     input itself: FastAPI's default echoes it, and a lone surrogate or a NaN in it cannot be
     encoded, so bad input became a 500;
   - HTTP errors (ours and Starlette's 404/405) -> the same status with our `detail`;
-  - anything unexpected -> 500 with a fixed text; the exception goes to the log, never out.
+  - the database unreachable -> 503 (try again); anything else unexpected -> 500 with a fixed
+    text; the exception goes to the log, never out.
 Every string that came from the request is made encodable and cut short before it is answered.
 """
 
@@ -18,6 +19,7 @@ from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -121,10 +123,19 @@ async def _on_http(request: Request, exc: Exception) -> ProblemResponse:
     return problem(exc.status_code, str(exc.detail), headers=exc.headers)
 
 
+# The database away (closed pool, refused or dropped connection, timeout): a retry may succeed.
+_UNAVAILABLE = (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
+                asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError)
+
+
 async def _on_unexpected(request: Request, exc: Exception) -> ProblemResponse:
-    log.error("api.unexpected_error", route=_route(request), method=request.method,
-              error=type(exc).__name__)
-    metrics.API_REQUESTS.labels(_route(request), "error").inc()
+    route = _route(request)
+    if isinstance(exc, _UNAVAILABLE):
+        log.error("api.unavailable", route=route, method=request.method, error=type(exc).__name__)
+        metrics.API_REQUESTS.labels(route, "unavailable").inc()
+        return problem(503, "the database did not answer, try again")
+    log.error("api.unexpected_error", route=route, method=request.method, error=type(exc).__name__)
+    metrics.API_REQUESTS.labels(route, "error").inc()
     return problem(500, "internal error")
 
 

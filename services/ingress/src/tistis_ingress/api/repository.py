@@ -70,8 +70,8 @@ async def conversation(conn: asyncpg.Connection, conversation_id: uuid.UUID) -> 
 
 async def messages(conn: asyncpg.Connection, conversation_id: uuid.UUID, limit: int) -> list[asyncpg.Record]:
     return await conn.fetch(
-        """SELECT id, direction, sender_type, kind, content, status, purpose, platform_message_id,
-                  error_code, error_title, sent_at, created_at
+        """SELECT id, direction, sender_type, kind, content, payload, status, purpose,
+                  platform_message_id, error_code, error_title, sent_at, created_at, updated_at
            FROM (SELECT * FROM messages WHERE conversation_id = $1
                  ORDER BY created_at DESC LIMIT $2) recent
            ORDER BY created_at""",

@@ -3,7 +3,9 @@
 The envelope: `client_key`, `event`, `create_time` (unix s), `user_openid` (the business
 account) and `content`, the event itself as a JSON *string*. Events:
 - `im_receive_msg` (and the guide's subscription name `direct_message.receive`): a patient wrote.
-- `im_send_msg`: the business account sent a message (staff in the TikTok app): agent message.
+- `im_send_msg`: the business account sent a message: from staff in the TikTok app an agent
+  message; our own API sends (each part of a split text too, and an echo arriving before the
+  send's answer) are recognised by the ai-responder by id or text and never hand over.
 - `im_mark_read_msg`: the patient read the conversation up to `read.last_read_timestamp`.
 Signature: `Tiktok-Signature: t=<unix s>,s=<hex HMAC-SHA256 of "<t>." + raw body>`.
 """
@@ -11,7 +13,7 @@ Signature: `Tiktok-Signature: t=<unix s>,s=<hex HMAC-SHA256 of "<t>." + raw body
 from __future__ import annotations
 
 import hmac
-import json
+import re
 import time
 from typing import Any
 
@@ -20,27 +22,38 @@ from tistis_common.events import Channel, InboundMessage, MediaRef, MessageStatu
 
 from .base import (
     Context,
+    Item,
     MalformedPayload,
     Normalized,
     StaleSignature,
+    as_dict,
     from_millis,
     hmac_sha256_hex,
     inbound_event_id,
+    load_json,
+    require,
     status_event_id,
     text_or_none,
 )
 
 RECEIVE_EVENTS = ("im_receive_msg", "direct_message.receive")
+HANDLED_EVENTS = (*RECEIVE_EVENTS, "im_send_msg", "im_mark_read_msg")
+# A signature header's timestamp: unix seconds, ASCII digits only (`²` is a digit to
+# `str.isdigit()` and not to `int()`), at most 12 of them (year 33658): anything longer
+# cannot be within the tolerance, and is refused before any conversion.
+TIMESTAMP = re.compile(r"[0-9]{1,12}")
+SIGNATURE = re.compile(r"[0-9a-fA-F]{64}")
 
 
 def parse_signature_header(header: str) -> tuple[int, str] | None:
+    """`t=<unix s>,s=<hex>` as (t, s), or None for any other header (never raises)."""
     parts: dict[str, str] = {}
-    for element in header.split(","):
+    for element in header[:512].split(","):
         key, sep, value = element.strip().partition("=")
         if sep:
-            parts[key] = value
+            parts[key] = value.strip()
     t, s = parts.get("t", ""), parts.get("s", "")
-    if not t.isdigit() or not s:
+    if not TIMESTAMP.fullmatch(t) or not SIGNATURE.fullmatch(s):
         return None
     return int(t), s.lower()
 
@@ -63,58 +76,58 @@ class TikTokAdapter:
             raise StaleSignature(f"timestamp {t} outside {self.tolerance}s")
         return True
 
-    def normalize(self, payload: object, ctx: Context) -> Normalized:
+    def items(self, payload: object) -> list[Item]:
+        """One envelope, one item, routed by `user_openid` (the business account)."""
         if not isinstance(payload, dict) or not isinstance(payload.get("event"), str):
             raise MalformedPayload("not a TikTok webhook envelope")
-        out = Normalized()
-        try:
-            self._envelope(payload, ctx, out)
-        except MalformedPayload:
-            raise
-        except Exception as exc:  # any odd shape is the sender's fault, never a 500
-            raise MalformedPayload(f"{type(exc).__name__}: {exc}") from exc
-        return out
+        business = payload.get("user_openid")
+        if not isinstance(business, str | int) or isinstance(business, bool):
+            return [Item("", "envelope", payload)]
+        return [Item(str(business), "envelope", payload)]
 
-    def _envelope(self, payload: dict, ctx: Context, out: Normalized) -> None:
+    def normalize(self, item: Item, ctx: Context, out: Normalized) -> None:
+        payload, business = item.raw, item.account
         event = payload["event"]
-        business = str(payload["user_openid"])
-        out.account_ids.add(business)
-        if event not in (*RECEIVE_EVENTS, "im_send_msg", "im_mark_read_msg"):
+        if event not in HANDLED_EVENTS:
             out.ignore(event)
             return
         content = payload["content"]
-        content = json.loads(content) if isinstance(content, str) else content
-        if not isinstance(content, dict):
-            raise MalformedPayload("content is not an object")
+        content = load_json(content) if isinstance(content, str) else content
+        content = as_dict(content, "content")
         if event == "im_mark_read_msg":
             self._read(content, business, ctx, out)
         elif event == "im_send_msg":
-            out.account_ids.add(str(content["from_user"]["id"]))
+            require(str(content["from_user"]["id"]) == business, "sender is not the account")
             self._message(content, str(content["to_user"]["id"]), business, ctx, out,
                           sender_type="agent", name=None)
         else:
-            out.account_ids.add(str(content["to_user"]["id"]))
+            require(str(content["to_user"]["id"]) == business, "recipient is not the account")
             self._message(content, str(content["from_user"]["id"]), business, ctx, out,
                           sender_type="lead", name=text_or_none(content.get("from")))
 
     def _message(self, content: dict, user: str, business: str, ctx: Context, out: Normalized,
                  *, sender_type: str, name: str | None) -> None:
         kind = content.get("type")
+        body = content.get(kind) if isinstance(kind, str) else None
+        body = body if isinstance(body, dict) else {}
         fields: dict[str, Any]
         if kind == "text":
             fields = {"kind": "text", "text": str(content["text"]["body"])}
-        elif kind == "image":
-            image = content.get("image") or {}
-            fields = {"kind": "image", "media": MediaRef(id=text_or_none(image.get("media_id")),
-                                                         url=text_or_none(image.get("url")))}
+        elif kind in ("image", "video"):
+            fields = {"kind": kind, "media": MediaRef(id=text_or_none(body.get("media_id")),
+                                                      url=text_or_none(body.get("url")))}
+        elif kind == "sticker":
+            fields = {"kind": "sticker", "media": MediaRef(id=text_or_none(body.get("id")),
+                                                           url=text_or_none(body.get("url")))}
+        elif kind == "emoji":
+            fields = {"kind": "text", "text": text_or_none(body.get("body") or body.get("emoji"))
+                      or "(emoji)"}
         elif kind == "share_post":
-            post = content.get("share_post") or {}
-            url = text_or_none(post.get("embed_url"))
+            url = text_or_none(body.get("embed_url"))
             fields = {"kind": "share", "text": url,
-                      "media": MediaRef(id=text_or_none(post.get("video_id")), url=url)}
-        else:  # sticker, emoji, video, ... not handled
-            out.ignore(f"message.{kind}")
-            return
+                      "media": MediaRef(id=text_or_none(body.get("video_id")), url=url)}
+        else:  # a type we cannot show yet: stored, staff see what it was
+            fields = {"kind": "unsupported", "error": f"type {kind}"[:100]}
         message_id = str(content["message_id"])
         reference = content.get("referenced_message_info") or {}
         out.events.append(InboundMessage(

@@ -1,20 +1,27 @@
 """WhatsApp Cloud API webhooks (`object: whatsapp_business_account`, `entry[].changes[].value`).
 
-Handled: `messages` (text, interactive button/list replies, template quick-reply `button`,
-image, audio, video, document, sticker, location), `statuses` (sent, delivered, read, failed),
-`user_preferences` (marketing stop/resume) and `smb_message_echoes` (what staff send from the
-WhatsApp Business app on a coexistence number: agent messages). Everything else is ignored.
+Items: each message, echo, status and preference of a change, routed by the value's
+`metadata.phone_number_id`; `errors` at the value level are one more item (logged and counted:
+they say a message could not be delivered to us). Messages: text, interactive (button, list,
+`nfm_reply` flow completions), template quick-reply `button`, media, location, contacts,
+reaction, order, system (number or user id changed), edit, revoke, unsupported and any message
+carrying `errors` (stored with its error). Business-scoped user ids (usernames, 2026): the
+patient is `from` (the wa_id, a phone number) when present, else `from_user_id`; the other one
+travels as an alias so both name one lead.
+Shapes: Meta's webhook reference (developers.facebook.com/documentation/business-messaging/
+whatsapp/webhooks/reference/messages) and pywa's recorded corpus (david-lev/pywa
+tests/data/updates/*.json).
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from starlette.datastructures import Headers
 from tistis_common.events import (
     Channel,
     InboundMessage,
-    Location,
     MediaRef,
     MessageStatus,
     OptOutChanged,
@@ -23,10 +30,16 @@ from tistis_common.ids import stable_id
 
 from .base import (
     Context,
+    Item,
     MalformedPayload,
     Normalized,
+    as_dict,
+    as_list,
     from_seconds,
     inbound_event_id,
+    int_or_none,
+    location_fields,
+    require,
     status_event_id,
     text_or_none,
     verify_meta_signature,
@@ -34,6 +47,16 @@ from .base import (
 
 MEDIA_KINDS = ("image", "audio", "video", "document", "sticker")
 STATUSES = ("sent", "delivered", "read", "failed")
+FIELDS = ("messages", "user_preferences", "smb_message_echoes")
+
+
+def describe_errors(errors: object) -> str | None:
+    if not isinstance(errors, list) or not errors:
+        return None
+    first = errors[0] if isinstance(errors[0], dict) else {}
+    detail = (first.get("error_data") or {}).get("details") if isinstance(
+        first.get("error_data"), dict) else None
+    return " - ".join(str(p) for p in (first.get("code"), first.get("title"), detail) if p)[:500]
 
 
 class WhatsAppAdapter:
@@ -42,111 +65,150 @@ class WhatsAppAdapter:
     def verify_signature(self, headers: Headers, body: bytes, secret: str) -> bool:
         return verify_meta_signature(headers, body, secret)
 
-    def normalize(self, payload: object, ctx: Context) -> Normalized:
+    def items(self, payload: object) -> list[Item]:
         if not isinstance(payload, dict) or payload.get("object") != "whatsapp_business_account":
             raise MalformedPayload("object is not whatsapp_business_account")
         entries = payload.get("entry")
         if not isinstance(entries, list):
             raise MalformedPayload("entry is not a list")
-        out = Normalized()
-        try:
-            for entry in entries:
-                for change in entry.get("changes") or []:
-                    self._change(change, ctx, out)
-        except MalformedPayload:
-            raise
-        except Exception as exc:  # any odd shape is the sender's fault, never a 500
-            raise MalformedPayload(f"{type(exc).__name__}: {exc}") from exc
-        return out
+        items: list[Item] = []
+        for entry in entries:
+            changes = entry.get("changes") if isinstance(entry, dict) else None
+            if not isinstance(changes, list):
+                items.append(Item("", "entry", entry))
+                continue
+            for change in changes:
+                items.extend(self._change_items(change))
+        return items
 
-    def _change(self, change: dict, ctx: Context, out: Normalized) -> None:
+    def _change_items(self, change: Any) -> list[Item]:
+        if not isinstance(change, dict):
+            return [Item("", "change", change)]
         field = change.get("field", "messages")
+        if field not in FIELDS:
+            return [Item("", "ignored", field)]
         value = change.get("value")
-        if field == "message_template_status_update" and isinstance(value, dict) \
-                and value.get("event") and value.get("message_template_id"):
-            # Meta's template status webhook (APPROVED, REJECTED, PAUSED, DISABLED, ...):
-            # https://developers.facebook.com/documentation/business-messaging/whatsapp/
-            # webhooks/reference/message_template_status_update (copied in
-            # LimaLb01/endpoint-flow docs_whatsappflow/docs_apiwhatsapp/).
-            out.template_statuses.append((str(value["message_template_id"])[:64],
-                                          str(value["event"]).upper()[:40]))
-            return
-        if field not in ("messages", "user_preferences", "smb_message_echoes"):
-            out.ignore(field)
-            return
-        if not isinstance(value, dict):
-            raise MalformedPayload("change without value")
-        account = str(value["metadata"]["phone_number_id"])
-        out.account_ids.add(account)
-        names: dict[str, str | None] = {}
-        for contact in value.get("contacts") or []:
-            name = (contact.get("profile") or {}).get("name") or None
-            for key in ("wa_id", "user_id"):
-                if contact.get(key):
-                    names[str(contact[key])] = name
-        for msg in value.get("messages") or []:
-            sender = msg.get("from") or msg.get("from_user_id")
-            if not sender:
-                raise MalformedPayload("message without sender")
-            self._message(msg, str(sender), account, names, ctx, out, sender_type="lead")
-        for msg in value.get("message_echoes") or []:
-            recipient = msg.get("to") or msg.get("to_user_id")
-            if not recipient:
-                raise MalformedPayload("echo without recipient")
-            self._message(msg, str(recipient), account, names, ctx, out, sender_type="agent")
-        for status in value.get("statuses") or []:
-            self._status(status, account, ctx, out)
-        for pref in value.get("user_preferences") or []:
-            self._preference(pref, account, ctx, out)
+        metadata = value.get("metadata") if isinstance(value, dict) else None
+        account = metadata.get("phone_number_id") if isinstance(metadata, dict) else None
+        if not isinstance(account, str | int) or not isinstance(value, dict):
+            return [Item("", "change", change)]
+        account = str(account)
+        scope = {"contacts": value.get("contacts")}
+        items = [Item(account, kind, raw, scope) for key, kind in (
+            ("messages", "message"), ("message_echoes", "echo"), ("statuses", "status"),
+            ("user_preferences", "preference")) for raw in _list_or_item(value.get(key))]
+        if value.get("errors"):
+            items.append(Item(account, "errors", value["errors"]))
+        return items
 
-    def _message(self, msg: dict, user: str, account: str, names: dict[str, str | None],
-                 ctx: Context, out: Normalized, *, sender_type: str) -> None:
+    def normalize(self, item: Item, ctx: Context, out: Normalized) -> None:
+        if item.kind == "message":
+            msg = as_dict(item.raw, "message")
+            sender = msg.get("from") or msg.get("from_user_id")
+            require(sender, "message without sender")
+            self._message(msg, item, str(sender), ctx, out, sender_type="lead")
+        elif item.kind == "echo":
+            msg = as_dict(item.raw, "echo")
+            recipient = msg.get("to") or msg.get("to_user_id")
+            require(recipient, "echo without recipient")
+            self._message(msg, item, str(recipient), ctx, out, sender_type="agent")
+        elif item.kind == "status":
+            self._status(as_dict(item.raw, "status"), item.account, ctx, out)
+        elif item.kind == "preference":
+            self._preference(as_dict(item.raw, "preference"), item.account, ctx, out)
+        elif item.kind == "errors":  # Meta could not deliver something to us: say so, loudly
+            out.ignore(f"errors.{describe_errors(item.raw)}")
+        else:
+            raise MalformedPayload(f"unreadable {item.kind}")
+
+    def _message(self, msg: dict, item: Item, user: str, ctx: Context, out: Normalized,
+                 *, sender_type: str) -> None:
         kind = msg.get("type")
-        fields: dict[str, Any] = {}
-        body: Any = msg.get(kind) if isinstance(kind, str) else None  # shape checked by use
-        if kind == "text":
-            fields = {"kind": "text", "text": str(body["body"])}
-        elif kind == "interactive":
-            reply_type = body.get("type")
-            reply = body.get(reply_type) if reply_type in ("button_reply", "list_reply") else None
-            if reply is None:
-                out.ignore(f"interactive.{reply_type}")
-                return
-            fields = {"kind": "interactive", "text": str(reply["title"]),
-                      "choice_id": str(reply["id"]), "choice_title": str(reply["title"])}
-        elif kind == "button":  # a quick-reply button of a template
-            fields = {"kind": "button", "text": text_or_none(body.get("text")),
-                      "choice_id": text_or_none(body.get("payload")),
-                      "choice_title": text_or_none(body.get("text"))}
-        elif kind in MEDIA_KINDS:
-            media = MediaRef(id=text_or_none(body.get("id")), url=text_or_none(body.get("url")),
-                             mime_type=text_or_none(body.get("mime_type")),
-                             caption=text_or_none(body.get("caption")),
-                             filename=text_or_none(body.get("filename")))
-            fields = {"kind": kind, "media": media, "text": media.caption}
-        elif kind == "location":
-            location = Location(latitude=float(body["latitude"]), longitude=float(body["longitude"]),
-                                name=text_or_none(body.get("name")),
-                                address=text_or_none(body.get("address")))
-            fields = {"kind": "location", "location": location}
-        else:  # reaction, order, system, unsupported, request_welcome, contacts...
+        if kind == "request_welcome":  # the chat was opened: no message yet
             out.ignore(kind)
             return
+        fields = self._content(msg, kind)
+        error = describe_errors(msg.get("errors"))
+        if error:
+            fields["error"] = error
+        referral = msg.get("referral")
+        if isinstance(referral, dict):
+            fields["referral"] = {k: str(v) for k, v in referral.items()
+                                  if isinstance(v, str | int) and not isinstance(v, bool)}
+        names, aliases = _contacts(item.scope.get("contacts"))
+        own = ("from", "from_user_id") if sender_type == "lead" else ("to", "to_user_id")
+        other_ids = {str(i) for i in (*(msg.get(k) for k in own), *aliases.get(user, ())) if i}
         message_id = str(msg["id"])
+        require(message_id, "message without id")
         out.events.append(InboundMessage(
             event_id=inbound_event_id(ctx.tenant_id, self.channel, message_id),
             tenant_id=ctx.tenant_id,
             channel=self.channel,
-            platform_account_id=account,
+            platform_account_id=item.account,
             platform_user_id=user,
             platform_message_id=message_id,
             sent_at=from_seconds(msg["timestamp"]),
             display_name=names.get(user) if sender_type == "lead" else None,
-            phone="+" + user if user.isdigit() else None,
+            phone="+" + user if user.isascii() and user.isdigit() else None,
             reply_to=text_or_none((msg.get("context") or {}).get("id")),
             sender_type=sender_type,  # type: ignore[arg-type]
+            user_aliases=sorted(other_ids - {user}),
             **fields,
         ))
+
+    def _content(self, msg: dict, kind: object) -> dict[str, Any]:
+        """The message's own fields, readable by staff and the AI (`text`)."""
+        body: Any = msg.get(kind) if isinstance(kind, str) else None
+        if kind == "contacts" and isinstance(body, list):  # shared contact cards
+            return {"kind": kind, "text": _readable(kind, body), "details": {kind: body}}
+        if not isinstance(body, dict):
+            # `unsupported`, or a message Meta could only describe by its `errors`
+            # (an `interactive` without its body): stored with the error, staff see it.
+            return {"kind": "unsupported", "text": None}
+        if kind == "text":
+            return {"kind": "text", "text": str(body["body"])}
+        if kind == "interactive":
+            return self._interactive(body)
+        if kind == "button":  # a quick-reply button of a template
+            return {"kind": "button", "text": text_or_none(body.get("text")),
+                    "choice_id": text_or_none(body.get("payload")),
+                    "choice_title": text_or_none(body.get("text"))}
+        if kind in MEDIA_KINDS:
+            media = MediaRef(id=text_or_none(body.get("id")), url=text_or_none(body.get("url")),
+                             mime_type=text_or_none(body.get("mime_type")),
+                             caption=text_or_none(body.get("caption")),
+                             filename=text_or_none(body.get("filename")))
+            return {"kind": kind, "media": media, "text": media.caption}
+        if kind == "location":
+            return _location(body)
+        if kind == "order":
+            return {"kind": kind, "text": _readable(kind, body), "details": {kind: body}}
+        if kind == "reaction":  # an empty emoji takes the reaction back
+            return {"kind": "reaction", "text": text_or_none(body.get("emoji")) or "",
+                    "target_id": text_or_none(body.get("message_id"))}
+        if kind == "edit":
+            edited = self._content(as_dict(body.get("message"), "edit.message"),
+                                   body["message"].get("type"))
+            return {"kind": "edit", "text": edited.get("text"), "media": edited.get("media"),
+                    "target_id": str(body["original_message_id"])}
+        if kind == "revoke":
+            return {"kind": "unsend", "target_id": str(body["original_message_id"])}
+        if kind == "system":
+            return {"kind": "system", "text": text_or_none(body.get("body")),
+                    "new_user_id": text_or_none(body.get("wa_id") or body.get("user_id"))}
+        return {"kind": "unsupported", "text": None, "error": f"type {kind}"[:100]}
+
+    def _interactive(self, body: dict) -> dict[str, Any]:
+        reply_type = body.get("type")
+        reply = as_dict(body.get(reply_type), f"interactive.{reply_type}")
+        if reply_type == "nfm_reply":  # a WhatsApp Flow completed: its answers, as JSON text
+            answers = reply.get("response_json")
+            parsed = json.loads(answers) if isinstance(answers, str) else answers
+            return {"kind": "flow", "text": text_or_none(reply.get("body")) or "Sent",
+                    "details": {"flow": text_or_none(reply.get("name")), "response": parsed}}
+        require(reply_type in ("button_reply", "list_reply"), f"interactive {reply_type}")
+        return {"kind": "interactive", "text": str(reply["title"]),
+                "choice_id": str(reply["id"]), "choice_title": str(reply["title"])}
 
     def _status(self, status: dict, account: str, ctx: Context, out: Normalized) -> None:
         value = status.get("status")
@@ -165,7 +227,7 @@ class WhatsAppAdapter:
             platform_user_id=text_or_none(status.get("recipient_id") or status.get("recipient_user_id")),
             status=value,
             status_at=at,
-            error_code=int(error["code"]) if error.get("code") is not None else None,
+            error_code=int_or_none(error.get("code")) if error.get("code") is not None else None,
             error_title=text_or_none(error.get("title")),
             platform_conversation_id=text_or_none((status.get("conversation") or {}).get("id")),
         ))
@@ -188,3 +250,42 @@ class WhatsAppAdapter:
             changed_at=at,
             detail=text_or_none(pref.get("detail")),
         ))
+
+
+def _list_or_item(value: object) -> list[Any]:
+    return value if isinstance(value, list) else ([] if value is None else [value])
+
+
+def _contacts(contacts: object) -> tuple[dict[str, str | None], dict[str, list[str]]]:
+    """Profile names by id, and each id's other ids (wa_id <-> user_id <-> parent_user_id)."""
+    names: dict[str, str | None] = {}
+    aliases: dict[str, list[str]] = {}
+    for contact in contacts if isinstance(contacts, list) else []:
+        if not isinstance(contact, dict):
+            continue
+        profile = contact.get("profile")
+        name = profile.get("name") if isinstance(profile, dict) else None
+        ids = [str(contact[k]) for k in ("wa_id", "user_id") if contact.get(k)]
+        for i in ids:
+            names[i] = text_or_none(name) or None
+            aliases[i] = [j for j in ids if j != i]
+    return names, aliases
+
+
+def _location(body: dict) -> dict[str, Any]:
+    return location_fields(body.get("latitude"), body.get("longitude"),
+                           text_or_none(body.get("name")), text_or_none(body.get("address")))
+
+
+def _readable(kind: str, body: Any) -> str:
+    """What staff and the AI read for a shared contact card or a catalog order."""
+    if kind == "contacts":
+        cards = as_list(body, "contacts")
+        return "; ".join(
+            " ".join(filter(None, [str((c.get("name") or {}).get("formatted_name") or ""),
+                                   *[str(p.get("phone")) for p in c.get("phones") or []
+                                     if isinstance(p, dict)]]))
+            for c in cards if isinstance(c, dict))[:1000] or "(contact)"
+    products = [f"{p.get('quantity')} x {p.get('product_retailer_id')}"
+                for p in body.get("product_items") or [] if isinstance(p, dict)]
+    return ("Order: " + ", ".join(products))[:1000] + (f" - {body['text']}" if body.get("text") else "")
