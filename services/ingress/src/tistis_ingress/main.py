@@ -27,6 +27,7 @@ NAME = "ingress"
 
 
 def build_app(runtime: Runtime, intake: WebhookIntake) -> FastAPI:
+    assert runtime.pool and runtime.publisher
     app = FastAPI(title="TIS TIS ingress", version="0.1.0")
     problems.install(app)
     app.include_router(webhook_router(intake))

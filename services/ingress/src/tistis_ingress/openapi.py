@@ -14,7 +14,9 @@ from typing import Any, cast
 from tistis_common.runtime import Runtime
 from tistis_common.settings import Settings
 
+from .directory import Directory
 from .main import NAME, build_app
+from .webhooks import WebhookIntake
 
 DOCUMENT = Path(__file__).resolve().parents[2] / "openapi.json"
 
@@ -24,7 +26,8 @@ async def _document() -> dict[str, Any]:
     stand_in = cast(Any, object())
     runtime.pool, runtime.connection, runtime.publisher = stand_in, stand_in, stand_in
     try:
-        return build_app(runtime).openapi()
+        intake = WebhookIntake(runtime.settings, Directory(stand_in, stand_in), stand_in)
+        return build_app(runtime, intake).openapi()
     finally:
         runtime.stopping.set()
         for task in runtime._background:

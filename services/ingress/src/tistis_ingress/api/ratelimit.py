@@ -7,8 +7,8 @@ import random
 import time
 
 import asyncpg
+import tistis_common.metrics as metrics
 from fastapi import HTTPException
-from tistis_common import metrics
 
 
 async def hit(pool: asyncpg.Pool, bucket: str, limit: int, window_seconds: int) -> int:
