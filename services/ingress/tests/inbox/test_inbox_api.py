@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from tistis_common.admin import load_tenant, read_fixture
 from tistis_common.db import connect
+from tistis_common.secrets import SecretBox
 
 from .conftest import PASSWORD, login
 
@@ -329,7 +330,7 @@ class TestDemo:
         slug, email, password = found.groups()
         conn = await connect(settings.migration_database_url)
         try:
-            await load_tenant(conn, doc)
+            await load_tenant(conn, doc, SecretBox(settings.secrets_keys))
         finally:
             await conn.close()
         answer = await http.post("/api/v1/auth/login",
