@@ -27,6 +27,7 @@ run: seed ## everything: infra, migrations, demo tenant, the five services (+ sa
 
 test: install infra ## the whole suite against real RabbitMQ and PostgreSQL
 	@deploy/tools/install-checkers.sh
+	@scripts/install-browser.sh
 	@$(ENV) PATH="$(CURDIR)/.infra/tools/bin:$$PATH" .venv/bin/pytest -q -p no:cacheprovider
 
 test-chaos: install infra ## the long failure-injection scenarios
@@ -56,6 +57,9 @@ lint: install ## ruff, mypy and the architecture contracts
 	.venv/bin/lint-imports
 	.venv/bin/mypy libs/common/src services/*/src tools/cli/src sandbox/src
 
+openapi: install ## regenerate services/ingress/openapi.json (committed; a test keeps it in step)
+	.venv/bin/python -m tistis_ingress.openapi
+
 bench: install infra ## the benchmarks (they print their figures)
 	@$(ENV) for b in bench/*/run.py; do .venv/bin/python $$b; done
 
@@ -63,4 +67,4 @@ bench-pipeline: install infra ## the pipeline targets: 50 patients/s for 60 s, m
 	@$(ENV) .venv/bin/python bench/pipeline/run.py --rates 50 --seconds 60 --model-seconds 2 --cpu-rate 0
 	@$(ENV) .venv/bin/python bench/pipeline/run.py --rates 50 --seconds 30 --model-seconds 10 --cpu-rate 130
 
-.PHONY: help install infra infra-down migrate seed run test test-chaos test-rabbitmq4 eval lint bench bench-pipeline
+.PHONY: help install infra infra-down migrate seed run test test-chaos test-rabbitmq4 eval lint openapi bench bench-pipeline

@@ -54,6 +54,9 @@ launch scorer 8003 .venv/bin/tistis-scorer
 launch scheduler 8004 .venv/bin/tistis-scheduler
 
 cat <<MSG
+run: the clinic's inbox: http://127.0.0.1:8000/inbox
+  demo login: clinic esva-dental, recepcion@esva-dental.mx / demo-recepcion-2026
+              (admin: admin@esva-dental.mx / demo-admin-2026)
 run: ready soon. Play a patient in another terminal:
   .venv/bin/tistis-sandbox play "Hola, quiero una cita para limpieza" --tenant esva-dental
   .venv/bin/tistis-sandbox play "¿Esto es una caries?" --file foto-muela.png   (referencia.pdf, nota-de-voz.ogg)

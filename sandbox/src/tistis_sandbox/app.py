@@ -21,6 +21,7 @@ from tistis_sandbox.callbacks import Callback
 from tistis_sandbox.fastpath import PlatformFastPath, exchange
 from tistis_sandbox.mediahost import add_media_routes
 from tistis_sandbox.recorder import TARGETS, Fault, Recorder, Step
+from tistis_sandbox.templates import add_template_routes
 
 _NOT_JSON = object()
 
@@ -172,6 +173,7 @@ def create_app(recorder: Recorder | None = None) -> FastAPI:
     app = SandboxApp(recorder or Recorder())
     # Controls first: `/_sandbox/...` must never be taken for a Graph id.
     _add_control_routes(app)
+    add_template_routes(app)
     add_media_routes(app)  # after the controls: `/_sandbox/...` is never a media id
     _add_platform_routes(app)
     return app

@@ -16,6 +16,8 @@ import yaml
 
 from tistis_common.secrets import SecretBox, mask
 
+from .staff import create_user
+
 _AI_FIELDS = (
     "system_prompt", "temperature", "max_tokens", "response_style", "business_hours",
     "escalation_keywords", "auto_escalate_after_messages", "ai_provider", "model", "language",
@@ -117,7 +119,22 @@ async def load_tenant(conn: asyncpg.Connection, doc: dict[str, Any], box: Secret
             await upsert_connection(conn, tenant_id, c, box)
         await set_ai_context(conn, tenant_id, doc.get("ai_context", {}))
         await import_catalog(conn, tenant_id, doc)
+        await import_inbox(conn, tenant_id, doc)
     return tenant_id
+
+
+async def import_inbox(conn: asyncpg.Connection, tenant_id: uuid.UUID, doc: dict[str, Any]) -> None:
+    """Staff accounts and canned replies of the inbox (the demo's logins are sandbox values)."""
+    await _scope(conn, tenant_id)
+    for u in doc.get("staff", []):
+        await create_user(conn, tenant_id, u["email"], u["name"], u.get("role", "agent"),
+                          u["password"], u.get("language", "es"))
+    for r in doc.get("canned_replies", []):
+        await conn.execute(
+            """INSERT INTO canned_replies (tenant_id, shortcut, body) VALUES ($1, $2, $3)
+               ON CONFLICT (tenant_id, shortcut) DO UPDATE SET body = EXCLUDED.body""",
+            tenant_id, r["shortcut"], r["body"],
+        )
 
 
 def read_fixture(path: Path) -> dict[str, Any]:
@@ -221,15 +238,17 @@ def hash_api_key(key: str) -> str:
 
 
 async def issue_api_key(conn: asyncpg.Connection, tenant_id: uuid.UUID, name: str,
-                        expires_at: datetime | None = None) -> tuple[uuid.UUID, str]:
-    """A new key (256 random bits); only its hash is stored, so it is shown once. Past
-    `expires_at` (if given) it is refused like a revoked one."""
+                        expires_at: datetime | None = None, *,
+                        user_id: uuid.UUID | None = None) -> tuple[uuid.UUID, str]:
+    """A new key (256 random bits); only its hash is stored, so it is shown once. With a
+    `user_id` it is that staff member's personal key (acts as them, dies when they are
+    disabled). Past `expires_at` (if given) it is refused like a revoked one."""
     key = API_KEY_PREFIX + secrets.token_urlsafe(32)
     await _scope(conn, tenant_id)
     key_id = await conn.fetchval(
-        """INSERT INTO api_keys (tenant_id, name, key_hash, prefix, expires_at)
-           VALUES ($1, $2, $3, $4, $5) RETURNING id""",
-        tenant_id, name, hash_api_key(key), key[:10], expires_at,
+        """INSERT INTO api_keys (tenant_id, name, key_hash, prefix, user_id, expires_at)
+           VALUES ($1, $2, $3, $4, $5, $6) RETURNING id""",
+        tenant_id, name, hash_api_key(key), key[:10], user_id, expires_at,
     )
     return key_id, key
 

@@ -138,3 +138,12 @@ class Settings(BaseSettings):
     scheduler_no_show_followup: bool = True  # a no-show gets `seguimiento` (or text) at once
     scheduler_followup_cold_score: int = 20  # LeadScoreSet score for a lead gone cold (<= 39)
     scheduler_outbox_grace_seconds: float = 30.0  # unpublished pass events older than this resend
+
+    # The inbox (ingress): staff sessions, rate limits shared by every replica (counted in the
+    # database). An open event stream re-checks a session like a key (realtime_recheck_seconds).
+    inbox_session_hours: float = 12.0
+    inbox_cookie_secure: bool = False  # true behind TLS: the session cookie travels only on https
+    inbox_requests_per_minute: int = 600  # per API key or session
+    inbox_login_attempts_per_15_minutes: int = 10  # per tenant and email
+    inbox_login_attempts_per_address_15_minutes: int = 100  # per client address (a clinic's NAT)
+    inbox_template_sync_seconds: float = 900.0  # WhatsApp templates from Meta; 0: only on demand

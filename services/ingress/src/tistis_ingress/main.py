@@ -9,21 +9,28 @@ from tistis_common.storage import MediaStore, open_store
 from tistis_common.topology import INGRESS_ITEMS
 
 from .api import (
+    accounts_router,
     appointments_router,
     callback_router,
+    clinic_router,
+    inbox_router,
     media_router,
     operator_router,
     problems,
     realtime_router,
+    templates_router,
 )
+from .api.principal import stream_caller
 from .directory import Directory
 from .fastpath import WebhookFastPath
+from .web import pages_router
 from .webhooks import WebhookIntake, webhook_router
 
 NAME = "ingress"
 
 
 def build_app(runtime: Runtime, intake: WebhookIntake, store: MediaStore) -> FastAPI:
+    assert runtime.pool and runtime.publisher
     app = FastAPI(title="TIS TIS ingress", version="0.1.0")
     problems.install(app)
     app.include_router(webhook_router(intake))
@@ -32,7 +39,12 @@ def build_app(runtime: Runtime, intake: WebhookIntake, store: MediaStore) -> Fas
     app.include_router(operator_router(runtime))
     app.include_router(media_router(runtime, store))
     app.include_router(appointments_router(runtime))
-    app.include_router(realtime_router(runtime))
+    app.include_router(realtime_router(runtime, stream_caller(runtime.pool, runtime.settings)))
+    app.include_router(accounts_router(runtime.pool, runtime.settings))
+    app.include_router(inbox_router(runtime.pool, runtime.publisher, runtime.settings))
+    app.include_router(clinic_router(runtime.pool, runtime.publisher, runtime.settings))
+    app.include_router(templates_router(runtime))
+    app.include_router(pages_router(runtime.pool))
     return app
 
 

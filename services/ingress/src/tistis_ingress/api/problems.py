@@ -61,13 +61,15 @@ class ProblemResponse(JSONResponse):
 
 
 _DESCRIPTIONS = {
+    400: "a malformed parameter (a cursor)",
     401: "missing, wrong or revoked bearer credential",
-    403: "the link is invalid or has expired",
+    403: "authenticated, but not allowed to do this (or a file link that is invalid or has expired)",
     404: "no such object in the caller's tenant",
     413: "the file is larger than the platforms take",
     415: "not a file type that can be sent",
     409: "the request conflicts with the object's state",
     422: "the request does not follow the schema",
+    429: "too many requests or login attempts; see Retry-After",
     503: "the broker or the database did not answer; try again",
 }
 

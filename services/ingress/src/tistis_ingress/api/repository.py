@@ -12,8 +12,9 @@ CHANNELS = ("whatsapp", "instagram", "facebook", "tiktok")
 
 
 async def tenant_of_key(pool: asyncpg.Pool, key_hash: str) -> uuid.UUID | None:
-    # SECURITY DEFINER lookup (migration 0600): the only query made before a tenant scope.
-    return await pool.fetchval("SELECT api_key_tenant($1)", key_hash)
+    # SECURITY DEFINER lookup (migrations 0600, 1200): the only query made before a tenant
+    # scope; a disabled staff member's personal key is no key.
+    return await pool.fetchval("SELECT tenant_id FROM api_key_principal($1)", key_hash)
 
 
 async def tenant_of_conversation(pool: asyncpg.Pool, conversation_id: uuid.UUID) -> uuid.UUID | None:
