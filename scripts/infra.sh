@@ -155,7 +155,11 @@ CONF
     if [ -n "$RMQ_ROOT" ]; then chroot "$RMQ_ROOT" chown -R rabbitmq:rabbitmq "$dir"; else chown -R rabbitmq:rabbitmq "$dir"; fi
     log "starting rabbitmq on 127.0.0.1:$AMQP_PORT (management on $MGMT_PORT)"
     rmq_env "$dir"
-    rmq_as env "${RMQ_ENV[@]}" setsid /usr/lib/rabbitmq/bin/rabbitmq-server >"$seen/log/console.log" 2>&1 </dev/null &
+    # runuser's PAM session leaves a soft limit of 1024 open files: RabbitMQ's file handle cache
+    # then runs out with a few dozen vhosts (test sessions side by side) and vhost creation and
+    # connection handshakes wait on it forever. Raise it to the hard limit.
+    rmq_as env "${RMQ_ENV[@]}" setsid sh -c 'ulimit -n "$(ulimit -Hn)"; exec "$0"' \
+      /usr/lib/rabbitmq/bin/rabbitmq-server >"$seen/log/console.log" 2>&1 </dev/null &
   fi
   wait_for rabbitmq 120 port_open "$AMQP_PORT"
   wait_for rabbitmq-management 60 mgmt "http://127.0.0.1:$MGMT_PORT/api/overview"
