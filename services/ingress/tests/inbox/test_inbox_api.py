@@ -234,7 +234,7 @@ class TestConversations:
         [outbound] = [e for e in await out.drain() if e["type"] == "message.outbound"]
         assert outbound["kind"] == "template"
         assert outbound["template"] == {"name": "seguimiento_cita", "language": "es_MX",
-                                        "body_params": ["María", "mañana"]}
+                                        "body_params": ["María", "mañana"], "button_payloads": []}
         assert outbound["text"] == "Hola María, ¿quieres agendar tu cita para mañana?"
 
     async def test_assign_close_reopen_notes_labels_and_filters(self, http, clinic):
