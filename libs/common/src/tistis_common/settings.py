@@ -89,6 +89,13 @@ class Settings(BaseSettings):
     tiktok_window_hours: float = 24.0  # the guide says 24 h, TikTok allows 48 h
     # Messages since the patient's last one (TikTok allows 10; there is no calendar-day cap).
     tiktok_unanswered_limit: int = 10
+    # Tokens that expire are refreshed when less than the margin is left (TikTok: a day-long
+    # access token; Instagram Login: 60 days, refreshable once 24 h old), checked this often.
+    token_refresh_interval_seconds: float = 300.0
+    tiktok_token_refresh_margin_seconds: float = 6 * 3600.0
+    instagram_token_refresh_margin_seconds: float = 7 * 86400.0
+    # Instagram API with Instagram Login lives on its own host (refresh_access_token).
+    instagram_api_base_url: str = "https://graph.instagram.com"
 
     # Scheduler (its own clock: one tick checks reminders and the outbox; follow-ups less often)
     scheduler_tick_seconds: float = 60.0
