@@ -5,6 +5,8 @@
 #   scripts/infra.sh up|down [postgres|rabbitmq] | status | env
 # Ports: TISTIS_PG_PORT, TISTIS_AMQP_PORT, TISTIS_MGMT_PORT (a second instance on other ports
 # runs beside the first: the chaos tests restart their own servers that way).
+# TISTIS_RABBITMQ_ROOT: run RabbitMQ from that Debian root folder instead of the host's packages
+# (`make test-rabbitmq4`: 4.0 from trixie, made by scripts/rabbitmq4-root.sh), chrooted.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,6 +21,7 @@ PG_SUPER_PASSWORD="postgres"          # loopback-only development cluster
 PG_OWNER="tistis"; PG_OWNER_PASSWORD="tistis"           # owns the schema, runs migrations
 PG_APP="tistis_app"; PG_APP_PASSWORD="tistis_app"       # what services use: RLS applies
 PG_DB="tistis"
+RMQ_ROOT="${TISTIS_RABBITMQ_ROOT:-}"
 
 # Data lives in the project (git-ignored) when the service users can reach it; a checkout under
 # a private folder (mktemp -d is 0700) cannot be entered by them, so fall back to /var/tmp.
@@ -42,7 +45,7 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 install_missing() {
   local need=()
-  [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need+=(rabbitmq-server)
+  [ -n "$RMQ_ROOT" ] || [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need+=(rabbitmq-server)
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql postgresql-contrib)
   command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
   command -v curl >/dev/null 2>&1 || need+=(curl)
@@ -101,6 +104,20 @@ SQL
   fi
 }
 
+# The broker's data folder as the server sees it (inside the root when there is one).
+rmq_dir() { if [ -n "$RMQ_ROOT" ]; then echo "/var/lib/tistis/$RMQ_DIR"; else echo "$(data_dir)/$RMQ_DIR"; fi; }
+
+# A command as the rabbitmq user: on the host, or in the Debian root with a /proc of its own
+# (mounted in a private mount namespace, so it goes away with the process).
+rmq_as() {
+  if [ -n "$RMQ_ROOT" ]; then
+    unshare -m --propagation private -- sh -c \
+      'mount -t proc proc "$0/proc" && exec chroot "$0" runuser -u rabbitmq -- "$@"' "$RMQ_ROOT" "$@"
+  else
+    as_user rabbitmq "$@"
+  fi
+}
+
 rmq_env() { # fills RMQ_ENV for `env`
   local dir=$1
   RMQ_ENV=(HOME="$dir" RABBITMQ_MNESIA_BASE="$dir/mnesia" RABBITMQ_LOG_BASE="$dir/log"
@@ -109,20 +126,23 @@ rmq_env() { # fills RMQ_ENV for `env`
     RABBITMQ_ENABLED_PLUGINS_FILE="$dir/enabled_plugins" RABBITMQ_CONFIG_FILE="$dir/rabbitmq.conf"
     RABBITMQ_PID_FILE="$dir/rabbitmq.pid" ERL_EPMD_ADDRESS=127.0.0.1
     "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=-kernel inet_dist_use_interface {127,0,0,1}")
+  # Another Erlang than the host's: its own port mapper.
+  [ -z "$RMQ_ROOT" ] || RMQ_ENV+=(ERL_EPMD_PORT=4370)
 }
 
-rmq_ctl() { local dir; dir="$(data_dir)/$RMQ_DIR"; rmq_env "$dir"; as_user rabbitmq env "${RMQ_ENV[@]}" /usr/lib/rabbitmq/bin/rabbitmqctl -n "$RMQ_NODE" "$@"; }
+rmq_ctl() { local dir; dir="$(rmq_dir)"; rmq_env "$dir"; rmq_as env "${RMQ_ENV[@]}" /usr/lib/rabbitmq/bin/rabbitmqctl -n "$RMQ_NODE" "$@"; }
 
 mgmt() { curl -fsS -u guest:guest "$@"; }
 
 rmq_up() {
-  local dir; dir="$(data_dir)/$RMQ_DIR"
+  local dir; dir="$(rmq_dir)"
   if port_open "$AMQP_PORT"; then
     log "rabbitmq already answering on $AMQP_PORT"
   else
-    mkdir -p "$dir/mnesia" "$dir/log"
-    echo "[rabbitmq_management,rabbitmq_consistent_hash_exchange]." >"$dir/enabled_plugins"
-    cat >"$dir/rabbitmq.conf" <<CONF
+    local seen="$RMQ_ROOT$dir"  # the same folder, from here
+    mkdir -p "$seen/mnesia" "$seen/log"
+    echo "[rabbitmq_management]." >"$seen/enabled_plugins"
+    cat >"$seen/rabbitmq.conf" <<CONF
 listeners.tcp.default = 127.0.0.1:$AMQP_PORT
 management.tcp.ip = 127.0.0.1
 management.tcp.port = $MGMT_PORT
@@ -130,15 +150,30 @@ loopback_users.guest = true
 vm_memory_high_watermark.relative = 0.3
 disk_free_limit.absolute = 50MB
 CONF
-    [ -f "$dir/.erlang.cookie" ] || { head -c 20 /dev/urandom | md5sum | cut -c1-20 >"$dir/.erlang.cookie"; }
-    chmod 400 "$dir/.erlang.cookie"
-    chown -R rabbitmq:rabbitmq "$dir"
+    [ -f "$seen/.erlang.cookie" ] || { head -c 20 /dev/urandom | md5sum | cut -c1-20 >"$seen/.erlang.cookie"; }
+    chmod 400 "$seen/.erlang.cookie"
+    if [ -n "$RMQ_ROOT" ]; then chroot "$RMQ_ROOT" chown -R rabbitmq:rabbitmq "$dir"; else chown -R rabbitmq:rabbitmq "$dir"; fi
     log "starting rabbitmq on 127.0.0.1:$AMQP_PORT (management on $MGMT_PORT)"
     rmq_env "$dir"
-    as_user rabbitmq env "${RMQ_ENV[@]}" setsid /usr/lib/rabbitmq/bin/rabbitmq-server >"$dir/log/console.log" 2>&1 </dev/null &
+    rmq_as env "${RMQ_ENV[@]}" setsid /usr/lib/rabbitmq/bin/rabbitmq-server >"$seen/log/console.log" 2>&1 </dev/null &
   fi
   wait_for rabbitmq 120 port_open "$AMQP_PORT"
   wait_for rabbitmq-management 60 mgmt "http://127.0.0.1:$MGMT_PORT/api/overview"
+  rmq_policy
+}
+
+# RabbitMQ 4.x gives quorum queues a delivery limit of 20, and `tistis dlq list/show` peek by
+# get-and-requeue: without this policy about 20 looks delete a dead letter. Older brokers have no
+# such limit and refuse -1, so it is set on 4.x only. The definition is
+# tistis_common.topology.DLQ_POLICY (tests/deploy checks that they agree).
+DLQ_POLICY='{"pattern": "\\.dlq$", "apply-to": "quorum_queues", "priority": 1, "definition": {"delivery-limit": -1}}'
+rmq_policy() {
+  local base="http://127.0.0.1:$MGMT_PORT" version
+  version="$(mgmt "$base/api/overview?columns=rabbitmq_version" | sed -E 's/.*"rabbitmq_version":"([0-9]+).*/\1/')"
+  if [ "${version:-0}" -ge 4 ]; then
+    mgmt -X PUT -H 'content-type: application/json' "$base/api/policies/%2F/tistis-dlq" -d "$DLQ_POLICY" >/dev/null
+    log "rabbitmq $version: policy tistis-dlq (delivery-limit -1 on *.dlq) set on /"
+  fi
 }
 
 up() {
@@ -157,7 +192,7 @@ pg_down() {
 }
 
 rmq_down() {
-  if [ -d "$(data_dir)/$RMQ_DIR/mnesia" ] && port_open "$AMQP_PORT"; then
+  if [ -d "$RMQ_ROOT$(rmq_dir)/mnesia" ] && port_open "$AMQP_PORT"; then
     log "stopping rabbitmq"
     rmq_ctl shutdown >/dev/null 2>&1 || rmq_ctl stop >/dev/null 2>&1 || true
   fi
@@ -186,5 +221,6 @@ case "${1:-up}" in
   status) status ;;
   env) env_vars ;;
   rabbitmqctl) shift; rmq_ctl "$@" ;;
+  rabbitmq-policy) rmq_policy ;;
   *) echo "usage: $0 up|down [postgres|rabbitmq] | status | env | rabbitmqctl ..." >&2; exit 2 ;;
 esac

@@ -35,6 +35,7 @@ import httpx
 from tistis_common.admin import load_tenant
 from tistis_common.db import connect
 from tistis_common.migrate import migrate
+from tistis_common.secrets import DEV_KEY, SecretBox
 from tistis_common.settings import Settings
 
 HERE = Path(__file__).parent
@@ -148,7 +149,8 @@ async def main() -> None:
         await load_tenant(conn, {
             "tenant": {"slug": SLUG, "name": "Bench", "timezone": "America/Mexico_City"},
             "connections": [{"channel": "whatsapp", "platform_account_id": PHONE_NUMBER_ID,
-                             "access_token": "bench", "verify_token": "bench"}]})
+                             "access_token": "bench", "verify_token": "bench"}]},
+            SecretBox(os.environ.get("SECRETS_KEYS", DEV_KEY)))
         await conn.close()
         env = {**os.environ, "DATABASE_URL": app_url, "RABBITMQ_URL": amqp_url,
                "HTTP_HOST": "127.0.0.1", "HTTP_PORT": str(INGRESS_PORT), "META_APP_SECRET": SECRET,

@@ -201,8 +201,8 @@ def build() -> dict[str, Any]:
     lay.add(
         stat(
             "Messages waiting",
-            'sum(max by (queue) (tistis_queue_messages{queue!~".+\\\\.dlq"}))',
-            description="Ready in all work queues (consumer lag)",
+            'sum(max by (queue, state) (tistis_queue_messages{queue!~".+\\\\.(dlq|delay\\\\..+)"}))',
+            description="Ready and in flight in all work queues (consumer lag)",
             thresholds=[(None, "green"), (100, "orange"), (1000, "red")],
         ),
         w=4,
@@ -291,11 +291,12 @@ def build() -> dict[str, Any]:
     )
     lay.add(
         timeseries(
-            "Consumer lag (messages ready)",
+            "Consumer lag (ready + in flight)",
             target(
-                f'max by (queue) (tistis_queue_messages{{{Q}, queue!~".+\\\\.dlq"}})', "{{queue}}"
+                f'max by (queue, state) (tistis_queue_messages{{{Q}, queue!~".+\\\\.dlq"}})',
+                "{{queue}} {{state}}",
             ),
-            description="Sampled by the services from RabbitMQ",
+            description="Sampled by the consuming services from RabbitMQ's management API",
         )
     )
     lay.add(

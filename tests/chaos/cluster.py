@@ -20,6 +20,7 @@ import httpx
 from tistis_common.admin import load_tenant
 from tistis_common.db import connect
 from tistis_common.migrate import migrate
+from tistis_common.secrets import DEV_KEY, SecretBox
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -33,11 +34,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _port(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
 @dataclass
 class Ports:
-    pg: int = 5452
-    amqp: int = 5692
-    mgmt: int = 15692
+    # Other values let a second run (make test-rabbitmq4) use servers of its own.
+    pg: int = field(default_factory=lambda: _port("TISTIS_CHAOS_PG_PORT", 5452))
+    amqp: int = field(default_factory=lambda: _port("TISTIS_CHAOS_AMQP_PORT", 5692))
+    mgmt: int = field(default_factory=lambda: _port("TISTIS_CHAOS_MGMT_PORT", 15692))
     # HTTP ports are picked free, so that two runs on one machine do not collide.
     http: dict[str, int] = field(default_factory=dict)
 
@@ -130,7 +136,7 @@ class Cluster:
                                        ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}}},
                     "faqs": [{"question": "¿Horario?", "answer": "9 a 18 h", "keywords": ["horario"]}],
                 }
-                tenant_id = await load_tenant(conn, doc)
+                tenant_id = await load_tenant(conn, doc, SecretBox(os.environ.get("SECRETS_KEYS", DEV_KEY)))
                 tenants.append(ChaosTenant(tenant_id, doc["tenant"]["slug"], accounts))
         finally:
             await conn.close()

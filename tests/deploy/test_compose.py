@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
 from deploy_support import ROOT, SERVICES, run, settings_env_names, shutdown_grace_seconds, tool
+from tistis_common.topology import DLQ_POLICY, DLQ_POLICY_NAME
 
 COMPOSE = ROOT / "docker-compose.yml"
 SANDBOX_ENV = ROOT / "deploy" / "compose" / "sandbox.env"
@@ -75,7 +78,7 @@ class TestComposePlatform:
         assert env["ANTHROPIC_BASE_URL"] == "http://sandbox:9100"
 
     def test_images_are_pinned(self, default: dict) -> None:
-        assert default["services"]["rabbitmq"]["image"] == "rabbitmq:3.13-management"
+        assert default["services"]["rabbitmq"]["image"] == "rabbitmq:4.0-management"
         assert default["services"]["postgres"]["image"] == "postgres:16"
         for name, svc in default["services"].items():
             assert not svc["image"].endswith(":latest"), name
@@ -135,6 +138,19 @@ class TestComposePlatform:
             "CRON_SECRET",
         ):
             assert env.get(key) is None, f"{key} must come from the operator, not the repo"
+
+    def test_services_use_their_own_broker_user_and_dead_letters_are_kept(self, default: dict) -> None:
+        definitions = json.loads((ROOT / "deploy/compose/rabbitmq/definitions.json").read_text())
+        tags = {u["name"]: u["tags"] for u in definitions["users"]}
+        for name in (*SERVICES, "migrate", "seed"):
+            env = default["services"][name]["environment"]
+            for key in ("RABBITMQ_URL", "RABBITMQ_MANAGEMENT_URL"):
+                user = urlsplit(env[key]).username
+                assert user in tags and "administrator" not in tags[user], f"{name}: {key}"
+        (policy,) = definitions["policies"]
+        assert policy["name"] == DLQ_POLICY_NAME
+        assert {k: v for k, v in policy.items() if k not in ("vhost", "name")} == DLQ_POLICY
+        assert "consistent_hash" not in (ROOT / "deploy/compose/rabbitmq/enabled_plugins").read_text()
 
     def test_mounted_config_files_exist(self, default: dict) -> None:
         for name, svc in default["services"].items():

@@ -23,6 +23,7 @@ from deploy_support import (
     shutdown_grace_seconds,
     workload,
 )
+from tistis_common.topology import DLQ_POLICY, DLQ_POLICY_NAME
 
 # Oldest Kubernetes we support, and the newest the schemas know.
 K8S_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
@@ -70,6 +71,7 @@ CRD_SCHEMAS: dict[str, dict[str, Any]] = {
                                     "required": ["protocol", "mode", "queueName", "value"],
                                     "properties": {
                                         "protocol": {"enum": ["amqp", "http", "auto"]},
+                                        "vhostName": {"type": "string"},
                                         "mode": {"enum": ["QueueLength", "MessageRate"]},
                                         "queueName": {"type": "string"},
                                         "value": {"type": "string", "pattern": r"^\d+(\.\d+)?$"},
@@ -148,6 +150,80 @@ CRD_SCHEMAS: dict[str, dict[str, Any]] = {
             }
         },
     },
+    # Gateway API v1 (https://gateway-api.sigs.k8s.io/reference/spec/#httproute), what we use.
+    "HTTPRoute": {
+        **_OBJ,
+        "required": ["apiVersion", "spec"],
+        "properties": {
+            "apiVersion": {"const": "gateway.networking.k8s.io/v1"},
+            "spec": {
+                **_OBJ,
+                "additionalProperties": False,
+                "required": ["parentRefs", "rules"],
+                "properties": {
+                    "parentRefs": {"type": "array", "minItems": 1, "items": {
+                        **_OBJ, "additionalProperties": False, "required": ["name"],
+                        "properties": {k: {"type": "string"}
+                                       for k in ("name", "namespace", "sectionName")},
+                    }},
+                    "hostnames": {"type": "array", "items": {"type": "string"}},
+                    "rules": {"type": "array", "minItems": 1, "items": {
+                        **_OBJ, "additionalProperties": False, "required": ["backendRefs"],
+                        "properties": {
+                            "matches": {"type": "array", "items": {
+                                **_OBJ, "additionalProperties": False,
+                                "properties": {"path": {
+                                    **_OBJ, "additionalProperties": False,
+                                    "required": ["type", "value"],
+                                    "properties": {
+                                        "type": {"enum": ["Exact", "PathPrefix",
+                                                          "RegularExpression"]},
+                                        "value": {"type": "string", "pattern": "^/"},
+                                    },
+                                }},
+                            }},
+                            "timeouts": {
+                                **_OBJ, "additionalProperties": False,
+                                "properties": {k: {"type": "string", "pattern": r"^\d+(ms|s|m|h)$"}
+                                               for k in ("request", "backendRequest")},
+                            },
+                            "backendRefs": {"type": "array", "minItems": 1, "items": {
+                                **_OBJ, "additionalProperties": False,
+                                "required": ["name", "port"],
+                                "properties": {"name": {"type": "string"},
+                                               "port": {"type": "integer"}},
+                            }},
+                        },
+                    }},
+                },
+            },
+        },
+    },
+    # RabbitMQ messaging topology operator (rabbitmq.com/v1beta1 Policy), what we use.
+    "Policy": {
+        **_OBJ,
+        "required": ["apiVersion", "spec"],
+        "properties": {
+            "apiVersion": {"const": "rabbitmq.com/v1beta1"},
+            "spec": {
+                **_OBJ,
+                "additionalProperties": False,
+                "required": ["name", "pattern", "definition", "rabbitmqClusterReference"],
+                "properties": {
+                    "name": {"type": "string"}, "vhost": {"type": "string"},
+                    "pattern": {"type": "string"},
+                    "applyTo": {"enum": ["queues", "exchanges", "all", "classic_queues",
+                                        "quorum_queues", "streams"]},
+                    "priority": {"type": "integer"},
+                    "definition": _OBJ,
+                    "rabbitmqClusterReference": {
+                        **_OBJ, "additionalProperties": False, "required": ["name"],
+                        "properties": {"name": {"type": "string"}, "namespace": {"type": "string"}},
+                    },
+                },
+            }
+        },
+    },
     "ServiceMonitor": {
         **_OBJ,
         "required": ["spec"],
@@ -217,13 +293,14 @@ class TestSchemas:
         assert checked > 20
 
     def test_custom_resources_match_the_fields_we_use(self, overlay: tuple) -> None:
-        _, docs = overlay
+        name, docs = overlay
         seen = set()
         for doc in docs:
             if doc["kind"] in CRD_SCHEMAS:
                 jsonschema.validate(doc, CRD_SCHEMAS[doc["kind"]])
                 seen.add(doc["kind"])
-        assert seen == set(CRD_SCHEMAS)
+        public_routes = {"HTTPRoute"} if name == "dev" else set()  # dev: kubectl port-forward
+        assert seen == set(CRD_SCHEMAS) - public_routes
 
     def test_the_validator_is_not_vacuous(self) -> None:
         deployment = copy.deepcopy(by_kind(render("prod"), "Deployment")["tistis-scorer"])
@@ -345,12 +422,43 @@ class TestScaling:
                 used.add(queue)
         assert used == QUEUES
 
-    def test_keda_reads_the_broker_url_from_the_services_secret(self, overlay: tuple) -> None:
-        _, docs = overlay
+    def test_keda_counts_unacked_too_and_reaches_the_broker_from_its_own_namespace(
+        self, overlay: tuple
+    ) -> None:
+        name, docs = overlay
+        for obj in by_kind(docs, "ScaledObject").values():
+            for trigger in obj["spec"]["triggers"]:
+                # Over AMQP KEDA sees ready messages only; over HTTP ready + unacknowledged.
+                assert trigger["metadata"]["protocol"] == "http"
+                assert trigger["metadata"]["vhostName"] == "/"
         (auth,) = by_kind(docs, "TriggerAuthentication").values()
         assert auth["spec"]["secretTargetRef"] == [
-            {"parameter": "host", "name": "tistis-secrets", "key": "RABBITMQ_URL"}
+            {"parameter": "host", "name": "tistis-secrets", "key": "RABBITMQ_MANAGEMENT_URL"}
         ]
+        namespace = {"dev": "tistis-dev", "prod": "tistis"}[name]
+        if name == "dev":
+            import base64
+
+            (secret,) = by_kind(docs, "Secret").values()
+            url = base64.b64decode(secret["data"]["RABBITMQ_MANAGEMENT_URL"]).decode()
+        else:
+            url = yaml.safe_load((K8S / "secret.example.yaml").read_text())["stringData"][
+                "RABBITMQ_MANAGEMENT_URL"]
+        host = url.split("@")[-1].split(":")[0]
+        assert host == f"rabbitmq.{namespace}.svc.cluster.local", "KEDA resolves short names in its namespace"
+        assert "rabbitmq" in by_kind(docs, "Service")
+
+    def test_the_broker_keeps_dead_letters_that_are_looked_at(self, overlay: tuple) -> None:
+        _, docs = overlay
+        spec = by_kind(docs, "Policy")[DLQ_POLICY_NAME]["spec"]
+        assert (spec["name"], spec["vhost"]) == (DLQ_POLICY_NAME, "/")
+        assert {"pattern": spec["pattern"], "apply-to": spec["applyTo"], "priority": spec["priority"],
+                "definition": spec["definition"]} == DLQ_POLICY
+
+    def test_migrations_run_before_the_sync(self, overlay: tuple) -> None:
+        _, docs = overlay
+        annotations = by_kind(docs, "Job")["tistis-migrate"]["metadata"]["annotations"]
+        assert annotations["argocd.argoproj.io/hook"] == "PreSync"
 
     def test_ingress_scales_on_cpu(self, overlay: tuple) -> None:
         _, docs = overlay
@@ -442,6 +550,21 @@ class TestOverlays:
             for c in spec["containers"] if spec else []:
                 image = c["image"]
                 assert re.search(r":\d+\.\d+\.\d+$", image), f"unpinned image {image}"
+
+    def test_prod_routes_webhooks_and_the_operator_api_through_the_gateway_api(self) -> None:
+        docs = render("prod")
+        assert not by_kind(docs, "Ingress"), "ingress-nginx is retired: Gateway API routes"
+        routes = by_kind(docs, "HTTPRoute")
+        ingress_port = by_kind(docs, "Service")["tistis-ingress"]["spec"]["ports"][0]["port"]
+        paths: dict[str, dict[str, Any]] = {}
+        for route in routes.values():
+            for rule in route["spec"]["rules"]:
+                assert rule["backendRefs"] == [{"name": "tistis-ingress", "port": ingress_port}]
+                for match in rule["matches"]:
+                    paths[match["path"]["value"]] = rule
+        assert set(paths) == {"/api/webhook", "/api/v1", "/api/v1/events/stream"}
+        # the event stream is one long response: no gateway timeout cuts it
+        assert paths["/api/v1/events/stream"]["timeouts"]["request"] == "0s"
 
     def test_overlays_use_their_own_namespace(self) -> None:
         for overlay, namespace in (("dev", "tistis-dev"), ("prod", "tistis")):

@@ -1,5 +1,6 @@
 """The five services start as real processes (as `make run` starts them), answer their probes and
-metrics, log JSON, and stop cleanly on SIGTERM."""
+metrics, log JSON (their libraries too: uvicorn, aio-pika, asyncpg), give every HTTP request a
+request id, and stop cleanly on SIGTERM."""
 
 import asyncio
 import json
@@ -68,15 +69,30 @@ class TestServicesAsProcesses:
     async def test_all_five_answer_probes_and_stop_cleanly_on_sigterm(self, processes):
         async with httpx.AsyncClient(timeout=5) as http:
             for name, (_proc, port) in processes.items():
-                await wait_healthy(http, port)
+                await wait_healthy(http, port, timeout=90)  # five imports at once on a busy machine
                 assert (await http.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200
                 metrics = await http.get(f"http://127.0.0.1:{port}/metrics")
                 assert metrics.status_code == 200
                 assert "tistis_events_published_total" in metrics.text, name
+                assert 'tistis_build_info{python="' in metrics.text, name
+                assert len(metrics.headers["x-request-id"]) == 32, name
+            # a refused webhook is logged with the caller's request id, returned in the answer
+            ingress = processes["ingress"][1]
+            refused = await http.post(f"http://127.0.0.1:{ingress}/api/webhook/whatsapp/no-such-clinic",
+                                      content=b"{}", headers={"X-Request-ID": "gw-4f2a.7"})
+            assert refused.status_code == 404
+            assert refused.headers["x-request-id"] == "gw-4f2a.7"
         for proc, _ in processes.values():
             proc.send_signal(signal.SIGTERM)
         for name, (proc, _) in processes.items():
             out, _ = proc.communicate(timeout=30)
             assert proc.returncode == 0, f"{name} exited {proc.returncode}:\n{out[-2000:]}"
-            events = [json.loads(line)["event"] for line in out.splitlines() if line.startswith("{")]
+            lines = [json.loads(line) for line in out.splitlines() if line.strip()]  # JSON, every one
+            events = [line["event"] for line in lines]
             assert "service.started" in events and "service.stopped" in events, (name, out[-2000:])
+            # uvicorn's own records, through the same pipeline, with the service bound
+            uvicorn = [line for line in lines if line.get("logger", "").startswith("uvicorn")]
+            assert uvicorn and all(line["service"] == name for line in uvicorn), (name, out[-2000:])
+            if name == "ingress":
+                [refused] = [line for line in lines if line["event"] == "webhook.refused"]
+                assert refused["request_id"] == "gw-4f2a.7"

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from tistis_ai_responder.main import start as start_ai_responder
 from tistis_common.admin import load_tenant
 from tistis_common.db import connect
+from tistis_common.secrets import SecretBox
 from tistis_common.testing.plugin import eventually, inbound_messages, peek_queue, running
 from tistis_common.topology import AI_INBOUND
 from tistis_ingress.directory import Directory
@@ -53,7 +54,7 @@ async def quiet_tenant(settings):
         tenant_id = await load_tenant(conn, {
             "tenant": {"slug": f"hostile-{n}", "name": "Hostile", "timezone": "America/Mexico_City"},
             "connections": [{"channel": c, "platform_account_id": a} for c, a in ids.items()],
-            "ai_context": {"ai_provider": "off"}})
+            "ai_context": {"ai_provider": "off"}}, SecretBox(settings.secrets_keys))
     finally:
         await conn.close()
     return tenant_id, ids
@@ -117,9 +118,9 @@ class TestUnknownSlugs:
             assert answer.status_code == 404, (slug[:20], answer.status_code)
 
     async def test_the_directory_caches_known_tenants_only_and_within_its_size(
-        self, app_pool, make_tenant, attack
+        self, settings, app_pool, make_tenant, attack
     ):
-        directory = Directory(app_pool, ttl_seconds=60, size=5)
+        directory = Directory(app_pool, SecretBox(settings.secrets_keys), ttl_seconds=60, size=5)
         for i in range(2000):
             assert await directory.tenant(f"no-such-clinic-{i}") is None
             assert await directory.account_tenant("whatsapp", f"99{i:012d}") is None

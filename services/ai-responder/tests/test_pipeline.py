@@ -8,9 +8,11 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import httpx
+from prometheus_client import REGISTRY
 from tistis_ai_responder.main import start as start_ai_responder
 from tistis_common.admin import load_tenant, read_fixture
 from tistis_common.db import connect, tenant_tx
+from tistis_common.secrets import SecretBox
 from tistis_common.testing.plugin import running
 from tistis_ingress.main import start as start_ingress
 from tistis_sandbox.webhooks import sign_meta, wa_text, whatsapp_payload
@@ -45,6 +47,11 @@ class TestThroughIngress:
                 """SELECT count(*) FILTER (WHERE direction = 'inbound') AS inbound,
                           count(*) FILTER (WHERE direction = 'outbound') AS outbound FROM messages""")
         assert (counts["inbound"], counts["outbound"]) == (1, 1)
+        # the metrics name the clinic by its slug, not its UUID
+        assert REGISTRY.get_sample_value("tistis_ai_replies_total",
+                                         {"tenant": tenant.slug, "outcome": "ai"}) == 1
+        assert REGISTRY.get_sample_value("tistis_ai_tokens_total",
+                                         {"tenant": tenant.slug, "kind": "output"})
 
 
 class TestTwoReplicas:
@@ -74,7 +81,7 @@ class TestDemoWithoutKey:
         doc = read_fixture(Path(__file__).parents[3] / "fixtures" / "esva-dental.yaml")
         conn = await connect(settings.migration_database_url)
         try:
-            tenant_id = await load_tenant(conn, doc)
+            tenant_id = await load_tenant(conn, doc, SecretBox(settings.secrets_keys))
         finally:
             await conn.close()
         whatsapp = next(c for c in doc["connections"] if c["channel"] == "whatsapp")

@@ -352,7 +352,7 @@ class TestFallback:
     ):
         tenant = await make_tenant(OPEN_ALL_DAY)
         before = REGISTRY.get_sample_value("tistis_ai_replies_total",
-                                           {"tenant": str(tenant.id), "outcome": "fallback"}) or 0
+                                           {"tenant": tenant.slug, "outcome": "fallback"}) or 0
         async with running(start, settings, **{**ai_settings, "anthropic_api_key": None}):
             await bus.publish(patient_message(tenant, "Hola, me interesa. ¿Qué HORARIO tienen?"))
             [out] = await bus.wait(tenant.id, "message.outbound")
@@ -364,7 +364,7 @@ class TestFallback:
         assert await bus.events(tenant.id, "conversation.escalated") == []
         assert await sandbox.requests("anthropic") == []
         after = REGISTRY.get_sample_value("tistis_ai_replies_total",
-                                          {"tenant": str(tenant.id), "outcome": "fallback"})
+                                          {"tenant": tenant.slug, "outcome": "fallback"})
         assert after == before + 1
 
     async def test_fallback_answers_and_hands_a_booking_to_a_human(

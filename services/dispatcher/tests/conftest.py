@@ -17,6 +17,7 @@ import pytest
 from tistis_common.broker import Publisher, connect
 from tistis_common.db import tenant_tx
 from tistis_common.events import Event, OutboundMessage
+from tistis_common.secrets import DEV_KEY, SecretBox
 from tistis_common.settings import Settings
 from tistis_common.testing.plugin import TestTenant, running
 from tistis_dispatcher.main import start
@@ -133,7 +134,7 @@ class Clinic:
         async with tenant_tx(self.pool, conv.tenant.id) as conn:
             await conn.execute(
                 "UPDATE channel_connections SET access_token = $2 WHERE channel = $1",
-                conv.channel, token)
+                conv.channel, SecretBox(DEV_KEY).seal(token))
 
     async def until_status(self, conv: Conversation, message_id: uuid.UUID, *statuses: str,
                            timeout: float = 10.0) -> asyncpg.Record:

@@ -8,6 +8,7 @@ import json
 from datetime import UTC, datetime
 
 import aio_pika
+from prometheus_client import REGISTRY
 from tistis_common.broker import H_ORIGINAL_KEY
 from tistis_common.events import MessageStatus
 from tistis_common.testing.plugin import eventually
@@ -28,6 +29,9 @@ class TestExactlyOnce:
         await clinic.publish(event.model_copy(update={"event_id": event.event_id}))
         await asyncio.sleep(0.5)
         assert len(await ok_requests(sandbox, "whatsapp", conv.recipient)) == 1
+        labels = {"tenant": conv.tenant.slug, "channel": "whatsapp"}  # the slug, not the UUID
+        assert REGISTRY.get_sample_value("tistis_sends_total", {**labels, "outcome": "sent"}) == 1
+        assert REGISTRY.get_sample_value("tistis_connection_healthy", labels) == 1
 
     async def test_concurrent_duplicates_send_once(self, clinic, sandbox, make_tenant):
         conv = await clinic.conversation(await make_tenant(), "whatsapp")
@@ -167,10 +171,11 @@ async def take_from_dlq(channel, queue: str, message_id: str,
 
 class TestExpiredToken:
     async def test_expired_token_parks_the_message_and_replay_after_the_fix_sends_it(
-        self, clinic, sandbox, make_tenant, amqp
+        self, clinic, sandbox, make_tenant, amqp, capfd
     ):
         conv = await clinic.conversation(await make_tenant(), "whatsapp")
         await clinic.set_token(conv, "expired-token")
+        assert (await clinic.connection_row(conv))["access_token"].startswith("fernet:")
         event = clinic.outbound(conv)
         await clinic.publish(event)
         channel = await amqp.channel()
@@ -181,6 +186,11 @@ class TestExpiredToken:
         row = await clinic.message(conv, event.message_id)
         assert row["status"] == "pending" and row["error_code"] == 190
         assert await ok_requests(sandbox, "whatsapp", conv.recipient) == []
+        # The token the platform refused is in no log line and not in the dead letter.
+        logged = "".join(capfd.readouterr())
+        assert "dispatch" in logged and "expired-token" not in logged
+        assert b"expired-token" not in parked.body
+        assert "expired-token" not in json.dumps(dict(parked.headers), default=str)
 
         await clinic.set_token(conv, "fixed-token")
         exchange = await channel.get_exchange(EXCHANGE)

@@ -6,6 +6,7 @@ import json
 import uuid
 
 from tistis_common.broker import Publisher, connect
+from tistis_common.db import connect as db_connect
 from tistis_common.events import Channel, OutboundMessage
 from tistis_common.testing.plugin import eventually
 from tistis_common.topology import DISPATCHER_OUTBOUND
@@ -46,9 +47,8 @@ class TestJobs:
             # a retry parked for longer than this test: its own delay queue, as the runner has
             longer = [*settings.retry_delays, 60.0]
             channel = await connection.channel()
-            await channel.declare_queue(spec.retry_queue(60.0), durable=True, arguments={
-                "x-message-ttl": 60_000, "x-dead-letter-exchange": "",
-                "x-dead-letter-routing-key": spec.name})
+            await channel.declare_queue(spec.retry_queue(60.0), durable=True,
+                                        arguments=spec.retry_arguments(60.0))
             await publisher.send_to_queue(spec.retry_queue(60.0), body, {}, {})
             after = await jobs(tistis, RABBITMQ_URL=private_vhost, RETRY_DELAYS=json.dumps(longer))
             row = after["send_instagram"]
@@ -77,6 +77,7 @@ class TestDoctor:
         checks = {c["what"]: c for c in json_of(result.output)}
         assert checks["database"]["status"] == "ok"
         assert checks["broker"]["status"] == "ok"
+        assert checks["migrations"]["status"] == "ok"  # applied files unchanged
         assert checks["queue ai-responder.inbound"]["status"] in ("ok", "warn")
         assert "ready=" in checks["queue dispatcher.whatsapp"]["detail"]
         mine = {k: v["status"] for k, v in checks.items() if k.startswith(f"token {tenant.slug}/")}
@@ -92,6 +93,20 @@ class TestDoctor:
             assert line.startswith("FAIL")
         finally:
             await tistis("connection", "rotate", tenant.slug, "facebook", "--access-token", "token-ok")
+
+    async def test_a_migration_changed_after_it_was_applied_fails_the_doctor(self, tistis, settings):
+        owner = await db_connect(settings.migration_database_url)
+        # What editing 0001_core.sql does: its checksum no longer matches the stored one.
+        stored = await owner.fetchval("SELECT checksum FROM schema_migrations WHERE version = 1")
+        await owner.execute("UPDATE schema_migrations SET checksum = 'edited' WHERE version = 1")
+        try:
+            result = await tistis("doctor")
+            assert result.exit_code == 1
+            [line] = [x for x in result.output.splitlines() if x.split()[1:2] == ["migrations"]]
+            assert line.startswith("FAIL") and "0001_core" in line
+        finally:
+            await owner.execute("UPDATE schema_migrations SET checksum = $1 WHERE version = 1", stored)
+            await owner.close()
 
     async def test_unreachable_broker_is_a_failure_not_a_crash(self, tistis):
         result = await tistis("doctor", RABBITMQ_URL="amqp://guest:guest@127.0.0.1:1/")

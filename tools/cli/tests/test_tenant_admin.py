@@ -10,6 +10,7 @@ import uuid
 import pytest
 from tistis_common.admin import hash_api_key
 from tistis_common.db import connect
+from tistis_common.secrets import DEV_KEY, SecretBox
 
 
 async def owner_fetch(settings, tenant_id, sql, *args):
@@ -88,7 +89,8 @@ class TestConnections:
         assert result.exit_code == 0, result.output
         [row] = await owner_fetch(settings, tenant.id, "SELECT access_token, healthy, last_error "
                                   "FROM channel_connections WHERE channel = 'tiktok'")
-        assert dict(row) == {"access_token": "new-token-123", "healthy": True, "last_error": None}
+        opened = {**dict(row), "access_token": SecretBox(DEV_KEY).open(row["access_token"])}
+        assert opened == {"access_token": "new-token-123", "healthy": True, "last_error": None}
 
     async def test_rotate_without_a_secret_or_connection_fails(self, tistis, make_tenant):
         tenant = await make_tenant()

@@ -14,6 +14,8 @@ from typing import Any
 import asyncpg
 import yaml
 
+from tistis_common.secrets import SecretBox, mask
+
 _AI_FIELDS = (
     "system_prompt", "temperature", "max_tokens", "response_style", "business_hours",
     "escalation_keywords", "auto_escalate_after_messages", "ai_provider", "model", "language",
@@ -37,7 +39,8 @@ async def upsert_tenant(conn: asyncpg.Connection, slug: str, name: str, timezone
     )
 
 
-async def upsert_connection(conn: asyncpg.Connection, tenant_id: uuid.UUID, c: dict[str, Any]) -> None:
+async def upsert_connection(conn: asyncpg.Connection, tenant_id: uuid.UUID, c: dict[str, Any],
+                            box: SecretBox) -> None:
     await _scope(conn, tenant_id)
     await conn.execute(
         """INSERT INTO channel_connections (tenant_id, channel, platform_account_id, access_token,
@@ -48,8 +51,9 @@ async def upsert_connection(conn: asyncpg.Connection, tenant_id: uuid.UUID, c: d
              app_secret = EXCLUDED.app_secret, app_id = EXCLUDED.app_id,
              settings = EXCLUDED.settings, updated_at = now()
            WHERE channel_connections.tenant_id = EXCLUDED.tenant_id""",
-        tenant_id, c["channel"], str(c["platform_account_id"]), c.get("access_token"),
-        c.get("verify_token"), c.get("app_secret"), c.get("app_id"), c.get("settings") or {},
+        tenant_id, c["channel"], str(c["platform_account_id"]), box.seal(c.get("access_token")),
+        box.seal(c.get("verify_token")), box.seal(c.get("app_secret")), c.get("app_id"),
+        c.get("settings") or {},
     )
 
 
@@ -103,13 +107,13 @@ async def import_catalog(conn: asyncpg.Connection, tenant_id: uuid.UUID, doc: di
         )
 
 
-async def load_tenant(conn: asyncpg.Connection, doc: dict[str, Any]) -> uuid.UUID:
+async def load_tenant(conn: asyncpg.Connection, doc: dict[str, Any], box: SecretBox) -> uuid.UUID:
     """Create or update a whole tenant from a fixture document, in one transaction."""
     async with conn.transaction():
         t = doc["tenant"]
         tenant_id = await upsert_tenant(conn, t["slug"], t["name"], t.get("timezone", "America/Mexico_City"))
         for c in doc.get("connections", []):
-            await upsert_connection(conn, tenant_id, c)
+            await upsert_connection(conn, tenant_id, c, box)
         await set_ai_context(conn, tenant_id, doc.get("ai_context", {}))
         await import_catalog(conn, tenant_id, doc)
     return tenant_id
@@ -126,18 +130,11 @@ _SECRET_FIELDS = ("access_token", "verify_token", "app_secret")
 API_KEY_PREFIX = "tt_"
 
 
-def mask(secret: str | None) -> str | None:
-    """Enough to recognise a secret, never enough to use it."""
-    if not secret:
-        return secret
-    return "****" if len(secret) <= 8 else f"{secret[:4]}…{secret[-2:]} ({len(secret)} chars)"
-
-
 async def tenant_id_by_slug(conn: asyncpg.Connection, slug: str) -> uuid.UUID | None:
     return await conn.fetchval("SELECT id FROM tenants WHERE slug = $1", slug)
 
 
-async def list_connections(conn: asyncpg.Connection, tenant_id: uuid.UUID,
+async def list_connections(conn: asyncpg.Connection, tenant_id: uuid.UUID, box: SecretBox,
                            channel: str | None = None) -> list[dict[str, Any]]:
     """Connections of a tenant with their secrets masked."""
     await _scope(conn, tenant_id)
@@ -152,23 +149,26 @@ async def list_connections(conn: asyncpg.Connection, tenant_id: uuid.UUID,
     for r in rows:
         d = dict(r)
         for field in _SECRET_FIELDS:
-            d[field] = mask(d[field])
+            d[field] = mask(box.open(d[field]))
         out.append(d)
     return out
 
 
-async def connection_secrets(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> list[asyncpg.Record]:
+async def connection_secrets(conn: asyncpg.Connection, tenant_id: uuid.UUID,
+                             box: SecretBox) -> list[dict[str, Any]]:
     """Unmasked, for the token check only."""
     await _scope(conn, tenant_id)
-    return await conn.fetch(
+    rows = await conn.fetch(
         """SELECT channel, platform_account_id, access_token FROM channel_connections
            WHERE tenant_id = $1 AND enabled ORDER BY channel, platform_account_id""",
         tenant_id,
     )
+    return [{**dict(r), "access_token": box.open(r["access_token"])} for r in rows]
 
 
 async def rotate_connection(conn: asyncpg.Connection, tenant_id: uuid.UUID, channel: str,
-                            platform_account_id: str | None, changes: dict[str, str]) -> int:
+                            platform_account_id: str | None, changes: dict[str, str],
+                            box: SecretBox) -> int:
     """New secrets for a connection; a rotation also clears the last error (a fresh start)."""
     await _scope(conn, tenant_id)
     status = await conn.execute(
@@ -177,8 +177,8 @@ async def rotate_connection(conn: asyncpg.Connection, tenant_id: uuid.UUID, chan
              app_secret = COALESCE($6, app_secret), healthy = true, last_error = NULL,
              last_error_at = NULL, updated_at = now()
            WHERE tenant_id = $1 AND channel = $2 AND ($3::text IS NULL OR platform_account_id = $3)""",
-        tenant_id, channel, platform_account_id, changes.get("access_token"),
-        changes.get("verify_token"), changes.get("app_secret"),
+        tenant_id, channel, platform_account_id, box.seal(changes.get("access_token")),
+        box.seal(changes.get("verify_token")), box.seal(changes.get("app_secret")),
     )
     return int(status.split()[-1])
 
@@ -192,6 +192,27 @@ async def record_connection_check(conn: asyncpg.Connection, tenant_id: uuid.UUID
            WHERE tenant_id = $1 AND channel = $2 AND platform_account_id = $3""",
         tenant_id, channel, platform_account_id, error is None, error,
     )
+
+
+async def reseal_secrets(conn: asyncpg.Connection, box: SecretBox) -> int:
+    """Every stored connection secret re-encrypted under the current key (values stored before
+    encryption too), one transaction per tenant; returns how many connections were rewritten."""
+    done = 0
+    for tenant_id in await conn.fetchval("SELECT coalesce(array_agg(id), '{}') FROM tenants"):
+        async with conn.transaction():
+            await _scope(conn, tenant_id)
+            rows = await conn.fetch(
+                """SELECT id, access_token, verify_token, app_secret FROM channel_connections
+                   WHERE tenant_id = $1 FOR UPDATE""", tenant_id,
+            )
+            for r in rows:
+                await conn.execute(
+                    """UPDATE channel_connections SET access_token = $2, verify_token = $3,
+                         app_secret = $4 WHERE id = $1""",
+                    r["id"], *(box.reseal(r[f]) for f in _SECRET_FIELDS),
+                )
+            done += len(rows)
+    return done
 
 
 def hash_api_key(key: str) -> str:

@@ -1,13 +1,19 @@
 """Every Prometheus metric of the platform, in one place.
 
-Conventions: `tistis_*_total` counters, `*_seconds` histograms; labels are bounded (tenant is a
-slug/uuid of a known tenant, channel one of four, outcome/queue from fixed sets). Dashboards and
+Conventions: `tistis_*_total` counters, `*_seconds` histograms; labels are bounded (tenant is the
+slug of a known tenant, tistis_common.tenant_labels; channel one of four, outcome/queue from
+fixed sets). Dashboards and
 alert rules under deploy/ use only names defined here (checked by a test).
 """
 
 from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
+
+BUILD_INFO = Gauge(
+    "tistis_build_info", "Always 1; the running code's version and Python (service: the target)",
+    ["version", "python"],
+)
 
 # -- broker / consumers (libs/common runner) --------------------------------------------
 EVENTS_PUBLISHED = Counter(
@@ -31,7 +37,9 @@ DEAD_LETTERS = Counter(
 )
 CONSUMER_IN_FLIGHT = Gauge("tistis_consumer_in_flight", "Events being handled now", ["queue"])
 QUEUE_MESSAGES = Gauge(
-    "tistis_queue_messages", "Messages ready in a queue (consumer lag), sampled", ["queue"]
+    "tistis_queue_messages",
+    "Messages in a queue by state (ready | unacked), sampled from the management API by the "
+    "service consuming it (its retry and dead-letter queues too)", ["queue", "state"],
 )
 
 # -- ingress -----------------------------------------------------------------------------
@@ -129,4 +137,5 @@ REALTIME_STREAMS_ENDED = Counter(
     # reason: credential (revoked, expired, or the check failed) | lifetime (client reconnects)
     ["reason"],
 )
-DLQ_REPLAYED = Counter("tistis_dlq_replayed_total", "Dead letters replayed by the CLI", ["queue"])
+# A replay from `tistis dlq replay` is not a metric: the CLI is a short-lived process no
+# Prometheus scrapes. It shows as the DLQ depth falling and the events consumed again.

@@ -37,6 +37,15 @@ def available() -> list[Migration]:
     return sorted(found, key=lambda m: m.version)
 
 
+async def changed_since_applied(conn: asyncpg.Connection) -> list[str]:
+    """Applied migrations whose file differs from what was applied (an edited migration: the
+    schema of databases migrated before and after the edit differs)."""
+    stored = {r["version"]: r["checksum"]
+              for r in await conn.fetch("SELECT version, checksum FROM schema_migrations")}
+    return [f"{m.version:04d}_{m.name}" for m in available()
+            if m.version in stored and stored[m.version] != m.checksum]
+
+
 async def migrate(url: str) -> list[str]:
     """Apply what is missing; return the names applied."""
     conn = await asyncpg.connect(url)

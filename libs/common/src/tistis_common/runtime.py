@@ -5,9 +5,11 @@ graceful stop on SIGTERM/SIGINT (stop taking events, finish the ones in hand, cl
 from __future__ import annotations
 
 import asyncio
+import platform
 import signal
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager, suppress
+from importlib.metadata import version
 from typing import Any
 
 import asyncpg
@@ -16,13 +18,17 @@ import uvloop
 from aio_pika.abc import AbstractRobustConnection
 from fastapi import FastAPI
 
+from tistis_common import metrics
 from tistis_common.body_timeout import BodyReadTimeout
 from tistis_common.broker import Consumer, Handler, Publisher, connect
 from tistis_common.db import create_pool
 from tistis_common.health import add_probe_routes
 from tistis_common.logging import configure_logging, get_logger
+from tistis_common.management import ManagementApi, sample_queue_depths, vhost_of
+from tistis_common.requestid import RequestIdMiddleware
+from tistis_common.secrets import SecretBox
 from tistis_common.settings import Settings
-from tistis_common.topology import QueueSpec, declare_topology
+from tistis_common.topology import QueueSpec, declare_topology, drop_legacy_retry_queues
 
 log = get_logger(__name__)
 
@@ -41,6 +47,7 @@ class Runtime:
     def __init__(self, settings: Settings, name: str):
         self.settings = settings
         self.name = name
+        self.secrets = SecretBox(settings.secrets_keys)
         self.pool: asyncpg.Pool | None = None
         self.connection: AbstractRobustConnection | None = None
         self.publisher: Publisher | None = None
@@ -53,12 +60,17 @@ class Runtime:
     # -- lifecycle --------------------------------------------------------------------
     async def start(self) -> None:
         s = self.settings
+        metrics.BUILD_INFO.labels(version("tistis-common"), platform.python_version()).set(1)
         self.pool = await create_pool(s.database_url, min_size=s.db_pool_min, max_size=s.db_pool_max)
         self.connection = await connect(s.rabbitmq_url)
         setup = await self.connection.channel()
         await declare_topology(setup, s.retry_delays)
         await setup.close()
+        if waiting := await drop_legacy_retry_queues(self.connection, s.retry_delays):
+            log.info("topology.legacy_retry_queues_draining", queues=waiting)
         self.publisher = await Publisher.open(self.connection)
+        if self.secrets.uses_dev_key:
+            log.warning("secrets.dev_key_in_use", hint="set SECRETS_KEYS (tistis secrets new-key)")
         log.info("service.started", name=self.name)
 
     def consume(self, spec: QueueSpec, handler: Handler) -> None:
@@ -73,6 +85,22 @@ class Runtime:
     async def start_consumers(self) -> None:
         for consumer in self.consumers:
             await consumer.start()
+        if self.consumers:
+            self.background(self._sample_queue_depths)
+
+    async def _sample_queue_depths(self, stopping: asyncio.Event) -> None:
+        """Consumer lag of this service's queues (with their retry and dead-letter queues)."""
+        s = self.settings
+        names = [
+            name
+            for consumer in self.consumers
+            for name in (consumer.spec.name, consumer.spec.dlq,
+                         *(consumer.spec.retry_queue(d) for d in s.retry_delays))
+        ]
+        await sample_queue_depths(
+            ManagementApi.from_url(s.rabbitmq_management_url), vhost_of(s.rabbitmq_url), names,
+            stopping, s.queue_metrics_interval_seconds,
+        )
 
     def background(self, task: BackgroundTask) -> None:
         """A loop of the service's own (a scheduler's clock); it must return once `stopping` is set."""
@@ -81,6 +109,7 @@ class Runtime:
     async def serve_http(self, app: FastAPI | None = None) -> None:
         app = app or FastAPI(title=self.name)
         add_probe_routes(app, self.ready)
+        app.add_middleware(RequestIdMiddleware)  # outermost: its id is in every line of the request
         # The body timeout wraps everything, webhooks included: uvicorn has none of its own.
         config = uvicorn.Config(
             BodyReadTimeout(app, self.settings.http_body_timeout_seconds), host=self.settings.http_host,

@@ -10,6 +10,8 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tistis_common.secrets import DEV_KEY
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
@@ -30,6 +32,8 @@ class Settings(BaseSettings):
     rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     rabbitmq_management_url: str = "http://guest:guest@127.0.0.1:15672"
     prefetch: int = 32
+    # How often a consumer service samples its queues' depths into tistis_queue_messages.
+    queue_metrics_interval_seconds: float = 15.0
     # Delays in seconds between attempts; after the last one the event goes to <queue>.dlq.
     retry_delays: list[float] = Field(default_factory=lambda: [1.0, 10.0, 60.0, 600.0])
     shutdown_grace_seconds: float = 25.0
@@ -51,9 +55,13 @@ class Settings(BaseSettings):
     ai_circuit_failures: int = 5  # consecutive failed model calls that open the circuit
     ai_circuit_reset_seconds: float = 30.0  # open this long, then one trial call
 
-    # Guide's global credentials (fallbacks when a connection has none of its own)
-    whatsapp_phone_number_id: str | None = None
-    whatsapp_business_account_id: str | None = None
+    # Fernet keys for the secrets stored in the database, comma-separated, newest first
+    # (tistis_common.secrets). The default is a public development key: set your own.
+    secrets_keys: str = DEV_KEY
+
+    # Guide's global credentials (fallbacks when a connection has none of its own). The guide's
+    # WHATSAPP_PHONE_NUMBER_ID / WHATSAPP_BUSINESS_ACCOUNT_ID are not settings: a number is a
+    # connection row (`tistis connection add <tenant> whatsapp <phone_number_id>`).
     whatsapp_access_token: str | None = None
     whatsapp_verify_token: str | None = None
     # The GET handshake of the app-level callback URL (`/api/webhook/{channel}`), the one a

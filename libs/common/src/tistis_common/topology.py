@@ -1,8 +1,20 @@
 """Broker topology, declared from code, idempotently, by every service at start.
 
 One durable topic exchange. Each consumer purpose has a durable quorum queue; failed events go
-to per-delay retry queues (`<queue>.retry.<ms>ms`, TTL then dead-letter straight back to the
+to per-delay retry queues (`<queue>.delay.<ms>ms`, TTL then dead-letter straight back to the
 queue) and, after the last attempt, to `<queue>.dlq` with the error in their headers.
+
+Every queue is a quorum queue (replicated; classic queues are not since RabbitMQ 4.0). A retry
+queue dead-letters at least once (`x-dead-letter-strategy: at-least-once`, which needs
+`x-overflow: reject-publish`): the broker keeps an expired event until the work queue confirmed
+it, instead of dropping it when the hand-over fails. Brokers that ran an older version of this
+code hold classic retry queues named `<queue>.retry.<ms>ms`: they still dead-letter into the
+work queue, so they empty themselves, and each start deletes the ones that are empty.
+
+On RabbitMQ 4.x a quorum queue has a delivery limit of 20 unless told otherwise, and
+`tistis dlq list/show` peek by get-and-requeue: the broker policy `tistis-dlq`
+(`delivery-limit: -1` on `.dlq$`, from scripts/infra.sh, the compose definitions and the k8s
+topology) keeps a dead letter from being deleted by looking at it.
 """
 
 from __future__ import annotations
@@ -12,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractExchange
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 
 from tistis_common.events import (
     CHOICE_PATTERN,
@@ -61,6 +73,20 @@ class QueueSpec:
         return f"{self.name}.dlq"
 
     def retry_queue(self, delay_seconds: float) -> str:
+        return f"{self.name}.delay.{int(delay_seconds * 1000)}ms"
+
+    def retry_arguments(self, delay_seconds: float) -> dict[str, Any]:
+        return {
+            "x-queue-type": "quorum",
+            "x-message-ttl": int(delay_seconds * 1000),
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": self.name,
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
+        }
+
+    def legacy_retry_queue(self, delay_seconds: float) -> str:
+        """The classic retry queue of versions before quorum retry queues."""
         return f"{self.name}.retry.{int(delay_seconds * 1000)}ms"
 
 
@@ -115,6 +141,16 @@ REALTIME_BINDINGS: tuple[str, ...] = (
 )
 
 
+# The broker policy that keeps dead letters (RabbitMQ >= 4.0 only: older brokers have no default
+# delivery limit and refuse -1). The same definition is in scripts/infra.sh, the compose
+# definitions and deploy/k8s (checked by tests/deploy).
+DLQ_POLICY_NAME = "tistis-dlq"
+DLQ_POLICY: dict[str, Any] = {
+    "pattern": r"\.dlq$", "apply-to": "quorum_queues", "priority": 1,
+    "definition": {"delivery-limit": -1},
+}
+
+
 def queue_by_name(name: str) -> QueueSpec:
     for spec in ALL_QUEUES:
         if spec.name == name:
@@ -144,12 +180,28 @@ async def declare_topology(
         await channel.declare_queue(spec.dlq, durable=True, arguments={"x-queue-type": "quorum"})
         for delay in retry_delays:
             await channel.declare_queue(
-                spec.retry_queue(delay),
-                durable=True,
-                arguments={
-                    "x-message-ttl": int(delay * 1000),
-                    "x-dead-letter-exchange": "",
-                    "x-dead-letter-routing-key": spec.name,
-                },
+                spec.retry_queue(delay), durable=True, arguments=spec.retry_arguments(delay)
             )
     return exchange
+
+
+async def drop_legacy_retry_queues(
+    connection: AbstractConnection, retry_delays: Sequence[float],
+    queues: Sequence[QueueSpec] = ALL_QUEUES,
+) -> list[str]:
+    """Deletes the old classic retry queues that are empty (until then each drains itself into
+    its work queue); returns the names still waiting. A refused delete closes its channel, so
+    each runs on a channel of its own."""
+    waiting = []
+    for spec in queues:
+        for delay in retry_delays:
+            name = spec.legacy_retry_queue(delay)
+            channel = await connection.channel()
+            try:
+                await channel.queue_delete(name, if_empty=True)  # absent: deleted already, ok
+            except aio_pika.exceptions.ChannelPreconditionFailed:
+                waiting.append(name)  # not empty yet: the next start tries again
+            finally:
+                if not channel.is_closed:
+                    await channel.close()
+    return waiting

@@ -33,6 +33,7 @@ from tistis_common.logging import get_logger
 from tistis_common.n8n import N8nError, load_ai_conversation, post_to_n8n
 from tistis_common.rules import detect_signals, normalize
 from tistis_common.settings import Settings
+from tistis_common.tenant_labels import TENANT_LABELS
 
 from . import repository as repo
 from .context import ContextCache, TenantContext
@@ -147,7 +148,8 @@ async def _plan(conn: asyncpg.Connection, engine: Engine, trigger: Trigger,
         if state["status"] != "active" or state["spam"]:
             reason = "spam" if state["spam"] else state["status"]
             log.info("reply.skipped", reason=reason)
-            metrics.AI_REPLIES.labels(str(trigger.tenant_id), "skipped").inc()
+            tenant = await TENANT_LABELS.load(conn, trigger.tenant_id)
+            metrics.AI_REPLIES.labels(tenant, "skipped").inc()
             return None
     ctx = await _context(conn, engine, trigger.tenant_id, state["context_version"])
     texts = list(state["unanswered"])
@@ -328,7 +330,7 @@ async def _store(conn: asyncpg.Connection, engine: Engine, trigger: Trigger, pla
         stored = await repo.stored_reply(conn, trigger.reply_id)
         assert stored is not None
         return _stored_events(stored["payload"])
-    tenant = str(trigger.tenant_id)
+    tenant = await TENANT_LABELS.load(conn, trigger.tenant_id)  # cached: one query per tenant
     metrics.AI_REPLIES.labels(tenant, "fallback" if reply.fallback else reply.outcome).inc()
     if usage is not None:
         for kind, value in (("input", usage.input_tokens), ("output", usage.output_tokens),

@@ -83,7 +83,7 @@ class Account:
     connection_id: Any
     channel: str
     platform_account_id: str
-    access_token: str | None
+    access_token: str | None = field(repr=False)  # never in a log line or an error
     settings: dict[str, Any] = field(default_factory=dict)
 
 

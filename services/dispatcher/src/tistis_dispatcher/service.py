@@ -34,7 +34,9 @@ from tistis_common.broker import PermanentError
 from tistis_common.db import tenant_session, tenant_tx
 from tistis_common.events import Event, MessageStatus, OutboundMessage
 from tistis_common.logging import bound, get_logger
+from tistis_common.secrets import SecretBox
 from tistis_common.settings import Settings
+from tistis_common.tenant_labels import TENANT_LABELS
 
 from tistis_dispatcher import messenger, rules, tiktok, whatsapp
 from tistis_dispatcher import repository as repo
@@ -109,8 +111,10 @@ class Deps:
     settings: Settings
     claimer: int = 0  # this process's lease key (tistis_dispatcher.lease)
     limiter: TenantLimiter = field(init=False)
+    secrets: SecretBox = field(init=False)
 
     def __post_init__(self) -> None:
+        self.secrets = SecretBox(self.settings.secrets_keys)
         self.limiter = TenantLimiter(self.settings.dispatcher_tenant_concurrency,
                                      self.settings.dispatcher_tenant_rate_per_second)
 
@@ -133,13 +137,14 @@ class Plan:
 
 
 def _count(event: OutboundMessage, outcome: str) -> None:
-    metrics.SENDS.labels(str(event.tenant_id), event.channel.value, outcome).inc()
+    metrics.SENDS.labels(TENANT_LABELS.of(event.tenant_id), event.channel.value, outcome).inc()
 
 
 # ------------------------------------------------------------------------ outbound
 
 
 async def handle_outbound(event: OutboundMessage, deps: Deps) -> Sequence[Event]:
+    await TENANT_LABELS.load(deps.pool, event.tenant_id)
     with bound(message_id=str(event.message_id), channel=event.channel.value,
                purpose=event.purpose):
         plan = await _prepare(event, deps)
@@ -197,7 +202,7 @@ async def _decide_claimed(conn: asyncpg.Connection, event: OutboundMessage,
     try:
         if row["conversation_id"] is None:
             raise PermanentError(f"conversation {event.conversation_id} not found")
-        decision = await _decide(conn, event, row, deps.settings)
+        decision = await _decide(conn, event, row, deps.settings, deps.secrets)
     except BaseException:
         # Nothing was sent: give the claim back, so that a retry or a replay (e.g. once the
         # clinic connects the channel) finds the message pending, not a send in flight.
@@ -217,7 +222,7 @@ async def _decide_claimed(conn: asyncpg.Connection, event: OutboundMessage,
 
 
 async def _decide(conn: asyncpg.Connection, event: OutboundMessage, ctx: asyncpg.Record,
-                  settings: Settings) -> Plan | Refusal:
+                  settings: Settings, secrets: SecretBox) -> Plan | Refusal:
     """`ctx`: the claimed row with its context (`repo.claim_outbound`)."""
     now = datetime.now(UTC)
     if rules.needs_consent(event):
@@ -238,7 +243,7 @@ async def _decide(conn: asyncpg.Connection, event: OutboundMessage, ctx: asyncpg
     account = Account(
         connection_id=ctx["connection_id"], channel=event.channel.value,
         platform_account_id=ctx["account_id"],
-        access_token=ctx["access_token"] or (
+        access_token=secrets.open(ctx["access_token"]) or (
             settings.whatsapp_access_token if event.channel == "whatsapp" else None),
         settings=conn_settings,
     )
@@ -291,7 +296,7 @@ async def _send(event: OutboundMessage, plan: Plan, deps: Deps) -> None:
     async with tenant_session(deps.pool, event.tenant_id) as conn:
         await repo.mark_sent(conn, event.message_id, event.conversation_id, done[-1],
                              done if len(done) > 1 else None, plan.account.connection_id)
-    metrics.CONNECTION_HEALTHY.labels(str(event.tenant_id), event.channel.value).set(1)
+    metrics.CONNECTION_HEALTHY.labels(TENANT_LABELS.of(event.tenant_id), event.channel.value).set(1)
     _count(event, "sent")
     log.info("send.sent", platform_message_id=done[-1], parts=len(done))
 
@@ -345,7 +350,7 @@ async def _failed(event: OutboundMessage, plan: Plan, exc: SendError, done: list
             await repo.mark_final(conn, event.message_id, "failed", exc.code, exc.title)
             await repo.flag_conversation(conn, event.conversation_id, f"send failed: {exc.title}")
     if isinstance(exc, TokenInvalid):
-        metrics.CONNECTION_HEALTHY.labels(str(event.tenant_id), channel).set(0)
+        metrics.CONNECTION_HEALTHY.labels(TENANT_LABELS.of(event.tenant_id), channel).set(0)
         _count(event, "parked")
         log.error("connection.unhealthy", **log_fields)
         raise PermanentError(f"{channel} token invalid ({exc.code}): fix it, then replay") from exc
@@ -371,6 +376,7 @@ _RANK = {"pending": 0, "sending": 0, "sent": 1, "delivered": 2, "read": 3}
 async def handle_status(event: MessageStatus, deps: Deps) -> Sequence[Event]:
     """delivered / read / failed from the platform; a status never moves backwards and
     `failed` is final. A failure flags the conversation (or opts the lead out on 131050)."""
+    await TENANT_LABELS.load(deps.pool, event.tenant_id)
     channel = event.channel.value
     if event.scope == "conversation":
         if event.platform_user_id and event.status in ("delivered", "read"):
@@ -415,7 +421,7 @@ async def handle_status(event: MessageStatus, deps: Deps) -> Sequence[Event]:
                         f"delivery failed: {event.error_code} {event.error_title or ''}".strip())
                 if event.error_code == 131047:
                     metrics.WINDOW_BLOCKS.labels(channel).inc()
-                metrics.SENDS.labels(str(event.tenant_id), channel, "failed").inc()
+                metrics.SENDS.labels(TENANT_LABELS.of(event.tenant_id), channel, "failed").inc()
                 log.warning("status.failed", code=event.error_code, title=event.error_title)
             elif current in _RANK and _RANK[event.status] > _RANK[current]:
                 await repo.set_status(conn, row["id"], event.status, None, None)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import asyncpg
 from cachetools import TTLCache
 from tistis_common.db import SLUG, tenant_by_slug, tenant_tx
+from tistis_common.secrets import SecretBox
 
 # Platform account ids are digits (Meta) or short opaque strings (TikTok open ids).
 ACCOUNT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -46,8 +47,10 @@ def valid_account(account: str) -> bool:
 
 
 class Directory:
-    def __init__(self, pool: asyncpg.Pool, ttl_seconds: float = 10.0, size: int = CACHE_SIZE):
+    def __init__(self, pool: asyncpg.Pool, secrets: SecretBox, ttl_seconds: float = 10.0,
+                 size: int = CACHE_SIZE):
         self.pool = pool
+        self.secrets = secrets
         self._tenants: TTLCache[str, Tenant] = TTLCache(size, ttl_seconds)
         self._accounts: TTLCache[tuple[str, str], uuid.UUID] = TTLCache(size, ttl_seconds)
         self._connections: TTLCache[tuple[uuid.UUID, str], list[Connection]] = TTLCache(
@@ -96,13 +99,13 @@ class Directory:
         hit = self._connections.get(key)
         if hit is not None:
             return hit
-        found = await read_connections(self.pool, tenant_id, channel)
+        found = await read_connections(self.pool, self.secrets, tenant_id, channel)
         self._connections[key] = found
         return found
 
 
-async def read_connections(pool: asyncpg.Pool, tenant_id: uuid.UUID, channel: str
-                           ) -> list[Connection]:
+async def read_connections(pool: asyncpg.Pool, secrets: SecretBox, tenant_id: uuid.UUID,
+                           channel: str) -> list[Connection]:
     """The ingress's one read of connection secrets (verify token, app secret)."""
     async with tenant_tx(pool, tenant_id) as conn:
         rows = await conn.fetch(
@@ -110,4 +113,8 @@ async def read_connections(pool: asyncpg.Pool, tenant_id: uuid.UUID, channel: st
                FROM channel_connections WHERE channel = $1 AND enabled""",
             channel,
         )
-    return [Connection(**dict(r)) for r in rows]
+    return [
+        Connection(r["tenant_id"], r["platform_account_id"], secrets.open(r["verify_token"]),
+                   secrets.open(r["app_secret"]), r["app_id"])
+        for r in rows
+    ]

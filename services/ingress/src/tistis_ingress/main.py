@@ -30,7 +30,7 @@ async def start(settings: Settings) -> Runtime:
     runtime = Runtime(settings, NAME)
     await runtime.start()
     assert runtime.pool and runtime.publisher
-    intake = WebhookIntake(runtime.settings, Directory(runtime.pool), runtime.publisher)
+    intake = WebhookIntake(runtime.settings, Directory(runtime.pool, runtime.secrets), runtime.publisher)
     # Held webhook items an engineer replayed (`tistis dlq replay ingress.webhook-items.dlq`).
     runtime.consume(INGRESS_ITEMS, intake.replay)  # type: ignore[arg-type]
     await runtime.start_consumers()

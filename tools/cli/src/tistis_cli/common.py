@@ -14,6 +14,7 @@ import asyncpg
 import typer
 from tistis_common.admin import tenant_id_by_slug
 from tistis_common.db import connect
+from tistis_common.secrets import SecretBox, SecretKeyError
 from tistis_common.settings import Settings
 
 T = TypeVar("T")
@@ -34,11 +35,16 @@ def settings() -> Settings:
     return Settings()
 
 
+def secret_box() -> SecretBox:
+    """Seals and opens the connection secrets with SECRETS_KEYS."""
+    return SecretBox(settings().secrets_keys)
+
+
 def run(coro: Coroutine[Any, Any, T]) -> T:
     """Runs a command's coroutine; known failures become one line and a non-zero exit."""
     try:
         return asyncio.run(coro)
-    except CliError as exc:
+    except (CliError, SecretKeyError) as exc:
         fail(str(exc))
     except (OSError, asyncpg.PostgresError, aio_pika.exceptions.AMQPError) as exc:
         fail(f"{type(exc).__name__}: {exc}".splitlines()[0], code=1)

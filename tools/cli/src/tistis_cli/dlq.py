@@ -7,7 +7,6 @@ import uuid
 from enum import StrEnum
 
 import typer
-from tistis_common import metrics
 from tistis_common.broker import connect
 
 from . import deadletters as dl
@@ -140,8 +139,6 @@ def dlq_replay(
                 outcome = await dl.replay(connection, name, match, target=to.value, dry_run=dry_run)
                 total.replayed += outcome.replayed
                 total.failed += outcome.failed
-                if not dry_run and outcome.replayed:
-                    metrics.DLQ_REPLAYED.labels(name).inc(len(outcome.replayed))
         finally:
             await connection.close()
         return total

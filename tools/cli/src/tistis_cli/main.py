@@ -12,8 +12,10 @@ from tistis_common.db import connect
 from tistis_common.migrate import migrate as apply_migrations
 from tistis_common.settings import Settings
 
+from .common import secret_box
 from .dlq import dlq_app
 from .ops import doctor, jobs
+from .secretkeys import secrets_app
 from .tenants import ai_context_app, api_key_app, catalog_app, connection_app, tenant_app
 
 app = typer.Typer(
@@ -25,10 +27,16 @@ app.add_typer(ai_context_app, name="ai-context")
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(api_key_app, name="api-key")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(secrets_app, name="secrets")
 app.command("doctor")(doctor)
 app.command("jobs")(jobs)
 
-DEMO_FIXTURE = Path(__file__).resolve().parents[4] / "fixtures" / "esva-dental.yaml"
+def demo_fixture() -> Path:
+    """Packaged in the wheel (tools/cli/pyproject.toml); in the workspace, the repository's."""
+    packaged = Path(__file__).resolve().parent / "fixtures" / "esva-dental.yaml"
+    if packaged.is_file():
+        return packaged
+    return Path(__file__).resolve().parents[4] / "fixtures" / "esva-dental.yaml"
 
 
 @app.command()
@@ -45,7 +53,7 @@ def load_tenant_cmd(path: Path = typer.Argument(..., exists=True, readable=True)
     async def run() -> None:
         conn = await connect(Settings().migration_database_url)
         try:
-            tenant_id = await load_tenant(conn, read_fixture(path))
+            tenant_id = await load_tenant(conn, read_fixture(path), secret_box())
         finally:
             await conn.close()
         typer.echo(f"tenant {tenant_id} loaded from {path}")
@@ -56,7 +64,7 @@ def load_tenant_cmd(path: Path = typer.Argument(..., exists=True, readable=True)
 @app.command("seed-demo")
 def seed_demo() -> None:
     """Load the demo tenant `esva-dental` from fixtures/esva-dental.yaml."""
-    load_tenant_cmd(DEMO_FIXTURE)
+    load_tenant_cmd(demo_fixture())
 
 
 def cli() -> None:

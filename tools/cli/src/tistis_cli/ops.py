@@ -9,7 +9,7 @@ import httpx
 import typer
 from tistis_common.broker import connect
 from tistis_common.db import connect as db_connect
-from tistis_common.migrate import available
+from tistis_common.migrate import available, changed_since_applied
 from tistis_common.topology import AI_INBOUND, ALL_QUEUES, DISPATCHER_OUTBOUND, QueueSpec
 
 from . import deadletters as dl
@@ -45,6 +45,10 @@ async def _doctor() -> list[Check]:
             missing = [f"{m.version:04d}_{m.name}" for m in available() if m.version not in applied]
             detail = f"pending migrations: {', '.join(missing)}" if missing else "schema up to date"
             checks.append(Check("warn" if missing else "ok", "database", detail))
+            changed = await changed_since_applied(owner)
+            checks.append(Check("FAIL", "migrations", f"changed after they were applied: "
+                                f"{', '.join(changed)}") if changed else
+                          Check("ok", "migrations", "applied files unchanged (checksums match)"))
             slugs = [r["slug"] for r in await owner.fetch("SELECT slug FROM tenants ORDER BY slug")]
         finally:
             await owner.close()

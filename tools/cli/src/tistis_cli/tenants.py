@@ -15,7 +15,7 @@ import typer
 import yaml
 from tistis_common import admin
 
-from .common import SLUG, CliError, fail, owner_db, resolve_tenant, run, settings
+from .common import SLUG, CliError, fail, owner_db, resolve_tenant, run, secret_box, settings
 from .tokencheck import check_token
 
 
@@ -95,8 +95,8 @@ def connection_add(
                 "channel": channel.value, "platform_account_id": account_id,
                 "access_token": access_token, "verify_token": verify_token,
                 "app_secret": app_secret, "app_id": app_id,
-            })
-            mine = await admin.list_connections(conn, tenant_id, channel.value)
+            }, secret_box())
+            mine = await admin.list_connections(conn, tenant_id, secret_box(), channel.value)
             if not any(c["platform_account_id"] == account_id for c in mine):
                 # upsert_connection leaves an account of another tenant untouched
                 raise CliError(f"{channel.value} account {account_id} belongs to another tenant")
@@ -116,7 +116,8 @@ def connection_show(
     async def go() -> list[dict]:
         async with owner_db() as conn, conn.transaction():
             tenant_id = await resolve_tenant(conn, slug)
-            return await admin.list_connections(conn, tenant_id, channel.value if channel else None)
+            return await admin.list_connections(conn, tenant_id, secret_box(),
+                                                channel.value if channel else None)
 
     rows = run(go())
     if as_json:
@@ -154,7 +155,8 @@ def connection_rotate(
     async def go() -> int:
         async with owner_db() as conn, conn.transaction():
             tenant_id = await resolve_tenant(conn, slug)
-            return await admin.rotate_connection(conn, tenant_id, channel.value, account_id, changes)
+            return await admin.rotate_connection(conn, tenant_id, channel.value, account_id, changes,
+                                                 secret_box())
 
     n = run(go())
     if n == 0:
@@ -168,7 +170,7 @@ async def check_connections(slug: str, channel: str | None) -> list[tuple[str, s
     async with owner_db() as conn:
         async with conn.transaction():
             tenant_id = await resolve_tenant(conn, slug)
-            rows = [r for r in await admin.connection_secrets(conn, tenant_id)
+            rows = [r for r in await admin.connection_secrets(conn, tenant_id, secret_box())
                     if channel is None or r["channel"] == channel]
         out: list[tuple[str, str, str, str]] = []
         async with httpx.AsyncClient(timeout=10) as http:

@@ -22,8 +22,10 @@ import uvicorn
 
 from tistis_common.admin import load_tenant
 from tistis_common.db import connect, create_pool, tenant_tx
+from tistis_common.management import apply_dlq_policy
 from tistis_common.migrate import migrate
 from tistis_common.runtime import Runtime
+from tistis_common.secrets import SecretBox
 from tistis_common.settings import Settings
 
 
@@ -92,6 +94,7 @@ async def temporary_vhost(management_url: str, amqp_url: str,
         user = urlsplit(amqp_url).username or "guest"
         perms = {"configure": ".*", "write": ".*", "read": ".*"}
         (await http.put(f"/api/permissions/{name}/{user}", json=perms)).raise_for_status()
+        await apply_dlq_policy(http, name)  # as scripts/infra.sh does on "/"
         try:
             yield _with_vhost(amqp_url, name)
         finally:
@@ -179,7 +182,7 @@ async def make_tenant(settings: Settings):
         }
         conn = await connect(settings.migration_database_url)
         try:
-            tenant_id = await load_tenant(conn, doc)
+            tenant_id = await load_tenant(conn, doc, SecretBox(settings.secrets_keys))
         finally:
             await conn.close()
         return TestTenant(tenant_id, slug, ids["whatsapp"], ids["instagram"], ids["facebook"],
