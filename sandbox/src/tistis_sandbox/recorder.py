@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from tistis_sandbox.callbacks import Callback, Delivery
-from tistis_sandbox.wire import Call, dumps
+from tistis_sandbox.wire import Call, dumps, token_fingerprint
 
 Target = Literal["whatsapp", "graph", "tiktok", "anthropic"]
 TARGETS: tuple[str, ...] = ("whatsapp", "graph", "tiktok", "anthropic")
@@ -90,6 +90,7 @@ class Recorded:
     error_code: int | str | None = None
     recipient: str | None = None  # the patient this went to, so `play` can find the reply
     text: str | None = None  # the human-readable part of what was sent
+    token: str | None = None  # fingerprint of the access token it carried (wire.token_fingerprint)
     _encoded: bytes | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -101,7 +102,8 @@ class Recorded:
         return {"target": self.target, "method": self.method, "path": self.path,
                 "query": self.query, "headers": self.headers, "json": self.json,
                 "time": self.time, "status": self.status, "answered_id": self.answered_id,
-                "error_code": self.error_code, "recipient": self.recipient, "text": self.text}
+                "error_code": self.error_code, "recipient": self.recipient, "text": self.text,
+                "token": self.token}
 
     def encoded(self) -> bytes:
         """`to_dict()` as JSON, serialized once: pollers fetch the same rows again and again.
@@ -128,6 +130,8 @@ class Recorder:
         self.deliveries: list[Delivery] = []
         # (account, user) pairs whose messaging window the test closed (Graph fake).
         self.closed_windows: set[tuple[str, str]] = set()
+        # TikTok rotates refresh tokens: one used for a refresh is refused afterwards.
+        self.used_refresh_tokens: set[str] = set()
 
     def reset(self) -> None:
         self.requests.clear()
@@ -138,6 +142,7 @@ class Recorder:
         self.callbacks.clear()
         self.deliveries.clear()
         self.closed_windows.clear()
+        self.used_refresh_tokens.clear()
 
     def queue(self, target: str, steps: list[Step]) -> None:
         self.scripts[target].extend(steps)
@@ -151,8 +156,12 @@ class Recorder:
     def record(self, target: str, call: Call) -> Recorded:
         query = {k: (REDACTED if k in SECRET_QUERY else v) for k, v in call.query.items()}
         headers = {k: (REDACTED if k in SECRET_HEADERS else v) for k, v in call.headers.items()}
+        auth = call.headers.get("authorization", "")
+        token = (auth[7:].strip() if auth.lower().startswith("bearer ") else None) or \
+            call.headers.get("access-token") or call.query.get("access_token")
         entry = Recorded(target=target, method=call.method, path=call.path, query=query,
-                         headers=headers, raw=call.raw, time=time.time())
+                         headers=headers, raw=call.raw, time=time.time(),
+                         token=token_fingerprint(token))
         # One event loop serves the app, so a plain append cannot interleave.
         self.requests.append(entry)
         return entry

@@ -70,6 +70,7 @@ class Settings(BaseSettings):
     meta_app_secret: str | None = None
     meta_app_id: str | None = None
     tiktok_client_secret: str | None = None
+    tiktok_client_key: str | None = None  # the app's client key, for token refreshes
     tiktok_signature_tolerance_seconds: int = 300
     anthropic_api_key: str | None = None
     cron_secret: str | None = None

@@ -12,6 +12,7 @@ from tistis_common.topology import DISPATCHER_OUTBOUND, DISPATCHER_STATUS
 from tistis_dispatcher.lease import Lease
 from tistis_dispatcher.platform import PlatformClient
 from tistis_dispatcher.service import Deps, handle_outbound, handle_status
+from tistis_dispatcher.tokens import keep_fresh
 
 NAME = "dispatcher"
 
@@ -20,6 +21,7 @@ class DispatcherRuntime(Runtime):
     """The shared runtime, plus the HTTP client closed after the consumers drained."""
 
     platform: PlatformClient | None = None
+    deps: Deps | None = None
 
     async def stop(self) -> None:
         await super().stop()
@@ -35,7 +37,8 @@ async def start(settings: Settings) -> Runtime:
     lease = Lease(settings.database_url)
     await lease.acquire()
     runtime.background(lease.keep)
-    deps = Deps(runtime.pool, runtime.platform, settings, claimer=lease.key)
+    deps = runtime.deps = Deps(runtime.pool, runtime.platform, settings, claimer=lease.key)
+    runtime.background(keep_fresh(deps))  # tokens that expire (TikTok, Instagram Login)
     for spec in DISPATCHER_OUTBOUND.values():
         runtime.consume(spec, partial(handle_outbound, deps=deps))  # type: ignore[arg-type]
     runtime.consume(DISPATCHER_STATUS, partial(handle_status, deps=deps))  # type: ignore[arg-type]

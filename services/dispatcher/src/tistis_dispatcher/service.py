@@ -38,7 +38,7 @@ from tistis_common.secrets import SecretBox
 from tistis_common.settings import Settings
 from tistis_common.tenant_labels import TENANT_LABELS
 
-from tistis_dispatcher import messenger, rules, tiktok, whatsapp
+from tistis_dispatcher import messenger, rules, tiktok, tokens, whatsapp
 from tistis_dispatcher import repository as repo
 from tistis_dispatcher.lease import claimer_gone
 from tistis_dispatcher.platform import (
@@ -245,7 +245,8 @@ async def _decide(conn: asyncpg.Connection, event: OutboundMessage, ctx: asyncpg
         platform_account_id=ctx["account_id"],
         access_token=secrets.open(ctx["access_token"]) or (
             settings.whatsapp_access_token if event.channel == "whatsapp" else None),
-        settings=conn_settings,
+        settings=conn_settings, token_expires_at=ctx["token_expires_at"],
+        refresh_failed=ctx["token_refresh_error"] is not None,
     )
     try:
         bodies = _render(allowed, event, ctx, account, settings.dispatcher_max_parts)
@@ -282,11 +283,20 @@ def _render(allowed: rules.Allowed, event: OutboundMessage, ctx: asyncpg.Record,
 
 async def _send(event: OutboundMessage, plan: Plan, deps: Deps) -> None:
     done = list(plan.done)
+    # A token about to expire is refreshed first; one the platform calls expired, once.
+    account, refreshed = await tokens.before_send(event.tenant_id, plan.account, deps)
     for index, body in enumerate(plan.bodies):
         if index < len(done):
             continue  # sent by an earlier attempt
         try:
-            done.append(await _call(event, plan.account, body, deps))
+            try:
+                done.append(await _call(event, account, body, deps))
+            except TokenInvalid:
+                if refreshed or not tokens.refreshable(account):
+                    raise
+                refreshed = True
+                account = await tokens.after_refusal(event.tenant_id, account, deps)
+                done.append(await _call(event, account, body, deps))
         except SendError as exc:
             await _failed(event, plan, exc, done, deps)
             return
