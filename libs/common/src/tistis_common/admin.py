@@ -171,17 +171,20 @@ async def connection_secrets(conn: asyncpg.Connection, tenant_id: uuid.UUID,
 
 async def rotate_connection(conn: asyncpg.Connection, tenant_id: uuid.UUID, channel: str,
                             platform_account_id: str | None, changes: dict[str, str],
-                            box: SecretBox) -> int:
-    """New secrets for a connection; a rotation also clears the last error (a fresh start)."""
+                            box: SecretBox, token_expires_at: datetime | None = None) -> int:
+    """New secrets for a connection; a rotation also clears the last error (a fresh start),
+    a refused token refresh included."""
     await _scope(conn, tenant_id)
     status = await conn.execute(
         """UPDATE channel_connections SET
              access_token = COALESCE($4, access_token), verify_token = COALESCE($5, verify_token),
-             app_secret = COALESCE($6, app_secret), healthy = true, last_error = NULL,
-             last_error_at = NULL, updated_at = now()
+             app_secret = COALESCE($6, app_secret), refresh_token = COALESCE($7, refresh_token),
+             token_expires_at = COALESCE($8, token_expires_at), token_refresh_error = NULL,
+             healthy = true, last_error = NULL, last_error_at = NULL, updated_at = now()
            WHERE tenant_id = $1 AND channel = $2 AND ($3::text IS NULL OR platform_account_id = $3)""",
         tenant_id, channel, platform_account_id, box.seal(changes.get("access_token")),
         box.seal(changes.get("verify_token")), box.seal(changes.get("app_secret")),
+        box.seal(changes.get("refresh_token")), token_expires_at,
     )
     return int(status.split()[-1])
 
@@ -194,6 +197,20 @@ async def record_connection_check(conn: asyncpg.Connection, tenant_id: uuid.UUID
              last_error_at = CASE WHEN $5::text IS NULL THEN last_error_at ELSE now() END
            WHERE tenant_id = $1 AND channel = $2 AND platform_account_id = $3""",
         tenant_id, channel, platform_account_id, error is None, error,
+    )
+
+
+async def refused_token_refreshes(conn: asyncpg.Connection,
+                                  tenant_id: uuid.UUID) -> list[asyncpg.Record]:
+    """Connections whose last token refresh the platform refused (the dispatcher's refresher):
+    they stop working at `token_expires_at` unless the clinic connects them again."""
+    await _scope(conn, tenant_id)
+    return await conn.fetch(
+        """SELECT channel, platform_account_id, token_refresh_error, token_expires_at
+           FROM channel_connections
+           WHERE tenant_id = $1 AND enabled AND token_refresh_error IS NOT NULL
+           ORDER BY channel, platform_account_id""",
+        tenant_id,
     )
 
 
