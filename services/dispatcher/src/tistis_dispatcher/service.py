@@ -9,7 +9,8 @@ Send, step by step (a happy-path text is two statements, six round trips with th
    cannot decide (no connection) gives the claim back.
 2. Outside any transaction and without a database connection: the platform call(s), at most
    `dispatcher_tenant_concurrency` at once per tenant. Rate limits are retried in place up to a
-   bound, honouring Retry-After.
+   bound, honouring Retry-After. A token about to expire is refreshed first, and one the
+   platform calls expired is refreshed once and the part sent again (tistis_dispatcher.tokens).
 3. One statement per outcome: `sent` with the platform id; or back to `pending` for a retry
    (5xx, timeouts, longer rate limits) or a replay (token invalid: parked in the DLQ); or a
    final `failed` / `blocked_window` with the conversation flagged for a human.
