@@ -19,7 +19,7 @@ from tistis_sandbox.testing import (
     WA_PATH,
     WA_TEXT,
 )
-from tistis_sandbox.wire import Answer
+from tistis_sandbox.wire import Answer, token_fingerprint
 
 CLAUDE = {"model": "claude-sonnet-4-6", "max_tokens": 50,
           "messages": [{"role": "user", "content": "Hola"}]}
@@ -139,4 +139,6 @@ class TestRequestFilters:
         assert row["json"] == WA_TEXT
         assert row["headers"]["authorization"] == "<redacted>"
         assert list(row) == ["target", "method", "path", "query", "headers", "json", "time",
-                             "status", "answered_id", "error_code", "recipient", "text", "kind"]
+                             "status", "answered_id", "error_code", "recipient", "text",
+                             "kind", "token"]
+        assert row["token"] == token_fingerprint(BEARER["Authorization"][7:])  # not the token

@@ -62,8 +62,12 @@ def _add_platform_routes(app: FastAPI) -> None:
         ("/v1/messages/count_tokens", "count_tokens"),
         ("/open_api/{version}/business/message/send/", "tiktok"),
         ("/{version}/{account_id}/messages", "graph"),
+        ("/open_api/{version}/tt_user/oauth2/refresh_token/", "tiktok_refresh"),
     ):
         app.add_api_route(path, _platform_route(route), methods=["POST"])
+    # Instagram Login's token refresh is a GET (graph.instagram.com), so FastAPI serves it.
+    app.add_api_route("/refresh_access_token", _platform_route("instagram_refresh"),
+                      methods=["GET"])
 
 
 def _add_control_routes(app: FastAPI) -> None:

@@ -22,6 +22,7 @@ from tistis_sandbox.wire import Answer, Call
 
 _EXACT = {"/v1/messages": "anthropic", "/v1/messages/count_tokens": "count_tokens"}
 _TIKTOK_TAIL = ["business", "message", "send", ""]
+_TIKTOK_REFRESH_TAIL = ["tt_user", "oauth2", "refresh_token", ""]
 
 
 def route_of(path: str) -> str | None:
@@ -36,6 +37,10 @@ def route_of(path: str) -> str | None:
     # /open_api/{version}/business/message/send/
     if len(parts) == 7 and parts[1] == "open_api" and parts[2] and parts[3:] == _TIKTOK_TAIL:
         return "tiktok"
+    # /open_api/{version}/tt_user/oauth2/refresh_token/
+    if (len(parts) == 7 and parts[1] == "open_api" and parts[2]
+            and parts[3:] == _TIKTOK_REFRESH_TAIL):
+        return "tiktok_refresh"
     return None
 
 
@@ -55,6 +60,10 @@ async def exchange(route: str, recorder: Recorder, scope: Scope,
         answer = anthropic.count_tokens(body)
     elif route == "tiktok":
         answer = await tiktok.handle(recorder, call)
+    elif route == "tiktok_refresh":
+        answer = await tiktok.refresh(recorder, call)
+    elif route == "instagram_refresh":
+        answer = await graph.refresh_instagram(recorder, call)
     elif isinstance(body, dict) and ("messaging_product" in body
                                      or ("to" in body and "recipient" not in body)):
         # WhatsApp and Messenger/Instagram share the Graph path; the body tells them apart.
@@ -67,7 +76,7 @@ async def exchange(route: str, recorder: Recorder, scope: Scope,
 
 def _not_json(route: str) -> Answer:
     """Each fake's answer to a body that is not JSON; nothing is recorded for it."""
-    if route == "tiktok":
+    if route in ("tiktok", "tiktok_refresh"):
         return Answer(200, tiktok.envelope(tiktok.INVALID_PARAMS, "Invalid JSON body"))
     if route == "graph":
         return graph_error(100, message="(#100) Request body is not valid JSON")

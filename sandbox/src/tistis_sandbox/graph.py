@@ -12,6 +12,12 @@ most 1,000 UTF-8 bytes of text ("must be UTF-8 and less than 1000 bytes", Instag
 API reference). A patient whose window the test closed (`POST /_sandbox/windows`) gets what
 the platform answers outside the window: Instagram code 10 / subcode 2534022, Messenger code
 10 / subcode 2018278 (HUMAN_AGENT tagged messages still go on Messenger).
+
+Instagram API with Instagram Login tokens last 60 days and are renewed with
+`GET /refresh_access_token?grant_type=ig_refresh_token&access_token=<long-lived token>`
+(graph.instagram.com; developers.facebook.com/documentation/instagram-platform/reference/
+refresh_access_token): `{"access_token", "token_type": "bearer", "expires_in"}`; an expired or
+invalid token is a Graph error 190.
 """
 
 from __future__ import annotations
@@ -27,9 +33,10 @@ from tistis_sandbox.meta import (
     token_error,
 )
 from tistis_sandbox.recorder import Recorder, Step, apply_delay
-from tistis_sandbox.wire import Answer, Call
+from tistis_sandbox.wire import Answer, Call, expiring_token
 
 TEXT_MAX = 2000
+INSTAGRAM_TOKEN_LIFETIME = 60 * 86400
 INSTAGRAM_TEXT_MAX_BYTES = 1000
 INSTAGRAM_ACCOUNT_PREFIX = "178"
 INSTAGRAM_WINDOW_SUBCODE = 2534022
@@ -240,5 +247,25 @@ async def handle(recorder: Recorder, call: Call) -> Answer:
         entry.answered_id = answer.body.get("message_id")
         entry.text = summary(body)
     else:
+        entry.error_code = answer.body["error"]["code"]
+    return answer
+
+
+async def refresh_instagram(recorder: Recorder, call: Call) -> Answer:
+    """GET /refresh_access_token (Instagram API with Instagram Login)."""
+    entry = recorder.record("graph", call)
+    step = recorder.next_step("graph")
+    await apply_delay(step)
+    if step is not None and step.is_error:
+        answer = scripted_graph_error(step, whatsapp=False)
+    elif call.query.get("grant_type") != "ig_refresh_token":
+        answer = graph_error(100, message="(#100) grant_type must be ig_refresh_token")
+    else:
+        answer = token_error(call.query.get("access_token"), whatsapp=False) or Answer(200, {
+            "access_token": expiring_token(INSTAGRAM_TOKEN_LIFETIME,
+                                           "IGAA" + random_token(40, "abcdefABCDEF0123456789")),
+            "token_type": "bearer", "expires_in": INSTAGRAM_TOKEN_LIFETIME})
+    entry.status = answer.status
+    if answer.status != 200:
         entry.error_code = answer.body["error"]["code"]
     return answer

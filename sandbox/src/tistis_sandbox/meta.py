@@ -14,7 +14,7 @@ import random
 import string
 from typing import TYPE_CHECKING, Any
 
-from tistis_sandbox.wire import Answer, Call
+from tistis_sandbox.wire import Answer, Call, expired_token
 
 if TYPE_CHECKING:  # recorder imports callbacks, which import this module
     from tistis_sandbox.recorder import Step
@@ -151,7 +151,7 @@ def token_error(token: str | None, *, whatsapp: bool) -> Answer | None:
             details="Invalid OAuth access token - Cannot parse access token",
             whatsapp=whatsapp,
         )
-    if token.startswith("expired"):
+    if token.startswith("expired") or expired_token(token):
         return graph_error(190, subcode=463, whatsapp=whatsapp,
                            message="Error validating access token: Session has expired.")
     if token.startswith("invalid"):

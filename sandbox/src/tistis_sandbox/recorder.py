@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from tistis_sandbox.callbacks import Callback, Delivery
-from tistis_sandbox.wire import Call, dumps
+from tistis_sandbox.wire import Call, dumps, token_fingerprint
 
 Target = Literal["whatsapp", "graph", "tiktok", "anthropic"]
 TARGETS: tuple[str, ...] = ("whatsapp", "graph", "tiktok", "anthropic")
@@ -97,6 +97,7 @@ class Recorded:
     # sender action ("mark_seen", "typing_on", ...). Those carry no `recipient`, so that counting
     # a patient's replies counts replies.
     kind: str = "message"
+    token: str | None = None  # fingerprint of the access token it carried (wire.token_fingerprint)
     _encoded: bytes | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -109,7 +110,7 @@ class Recorded:
                 "query": self.query, "headers": self.headers, "json": self.json,
                 "time": self.time, "status": self.status, "answered_id": self.answered_id,
                 "error_code": self.error_code, "recipient": self.recipient, "text": self.text,
-                "kind": self.kind}
+                "kind": self.kind, "token": self.token}
 
     def encoded(self) -> bytes:
         """`to_dict()` as JSON, serialized once: pollers fetch the same rows again and again.
@@ -139,6 +140,8 @@ class Recorder:
         self.deliveries: list[Delivery] = []
         # (account, user) pairs whose messaging window the test closed (Graph fake).
         self.closed_windows: set[tuple[str, str]] = set()
+        # TikTok rotates refresh tokens: one used for a refresh is refused afterwards.
+        self.used_refresh_tokens: set[str] = set()
 
     def reset(self) -> None:
         self.requests.clear()
@@ -149,6 +152,7 @@ class Recorder:
         self.callbacks.clear()
         self.deliveries.clear()
         self.closed_windows.clear()
+        self.used_refresh_tokens.clear()
 
     def queue(self, target: str, steps: list[Step]) -> None:
         self.scripts[target].extend(steps)
@@ -162,8 +166,12 @@ class Recorder:
     def record(self, target: str, call: Call) -> Recorded:
         query = {k: (REDACTED if k in SECRET_QUERY else v) for k, v in call.query.items()}
         headers = {k: (REDACTED if k in SECRET_HEADERS else v) for k, v in call.headers.items()}
+        auth = call.headers.get("authorization", "")
+        token = (auth[7:].strip() if auth.lower().startswith("bearer ") else None) or \
+            call.headers.get("access-token") or call.query.get("access_token")
         entry = Recorded(target=target, method=call.method, path=call.path, query=query,
-                         headers=headers, raw=call.raw, time=time.time())
+                         headers=headers, raw=call.raw, time=time.time(),
+                         token=token_fingerprint(token))
         # One event loop serves the app, so a plain append cannot interleave.
         self.requests.append(entry)
         return entry

@@ -8,8 +8,15 @@ Errors come as a non-zero `code` with HTTP 200, as TikTok does; only a scripted 
 changes the HTTP status (a gateway failure).
 
 Tokens expire, as TikTok's do (about a day): a token `expires-<unix seconds>-...` is refused
-with 40105 from that time on. With a callback registered, every accepted send is followed by
-its `im_send_msg` echo (see callbacks.py), before or after the answer.
+with 40105 from that time on. `POST /open_api/{version}/tt_user/oauth2/refresh_token/` renews
+one (TikTok Accounts API, whose tokens Business Messaging uses; shape in
+tistis_dispatcher.tokens, sources github.com/bububa/tiktok-business ttuser.RefreshToken and
+github.com/tiktok/tiktok-business-api-sdk): JSON `{"client_id", "client_secret", "grant_type":
+"refresh_token", "refresh_token"}`, answered in the same envelope with `data.access_token`,
+`expires_in` 86400, a new `refresh_token` (rotated: the one used is refused from then on),
+`refresh_token_expires_in`, `open_id`, `scope`, `token_type`.
+With a callback registered, every accepted send is followed by its `im_send_msg` echo (see
+callbacks.py), before or after the answer.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from typing import Any
 
 from tistis_sandbox.callbacks import post_tiktok_echo, schedule_tiktok_echo
 from tistis_sandbox.recorder import Recorder, Step, apply_delay
-from tistis_sandbox.wire import Answer, Call
+from tistis_sandbox.wire import Answer, Call, expired_token, expiring_token
 
 TEXT_MAX = 6000
 OK = 0
@@ -30,6 +37,8 @@ TOKEN_EMPTY = 40104
 TOKEN_INVALID = 40105
 SENDING_TOO_FAST = 40064
 SYSTEM_ERROR = 50000
+ACCESS_TOKEN_LIFETIME = 86400  # a day
+REFRESH_TOKEN_LIFETIME = 365 * 86400
 
 MESSAGES: dict[int, str] = {
     INVALID_PARAMS: "Invalid parameters",
@@ -84,12 +93,6 @@ def validate(body: Any) -> None:
         raise Invalid("message_type: Must be one of: TEXT, IMAGE.")
 
 
-def _expired(token: str) -> bool:
-    parts = token.split("-")
-    return (len(parts) >= 2 and parts[0] == "expires" and parts[1].isdigit()
-            and int(parts[1]) <= time.time())
-
-
 def _answer(step: Step | None, call: Call, body: Any) -> Answer:
     if step is not None and step.is_error:
         code = step.error_code or (RATE_LIMITED if step.status == 429 else SYSTEM_ERROR)
@@ -97,7 +100,7 @@ def _answer(step: Step | None, call: Call, body: Any) -> Answer:
     token = call.headers.get("access-token")
     if not token:
         return Answer(200, envelope(TOKEN_EMPTY))
-    if token.startswith(("expired", "invalid", "Bearer ")) or _expired(token):
+    if token.startswith(("expired", "invalid", "Bearer ")) or expired_token(token):
         # "Bearer " is the classic mistake: TikTok wants the bare token and answers 40105.
         return Answer(200, envelope(TOKEN_INVALID))
     try:
@@ -127,5 +130,41 @@ async def handle(recorder: Recorder, call: Call) -> Answer:
             else:
                 schedule_tiktok_echo(callback, recorder.deliveries, body, entry.answered_id)
     else:
+        entry.error_code = answer.body["code"]
+    return answer
+
+
+def _refreshed(recorder: Recorder, body: Any) -> Answer:
+    if not isinstance(body, dict) or body.get("grant_type") != "refresh_token":
+        return Answer(200, envelope(INVALID_PARAMS, "grant_type: Must be one of: refresh_token."))
+    for field in ("client_id", "client_secret", "refresh_token"):
+        if not isinstance(body.get(field), str) or not body[field]:
+            return Answer(200, envelope(INVALID_PARAMS, f"{field}: Missing data for required field."))
+    old = body["refresh_token"]
+    if (old.startswith(("revoked", "invalid", "expired")) or expired_token(old)
+            or old in recorder.used_refresh_tokens):
+        return Answer(200, envelope(TOKEN_INVALID, "refresh_token is incorrect or has been revoked."))
+    recorder.used_refresh_tokens.add(old)
+    return Answer(200, envelope(OK, data={
+        "access_token": expiring_token(ACCESS_TOKEN_LIFETIME, "act." + secrets.token_hex(16)),
+        "expires_in": ACCESS_TOKEN_LIFETIME,
+        "refresh_token": expiring_token(REFRESH_TOKEN_LIFETIME, "rft." + secrets.token_hex(16)),
+        "refresh_token_expires_in": REFRESH_TOKEN_LIFETIME,
+        "open_id": "-" + secrets.token_hex(12), "scope": "user.info.basic,message.list.send",
+        "token_type": "Bearer",
+    }))
+
+
+async def refresh(recorder: Recorder, call: Call) -> Answer:
+    entry = recorder.record("tiktok", call)
+    step = recorder.next_step("tiktok")
+    await apply_delay(step)
+    if step is not None and step.is_error:
+        code = step.error_code or SYSTEM_ERROR
+        answer = Answer(step.status or 200, envelope(code, step.message), step.headers)
+    else:
+        answer = _refreshed(recorder, call.body)
+    entry.status = answer.status
+    if answer.body["code"] != OK:
         entry.error_code = answer.body["code"]
     return answer

@@ -8,7 +8,9 @@ same bytes and headers as `JSONResponse` would.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import time
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl
 
@@ -59,3 +61,21 @@ class Answer(NamedTuple):
         if b"content-type" not in names:
             raw.append((b"content-type", b"application/json"))
         return content, raw
+
+
+def expired_token(token: str) -> bool:
+    """A token named `expires-<unix seconds>-...` stops working at that time (the fakes issue
+    such tokens on a refresh, and tests write them to mean "valid until")."""
+    parts = token.split("-")
+    return (len(parts) >= 2 and parts[0] == "expires" and parts[1].isdigit()
+            and int(parts[1]) <= time.time())
+
+
+def expiring_token(lifetime_s: float, tag: str) -> str:
+    return f"expires-{int(time.time() + lifetime_s)}-{tag}"
+
+
+def token_fingerprint(token: str | None) -> str | None:
+    """Which token a request carried, without keeping the token: tests compare it with the
+    fingerprint of the one they expect."""
+    return hashlib.sha256(token.encode()).hexdigest()[:16] if token else None

@@ -27,6 +27,7 @@ from tistis_dispatcher.main import start
 def dispatcher_settings(settings: Settings, sandbox_url: str) -> Settings:
     return settings.model_copy(update={
         "graph_api_base_url": sandbox_url, "tiktok_api_base_url": sandbox_url,
+        "instagram_api_base_url": sandbox_url,
         "dispatcher_max_inline_wait_seconds": 1.0, "dispatcher_http_timeout_seconds": 1.0,
     })
 

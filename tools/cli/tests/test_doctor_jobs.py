@@ -7,6 +7,7 @@ import uuid
 
 from tistis_common.broker import Publisher, connect
 from tistis_common.db import connect as db_connect
+from tistis_common.db import tenant_tx
 from tistis_common.events import Channel, OutboundMessage
 from tistis_common.testing.plugin import eventually
 from tistis_common.topology import DISPATCHER_OUTBOUND
@@ -93,6 +94,37 @@ class TestDoctor:
             assert line.startswith("FAIL")
         finally:
             await tistis("connection", "rotate", tenant.slug, "facebook", "--access-token", "token-ok")
+
+    async def test_a_refused_token_refresh_fails_the_doctor_until_the_channel_is_reconnected(
+        self, tistis, make_tenant, app_pool
+    ):
+        tenant = await make_tenant()
+        async with tenant_tx(app_pool, tenant.id) as conn:
+            # What the dispatcher's refresher writes when TikTok refuses the refresh token
+            # (tistis_dispatcher.tokens, tested in services/dispatcher/tests/test_token_refresh.py).
+            await conn.execute(
+                """UPDATE channel_connections SET healthy = false,
+                     token_expires_at = now() + interval '2 hours', token_refresh_error = $1
+                   WHERE channel = 'tiktok'""",
+                "token refresh: 40105: refresh_token is incorrect or has been revoked.")
+        what = f"token refresh {tenant.slug}/tiktok/{tenant.tiktok_business_id}"
+        result = await tistis("doctor")
+        assert result.exit_code == 1
+        [line] = [x for x in result.output.splitlines() if what in x]
+        assert line.startswith("FAIL") and "40105" in line and "tistis connection rotate" in line
+
+        rotated = await tistis("connection", "rotate", tenant.slug, "tiktok",
+                               "--refresh-token", "rft-new", "--expires-in", "86400")
+        assert rotated.exit_code == 0, rotated.output
+        result = await tistis("doctor")
+        assert not [x for x in result.output.splitlines() if what in x]
+        async with tenant_tx(app_pool, tenant.id) as conn:
+            row = await conn.fetchrow(
+                "SELECT refresh_token, token_expires_at FROM channel_connections "
+                "WHERE channel = 'tiktok'")
+        assert row["refresh_token"].startswith("fernet:")  # sealed like the access token
+        shown = await tistis("connection", "show", tenant.slug, "--channel", "tiktok", "--json")
+        assert "rft-new" not in shown.output
 
     async def test_a_migration_changed_after_it_was_applied_fails_the_doctor(self, tistis, settings):
         owner = await db_connect(settings.migration_database_url)

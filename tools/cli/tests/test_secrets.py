@@ -34,7 +34,8 @@ class TestSecretsAtRest:
         tenant = await make_tenant()
         # A row written before encryption existed.
         await owner_fetch(settings, tenant.id, "UPDATE channel_connections SET access_token = "
-                          "'legacy-plain-token' WHERE channel = 'tiktok' RETURNING 1")
+                          "'legacy-plain-token', refresh_token = 'legacy-plain-refresh' "
+                          "WHERE channel = 'tiktok' RETURNING 1")
         new = generate_key()
         try:
             rotated = await tistis("secrets", "rotate", SECRETS_KEYS=f"{new},{DEV_KEY}")
@@ -42,6 +43,9 @@ class TestSecretsAtRest:
             [row] = await owner_fetch(settings, tenant.id, SQL, "tiktok")
             assert row["access_token"].startswith(PREFIX)
             assert SecretBox(new).open(row["access_token"]) == "legacy-plain-token"
+            [refresh] = await owner_fetch(settings, tenant.id, "SELECT refresh_token FROM "
+                                          "channel_connections WHERE channel = $1", "tiktok")
+            assert SecretBox(new).open(refresh["refresh_token"]) == "legacy-plain-refresh"
             # the old key alone opens nothing any more: one line, non-zero
             old_only = await tistis("connection", "check", tenant.slug)
             assert old_only.exit_code == 2

@@ -47,16 +47,18 @@ async def upsert_connection(conn: asyncpg.Connection, tenant_id: uuid.UUID, c: d
     await _scope(conn, tenant_id)
     await conn.execute(
         """INSERT INTO channel_connections (tenant_id, channel, platform_account_id, access_token,
-                                            verify_token, app_secret, app_id, settings)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                                            verify_token, app_secret, app_id, settings,
+                                            refresh_token, token_expires_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
            ON CONFLICT (channel, platform_account_id) DO UPDATE SET
              access_token = EXCLUDED.access_token, verify_token = EXCLUDED.verify_token,
              app_secret = EXCLUDED.app_secret, app_id = EXCLUDED.app_id,
-             settings = EXCLUDED.settings, updated_at = now()
+             settings = EXCLUDED.settings, refresh_token = EXCLUDED.refresh_token,
+             token_expires_at = EXCLUDED.token_expires_at, updated_at = now()
            WHERE channel_connections.tenant_id = EXCLUDED.tenant_id""",
         tenant_id, c["channel"], str(c["platform_account_id"]), box.seal(c.get("access_token")),
         box.seal(c.get("verify_token")), box.seal(c.get("app_secret")), c.get("app_id"),
-        c.get("settings") or {},
+        c.get("settings") or {}, box.seal(c.get("refresh_token")), c.get("token_expires_at"),
     )
 
 
@@ -144,7 +146,7 @@ def read_fixture(path: Path) -> dict[str, Any]:
 # ---------------------------------------------------------------- ops CLI helpers
 
 CHANNELS = ("whatsapp", "instagram", "facebook", "tiktok")
-_SECRET_FIELDS = ("access_token", "verify_token", "app_secret")
+_SECRET_FIELDS = ("access_token", "verify_token", "app_secret", "refresh_token")
 API_KEY_PREFIX = "tt_"
 
 
@@ -158,6 +160,7 @@ async def list_connections(conn: asyncpg.Connection, tenant_id: uuid.UUID, box: 
     await _scope(conn, tenant_id)
     rows = await conn.fetch(
         """SELECT channel, platform_account_id, access_token, verify_token, app_secret, app_id,
+                  refresh_token, token_expires_at,
                   settings, enabled, healthy, last_error, last_error_at, updated_at
            FROM channel_connections WHERE tenant_id = $1 AND ($2::text IS NULL OR channel = $2)
            ORDER BY channel, platform_account_id""",
@@ -186,17 +189,20 @@ async def connection_secrets(conn: asyncpg.Connection, tenant_id: uuid.UUID,
 
 async def rotate_connection(conn: asyncpg.Connection, tenant_id: uuid.UUID, channel: str,
                             platform_account_id: str | None, changes: dict[str, str],
-                            box: SecretBox) -> int:
-    """New secrets for a connection; a rotation also clears the last error (a fresh start)."""
+                            box: SecretBox, token_expires_at: datetime | None = None) -> int:
+    """New secrets for a connection; a rotation also clears the last error (a fresh start),
+    a refused token refresh included."""
     await _scope(conn, tenant_id)
     status = await conn.execute(
         """UPDATE channel_connections SET
              access_token = COALESCE($4, access_token), verify_token = COALESCE($5, verify_token),
-             app_secret = COALESCE($6, app_secret), healthy = true, last_error = NULL,
-             last_error_at = NULL, updated_at = now()
+             app_secret = COALESCE($6, app_secret), refresh_token = COALESCE($7, refresh_token),
+             token_expires_at = COALESCE($8, token_expires_at), token_refresh_error = NULL,
+             healthy = true, last_error = NULL, last_error_at = NULL, updated_at = now()
            WHERE tenant_id = $1 AND channel = $2 AND ($3::text IS NULL OR platform_account_id = $3)""",
         tenant_id, channel, platform_account_id, box.seal(changes.get("access_token")),
         box.seal(changes.get("verify_token")), box.seal(changes.get("app_secret")),
+        box.seal(changes.get("refresh_token")), token_expires_at,
     )
     return int(status.split()[-1])
 
@@ -212,6 +218,20 @@ async def record_connection_check(conn: asyncpg.Connection, tenant_id: uuid.UUID
     )
 
 
+async def refused_token_refreshes(conn: asyncpg.Connection,
+                                  tenant_id: uuid.UUID) -> list[asyncpg.Record]:
+    """Connections whose last token refresh the platform refused (the dispatcher's refresher):
+    they stop working at `token_expires_at` unless the clinic connects them again."""
+    await _scope(conn, tenant_id)
+    return await conn.fetch(
+        """SELECT channel, platform_account_id, token_refresh_error, token_expires_at
+           FROM channel_connections
+           WHERE tenant_id = $1 AND enabled AND token_refresh_error IS NOT NULL
+           ORDER BY channel, platform_account_id""",
+        tenant_id,
+    )
+
+
 async def reseal_secrets(conn: asyncpg.Connection, box: SecretBox) -> int:
     """Every stored connection secret re-encrypted under the current key (values stored before
     encryption too), one transaction per tenant; returns how many connections were rewritten."""
@@ -220,13 +240,13 @@ async def reseal_secrets(conn: asyncpg.Connection, box: SecretBox) -> int:
         async with conn.transaction():
             await _scope(conn, tenant_id)
             rows = await conn.fetch(
-                """SELECT id, access_token, verify_token, app_secret FROM channel_connections
-                   WHERE tenant_id = $1 FOR UPDATE""", tenant_id,
+                """SELECT id, access_token, verify_token, app_secret, refresh_token
+                   FROM channel_connections WHERE tenant_id = $1 FOR UPDATE""", tenant_id,
             )
             for r in rows:
                 await conn.execute(
                     """UPDATE channel_connections SET access_token = $2, verify_token = $3,
-                         app_secret = $4 WHERE id = $1""",
+                         app_secret = $4, refresh_token = $5 WHERE id = $1""",
                     r["id"], *(box.reseal(r[f]) for f in _SECRET_FIELDS),
                 )
             done += len(rows)

@@ -110,6 +110,9 @@ TYPING = Counter(
 CONNECTION_HEALTHY = Gauge(
     "tistis_connection_healthy", "1 if the channel connection's token works", ["tenant", "channel"]
 )
+TOKEN_REFRESHES = Counter(
+    "tistis_token_refreshes_total", "Refreshes of expiring access tokens", ["channel", "outcome"]
+)  # outcome: refreshed | refused (the connection is unhealthy) | transient (tried again)
 
 # -- scorer ------------------------------------------------------------------------------
 SCORE_CHANGES = Counter("tistis_score_changes_total", "Lead score changes", ["source"])

@@ -75,6 +75,7 @@ class Settings(BaseSettings):
     meta_app_secret: str | None = None
     meta_app_id: str | None = None
     tiktok_client_secret: str | None = None
+    tiktok_client_key: str | None = None  # the app's client key, for token refreshes
     tiktok_signature_tolerance_seconds: int = 300
     anthropic_api_key: str | None = None
     cron_secret: str | None = None
@@ -103,6 +104,13 @@ class Settings(BaseSettings):
     tiktok_window_hours: float = 24.0  # the guide says 24 h, TikTok allows 48 h
     # Messages since the patient's last one (TikTok allows 10; there is no calendar-day cap).
     tiktok_unanswered_limit: int = 10
+    # Tokens that expire are refreshed when less than the margin is left (TikTok: a day-long
+    # access token; Instagram Login: 60 days, refreshable once 24 h old), checked this often.
+    token_refresh_interval_seconds: float = 300.0
+    tiktok_token_refresh_margin_seconds: float = 6 * 3600.0
+    instagram_token_refresh_margin_seconds: float = 7 * 86400.0
+    # Instagram API with Instagram Login lives on its own host (refresh_access_token).
+    instagram_api_base_url: str = "https://graph.instagram.com"
 
     # Patient files (tistis_common.storage): "fs" keeps them under media_dir, "s3" in a bucket of
     # any S3-compatible store. Links to them are signed with media_signing_key (HMAC) and expire.

@@ -21,6 +21,7 @@ from tistis_dispatcher.media import MediaDeps, handle_media
 from tistis_dispatcher.platform import PlatformClient
 from tistis_dispatcher.service import Deps, handle_outbound, handle_status
 from tistis_dispatcher.transcription import Transcriber
+from tistis_dispatcher.tokens import keep_fresh
 
 NAME = "dispatcher"
 
@@ -29,6 +30,7 @@ class DispatcherRuntime(Runtime):
     """The shared runtime, plus the HTTP client closed after the consumers drained."""
 
     platform: PlatformClient | None = None
+    deps: Deps | None = None
 
     async def stop(self) -> None:
         await super().stop()
@@ -46,7 +48,9 @@ async def start(settings: Settings) -> Runtime:
     runtime.background(lease.keep)
     store = await open_store(settings)
     runtime.close_at_stop(store.close)
-    deps = Deps(runtime.pool, runtime.platform, settings, claimer=lease.key, store=store)
+    deps = runtime.deps = Deps(runtime.pool, runtime.platform, settings, claimer=lease.key,
+                               store=store)
+    runtime.background(keep_fresh(deps))  # tokens that expire (TikTok, Instagram Login)
     for spec in DISPATCHER_OUTBOUND.values():
         runtime.consume(spec, partial(handle_outbound, deps=deps))  # type: ignore[arg-type]
     runtime.consume(DISPATCHER_STATUS, partial(handle_status, deps=deps))  # type: ignore[arg-type]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -64,6 +65,10 @@ class TokenInvalid(SendError):
     """The connection's token is invalid or expired: fix it, then replay."""
 
 
+class RefreshRefused(TokenInvalid):
+    """The platform refused to refresh the token: the clinic has to connect the channel again."""
+
+
 class WindowClosed(SendError):
     """The platform says the messaging window is closed."""
 
@@ -85,6 +90,17 @@ class Account:
     platform_account_id: str
     access_token: str | None = field(repr=False)  # never in a log line or an error
     settings: dict[str, Any] = field(default_factory=dict)
+    token_expires_at: datetime | None = None  # tokens that expire (TikTok, Instagram Login)
+    refresh_failed: bool = False  # the last refresh was refused (tistis_dispatcher.tokens)
+
+
+@dataclass(frozen=True)
+class NewTokens:
+    """A refresh's answer; `refresh_token` None when the platform renews the token itself."""
+
+    access_token: str = field(repr=False)
+    refresh_token: str | None = field(repr=False)
+    expires_at: datetime
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -219,3 +235,56 @@ class PlatformClient:
         if account.channel == "tiktok":
             return await self.send_tiktok(account, body)
         return await self.send_graph(account, body)
+
+    # ------------------------------------------------------------------ token refresh
+    # Wire formats and sources: tistis_dispatcher.tokens.
+
+    async def _refresh_call(self, channel: str, method: str, url: str,
+                            **kwargs: Any) -> httpx.Response:
+        try:
+            return await self.http.request(method, url, **kwargs)
+        except httpx.HTTPError as exc:
+            raise Transient(f"token refresh transport: {type(exc).__name__}") from exc
+
+    async def refresh_tiktok(self, client_id: str | None, client_secret: str | None,
+                             refresh_token: str | None) -> NewTokens:
+        """POST /open_api/{v}/tt_user/oauth2/refresh_token/ (TikTok Accounts API)."""
+        if not (client_id and client_secret and refresh_token):
+            raise RefreshRefused("no refresh token or client credentials stored for TikTok")
+        url = (f"{self.settings.tiktok_api_base_url.rstrip('/')}/open_api/"
+               f"{self.settings.tiktok_api_version}/tt_user/oauth2/refresh_token/")
+        response = await self._refresh_call("tiktok", "POST", url, json={
+            "client_id": client_id, "client_secret": client_secret,
+            "grant_type": "refresh_token", "refresh_token": refresh_token})
+        data = _json(response)
+        if response.status_code >= 500:
+            raise Transient(str(data.get("message") or f"HTTP {response.status_code}"), None,
+                            response.status_code)
+        tokens = data.get("data") or {}
+        if data.get("code") != TIKTOK_OK or not tokens.get("access_token"):
+            code = data.get("code")
+            raise RefreshRefused(str(data.get("message") or f"HTTP {response.status_code}"),
+                                 code if isinstance(code, int) else None, response.status_code)
+        return NewTokens(str(tokens["access_token"]), tokens.get("refresh_token") or refresh_token,
+                         _expiry(tokens.get("expires_in")))
+
+    async def refresh_instagram(self, access_token: str | None) -> NewTokens:
+        """GET graph.instagram.com/refresh_access_token?grant_type=ig_refresh_token."""
+        if not access_token:
+            raise RefreshRefused("no Instagram access token stored", 190)
+        url = f"{self.settings.instagram_api_base_url.rstrip('/')}/refresh_access_token"
+        response = await self._refresh_call("instagram", "GET", url, params={
+            "grant_type": "ig_refresh_token", "access_token": access_token})
+        data = _json(response)
+        if response.status_code >= 300 or not data.get("access_token"):
+            error = classify_graph(response)
+            if isinstance(error, Transient | RateLimited):
+                raise Transient(error.title, error.code, error.status)
+            raise RefreshRefused(error.title, error.code, error.status)
+        return NewTokens(str(data["access_token"]), None, _expiry(data.get("expires_in")))
+
+
+def _expiry(expires_in: Any) -> datetime:
+    """`expires_in` is seconds from now on both platforms."""
+    seconds = float(expires_in) if isinstance(expires_in, int | float | str) else 0.0
+    return datetime.now(UTC) + timedelta(seconds=seconds)

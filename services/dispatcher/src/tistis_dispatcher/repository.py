@@ -7,8 +7,8 @@ The send's happy path is two statements: `claim_outbound` (read, context and cla
 the status it expects, so no row lock has to be held across statements.
 
 Writes: messages (outbound send status), conversations.needs_attention / last_outbound_at,
-leads.opted_out_at, channel_connections.healthy / last_error, dispatcher_send_quota,
-dispatcher_quota_uses.
+leads.opted_out_at, channel_connections.healthy / last_error and the refreshed tokens,
+dispatcher_send_quota, dispatcher_quota_uses.
 """
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ async def claim_outbound(conn: asyncpg.Connection, e: OutboundMessage,
                   c.id AS conversation_id, c.last_inbound_at, c.platform_conversation_id,
                   l.opted_out_at, t.timezone,
                   cc.id AS connection_id, cc.platform_account_id AS account_id,
-                  cc.access_token, cc.settings AS connection_settings, cc.enabled
+                  cc.access_token, cc.settings AS connection_settings, cc.enabled,
+                  cc.token_expires_at, cc.token_refresh_error
            FROM messages m
            LEFT JOIN (conversations c
                       JOIN leads l ON l.id = c.lead_id
@@ -352,4 +353,62 @@ async def conversation_account(conn: asyncpg.Connection,
            JOIN LATERAL (""" + _CONNECTION + """) cc ON true
            WHERE c.id = $1""",
         conversation_id,
+    )
+
+
+# --------------------------------------------------------------------- token refresh
+# The access token and the refresh token are stored sealed (tistis_common.secrets): the caller
+# seals what it writes and opens what it reads, here as for `claim_outbound`'s access token.
+
+
+async def tokens_expiring(conn: asyncpg.Connection, tiktok_margin_s: float,
+                          instagram_margin_s: float) -> list[asyncpg.Record]:
+    """(tenant_id, connection_id) of every tenant's tokens due for a refresh (0950)."""
+    return await conn.fetch(
+        """SELECT tenant_id, connection_id
+           FROM tokens_expiring(make_interval(secs => $1), make_interval(secs => $2))""",
+        tiktok_margin_s, instagram_margin_s,
+    )
+
+
+async def claim_refresh(conn: asyncpg.Connection, connection_id: uuid.UUID,
+                        stale_after_s: float) -> asyncpg.Record | None:
+    """The connection's tokens and app credentials, claimed for one refresh; None while another
+    attempt holds a claim younger than `stale_after_s`."""
+    return await conn.fetchrow(
+        """UPDATE channel_connections SET token_refresh_started_at = now()
+           WHERE id = $1 AND enabled
+             AND (token_refresh_started_at IS NULL
+                  OR token_refresh_started_at < now() - make_interval(secs => $2))
+           RETURNING channel, access_token, refresh_token, token_expires_at, app_id, app_secret""",
+        connection_id, stale_after_s,
+    )
+
+
+async def store_tokens(conn: asyncpg.Connection, connection_id: uuid.UUID, access_token: str,
+                       refresh_token: str | None, expires_at: datetime) -> None:
+    """A refresh's new tokens (sealed); the connection works again."""
+    await conn.execute(
+        """UPDATE channel_connections SET access_token = $2,
+             refresh_token = COALESCE($3, refresh_token), token_expires_at = $4,
+             token_refresh_started_at = NULL, token_refresh_error = NULL, healthy = true,
+             updated_at = now()
+           WHERE id = $1""",
+        connection_id, access_token, refresh_token, expires_at,
+    )
+
+
+async def refresh_refused(conn: asyncpg.Connection, connection_id: uuid.UUID, error: str) -> None:
+    await conn.execute(
+        """UPDATE channel_connections SET healthy = false, last_error = $2, last_error_at = now(),
+             token_refresh_error = $2, token_refresh_started_at = NULL, updated_at = now()
+           WHERE id = $1""",
+        connection_id, error[:500],
+    )
+
+
+async def end_refresh_claim(conn: asyncpg.Connection, connection_id: uuid.UUID) -> None:
+    await conn.execute(
+        "UPDATE channel_connections SET token_refresh_started_at = NULL WHERE id = $1",
+        connection_id,
     )

@@ -9,7 +9,8 @@ Send, step by step (a happy-path text is two statements, six round trips with th
    cannot decide (no connection) gives the claim back.
 2. Outside any transaction and without a database connection: the platform call(s), at most
    `dispatcher_tenant_concurrency` at once per tenant. Rate limits are retried in place up to a
-   bound, honouring Retry-After.
+   bound, honouring Retry-After. A token about to expire is refreshed first, and one the
+   platform calls expired is refreshed once and the part sent again (tistis_dispatcher.tokens).
 3. One statement per outcome: `sent` with the platform id; or back to `pending` for a retry
    (5xx, timeouts, longer rate limits) or a replay (token invalid: parked in the DLQ); or a
    final `failed` / `blocked_window` with the conversation flagged for a human.
@@ -39,7 +40,7 @@ from tistis_common.settings import Settings
 from tistis_common.storage import MediaStore
 from tistis_common.tenant_labels import TENANT_LABELS
 
-from tistis_dispatcher import messenger, rules, tiktok, uploads, whatsapp
+from tistis_dispatcher import messenger, rules, tiktok, tokens, uploads, whatsapp
 from tistis_dispatcher import repository as repo
 from tistis_dispatcher.lease import claimer_gone
 from tistis_dispatcher.platform import (
@@ -251,7 +252,8 @@ async def _decide(conn: asyncpg.Connection, event: OutboundMessage, ctx: asyncpg
         platform_account_id=ctx["account_id"],
         access_token=secrets.open(ctx["access_token"]) or (
             settings.whatsapp_access_token if event.channel == "whatsapp" else None),
-        settings=conn_settings,
+        settings=conn_settings, token_expires_at=ctx["token_expires_at"],
+        refresh_failed=ctx["token_refresh_error"] is not None,
     )
     upload = uploads.needs_upload(allowed.event)
     if upload and event.channel == "tiktok":
@@ -297,10 +299,12 @@ def _render(allowed: rules.Allowed, event: OutboundMessage, ctx: asyncpg.Record,
 
 async def _send(event: OutboundMessage, plan: Plan, deps: Deps) -> None:
     done = list(plan.done)
+    # A token about to expire is refreshed first; one the platform calls expired, once.
+    account, refreshed = await tokens.before_send(event.tenant_id, plan.account, deps)
     if plan.with_upload is not None and not done:
         try:
             assert deps.store is not None, "the dispatcher runs without a media store"
-            media_id = await uploads.platform_media_id(event, plan.account, deps.platform,
+            media_id = await uploads.platform_media_id(event, account, deps.platform,
                                                        deps.store, deps.pool)
         except SendError as exc:
             await _failed(event, plan, exc, done, deps)
@@ -310,7 +314,14 @@ async def _send(event: OutboundMessage, plan: Plan, deps: Deps) -> None:
         if index < len(done):
             continue  # sent by an earlier attempt
         try:
-            done.append(await _call(event, plan.account, body, deps))
+            try:
+                done.append(await _call(event, account, body, deps))
+            except TokenInvalid:
+                if refreshed or not tokens.refreshable(account):
+                    raise
+                refreshed = True
+                account = await tokens.after_refusal(event.tenant_id, account, deps)
+                done.append(await _call(event, account, body, deps))
         except SendError as exc:
             await _failed(event, plan, exc, done, deps)
             return

@@ -15,7 +15,7 @@ from tistis_common.topology import AI_INBOUND, ALL_QUEUES, DISPATCHER_OUTBOUND, 
 from . import deadletters as dl
 from . import mgmt
 from .common import run, settings
-from .tenants import check_connections
+from .tenants import check_connections, refused_refreshes
 
 # The guide's job types, and the queue that does that job here.
 JOB_QUEUES: dict[str, QueueSpec] = {
@@ -72,8 +72,11 @@ async def _doctor() -> list[Check]:
             await connection.close()
     except Exception as exc:
         checks.append(Check("FAIL", "broker", f"{type(exc).__name__}: {exc}".splitlines()[0]))
-    # tokens of every tenant's connections
+    # tokens of every tenant's connections; first the refreshes the platform refused (the
+    # token may still work for a while, the check below would not tell)
     for slug in slugs:
+        for channel, account, detail in await refused_refreshes(slug):
+            checks.append(Check("FAIL", f"token refresh {slug}/{channel}/{account}", detail))
         for channel, account, status, detail in await check_connections(slug, None):
             mapped = {"ok": "ok", "bad": "FAIL", "unknown": "warn"}[status]
             checks.append(Check(mapped, f"token {slug}/{channel}/{account}", detail))

@@ -83,6 +83,11 @@ def connection_add(
     verify_token: str | None = typer.Option(None, "--verify-token"),
     app_secret: str | None = typer.Option(None, "--app-secret", envvar="TISTIS_APP_SECRET"),
     app_id: str | None = typer.Option(None, "--app-id"),
+    refresh_token: str | None = typer.Option(None, "--refresh-token",
+                                             envvar="TISTIS_REFRESH_TOKEN"),
+    expires_in: int | None = typer.Option(
+        None, "--expires-in", help="Seconds the access token lasts (TikTok, Instagram Login): "
+        "the dispatcher refreshes it before then"),
 ) -> None:
     """Add (or update) a channel connection of a tenant."""
     if not account_id.strip():
@@ -94,7 +99,8 @@ def connection_add(
             await admin.upsert_connection(conn, tenant_id, {
                 "channel": channel.value, "platform_account_id": account_id,
                 "access_token": access_token, "verify_token": verify_token,
-                "app_secret": app_secret, "app_id": app_id,
+                "app_secret": app_secret, "app_id": app_id, "refresh_token": refresh_token,
+                "token_expires_at": _expiry(expires_in),
             }, secret_box())
             mine = await admin.list_connections(conn, tenant_id, secret_box(), channel.value)
             if not any(c["platform_account_id"] == account_id for c in mine):
@@ -145,23 +151,44 @@ def connection_rotate(
     access_token: str | None = typer.Option(None, "--access-token", envvar="TISTIS_ACCESS_TOKEN"),
     verify_token: str | None = typer.Option(None, "--verify-token"),
     app_secret: str | None = typer.Option(None, "--app-secret", envvar="TISTIS_APP_SECRET"),
+    refresh_token: str | None = typer.Option(None, "--refresh-token",
+                                             envvar="TISTIS_REFRESH_TOKEN"),
+    expires_in: int | None = typer.Option(None, "--expires-in",
+                                          help="Seconds the new access token lasts"),
 ) -> None:
     """Replace a connection's secrets (and clear its last error)."""
     changes = {k: v for k, v in (("access_token", access_token), ("verify_token", verify_token),
-                                 ("app_secret", app_secret)) if v}
+                                 ("app_secret", app_secret), ("refresh_token", refresh_token))
+               if v}
     if not changes:
-        fail("nothing to rotate: give --access-token, --verify-token or --app-secret")
+        fail("nothing to rotate: give --access-token, --verify-token, --app-secret or "
+             "--refresh-token")
 
     async def go() -> int:
         async with owner_db() as conn, conn.transaction():
             tenant_id = await resolve_tenant(conn, slug)
             return await admin.rotate_connection(conn, tenant_id, channel.value, account_id, changes,
-                                                 secret_box())
+                                                 secret_box(), _expiry(expires_in))
 
     n = run(go())
     if n == 0:
         fail(f"no {channel.value} connection{' ' + account_id if account_id else ''} for {slug}")
     typer.echo(f"rotated {', '.join(changes)} on {n} {channel.value} connection(s) of {slug}")
+
+
+def _expiry(expires_in: int | None) -> datetime | None:
+    return None if expires_in is None else datetime.now(UTC) + timedelta(seconds=expires_in)
+
+
+async def refused_refreshes(slug: str) -> list[tuple[str, str, str]]:
+    """(channel, account, detail) of the connections whose token refresh was refused."""
+    async with owner_db() as conn, conn.transaction():
+        tenant_id = await resolve_tenant(conn, slug)
+        rows = await admin.refused_token_refreshes(conn, tenant_id)
+    return [(r["channel"], r["platform_account_id"],
+             f"{r['token_refresh_error']}; the token expires "
+             f"{r['token_expires_at'].isoformat() if r['token_expires_at'] else 'soon'}: "
+             "connect the channel again (tistis connection rotate)") for r in rows]
 
 
 async def check_connections(slug: str, channel: str | None) -> list[tuple[str, str, str, str]]:
