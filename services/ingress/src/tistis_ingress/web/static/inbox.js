@@ -396,13 +396,18 @@ window.loadAppointments = async function () {
     move.addEventListener("click", () => apptAction(a.id, "reschedule", {scheduled_at: at.value}));
     const cancel = el("button", {type: "button"}, T.cancel);
     cancel.addEventListener("click", () => apptAction(a.id, "cancel"));
+    const done = el("button", {type: "button"}, T.mark_completed);
+    done.addEventListener("click", () => apptAction(a.id, "outcome", {status: "completed"}));
+    const missed = el("button", {type: "button"}, T.mark_no_show);
+    missed.addEventListener("click", () => apptAction(a.id, "outcome", {status: "no_show"}));
     const booked = a.status === "booked";
     return el("li", {"data-id": a.id},
       el("strong", {}, new Date(a.scheduled_at).toLocaleTimeString(document.documentElement.lang,
                                                                     {timeStyle: "short", timeZone: tz})),
       el("span", {}, a.lead_name || a.phone || ""), el("span", {}, a.service_name || ""),
       el("span", {class: `badge ${a.status}`}, T["appt_" + a.status] || a.status),
-      booked ? at : "", booked ? move : "", booked ? cancel : "");
+      booked ? at : "", booked ? move : "", booked ? cancel : "",
+      booked ? done : "", booked ? missed : "");
   }));
   if (!day.appointments.length) list.append(el("li", {class: "empty"}, T.no_appointments));
 };
