@@ -16,9 +16,9 @@ from typing import Literal
 import asyncpg
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict
+from tistis_common.broker import Publisher
 from tistis_common.db import tenant_tx
 from tistis_common.events import AppointmentRequested
-from tistis_common.broker import Publisher
 from tistis_common.runtime import Runtime
 
 from . import repository

@@ -19,8 +19,8 @@ from tistis_common.events import AppointmentRequested
 from tistis_common.settings import Settings
 
 from . import clinic_repository as clinic
-from .appointments import AppointmentOutcome, queue_outcome
 from . import staff_repository as repo
+from .appointments import AppointmentOutcome, queue_outcome
 from .common import not_found, publish_or_503
 from .inbox import window_open
 from .inbox_models import (
