@@ -367,6 +367,21 @@ class WebhookItemsHeld(Event):
     items: list[HeldItem]
 
 
+class TemplateStatusChanged(Event):
+    """WhatsApp's `message_template_status_update`: a template of the tenant's WhatsApp
+    Business Account was approved, rejected, paused, disabled... The ingress applies it to
+    `whatsapp_templates` (it owns the table: tistis_ingress.api.templates)."""
+
+    type: Literal["whatsapp.template_status"] = "whatsapp.template_status"
+    business_account_id: str
+    template_id: str
+    name: str | None = None
+    language: str | None = None
+    status: str
+    reason: str | None = None
+    changed_at: datetime
+
+
 AnyEvent = Annotated[
     InboundMessage
     | MessageStatus
@@ -382,6 +397,7 @@ AnyEvent = Annotated[
     | ReplyDue
     | ReplyStarted
     | AppointmentRequested
+    | TemplateStatusChanged
     | WebhookItemsHeld,
     Field(discriminator="type"),
 ]
@@ -401,6 +417,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     ReplyDue,
     ReplyStarted,
     AppointmentRequested,
+    TemplateStatusChanged,
     WebhookItemsHeld,
 )
 

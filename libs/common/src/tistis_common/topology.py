@@ -45,6 +45,7 @@ from tistis_common.events import (
     ReplyDue,
     ReplyRequested,
     ReplyStarted,
+    TemplateStatusChanged,
     routing_pattern,
 )
 
@@ -153,9 +154,12 @@ SCHEDULER_CHOICES = QueueSpec("scheduler.choices", (CHOICE_PATTERN,))
 # bound to it; the ingress puts each straight into its `.dlq` with the error, where `tistis dlq`
 # lists them, and a replay brings them back here, where the ingress reads them again.
 INGRESS_ITEMS = QueueSpec("ingress.webhook-items", ())
+# WhatsApp template approvals from the webhook: the ingress owns `whatsapp_templates`.
+INGRESS_TEMPLATES = QueueSpec("ingress.template-status", (routing_pattern(TemplateStatusChanged),))
 
 ALL_QUEUES: tuple[QueueSpec, ...] = (
     INGRESS_ITEMS,
+    INGRESS_TEMPLATES,
     AI_INBOUND,
     AI_REPLIES,
     *DISPATCHER_OUTBOUND.values(),

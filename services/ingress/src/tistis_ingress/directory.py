@@ -19,6 +19,8 @@ from tistis_common.db import SLUG, tenant_by_slug, tenant_tx
 from tistis_common.secrets import SecretBox
 
 # Platform account ids are digits (Meta) or short opaque strings (TikTok open ids).
+# A WhatsApp Business Account as a webhook item's account (whatsapp.py): `waba:<id>`.
+BUSINESS_ACCOUNT = "waba:"
 ACCOUNT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 CACHE_SIZE = 10_000
 
@@ -30,6 +32,7 @@ class Connection:
     verify_token: str | None
     app_secret: str | None
     app_id: str | None
+    business_account_id: str | None = None  # WhatsApp: the WABA its settings name
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,12 @@ def valid_slug(slug: str) -> bool:
 
 def valid_account(account: str) -> bool:
     return ACCOUNT_ID.fullmatch(account) is not None
+
+
+def _business_account(channel: str, account: str) -> str | None:
+    if channel == "whatsapp" and account.startswith(BUSINESS_ACCOUNT):
+        return account.removeprefix(BUSINESS_ACCOUNT)
+    return None
 
 
 class Directory:
@@ -73,14 +82,20 @@ class Directory:
         return tenant
 
     async def account_tenant(self, channel: str, account: str) -> uuid.UUID | None:
-        """The tenant whose enabled connection is this platform account, if any."""
+        """The tenant whose enabled connection is this platform account, if any; for
+        WhatsApp's `waba:<id>`, the one whose connection names that business account."""
         if not valid_account(account):
             return None
         key = (channel, account)
         hit = self._accounts.get(key)
         if hit is not None:
             return hit
-        tenant_id = await self.pool.fetchval("SELECT account_tenant($1, $2)", channel, account)
+        business_account = _business_account(channel, account)
+        if business_account is not None:
+            tenant_id = await self.pool.fetchval("SELECT business_account_tenant($1)",
+                                                 business_account)
+        else:
+            tenant_id = await self.pool.fetchval("SELECT account_tenant($1, $2)", channel, account)
         if tenant_id is not None:
             self._accounts[key] = tenant_id
         return tenant_id
@@ -89,8 +104,10 @@ class Directory:
         tenant_id = await self.account_tenant(channel, account)
         if tenant_id is None:
             return None
+        business_account = _business_account(channel, account)
         for c in await self.connections(tenant_id, channel):
-            if c.platform_account_id == account:
+            if (c.business_account_id == business_account if business_account is not None
+                    else c.platform_account_id == account):
                 return c
         return None
 
@@ -109,12 +126,13 @@ async def read_connections(pool: asyncpg.Pool, secrets: SecretBox, tenant_id: uu
     """The ingress's one read of connection secrets (verify token, app secret)."""
     async with tenant_tx(pool, tenant_id) as conn:
         rows = await conn.fetch(
-            """SELECT tenant_id, platform_account_id, verify_token, app_secret, app_id
+            """SELECT tenant_id, platform_account_id, verify_token, app_secret, app_id,
+                      settings->>'business_account_id' AS business_account_id
                FROM channel_connections WHERE channel = $1 AND enabled""",
             channel,
         )
     return [
         Connection(r["tenant_id"], r["platform_account_id"], secrets.open(r["verify_token"]),
-                   secrets.open(r["app_secret"]), r["app_id"])
+                   secrets.open(r["app_secret"]), r["app_id"], r["business_account_id"])
         for r in rows
     ]

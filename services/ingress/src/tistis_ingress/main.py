@@ -6,7 +6,7 @@ from fastapi import FastAPI
 from tistis_common.runtime import Runtime, serve
 from tistis_common.settings import Settings
 from tistis_common.storage import MediaStore, open_store
-from tistis_common.topology import INGRESS_ITEMS
+from tistis_common.topology import INGRESS_ITEMS, INGRESS_TEMPLATES
 
 from .api import (
     accounts_router,
@@ -21,6 +21,7 @@ from .api import (
     templates_router,
 )
 from .api.principal import stream_caller
+from .api.templates import status_applier
 from .directory import Directory
 from .fastpath import WebhookFastPath
 from .web import pages_router
@@ -55,6 +56,8 @@ async def start(settings: Settings) -> Runtime:
     intake = WebhookIntake(runtime.settings, Directory(runtime.pool, runtime.secrets), runtime.publisher)
     # Held webhook items an engineer replayed (`tistis dlq replay ingress.webhook-items.dlq`).
     runtime.consume(INGRESS_ITEMS, intake.replay)  # type: ignore[arg-type]
+    # WhatsApp template approvals the webhook published (api/templates.py).
+    runtime.consume(INGRESS_TEMPLATES, status_applier(runtime.pool))  # type: ignore[arg-type]
     await runtime.start_consumers()
     store = await open_store(settings)
     runtime.close_at_stop(store.close)

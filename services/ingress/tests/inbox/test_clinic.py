@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 from tistis_common.db import connect
 
+from .conftest import login
+
 INBOX = "/api/v1/inbox"
 
 
@@ -58,6 +60,39 @@ class TestAppointments:
         requested = [e for e in await out.drain() if e["type"] == "appointment.requested"]
         assert [(e["action"], e["source"]) for e in requested] == [
             ("reschedule", "api"), ("cancel", "api")]
+
+    async def test_staff_mark_completed_and_no_show_with_their_session(self, http, clinic,
+                                                                        settings, outbox):
+        """The operator route's outcome logic, under the browser session: the scheduler gets
+        AppointmentRequested complete / no_show, and the staff action is recorded."""
+        c = await clinic()
+        out = outbox(c.tenant.id)
+        first = await book(settings, c, datetime.now(UTC) - timedelta(hours=2))
+        second = await book(settings, c, datetime.now(UTC) - timedelta(hours=1))
+        session = await login(http, c)
+        try:
+            no_header = await session.post(f"{INBOX}/appointments/{first}/outcome",
+                                           json={"status": "completed"},
+                                           headers={"X-Requested-With": ""})
+            assert no_header.status_code == 403  # a session write needs X-Requested-With
+            done = await session.post(f"{INBOX}/appointments/{first}/outcome",
+                                      json={"status": "completed"})
+            missed = await session.post(f"{INBOX}/appointments/{second}/outcome",
+                                        json={"status": "no_show"})
+            wrong = await session.post(f"{INBOX}/appointments/{second}/outcome",
+                                       json={"status": "cancelled"})
+        finally:
+            await session.aclose()
+        assert (done.status_code, missed.status_code, wrong.status_code) == (202, 202, 422)
+        requested = [e for e in await out.drain() if e["type"] == "appointment.requested"]
+        assert sorted((e["appointment_id"], e["action"], e["source"]) for e in requested) == sorted(
+            [(str(first), "complete", "api"), (str(second), "no_show", "api")])
+        actions = await owner_sql(settings, c.tenant.id, (
+            """SELECT array_agg(action || ':' || object_id::text || ':' || user_id::text
+                                ORDER BY created_at)
+               FROM staff_actions WHERE action LIKE 'appointment.%'""",))
+        assert actions[0] == [f"appointment.completed:{first}:{c.agent_id}",
+                              f"appointment.no_show:{second}:{c.agent_id}"]
 
     async def test_a_cancelled_appointment_cannot_move(self, http, clinic, settings):
         c = await clinic()

@@ -10,10 +10,12 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from tistis_common.storage import open_store
 from tistis_ingress.openapi import DOCUMENT
 
 from .conftest import PASSWORD, login
 from .test_clinic import book
+from .test_files import a_patient_photo
 
 INBOX = "/api/v1/inbox"
 
@@ -35,6 +37,8 @@ CROSSING = [
     ("POST", "/api/v1/inbox/appointments/{appointment_id}/reschedule",
      {"scheduled_at": "2030-01-07T16:00:00+00:00"}),
     ("POST", "/api/v1/inbox/appointments/{appointment_id}/cancel", None),
+    ("POST", "/api/v1/inbox/appointments/{appointment_id}/outcome", {"status": "no_show"}),
+    ("GET", "/api/v1/inbox/messages/{message_id}/media", None),
     ("GET", "/api/v1/inbox/leads/{lead_id}", None),
     ("POST", "/api/v1/inbox/leads/{lead_id}/merge", "own-lead"),
     ("POST", "/api/v1/staff/users/{user_id}/disable", None),
@@ -58,22 +62,27 @@ def test_every_staff_route_has_a_crossing_case():
     document = json.loads(DOCUMENT.read_text(encoding="utf-8"))
     routes = {(method.upper(), path) for path, ops in document["paths"].items()
               for method in ops
-              if path == "/api/v1/me"  # not /api/v1/media or /api/v1/messages (operator API)
-              or path.startswith(("/api/v1/inbox", "/api/v1/staff", "/api/v1/auth"))}
+              if path == "/api/v1/me"  # not /api/v1/media or /api/v1/messages (the tenant key's)
+              or path.startswith(("/api/v1/inbox/", "/api/v1/staff/", "/api/v1/auth/"))}
     covered = {(m, p) for m, p, _ in CROSSING} | OWN
     assert routes - covered == set()
 
 
 @pytest.fixture
-async def two_clinics(http, clinic, settings):
+async def two_clinics(http, inbox, clinic, settings):
     a, b = await clinic(), await clinic()
+    store = await open_store(inbox.settings)
+    try:
+        photo = await a_patient_photo(settings, store, a)
+    finally:
+        await store.close()
     when = datetime.now(UTC) + timedelta(days=2)
     appointment = await book(settings, a, when)
     reply = (await http.post(f"{INBOX}/canned-replies", headers=a.auth,
                              json={"shortcut": "hola", "body": "Hola"})).json()
     issued = (await http.post("/api/v1/staff/me/keys", headers=a.auth, json={"name": "x"})).json()
     ids = {"conversation_id": a.conversation_id, "appointment_id": appointment,
-           "reply_id": reply["id"], "lead_id": a.lead_id, "user_id": a.agent_id,
+           "reply_id": reply["id"], "message_id": photo, "lead_id": a.lead_id, "user_id": a.agent_id,
            "key_id": issued["id"]}
     return a, b, ids
 

@@ -1,5 +1,6 @@
 """The inbox's clinic views: a branch's appointments day (reschedule and cancel go to the
-scheduler as AppointmentRequested source api; it owns `appointments`), a lead view with the
+scheduler as AppointmentRequested source api; it owns `appointments`; completed / no-show
+through the operator route's `queue_outcome`), a lead view with the
 person on every channel (phone numbers that match, or leads merged by hand), and the reports
 per day and channel."""
 
@@ -19,6 +20,7 @@ from tistis_common.settings import Settings
 
 from . import clinic_repository as clinic
 from . import staff_repository as repo
+from .appointments import AppointmentOutcome, queue_outcome
 from .common import not_found, publish_or_503
 from .inbox import window_open
 from .inbox_models import (
@@ -106,6 +108,15 @@ def clinic_router(pool: asyncpg.Pool, publisher: Publisher, settings: Settings) 
                  responses=errors(401, 404, 409, 429, 503))
     async def cancel(appointment_id: uuid.UUID, principal: Principal = who) -> Queued:
         return await change(principal, appointment_id, action="cancel")
+
+    @router.post("/appointments/{appointment_id}/outcome", status_code=202,
+                 response_model=Queued, responses=errors(401, 403, 404, 429, 503))
+    async def outcome(appointment_id: uuid.UUID, body: AppointmentOutcome,
+                      principal: Principal = who) -> Queued:
+        event = await queue_outcome(pool, publisher, principal.tenant_id, appointment_id, body,
+                                    ROUTE)
+        await record(principal, f"appointment.{body.status}", appointment_id, {})
+        return Queued(status="queued", event_id=event.event_id)
 
     @router.get("/leads/{lead_id}", response_model=LeadView, responses=errors(401, 404, 429))
     async def lead(lead_id: uuid.UUID, principal: Principal = who) -> LeadView:

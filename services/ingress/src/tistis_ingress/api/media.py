@@ -4,6 +4,8 @@ their own (an image or a PDF) to a patient.
 - `GET /api/v1/messages/{id}/media` (tenant API key): what the message's file is (type, size,
   transcript, whether it could be fetched) and a link to it that expires in
   `media_link_ttl_seconds`. RLS keeps a key inside its tenant: another tenant's message is 404.
+- `GET /api/v1/inbox/messages/{id}/media`: the same, for staff in the inbox (session cookie or
+  personal key), so the open conversation shows a patient's file.
 - `GET /api/v1/media/{token}`: the bytes, for whoever holds a valid link (a browser tab opened
   from the inbox); the token names one file of one tenant and is checked by HMAC and expiry.
 - `POST /api/v1/conversations/{id}/media` (tenant API key): the request body is the file
@@ -39,9 +41,11 @@ from . import media_repository as repo
 from . import repository
 from .auth import tenant_key
 from .common import not_found, publish_or_503
+from .principal import Principal, staff
 from .problems import errors
 
 ROUTE = "media"
+INBOX_ROUTE = "inbox.media"
 # What staff may send, and the largest that every platform with an upload API takes
 # (WhatsApp images 5 MB; Messenger/Instagram attachments 25 MB; WhatsApp documents 100 MB).
 SENDABLE = {"image/jpeg": ("image", 5 * 1024 * 1024), "image/png": ("image", 5 * 1024 * 1024),
@@ -57,19 +61,19 @@ def media_router(runtime: Runtime, store: MediaStore) -> APIRouter:
     settings = runtime.settings
     router = APIRouter(prefix="/api/v1", tags=["media"])
     tenant = Depends(tenant_key(pool, ROUTE))
+    who = Depends(staff(pool, settings, INBOX_ROUTE))
 
-    @router.get("/messages/{message_id}/media", responses=errors(401, 404))
-    async def message_media(message_id: uuid.UUID, tenant_id: uuid.UUID = tenant) -> dict:
+    async def describe(tenant_id: uuid.UUID, message_id: uuid.UUID, route: str) -> dict:
         async with tenant_tx(pool, tenant_id) as conn:
             found = await repo.message_file(conn, message_id)
         if found is None:
-            raise not_found(ROUTE, "file for this message")
+            raise not_found(route, "file for this message")
         link: dict[str, Any] = {"url": None, "expires_at": None}
         if found["file_id"] is not None:
             token, expires = sign_link(settings.media_signing_key, tenant_id, found["file_id"],
                                        settings.media_link_ttl_seconds)
             link = {"url": f"/api/v1/media/{token}", "expires_at": expires}
-        metrics.API_REQUESTS.labels(ROUTE, "ok").inc()
+        metrics.API_REQUESTS.labels(route, "ok").inc()
         flag = None
         if found["status"] == "failed":
             flag = "not_fetched"
@@ -79,6 +83,15 @@ def media_router(runtime: Runtime, store: MediaStore) -> APIRouter:
                 "mime_type": found["mime_type"], "size": found["size_bytes"],
                 "filename": found["filename"], "transcript": found["transcript"],
                 "error": found["error"], "flag": flag, **link}
+
+    @router.get("/messages/{message_id}/media", responses=errors(401, 404))
+    async def message_media(message_id: uuid.UUID, tenant_id: uuid.UUID = tenant) -> dict:
+        return await describe(tenant_id, message_id, ROUTE)
+
+    @router.get("/inbox/messages/{message_id}/media", tags=["inbox"],
+                responses=errors(401, 404, 429))
+    async def inbox_message_media(message_id: uuid.UUID, principal: Principal = who) -> dict:
+        return await describe(principal.tenant_id, message_id, INBOX_ROUTE)
 
     @router.get("/media/{token}", response_class=Response, responses={
         200: {"content": {t: {} for t in SERVED_TYPES}, "description": "the file"},

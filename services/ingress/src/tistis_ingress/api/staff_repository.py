@@ -295,3 +295,14 @@ async def upsert_template(conn: asyncpg.Connection, tenant_id: uuid.UUID, t: dic
         tenant_id, t["template_id"], t["name"], t["language"], t.get("category"), t["status"],
         t.get("body"), t.get("params", 0))
 
+
+
+async def set_template_status(conn: asyncpg.Connection, template_id: str, status: str,
+                              changed_at: datetime) -> bool:
+    """The webhook's status, unless a sync stored the template after the change (whole
+    seconds: the webhook's time is)."""
+    done = await conn.execute(
+        """UPDATE whatsapp_templates SET status = $2, updated_at = now()
+           WHERE template_id = $1 AND date_trunc('second', updated_at) <= $3""",
+        template_id, status, changed_at)
+    return done != "UPDATE 0"

@@ -3,7 +3,9 @@ Management API reports them: `GET /{version}/{waba-id}/message_templates` (field
 language, status, category, components, id; paged by `paging.next`), per WhatsApp connection
 whose settings name its `business_account_id`. Synced when the ingress starts, every
 `inbox_template_sync_seconds`, and on demand (an admin's POST /api/v1/inbox/templates/sync); between syncs the
-`message_template_status_update` webhook moves a template's status (webhooks.py).
+`message_template_status_update` webhook moves a template's status: the webhook pipeline
+publishes a TemplateStatusChanged for the tenant whose connection names the WABA
+(channels/whatsapp.py), and `apply_status` stores it from `ingress.template-status`.
 
 Source: Meta, "Template management", https://developers.facebook.com/documentation/
 business-messaging/whatsapp/templates/template-management/ (Get templates).
@@ -14,12 +16,14 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
 import httpx
 from fastapi import APIRouter, Depends, HTTPException
 from tistis_common.db import tenant_ids, tenant_tx
+from tistis_common.events import Event, TemplateStatusChanged
 from tistis_common.logging import get_logger
 from tistis_common.runtime import Runtime
 from tistis_common.settings import Settings
@@ -106,6 +110,22 @@ async def sync_loop(pool: asyncpg.Pool, settings: Settings, stopping: asyncio.Ev
                 await asyncio.wait_for(stopping.wait(), timeout=settings.inbox_template_sync_seconds)
             except TimeoutError:
                 pass
+
+
+def status_applier(pool: asyncpg.Pool) -> Callable[[TemplateStatusChanged], Awaitable[list[Event]]]:
+    """The consumer of `ingress.template-status`: a template's new status, in its tenant."""
+
+    async def apply_status(event: TemplateStatusChanged) -> list[Event]:
+        async with tenant_tx(pool, event.tenant_id) as conn:
+            moved = await repo.set_template_status(conn, event.template_id, event.status,
+                                                   event.changed_at)
+        # an unknown template (created since the last sync) arrives with the next sync
+        log.info("templates.status_changed", tenant_id=str(event.tenant_id),
+                 template_id=event.template_id, status=event.status, reason=event.reason,
+                 applied=moved)
+        return []
+
+    return apply_status
 
 
 def templates_router(runtime: Runtime) -> APIRouter:

@@ -8,6 +8,9 @@ reaction, order, system (number or user id changed), edit, revoke, unsupported a
 carrying `errors` (stored with its error). Business-scoped user ids (usernames, 2026): the
 patient is `from` (the wa_id, a phone number) when present, else `from_user_id`; the other one
 travels as an alias so both name one lead.
+A template's status (`field: message_template_status_update`, WABA level: no phone number,
+the business account in `entry.id`) is one item of account `waba:<id>` (directory.py routes it
+to the tenant whose connection names that account) and becomes a TemplateStatusChanged.
 Shapes: Meta's webhook reference (developers.facebook.com/documentation/business-messaging/
 whatsapp/webhooks/reference/messages) and pywa's recorded corpus (david-lev/pywa
 tests/data/updates/*.json).
@@ -25,9 +28,11 @@ from tistis_common.events import (
     MediaRef,
     MessageStatus,
     OptOutChanged,
+    TemplateStatusChanged,
 )
 from tistis_common.ids import stable_id
 
+from ..directory import BUSINESS_ACCOUNT
 from .base import (
     Context,
     Item,
@@ -48,6 +53,7 @@ from .base import (
 MEDIA_KINDS = ("image", "audio", "video", "document", "sticker")
 STATUSES = ("sent", "delivered", "read", "failed")
 FIELDS = ("messages", "user_preferences", "smb_message_echoes")
+TEMPLATE_STATUS = "message_template_status_update"
 
 
 def describe_errors(errors: object) -> str | None:
@@ -78,7 +84,10 @@ class WhatsAppAdapter:
                 items.append(Item("", "entry", entry))
                 continue
             for change in changes:
-                items.extend(self._change_items(change))
+                if isinstance(change, dict) and change.get("field") == TEMPLATE_STATUS:
+                    items.append(_template_item(entry, change))
+                else:
+                    items.extend(self._change_items(change))
         return items
 
     def _change_items(self, change: Any) -> list[Item]:
@@ -116,6 +125,8 @@ class WhatsAppAdapter:
             self._status(as_dict(item.raw, "status"), item.account, ctx, out)
         elif item.kind == "preference":
             self._preference(as_dict(item.raw, "preference"), item.account, ctx, out)
+        elif item.kind == "template_status":
+            self._template_status(as_dict(item.raw, "template_status"), item, ctx, out)
         elif item.kind == "errors":  # Meta could not deliver something to us: say so, loudly
             out.ignore(f"errors.{describe_errors(item.raw)}")
         else:
@@ -250,6 +261,37 @@ class WhatsAppAdapter:
             changed_at=at,
             detail=text_or_none(pref.get("detail")),
         ))
+
+
+    def _template_status(self, value: dict, item: Item, ctx: Context, out: Normalized) -> None:
+        template_id, status = value.get("message_template_id"), value.get("event")
+        require(isinstance(template_id, str | int) and not isinstance(template_id, bool),
+                "template status without message_template_id")
+        require(isinstance(status, str) and status, "template status without event")
+        business_account = item.account.removeprefix(BUSINESS_ACCOUNT)
+        at = from_seconds(item.scope.get("time") or 0)
+        reason = text_or_none(value.get("reason"))
+        out.events.append(TemplateStatusChanged(
+            event_id=stable_id("template_status", ctx.tenant_id, business_account,
+                               str(template_id), str(status), at.isoformat()),
+            tenant_id=ctx.tenant_id,
+            business_account_id=business_account,
+            template_id=str(template_id),
+            name=text_or_none(value.get("message_template_name")),
+            language=text_or_none(value.get("message_template_language")),
+            status=str(status).upper(),
+            reason=None if reason == "NONE" else reason,
+            changed_at=at,
+        ))
+
+
+def _template_item(entry: dict, change: dict) -> Item:
+    """A WABA-level change: its account is the business account (`entry.id`)."""
+    waba = entry.get("id")
+    if not isinstance(waba, str | int) or isinstance(waba, bool) or not str(waba):
+        return Item("", "change", change)
+    return Item(f"{BUSINESS_ACCOUNT}{waba}", "template_status", change.get("value"),
+                {"time": entry.get("time")})
 
 
 def _list_or_item(value: object) -> list[Any]:

@@ -109,6 +109,34 @@ async function openConversation(id) {
   $("reply-text").focus();
 }
 
+// A message's file, by a short-lived signed link: a thumbnail for an image, else a link; a
+// click asks for a fresh link, so one left open past its expiry still opens.
+const FILE_KINDS = new Set(["image", "audio", "video", "document", "sticker", "media"]);
+
+function fileLink(messageId) {
+  const path = `/api/v1/inbox/messages/${messageId}/media`;
+  const link = el("a", {class: "file", target: "_blank", rel: "noopener"}, T.open_file);
+  link.hidden = true;
+  api("GET", path).then((file) => {
+    if (!file.url) return;
+    link.href = file.url;
+    link.dataset.expires = file.expires_at;
+    if ((file.mime_type || "").startsWith("image/")) {
+      link.replaceChildren(el("img", {src: file.url, alt: file.filename || T.open_file}));
+    } else if (file.filename) {
+      link.textContent = `${T.open_file}: ${file.filename}`;
+    }
+    link.hidden = false;
+  }).catch(() => {});
+  link.addEventListener("click", async (e) => {
+    if (Date.now() / 1000 < Number(link.dataset.expires) - 5) return;
+    e.preventDefault();
+    const file = await api("GET", path);
+    if (file.url) window.open(file.url, "_blank", "noopener");
+  });
+  return link;
+}
+
 async function showConversation() {
   if (!state.open) return;
   const detail = await api("GET", `/api/v1/inbox/conversations/${state.open}`);
@@ -130,6 +158,7 @@ async function showConversation() {
     {class: `msg ${m.direction} ${m.sender_type}`, "data-status": m.status},
     el("span", {class: "who"}, T["sent_by_" + m.sender_type] || m.sender_type),
     el("span", {class: "text"}, m.content || `[${m.kind}]`),
+    FILE_KINDS.has(m.kind) ? fileLink(m.id) : "",
     el("span", {class: "meta"}, `${when(m.created_at)} · ${m.status}`))));
   list.scrollTop = list.scrollHeight;
   $("notes").replaceChildren(...detail.notes.map((n) =>
@@ -396,13 +425,18 @@ window.loadAppointments = async function () {
     move.addEventListener("click", () => apptAction(a.id, "reschedule", {scheduled_at: at.value}));
     const cancel = el("button", {type: "button"}, T.cancel);
     cancel.addEventListener("click", () => apptAction(a.id, "cancel"));
+    const done = el("button", {type: "button"}, T.mark_completed);
+    done.addEventListener("click", () => apptAction(a.id, "outcome", {status: "completed"}));
+    const missed = el("button", {type: "button"}, T.mark_no_show);
+    missed.addEventListener("click", () => apptAction(a.id, "outcome", {status: "no_show"}));
     const booked = a.status === "booked";
     return el("li", {"data-id": a.id},
       el("strong", {}, new Date(a.scheduled_at).toLocaleTimeString(document.documentElement.lang,
                                                                     {timeStyle: "short", timeZone: tz})),
       el("span", {}, a.lead_name || a.phone || ""), el("span", {}, a.service_name || ""),
       el("span", {class: `badge ${a.status}`}, T["appt_" + a.status] || a.status),
-      booked ? at : "", booked ? move : "", booked ? cancel : "");
+      booked ? at : "", booked ? move : "", booked ? cancel : "",
+      booked ? done : "", booked ? missed : "");
   }));
   if (!day.appointments.length) list.append(el("li", {class: "empty"}, T.no_appointments));
 };
