@@ -20,8 +20,8 @@ from tistis_dispatcher.lease import process_lease
 from tistis_dispatcher.media import MediaDeps, handle_media
 from tistis_dispatcher.platform import PlatformClient
 from tistis_dispatcher.service import Deps, handle_outbound, handle_status
-from tistis_dispatcher.transcription import Transcriber
 from tistis_dispatcher.tokens import keep_fresh
+from tistis_dispatcher.transcription import Transcriber
 
 NAME = "dispatcher"
 
