@@ -33,6 +33,7 @@ from tistis_ai_responder.main import start as start_responder
 from tistis_common.admin import issue_api_key
 from tistis_common.db import connect, tenant_tx
 from tistis_common.testing.plugin import eventually, inbound_messages, running, temporary_vhost
+from tistis_dispatcher.main import start as start_dispatcher
 from tistis_ingress.main import start as start_ingress
 from tistis_sandbox import webhooks as wh
 
@@ -143,9 +144,12 @@ async def test_every_kind_is_stored_and_visible_to_staff(settings, own_vhost, ma
             m_event(ig, "1254459154600001", message={"mid": "ig_del", "is_deleted": True}),
         ])),
     ]
+    # The dispatcher too: a message with a file reaches the responder once its file was fetched
+    # (or failed to be: the message goes on without it).
     async with running(start_ingress, settings.model_copy(update={"rabbitmq_url": own_vhost})) \
             as ingress, running(start_responder, settings.model_copy(update={
-                "rabbitmq_url": own_vhost, "ai_debounce_seconds": 0})):
+                "rabbitmq_url": own_vhost, "ai_debounce_seconds": 0})), \
+            running(start_dispatcher, settings.model_copy(update={"rabbitmq_url": own_vhost})):
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ingress.http_port}") as http:
             for channel, doc in deliveries:
                 body = json.dumps(doc).encode()

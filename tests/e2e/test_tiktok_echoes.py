@@ -47,8 +47,8 @@ async def test_our_own_sends_echoed_never_hand_over_and_a_staff_message_does(
                 "anthropic_base_url": sandbox_url, "anthropic_api_key": "sk-ant-sandbox",
                 "ai_debounce_seconds": 0.2,
             })
-            await sandbox.script("anthropic", {"tool_input": {"reply": LONG_REPLY,
-                                                              "signals": [], "actions": []}})
+            await sandbox.script("anthropic", {"tool_calls": [
+                    {"name": "reply_to_patient", "input": {"text": LONG_REPLY}}]})
             async with running(start_ingress, s) as ingress, running(start_ai_responder, s), \
                     running(start_dispatcher, s):
                 url = f"http://127.0.0.1:{ingress.http_port}"

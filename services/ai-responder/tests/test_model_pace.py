@@ -26,7 +26,7 @@ OPEN_ALL_DAY = {"ai_context": {"business_hours": ALWAYS_OPEN}}
 
 
 def tool_answer(reply: str, **extra) -> dict:
-    return {"tool_input": {"reply": reply, "signals": [], "actions": []}, **extra}
+    return {"tool_calls": [{"name": "reply_to_patient", "input": {"text": reply}}], **extra}
 
 
 async def ai_connections(settings) -> int:
