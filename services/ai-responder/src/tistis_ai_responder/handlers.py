@@ -83,16 +83,21 @@ async def handle_inbound(event: InboundMessage, deps: Deps) -> Sequence[Event]:
                 log.info("message.own_echo", platform_message_id=event.platform_message_id)
                 return []
     engine = deps.engine
-    if event.user_aliases:  # one patient, several ids: the lead's own id is the one to lock
-        async with tenant_tx(engine.pool, event.tenant_id) as conn:
-            known = await repo.canonical_user(conn, event)
-        if known and known != event.platform_user_id:
-            event = event.model_copy(update={
-                "platform_user_id": known,
-                "user_aliases": sorted({*event.user_aliases, event.platform_user_id} - {known})})
-    key = (event.tenant_id, event.channel.value, event.platform_user_id)
-    async with engine.locks.local(key), tenant_session(engine.pool, event.tenant_id) as conn:
-        stored = await store_inbound(conn, event)
+    # Every id the message names is locked before anything is read (the first await, so in
+    # delivery order): a patient first seen by their WhatsApp user id and then with their phone
+    # number is looked up only once the earlier message is stored.
+    keys = [(event.tenant_id, event.channel.value, user)
+            for user in (event.platform_user_id, *event.user_aliases)]
+    async with engine.locks.local_all(keys):
+        if event.user_aliases:  # one patient, several ids: the lead's own id is the one to use
+            async with tenant_tx(engine.pool, event.tenant_id) as conn:
+                known = await repo.canonical_user(conn, event)
+            if known and known != event.platform_user_id:
+                event = event.model_copy(update={
+                    "platform_user_id": known,
+                    "user_aliases": sorted({*event.user_aliases, event.platform_user_id} - {known})})
+        async with tenant_session(engine.pool, event.tenant_id) as conn:
+            stored = await store_inbound(conn, event)
     if event.sender_type == "agent":
         return stored.events  # staff answered in the platform's app: the AI steps back
     if event.kind in ANNOTATION_KINDS or event.standby:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Hashable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Hashable, Iterable
+from contextlib import AsyncExitStack, asynccontextmanager
 
 LockKey = tuple[uuid.UUID, str, str]  # tenant, channel, platform user id
 
@@ -33,3 +33,12 @@ class ConversationLocks:
                 del self._locks[key]  # the registry stays as small as the work in hand
             else:
                 self._locks[key] = (lock, users - 1)
+
+    @asynccontextmanager
+    async def local_all(self, keys: Iterable[LockKey]) -> AsyncIterator[None]:
+        """Each of a patient's ids (a WhatsApp user id and their phone number), in sorted order
+        so that two handlers never wait for each other."""
+        async with AsyncExitStack() as stack:
+            for key in sorted(set(keys)):
+                await stack.enter_async_context(self.local(key))
+            yield
