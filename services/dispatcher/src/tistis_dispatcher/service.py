@@ -202,8 +202,12 @@ async def _prepare(event: OutboundMessage, deps: Deps, attempt: Attempt) -> Plan
     # Each statement commits on its own: the claim and every write after it are conditional on
     # the status they expect, so no transaction (nor its BEGIN and COMMIT) is needed.
     async with tenant_session(deps.pool, event.tenant_id) as conn:
-        row = await _claim(conn, event, deps)
         earlier = attempt.previous  # an attempt of ours that ended holding the claim
+        # Stopped before the claim's answer is read, this attempt may hold it: it gives it back
+        # (`unclaim` is conditional), unless the claim is that earlier attempt's.
+        attempt.claimed = earlier is None or not earlier.claimed
+        row = await _claim(conn, event, deps)
+        attempt.claimed = False
         ours = row["status"] == "sending" and row["claimed_by"] == deps.claimer
         if ours and earlier is not None and earlier.unwritten is not None:
             async with conn.transaction():
