@@ -4,11 +4,12 @@ The broker closes the outbound consumer's channel at a chosen step of a send: ri
 claim, right after the platform call, right after the outcome is recorded. aiormq then cancels
 the channel's consumer tasks (what CONNECTION_FORCED does on a restart, channel by channel), the
 unacknowledged delivery comes back on the reopened channel, and the same process handles it
-again. The close is a real one by the broker: a passive declare of a queue that does not exist
+again. The channel's close is a real one by the broker: a passive declare of a queue that does not exist
 is answered with `Channel.Close` 404 (AMQP 0-9-1 reference, "queue.declare passive": "If not set
 and the queue exists, the server MUST check..., raise a channel exception with reply code 404
 (not found)" - rabbitmq.com/amqp-0-9-1-reference.html#queue.declare.passive), and aio-pika's
-robust channel reopens and consumes again (aio_pika/robust_channel.py `_on_close`).
+robust channel reopens and consumes again (aio_pika/robust_channel.py `_on_close`). The
+handlers in flight are cancelled as aiormq does when the whole connection is closed.
 The steps are hooked by wrapping the dispatcher's own functions, which still run.
 """
 
@@ -42,14 +43,26 @@ def outbound_consumer(dispatcher) -> Any:
 
 
 async def broker_closes_the_channel(consumer) -> None:
-    """The broker closes the consumer's channel; returns once its handlers were cancelled."""
-    handlers = set(consumer._in_flight) - {asyncio.current_task()}
+    """The broker closes the consumer's channel and the handlers in flight are cancelled, as
+    aiormq cancels a closed connection's consumer tasks (`FutureStore.reject_all`; a closed
+    channel alone leaves them running). Returns once they stopped, unless it runs in one."""
+    handlers = set(consumer._in_flight)
     underlay = await consumer._channel.get_underlay_channel()
-    with suppress(ChannelNotFoundEntity):
-        await underlay.queue_declare("tistis.test.no-such-queue", passive=True)
-    if handlers:
-        await asyncio.wait(handlers, timeout=5)
-    assert all(task.done() for task in handlers)
+
+    async def provoke() -> None:
+        with suppress(ChannelNotFoundEntity):
+            await underlay.queue_declare("tistis.test.no-such-queue", passive=True)
+
+    # In a task of its own: aiormq turns the cancellation of a task awaiting one of its RPCs
+    # into the RPC's error, which would hide a cancelled handler.
+    await asyncio.ensure_future(provoke())
+    for task in handlers:
+        task.cancel()
+    others = handlers - {asyncio.current_task()}
+    if others:
+        await asyncio.wait(others, timeout=5)
+    assert all(task.done() for task in others)
+    await asyncio.sleep(0)  # a cancelled caller stops here
 
 
 def until(condition: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
