@@ -214,3 +214,46 @@ class TestWaitingForAnotherProcessesClaim:
             assert len(await ok_requests(sandbox, conv.recipient)) == 1
         finally:
             await holder.close()
+
+
+class TestTheDatabaseAwayAfterTheCall:
+    """PostgreSQL restarting between the platform call and the record: the outcome is kept."""
+
+    def failing_mark_sent(self, message_id, times: int) -> Callable[..., Awaitable[None]]:
+        import asyncpg
+
+        mark_sent = repo.mark_sent
+        failures: list[int] = []
+
+        async def mark_sent_while_restarting(conn, mid, *args):
+            if mid == message_id and len(failures) < times:
+                failures.append(1)
+                raise asyncpg.ConnectionDoesNotExistError("connection was closed in the middle")
+            await mark_sent(conn, mid, *args)
+        return mark_sent_while_restarting
+
+    async def test_the_record_is_retried_until_the_database_is_back(
+        self, clinic, sandbox, make_tenant, monkeypatch
+    ):
+        conv = await clinic.conversation(await make_tenant(), "whatsapp")
+        event = clinic.outbound(conv)
+        monkeypatch.setattr(repo, "mark_sent", self.failing_mark_sent(event.message_id, 2))
+        await clinic.publish(event)
+        row = await clinic.until_status(conv, event.message_id, "sent")
+        requests = await ok_requests(sandbox, conv.recipient)
+        assert len(requests) == 1 and row["platform_message_id"] == requests[0]["answered_id"]
+
+    async def test_an_outcome_not_recorded_in_time_is_written_by_the_next_attempt(
+        self, clinic, sandbox, make_tenant, monkeypatch
+    ):
+        from tistis_dispatcher import service
+
+        conv = await clinic.conversation(await make_tenant(), "whatsapp")
+        event = clinic.outbound(conv)
+        monkeypatch.setattr(service, "RECORD_RETRY_DELAYS", (0.01,))
+        monkeypatch.setattr(repo, "mark_sent", self.failing_mark_sent(event.message_id, 2))
+        await clinic.publish(event)
+        row = await clinic.until_status(conv, event.message_id, "sent")
+        await eventually(until(lambda: sends(conv, "duplicate") >= 1), 10)
+        requests = await ok_requests(sandbox, conv.recipient)
+        assert len(requests) == 1 and row["platform_message_id"] == requests[0]["answered_id"]
