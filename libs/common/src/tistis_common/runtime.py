@@ -147,8 +147,8 @@ class Runtime:
 
     def drain_at_stop(self, drain: Callable[[float], Awaitable[None]]) -> None:
         """Work a service runs apart from its handlers' tasks (the dispatcher's shielded sends,
-        which a closed channel does not cancel): `drain(grace)` is awaited once the consumers
-        stopped, while the pool and the broker are still open."""
+        which a closed channel does not cancel): `drain(seconds)` is awaited once the consumers
+        stopped, with what is left of the grace, while the pool and the broker are still open."""
         self._drains.append(drain)
 
     def close_at_stop(self, close: Callable[[], Awaitable[None]]) -> None:
@@ -159,10 +159,12 @@ class Runtime:
         self.stopping.set()
         grace = self.settings.shutdown_grace_seconds
         log.info("service.stopping", grace_s=grace)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
         for consumer in self.consumers:
             await consumer.stop(grace)
-        for drain in self._drains:
-            await drain(grace)
+        for drain in self._drains:  # within what is left of the grace
+            await drain(max(0.0, deadline - loop.time()))
         if self._background:
             await asyncio.wait(self._background, timeout=grace)
             for task in self._background:

@@ -52,9 +52,6 @@ class Attempts:
     def __init__(self) -> None:
         self._by_message: dict[uuid.UUID, Attempt] = {}
 
-    def __len__(self) -> int:
-        return sum(1 for a in self._by_message.values() if a.task is not None and not a.task.done())
-
     def live(self, message_id: uuid.UUID) -> Attempt | None:
         attempt = self._by_message.get(message_id)
         return attempt if attempt is not None and attempt.task is not None \
