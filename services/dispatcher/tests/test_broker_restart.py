@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from typing import Any
 
+import pytest
 from aiormq.exceptions import ChannelNotFoundEntity
 from prometheus_client import REGISTRY
 from tistis_common.db import tenant_tx
@@ -71,16 +72,6 @@ def until(condition: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
     return check
 
 
-def once_for(message_id, action: Callable[[], Awaitable[None]]) -> Callable[..., Awaitable[None]]:
-    done: list[bool] = []
-
-    async def maybe(event_message_id) -> None:
-        if event_message_id == message_id and not done:
-            done.append(True)
-            await action()
-    return maybe
-
-
 async def exactly_one_send(clinic, sandbox, conv, event) -> None:
     row = await clinic.until_status(conv, event.message_id, "sent")
     # The redelivery was handled too: it found the send done (or waited for it) and sent nothing.
@@ -91,58 +82,44 @@ async def exactly_one_send(clinic, sandbox, conv, event) -> None:
     assert row["platform_message_id"] == requests[0]["answered_id"]
 
 
+@pytest.fixture
+def closed_after(clinic, sandbox, make_tenant, dispatcher, monkeypatch):
+    """A send whose channel the broker closes right after `owner.name` (which still runs)
+    returns for its message the first time; it must end with exactly one send."""
+
+    async def scenario(owner: Any, name: str,
+                       of_our_message: Callable[[Any, tuple, Any], bool]) -> None:
+        conv = await clinic.conversation(await make_tenant(), "whatsapp")
+        event = clinic.outbound(conv)
+        original, closed = getattr(owner, name), []
+
+        async def then_close(*args: Any) -> Any:
+            result = await original(*args)
+            if not closed and of_our_message(event, args, result):
+                closed.append(True)
+                await broker_closes_the_channel(outbound_consumer(dispatcher))
+            return result
+
+        monkeypatch.setattr(owner, name, then_close)
+        await clinic.publish(event)
+        await exactly_one_send(clinic, sandbox, conv, event)
+        assert closed
+
+    return scenario
+
+
 class TestBrokerClosesTheChannelMidSend:
-    async def test_right_after_the_claim(self, clinic, sandbox, make_tenant, dispatcher,
-                                         monkeypatch):
-        conv = await clinic.conversation(await make_tenant(), "whatsapp")
-        event = clinic.outbound(conv)
-        close = once_for(event.message_id,
-                         lambda: broker_closes_the_channel(outbound_consumer(dispatcher)))
-        claim = repo.claim_outbound
+    async def test_right_after_the_claim(self, closed_after):
+        await closed_after(repo, "claim_outbound", lambda event, args, row: (
+            args[1].message_id == event.message_id and row is not None and row["claimed"]))
 
-        async def claim_then_close(conn, e, claimer):
-            row = await claim(conn, e, claimer)
-            if row is not None and row["claimed"]:
-                await close(e.message_id)
-            return row
+    async def test_right_after_the_platform_call(self, closed_after, dispatcher):
+        await closed_after(dispatcher.deps.platform, "send", lambda event, args, _: (
+            args[1].get("to") == event.recipient_id))
 
-        monkeypatch.setattr(repo, "claim_outbound", claim_then_close)
-        await clinic.publish(event)
-        await exactly_one_send(clinic, sandbox, conv, event)
-
-    async def test_right_after_the_platform_call(self, clinic, sandbox, make_tenant, dispatcher,
-                                                 monkeypatch):
-        conv = await clinic.conversation(await make_tenant(), "whatsapp")
-        event = clinic.outbound(conv)
-        close = once_for(conv.recipient,
-                         lambda: broker_closes_the_channel(outbound_consumer(dispatcher)))
-        platform = dispatcher.deps.platform
-        send = platform.send
-
-        async def send_then_close(account, body):
-            platform_id = await send(account, body)
-            await close(body.get("to"))
-            return platform_id
-
-        monkeypatch.setattr(platform, "send", send_then_close)
-        await clinic.publish(event)
-        await exactly_one_send(clinic, sandbox, conv, event)
-
-    async def test_right_after_recording(self, clinic, sandbox, make_tenant, dispatcher,
-                                         monkeypatch):
-        conv = await clinic.conversation(await make_tenant(), "whatsapp")
-        event = clinic.outbound(conv)
-        close = once_for(event.message_id,
-                         lambda: broker_closes_the_channel(outbound_consumer(dispatcher)))
-        mark_sent = repo.mark_sent
-
-        async def record_then_close(conn, message_id, *args):
-            await mark_sent(conn, message_id, *args)
-            await close(message_id)
-
-        monkeypatch.setattr(repo, "mark_sent", record_then_close)
-        await clinic.publish(event)
-        await exactly_one_send(clinic, sandbox, conv, event)
+    async def test_right_after_recording(self, closed_after):
+        await closed_after(repo, "mark_sent", lambda event, args, _: (
+            args[1] == event.message_id))
 
 
 class TestAnAttemptThatStopsBeforeItsCall:
@@ -177,43 +154,30 @@ class TestAnAttemptThatStopsBeforeItsCall:
 
 class TestWaitingForAnotherProcessesClaim:
     async def test_the_wait_does_not_spend_the_retry_budget(self, clinic, sandbox, make_tenant,
-                                                            dispatcher, settings, monkeypatch):
-        from tistis_common.db import connect
-        from tistis_dispatcher.lease import LOCK_CLASS
+                                                            dispatcher, other_dispatcher,
+                                                            monkeypatch):
+        conv = await clinic.conversation(await make_tenant(), "whatsapp")
+        event = clinic.outbound(conv)
+        await clinic.claimed(conv, event, claimer=other_dispatcher)
+        tries: list[object] = []
+        claim = repo.claim_outbound
 
-        holder = await connect(settings.database_url)  # another live dispatcher's lease
-        await holder.execute("SELECT pg_advisory_lock($1, $2)", LOCK_CLASS, 654_322)
-        try:
-            conv = await clinic.conversation(await make_tenant(), "whatsapp")
-            event = clinic.outbound(conv)
-            async with tenant_tx(clinic.pool, conv.tenant.id) as conn:
-                await conn.execute(
-                    """INSERT INTO messages (id, tenant_id, conversation_id, lead_id, channel,
-                                             direction, sender_type, content, status, claimed_by)
-                       VALUES ($1, $2, $3, $4, 'whatsapp', 'outbound', 'ai', 'hola', 'sending',
-                               654322)""",
-                    event.message_id, conv.tenant.id, conv.conversation_id, conv.lead_id)
-            tries: list[object] = []
-            claim = repo.claim_outbound
+        async def counted(conn, e, claimer):
+            if e.message_id == event.message_id:
+                tries.append(e)
+            return await claim(conn, e, claimer)
 
-            async def counted(conn, e, claimer):
-                if e.message_id == event.message_id:
-                    tries.append(e)
-                return await claim(conn, e, claimer)
-
-            monkeypatch.setattr(repo, "claim_outbound", counted)
-            await clinic.publish(event)
-            budget = len(dispatcher.settings.retry_delays) + 1  # deliveries before a dead letter
-            await eventually(until(lambda: len(tries) > budget + 1), 15)
-            assert await clinic.status_of(conv, event.message_id) == "sending"
-            # The other dispatcher gives the claim back (its rules could not decide): ours sends.
-            async with tenant_tx(clinic.pool, conv.tenant.id) as conn:
-                await conn.execute("UPDATE messages SET status = 'pending' WHERE id = $1",
-                                   event.message_id)
-            await clinic.until_status(conv, event.message_id, "sent")
-            assert len(await ok_requests(sandbox, conv.recipient)) == 1
-        finally:
-            await holder.close()
+        monkeypatch.setattr(repo, "claim_outbound", counted)
+        await clinic.publish(event)
+        budget = len(dispatcher.settings.retry_delays) + 1  # deliveries before a dead letter
+        await eventually(until(lambda: len(tries) > budget + 1), 15)
+        assert await clinic.status_of(conv, event.message_id) == "sending"
+        # The other dispatcher gives the claim back (its rules could not decide): ours sends.
+        async with tenant_tx(clinic.pool, conv.tenant.id) as conn:
+            await conn.execute("UPDATE messages SET status = 'pending' WHERE id = $1",
+                               event.message_id)
+        await clinic.until_status(conv, event.message_id, "sent")
+        assert len(await ok_requests(sandbox, conv.recipient)) == 1
 
 
 class TestTheDatabaseAwayAfterTheCall:
