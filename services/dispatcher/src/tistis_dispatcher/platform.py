@@ -176,9 +176,11 @@ class PlatformClient:
     @staticmethod
     def new_http(settings: Settings) -> httpx.AsyncClient:
         t = settings.dispatcher_http_timeout_seconds
+        # Every connection kept alive: with fewer keep-alive slots than sends in flight, each
+        # burst closed and reopened connections (TCP and TLS handshakes, CPU on both sides).
         return httpx.AsyncClient(
             timeout=httpx.Timeout(t, connect=min(t, 5.0)),
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
         )
 
     async def _post(self, channel: str, url: str, body: dict[str, Any],
