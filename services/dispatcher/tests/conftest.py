@@ -109,6 +109,16 @@ class Clinic:
     async def publish(self, *events: Event) -> None:
         await self.publisher.publish_all(events)
 
+    async def claimed(self, conv: Conversation, event: OutboundMessage, claimer: int) -> None:
+        """The event's row as a dispatcher with the lease key `claimer` left it: `sending`."""
+        async with tenant_tx(self.pool, conv.tenant.id) as conn:
+            await conn.execute(
+                """INSERT INTO messages (id, tenant_id, conversation_id, lead_id, channel,
+                                         direction, sender_type, content, status, claimed_by)
+                   VALUES ($1, $2, $3, $4, $5, 'outbound', 'ai', 'hola', 'sending', $6)""",
+                event.message_id, conv.tenant.id, conv.conversation_id, conv.lead_id,
+                conv.channel, claimer)
+
     async def message(self, conv: Conversation, message_id: uuid.UUID) -> asyncpg.Record | None:
         async with tenant_tx(self.pool, conv.tenant.id) as conn:
             return await conn.fetchrow("SELECT * FROM messages WHERE id = $1", message_id)
@@ -146,6 +156,19 @@ class Clinic:
             return row if row is not None and row["status"] in statuses else None
 
         return await eventually(check, timeout)  # type: ignore[return-value]
+
+
+@pytest.fixture
+async def other_dispatcher(settings: Settings) -> AsyncIterator[int]:
+    """The lease key of another live dispatcher: a session holds its advisory lock."""
+    from tistis_common.db import connect as db_connect
+    from tistis_dispatcher.lease import LOCK_CLASS
+
+    holder = await db_connect(settings.database_url)
+    key = random.randrange(10**5, 10**6)
+    await holder.execute("SELECT pg_advisory_lock($1, $2)", LOCK_CLASS, key)
+    yield key
+    await holder.close()
 
 
 @pytest.fixture

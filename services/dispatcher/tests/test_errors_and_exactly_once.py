@@ -278,23 +278,12 @@ class TestCrashWindow:
             "send_outcome_unknown")
         assert await sandbox.requests("whatsapp", conv.recipient) == []
 
-
-    async def claimed(self, clinic, conv, event, claimer: int) -> None:
-        from tistis_common.db import tenant_tx
-
-        async with tenant_tx(clinic.pool, conv.tenant.id) as conn:
-            await conn.execute(
-                """INSERT INTO messages (id, tenant_id, conversation_id, lead_id, channel,
-                                         direction, sender_type, content, status, claimed_by)
-                   VALUES ($1, $2, $3, $4, 'whatsapp', 'outbound', 'ai', 'hola', 'sending', $5)""",
-                event.message_id, conv.tenant.id, conv.conversation_id, conv.lead_id, claimer)
-
     async def test_a_claim_whose_process_died_is_flagged_and_parked_not_sent_again(
         self, clinic, sandbox, make_tenant
     ):
         conv = await clinic.conversation(await make_tenant(), "whatsapp")
         event = clinic.outbound(conv)
-        await self.claimed(clinic, conv, event, claimer=123_456)  # no live session holds 123456
+        await clinic.claimed(conv, event, claimer=123_456)  # no live session holds 123456
         await clinic.publish(event)  # the redelivery after that process was killed
         row = await clinic.until_status(conv, event.message_id, "failed")
         assert row["error_title"] == "send_outcome_unknown"
@@ -303,22 +292,14 @@ class TestCrashWindow:
         assert await sandbox.requests("whatsapp", conv.recipient) == []
 
     async def test_a_claim_of_a_live_process_is_left_to_it(self, clinic, sandbox, make_tenant,
-                                                            settings):
-        from tistis_common.db import connect
-        from tistis_dispatcher.lease import LOCK_CLASS
-
-        holder = await connect(settings.database_url)  # a live dispatcher's lease
-        await holder.execute("SELECT pg_advisory_lock($1, $2)", LOCK_CLASS, 654_321)
-        try:
-            conv = await clinic.conversation(await make_tenant(), "whatsapp")
-            event = clinic.outbound(conv)
-            await self.claimed(clinic, conv, event, claimer=654_321)
-            await clinic.publish(event)
-            await asyncio.sleep(1.0)
-            assert await clinic.status_of(conv, event.message_id) == "sending"
-            assert await sandbox.requests("whatsapp", conv.recipient) == []
-        finally:
-            await holder.close()
+                                                            other_dispatcher):
+        conv = await clinic.conversation(await make_tenant(), "whatsapp")
+        event = clinic.outbound(conv)
+        await clinic.claimed(conv, event, claimer=other_dispatcher)
+        await clinic.publish(event)
+        await asyncio.sleep(1.0)
+        assert await clinic.status_of(conv, event.message_id) == "sending"
+        assert await sandbox.requests("whatsapp", conv.recipient) == []
 
 
 class TestStatusOfAPart:
