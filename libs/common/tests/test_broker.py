@@ -8,10 +8,12 @@ from tistis_common.broker import (
     H_ATTEMPT,
     H_ERROR,
     H_ORIGINAL_KEY,
+    H_WAITS,
     Consumer,
     PermanentError,
     Publisher,
     RetryAfter,
+    WaitForClaim,
     connect,
 )
 from tistis_common.events import Channel, InboundMessage
@@ -117,6 +119,38 @@ class TestConsumer:
         await asyncio.wait_for(again.wait(), timeout=10)
         await consumer.stop(grace=2)
         assert len(seen) == 2 and seen[1] - seen[0] >= 0.45
+
+    async def test_waiting_for_a_claim_spends_no_attempt(self, settings, broker):
+        connection, spec, publisher, channel = broker
+        headers: list[dict] = []
+        done = asyncio.Event()
+        waits = len(settings.retry_delays) + 3  # more than the attempts allow
+
+        async def handler(e):
+            if len(headers) <= waits:
+                raise WaitForClaim("another worker holds it", seconds=0.3)
+            done.set()
+            return []
+
+        consumer = Consumer(connection, spec, handler, publisher, prefetch=4,
+                            retry_delays=settings.retry_delays)
+        original = consumer._process
+
+        async def seen(message):
+            headers.append(dict(message.headers or {}))
+            await original(message)
+
+        consumer._process = seen  # type: ignore[method-assign]
+        await consumer.start()
+        await publisher.publish(event())
+        await asyncio.wait_for(done.wait(), timeout=20)
+        await consumer.stop(grace=2)
+        # Never dead-lettered, the attempt never counted; the delays grow only up to the
+        # first queue that covers the claim's 0.3 s (0.5 s here).
+        assert [h.get(H_ATTEMPT, 0) for h in headers] == [0] * (waits + 1)
+        assert [h.get(H_WAITS, 0) for h in headers] == list(range(waits + 1))
+        assert (await channel.declare_queue(spec.dlq, passive=True)
+                ).declaration_result.message_count == 0
 
     async def test_permanent_error_skips_the_retries(self, settings, broker):
         connection, spec, publisher, channel = broker

@@ -8,7 +8,9 @@ loses nothing and downstream consumers drop the duplicates.
 
 Failures: `PermanentError` (or an event that does not validate) goes straight to `<queue>.dlq`;
 anything else is retried after growing delays, then dead-lettered. The error, its type, the
-attempt count and the original routing key travel in the headers.
+attempt count and the original routing key travel in the headers. `WaitForClaim` is the one
+exception that spends no attempt: the event only waits for another worker's claim, which ends by
+itself (finished, given back, or expired), so dead-lettering it would lose work nobody failed.
 """
 
 from __future__ import annotations
@@ -48,6 +50,9 @@ H_ERROR_TYPE = "x-error-type"
 H_ORIGINAL_KEY = "x-original-routing-key"
 H_ORIGINAL_QUEUE = "x-original-queue"
 H_FAILED_AT = "x-failed-at"
+H_WAITS = "x-waits"  # how often the event waited for a claim (`WaitForClaim`), not attempts
+
+MAX_WAITS = 100  # a claim that outlives this many waits broke its promise: attempts count again
 
 
 class PermanentError(Exception):
@@ -69,6 +74,17 @@ class RetryAfter(Exception):
     def __init__(self, message: str, seconds: float | None = None):
         super().__init__(message)
         self.seconds = seconds
+
+
+class WaitForClaim(Exception):
+    """Another worker holds this event's claim and is busy with it; the claim ends by itself
+    within `seconds` (its timeout). Retried without spending an attempt, after growing delays
+    never longer than the first that covers `seconds`: the handler settles an expired claim on
+    the next try, so the waits are bounded by the claim's timeout (and by `MAX_WAITS`)."""
+
+    def __init__(self, message: str, seconds: float):
+        super().__init__(message)
+        self.seconds = max(0.0, seconds)
 
 
 async def connect(url: str) -> AbstractRobustConnection:
@@ -311,6 +327,12 @@ class Consumer:
                     await self._dead_letter(message, exc, attempt)
             except asyncio.CancelledError:
                 raise
+            except WaitForClaim as exc:
+                waits = int(str((message.headers or {}).get(H_WAITS, 0)))
+                if waits >= MAX_WAITS:
+                    await self._retry_or_dead_letter(message, exc, attempt)
+                else:
+                    await self._wait(message, exc, attempt, waits)
             except Exception as exc:
                 await self._retry_or_dead_letter(message, exc, attempt)
             else:
@@ -354,6 +376,24 @@ class Consumer:
         await message.ack()
         metrics.RETRIES.labels(self.spec.name).inc()
         metrics.EVENTS_CONSUMED.labels(self.spec.name, "retry").inc()
+
+    def _wait_delay(self, exc: WaitForClaim, waits: int) -> float:
+        growing = self.retry_delays[min(waits, len(self.retry_delays) - 1)]
+        covering = next((d for d in self.retry_delays if d >= exc.seconds), self.retry_delays[-1])
+        return min(growing, covering)
+
+    async def _wait(self, message: AbstractIncomingMessage, exc: WaitForClaim, attempt: int,
+                    waits: int) -> None:
+        """Back through a retry queue with the attempt not spent (the count stays as it came)."""
+        delay = self._wait_delay(exc, waits)
+        log.info("event.waits_for_claim", attempt=attempt, waits=waits + 1, delay_s=delay,
+                 claim_ends_in_s=round(exc.seconds, 1), error=repr(exc)[:500])
+        headers = self._failure_headers(message, exc, attempt - 1)
+        headers[H_WAITS] = waits + 1
+        await self.publisher.send_to_queue(self.spec.retry_queue(delay), message.body, headers,
+                                           _copy_props(message))
+        await message.ack()
+        metrics.EVENTS_CONSUMED.labels(self.spec.name, "wait").inc()
 
     async def _dead_letter(self, message: AbstractIncomingMessage, exc: Exception, attempt: int) -> None:
         log.error(

@@ -11,6 +11,13 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 
+# The database away (closed pool, refused or dropped connection, a restart, timeout): a retry may
+# succeed.
+DATABASE_AWAY: tuple[type[BaseException], ...] = (
+    OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError, asyncpg.TooManyConnectionsError,
+)
+
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
     for name in ("jsonb", "json"):

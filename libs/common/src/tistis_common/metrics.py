@@ -25,7 +25,7 @@ PUBLISH_CONFIRM_SECONDS = Histogram(
 )
 EVENTS_CONSUMED = Counter(
     "tistis_events_consumed_total", "Events taken from a queue, by outcome",
-    ["queue", "outcome"],  # outcome: ok | retry | dead_letter
+    ["queue", "outcome"],  # outcome: ok | retry | wait (for a claim) | dead_letter
 )
 HANDLER_SECONDS = Histogram(
     "tistis_handler_seconds", "Time a consumer handler took", ["queue"],

@@ -57,6 +57,7 @@ class Runtime:
         self._server: uvicorn.Server | None = None
         self._server_task: asyncio.Task | None = None
         self._closers: list[Callable[[], Awaitable[None]]] = []
+        self._drains: list[Callable[[float], Awaitable[None]]] = []
 
     # -- lifecycle --------------------------------------------------------------------
     async def start(self) -> None:
@@ -144,6 +145,12 @@ class Runtime:
         checks["running"] = not self.stopping.is_set()
         return checks
 
+    def drain_at_stop(self, drain: Callable[[float], Awaitable[None]]) -> None:
+        """Work a service runs apart from its handlers' tasks (the dispatcher's shielded sends,
+        which a closed channel does not cancel): `drain(grace)` is awaited once the consumers
+        stopped, while the pool and the broker are still open."""
+        self._drains.append(drain)
+
     def close_at_stop(self, close: Callable[[], Awaitable[None]]) -> None:
         """A client of the service's own (HTTP, media store) closed once the consumers drained."""
         self._closers.append(close)
@@ -154,6 +161,8 @@ class Runtime:
         log.info("service.stopping", grace_s=grace)
         for consumer in self.consumers:
             await consumer.stop(grace)
+        for drain in self._drains:
+            await drain(grace)
         if self._background:
             await asyncio.wait(self._background, timeout=grace)
             for task in self._background:

@@ -51,6 +51,7 @@ async def start(settings: Settings) -> Runtime:
     deps = runtime.deps = Deps(runtime.pool, runtime.platform, settings, claimer=lease.key,
                                store=store)
     runtime.background(keep_fresh(deps))  # tokens that expire (TikTok, Instagram Login)
+    runtime.drain_at_stop(deps.attempts.drain)  # sends whose handler a closed channel cancelled
     for spec in DISPATCHER_OUTBOUND.values():
         runtime.consume(spec, partial(handle_outbound, deps=deps))  # type: ignore[arg-type]
     runtime.consume(DISPATCHER_STATUS, partial(handle_status, deps=deps))  # type: ignore[arg-type]

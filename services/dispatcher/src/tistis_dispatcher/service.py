@@ -14,6 +14,11 @@ Send, step by step (a happy-path text is two statements, six round trips with th
 3. One statement per outcome: `sent` with the platform id; or back to `pending` for a retry
    (5xx, timeouts, longer rate limits) or a replay (token invalid: parked in the DLQ); or a
    final `failed` / `blocked_window` with the conversation flagged for a human.
+Each attempt (1 to 3) runs in a task of its own, registered in `Deps.attempts`
+(tistis_dispatcher.attempts): a broker channel closed meanwhile cancels only the handler's wait,
+never a send half-way, and a redelivery waits for the live attempt instead of taking its claim
+for another's. An attempt that stops before its platform call gives the claim back; one that
+has made the call records its outcome, retried through a database restart.
 A crash between 1 and 3 leaves the row in `sending`: see docs/reliability.md.
 """
 
@@ -22,8 +27,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -31,8 +36,8 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 from tistis_common import metrics
-from tistis_common.broker import PermanentError
-from tistis_common.db import tenant_session, tenant_tx
+from tistis_common.broker import PermanentError, WaitForClaim
+from tistis_common.db import DATABASE_AWAY, tenant_session, tenant_tx
 from tistis_common.events import Event, MessageStatus, OutboundMessage
 from tistis_common.logging import bound, get_logger
 from tistis_common.secrets import SecretBox
@@ -42,6 +47,7 @@ from tistis_common.tenant_labels import TENANT_LABELS
 
 from tistis_dispatcher import messenger, rules, tiktok, tokens, uploads, whatsapp
 from tistis_dispatcher import repository as repo
+from tistis_dispatcher.attempts import Attempt, Attempts
 from tistis_dispatcher.lease import claimer_gone
 from tistis_dispatcher.platform import (
     Account,
@@ -113,6 +119,7 @@ class Deps:
     settings: Settings
     claimer: int = 0  # this process's lease key (tistis_dispatcher.lease)
     store: MediaStore | None = None  # our files, for media messages sent by upload
+    attempts: Attempts = field(default_factory=Attempts)  # this process's sends in flight
     limiter: TenantLimiter = field(init=False)
     secrets: SecretBox = field(init=False)
 
@@ -152,42 +159,92 @@ async def handle_outbound(event: OutboundMessage, deps: Deps) -> Sequence[Event]
     await TENANT_LABELS.load(deps.pool, event.tenant_id)
     with bound(message_id=str(event.message_id), channel=event.channel.value,
                purpose=event.purpose):
-        plan = await _prepare(event, deps)
-        if plan is not None:
-            await _send(event, plan, deps)
+        # A redelivery waits for the live attempt at the same message (Attempts.run).
+        await deps.attempts.run(event.message_id, lambda attempt: _attempt(event, deps, attempt))
     return []
 
 
-async def _prepare(event: OutboundMessage, deps: Deps) -> Plan | None:
+async def _attempt(event: OutboundMessage, deps: Deps, attempt: Attempt) -> None:
+    try:
+        plan = await _prepare(event, deps, attempt)
+        if plan is not None:
+            await _send(event, plan, deps, attempt)
+    except BaseException:
+        if attempt.claimed and not attempt.called:
+            await _give_back(event, deps, attempt)
+        raise
+
+
+async def _give_back(event: OutboundMessage, deps: Deps, attempt: Attempt) -> None:
+    """Nothing was sent (the rules could not decide, an error, cancelled at shutdown): the claim
+    goes back, so that a retry or a replay (e.g. once the clinic connects the channel) finds the
+    message pending, not a send in flight. If the database is away, the attempt stays known as
+    one that made no call, and the next attempt here takes its claim over."""
+    try:
+        async with tenant_session(deps.pool, event.tenant_id) as conn:
+            await repo.unclaim(conn, event.message_id, deps.claimer)
+        attempt.claimed = False
+    except DATABASE_AWAY as exc:
+        log.warning("send.unclaim_failed", error=type(exc).__name__)
+
+
+async def _claim(conn: asyncpg.Connection, event: OutboundMessage, deps: Deps) -> asyncpg.Record:
+    row = await repo.claim_outbound(conn, event, deps.claimer)
+    if row is None:  # nobody stored it first (scheduler, API): from the event
+        await repo.insert_outbound(conn, event)
+        row = await repo.claim_outbound(conn, event, deps.claimer)
+    if row is None or row["direction"] != "outbound":
+        raise PermanentError(f"message {event.message_id} is not an outbound message")
+    return row
+
+
+async def _prepare(event: OutboundMessage, deps: Deps, attempt: Attempt) -> Plan | None:
     # Each statement commits on its own: the claim and every write after it are conditional on
     # the status they expect, so no transaction (nor its BEGIN and COMMIT) is needed.
     async with tenant_session(deps.pool, event.tenant_id) as conn:
-        row = await repo.claim_outbound(conn, event, deps.claimer)
-        if row is None:  # nobody stored it first (scheduler, API): from the event
-            await repo.insert_outbound(conn, event)
-            row = await repo.claim_outbound(conn, event, deps.claimer)
-        if row is None or row["direction"] != "outbound":
-            raise PermanentError(f"message {event.message_id} is not an outbound message")
-        if row["claimed"]:
-            return await _decide_claimed(conn, event, row, deps)
+        earlier = attempt.previous  # an attempt of ours that ended holding the claim
+        # Stopped before the claim's answer is read, this attempt may hold it: it gives it back
+        # (`unclaim` is conditional), unless the claim is that earlier attempt's.
+        attempt.claimed = earlier is None or not earlier.claimed
+        row = await _claim(conn, event, deps)
+        attempt.claimed = False
+        ours = row["status"] == "sending" and row["claimed_by"] == deps.claimer
+        if ours and earlier is not None and earlier.unwritten is not None:
+            async with conn.transaction():
+                await earlier.unwritten(conn)  # its platform call's outcome, recorded now
+            earlier.unwritten, earlier.claimed = None, False
+            log.info("send.outcome_recorded_late")
+            row = await _claim(conn, event, deps)
+            ours = False
+        if row["claimed"] or (ours and earlier is not None and not earlier.called):
+            # Ours now; or an attempt of ours stopped before any platform call and could not
+            # give its claim back: this one takes it over.
+            attempt.claimed = True
+            if earlier is not None:
+                earlier.claimed = False
+            return await _decide_claimed(conn, event, row, deps, attempt)
         status = row["status"]
         if status in repo.FINAL:
             _count(event, "duplicate")
             log.info("send.duplicate", status=status)
             return None
-        if status == "pending":  # read as pending, but another attempt's claim won the update
-            raise RetryLater("the message was claimed meanwhile")
+        timeout = deps.settings.dispatcher_sending_timeout_seconds
+        if status == "pending":  # read as pending, but another process's claim won the update
+            raise WaitForClaim("the message was claimed meanwhile", timeout)
         if status != "sending":
             raise PermanentError(f"message {event.message_id} has status {status}")
-        # Claimed by a worker before. The one crash window: that worker died between its
-        # platform call and recording the outcome (its lease is gone), or never came back
-        # (the claim outlived the timeout). Whether the patient got it is unknown, and sending
-        # again could reach them twice: a human checks instead.
-        claimer_died = row["claimed_by"] not in (None, deps.claimer) and await claimer_gone(
-            conn, row["claimed_by"])
-        if not claimer_died and (row["age"].total_seconds()
-                                 < deps.settings.dispatcher_sending_timeout_seconds):
-            raise RetryLater("another attempt is sending this message now")
+        # Claimed before, and no attempt of this process is on it (Attempts.run waited for any).
+        # The one crash window: the claimer died between its platform call and recording the
+        # outcome (its lease is gone; or it is this process, whose attempt ended mid-call), or
+        # never came back (the claim outlived the timeout). Whether the patient got it is
+        # unknown, and sending again could reach them twice: a human checks instead.
+        claimer_died = ours or (row["claimed_by"] is not None and await claimer_gone(
+            conn, row["claimed_by"]))
+        remaining = timeout - row["age"].total_seconds()
+        if not claimer_died and remaining > 0:
+            raise WaitForClaim("another dispatcher is sending this message now", remaining)
+        if earlier is not None:
+            earlier.claimed = False  # settled here, one way or the other
         if not await repo.end_claim(conn, event.message_id, row["claimed_by"], "failed",
                                     "send_outcome_unknown", flag=True):
             raise RetryLater("the stale claim was settled meanwhile")  # a duplicate next time
@@ -201,23 +258,19 @@ async def _prepare(event: OutboundMessage, deps: Deps) -> Plan | None:
 
 
 async def _decide_claimed(conn: asyncpg.Connection, event: OutboundMessage,
-                          row: asyncpg.Record, deps: Deps) -> Plan | None:
+                          row: asyncpg.Record, deps: Deps, attempt: Attempt) -> Plan | None:
     """The rules (opt-out, window, length, quota) for a message this process has just claimed:
-    a plan to send, or a refusal that ends the claim with its final status."""
-    try:
-        if row["conversation_id"] is None:
-            raise PermanentError(f"conversation {event.conversation_id} not found")
-        decision = await _decide(conn, event, row, deps.settings, deps.secrets)
-    except BaseException:
-        # Nothing was sent: give the claim back, so that a retry or a replay (e.g. once the
-        # clinic connects the channel) finds the message pending, not a send in flight.
-        with suppress(Exception):
-            await repo.unclaim(conn, event.message_id, deps.claimer)
-        raise
+    a plan to send, or a refusal that ends the claim with its final status. An error gives
+    the claim back (`_attempt`)."""
+    if row["conversation_id"] is None:
+        raise PermanentError(f"conversation {event.conversation_id} not found")
+    decision = await _decide(conn, event, row, deps.settings, deps.secrets)
     if isinstance(decision, Plan):
         return decision
-    if not await repo.end_claim(conn, event.message_id, deps.claimer, decision.status,
-                                decision.reason, decision.flag):
+    ended = await repo.end_claim(conn, event.message_id, deps.claimer, decision.status,
+                                 decision.reason, decision.flag)
+    attempt.claimed = False
+    if not ended:
         raise RetryLater("the claim was settled meanwhile")  # a duplicate next time
     if decision.status == "blocked_window":
         metrics.WINDOW_BLOCKS.labels(event.channel.value).inc()
@@ -297,7 +350,7 @@ def _render(allowed: rules.Allowed, event: OutboundMessage, ctx: asyncpg.Record,
                             max_parts)
 
 
-async def _send(event: OutboundMessage, plan: Plan, deps: Deps) -> None:
+async def _send(event: OutboundMessage, plan: Plan, deps: Deps, attempt: Attempt) -> None:
     done = list(plan.done)
     # A token about to expire is refreshed first; one the platform calls expired, once.
     account, refreshed = await tokens.before_send(event.tenant_id, plan.account, deps)
@@ -307,7 +360,7 @@ async def _send(event: OutboundMessage, plan: Plan, deps: Deps) -> None:
             media_id = await uploads.platform_media_id(event, account, deps.platform,
                                                        deps.store, deps.pool)
         except SendError as exc:
-            await _failed(event, plan, exc, done, deps)
+            await _failed(event, plan, exc, done, deps, attempt)
             return
         plan = replace(plan, bodies=plan.with_upload(media_id))
     for index, body in enumerate(plan.bodies):
@@ -315,22 +368,25 @@ async def _send(event: OutboundMessage, plan: Plan, deps: Deps) -> None:
             continue  # sent by an earlier attempt
         try:
             try:
-                done.append(await _call(event, account, body, deps))
+                done.append(await _call(event, account, body, deps, attempt))
             except TokenInvalid:
                 if refreshed or not tokens.refreshable(account):
                     raise
                 refreshed = True
                 account = await tokens.after_refusal(event.tenant_id, account, deps)
-                done.append(await _call(event, account, body, deps))
+                done.append(await _call(event, account, body, deps, attempt))
         except SendError as exc:
-            await _failed(event, plan, exc, done, deps)
+            await _failed(event, plan, exc, done, deps, attempt)
             return
         if index < len(plan.bodies) - 1:
             async with tenant_session(deps.pool, event.tenant_id) as conn:
                 await repo.record_parts(conn, event.message_id, done)
-    async with tenant_session(deps.pool, event.tenant_id) as conn:
+
+    async def sent(conn: asyncpg.Connection) -> None:
         await repo.mark_sent(conn, event.message_id, event.conversation_id, done[-1],
                              done if len(done) > 1 else None, plan.account.connection_id)
+
+    await _record(event, deps, attempt, sent, atomic=False)
     metrics.CONNECTION_HEALTHY.labels(TENANT_LABELS.of(event.tenant_id), event.channel.value).set(1)
     _count(event, "sent")
     log.info("send.sent", platform_message_id=done[-1], parts=len(done))
@@ -342,12 +398,13 @@ def _backoff(attempt: int, recipient_only: bool) -> float:
 
 
 async def _call(event: OutboundMessage, account: Account, body: dict[str, Any],
-                deps: Deps) -> str:
+                deps: Deps, send_attempt: Attempt) -> str:
     s = deps.settings
     attempt = 0
     while True:
         try:
             async with deps.limiter.slot(event.tenant_id):
+                send_attempt.called = True  # from here on, the patient may get it
                 return await deps.platform.send(account, body)
         except RateLimited as exc:
             wait = exc.retry_after if exc.retry_after is not None else _backoff(
@@ -362,28 +419,38 @@ async def _call(event: OutboundMessage, account: Account, body: dict[str, Any],
             attempt += 1
 
 
+# A PostgreSQL restart takes seconds: an outcome known after a platform call is worth the wait.
+RECORD_RETRY_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+
+
+async def _record(event: OutboundMessage, deps: Deps, attempt: Attempt,
+                  write: Callable[[asyncpg.Connection], Awaitable[None]], *,
+                  atomic: bool = True) -> None:
+    """The outcome of a platform call (in one transaction when `atomic`; `mark_sent` is one
+    statement): retried while the database is away (a lost connection, a restart), then left
+    in `attempt` for the next attempt at the message to write (the claim stays ours meanwhile,
+    so nobody sends it again)."""
+    attempt.unwritten = write
+    for wait in (*RECORD_RETRY_DELAYS, None):
+        try:
+            async with (tenant_tx if atomic else tenant_session)(deps.pool,
+                                                                 event.tenant_id) as conn:
+                await write(conn)
+            break
+        except DATABASE_AWAY as exc:
+            if wait is None:
+                raise
+            log.warning("send.record_retry", wait_s=wait, error=type(exc).__name__)
+            await asyncio.sleep(wait)
+    attempt.unwritten = None
+    attempt.claimed = False
+
+
 async def _failed(event: OutboundMessage, plan: Plan, exc: SendError, done: list[str],
-                  deps: Deps) -> None:
+                  deps: Deps, attempt: Attempt) -> None:
     channel = event.channel.value
     log_fields = {"code": exc.code, "http_status": exc.status, "error": exc.title}
-    async with tenant_tx(deps.pool, event.tenant_id) as conn:
-        if done:
-            await repo.record_parts(conn, event.message_id, done)
-        if isinstance(exc, TokenInvalid):
-            await repo.release(conn, event.message_id, exc.code, exc.title)
-            await repo.mark_unhealthy(conn, plan.account.connection_id, f"{exc.code}: {exc.title}")
-        elif isinstance(exc, RateLimited | Transient):
-            await repo.release(conn, event.message_id, exc.code, exc.title)
-        elif isinstance(exc, OptedOut):
-            await repo.mark_final(conn, event.message_id, "failed", exc.code, exc.title)
-            await repo.set_opted_out(conn, event.lead_id)
-        elif isinstance(exc, WindowClosed):
-            await repo.mark_final(conn, event.message_id, "blocked_window", exc.code, exc.title)
-            await repo.flag_conversation(conn, event.conversation_id, f"window: {exc.title}")
-        else:
-            assert isinstance(exc, Rejected)
-            await repo.mark_final(conn, event.message_id, "failed", exc.code, exc.title)
-            await repo.flag_conversation(conn, event.conversation_id, f"send failed: {exc.title}")
+    await _record(event, deps, attempt, lambda conn: _write_failure(conn, event, plan, exc, done))
     if isinstance(exc, TokenInvalid):
         metrics.CONNECTION_HEALTHY.labels(TENANT_LABELS.of(event.tenant_id), channel).set(0)
         _count(event, "parked")
@@ -401,6 +468,27 @@ async def _failed(event: OutboundMessage, plan: Plan, exc: SendError, done: list
     else:
         _count(event, "opted_out" if isinstance(exc, OptedOut) else "failed")
     log.warning("send.failed", **log_fields)
+
+
+async def _write_failure(conn: asyncpg.Connection, event: OutboundMessage, plan: Plan,
+                         exc: SendError, done: list[str]) -> None:
+    if done:
+        await repo.record_parts(conn, event.message_id, done)
+    if isinstance(exc, TokenInvalid):
+        await repo.release(conn, event.message_id, exc.code, exc.title)
+        await repo.mark_unhealthy(conn, plan.account.connection_id, f"{exc.code}: {exc.title}")
+    elif isinstance(exc, RateLimited | Transient):
+        await repo.release(conn, event.message_id, exc.code, exc.title)
+    elif isinstance(exc, OptedOut):
+        await repo.mark_final(conn, event.message_id, "failed", exc.code, exc.title)
+        await repo.set_opted_out(conn, event.lead_id)
+    elif isinstance(exc, WindowClosed):
+        await repo.mark_final(conn, event.message_id, "blocked_window", exc.code, exc.title)
+        await repo.flag_conversation(conn, event.conversation_id, f"window: {exc.title}")
+    else:
+        assert isinstance(exc, Rejected)
+        await repo.mark_final(conn, event.message_id, "failed", exc.code, exc.title)
+        await repo.flag_conversation(conn, event.conversation_id, f"send failed: {exc.title}")
 
 
 # ------------------------------------------------------------------------- statuses

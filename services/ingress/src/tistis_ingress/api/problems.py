@@ -19,13 +19,13 @@ from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
-import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 from tistis_common import metrics
+from tistis_common.db import DATABASE_AWAY
 from tistis_common.logging import get_logger
 
 log = get_logger(__name__)
@@ -125,14 +125,10 @@ async def _on_http(request: Request, exc: Exception) -> ProblemResponse:
     return problem(exc.status_code, str(exc.detail), headers=exc.headers)
 
 
-# The database away (closed pool, refused or dropped connection, timeout): a retry may succeed.
-_UNAVAILABLE = (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
-                asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError)
-
 
 async def _on_unexpected(request: Request, exc: Exception) -> ProblemResponse:
     route = _route(request)
-    if isinstance(exc, _UNAVAILABLE):
+    if isinstance(exc, DATABASE_AWAY):
         log.error("api.unavailable", route=route, method=request.method, error=type(exc).__name__)
         metrics.API_REQUESTS.labels(route, "unavailable").inc()
         return problem(503, "the database did not answer, try again")
