@@ -19,7 +19,7 @@ import pytest
 from .cluster import SERVICES, Cluster
 from .conftest import Row
 from .load import build, drive
-from .verify import settle_and_check
+from .verify import dead_letter_count, settle_and_check
 
 FULL = os.environ.get("TISTIS_CHAOS") == "full"
 TENANTS = 4
@@ -48,6 +48,7 @@ async def cluster():
 async def scenario(cluster: Cluster, seed: int, disrupt: Callable[[], Awaitable[None]],
                    rows: list[Row], name: str) -> None:
     started = time.monotonic()
+    dead_before = dead_letter_count(cluster)
     hooks = build(cluster.tenants, PATIENTS_PER_TENANT, seed=seed)  # type: ignore[attr-defined]
     load = asyncio.create_task(drive(cluster.ingress_url, hooks, rate=RATE, seed=seed))
     await asyncio.sleep(len(hooks) / RATE / 3)  # a third of the way in
@@ -61,7 +62,7 @@ async def scenario(cluster: Cluster, seed: int, disrupt: Callable[[], Awaitable[
           f"parked_unknown={len(outcome.parked_unknown)} "
           f"dead_letters={outcome.dead_letters} settle={outcome.settle_seconds:.1f}s")
     rows.append(Row(name, seed, outcome.accepted, outcome.stored_once, outcome.replied_once,
-                    len(outcome.parked_unknown), sum(outcome.dead_letters.values()),
+                    len(outcome.parked_unknown), sum(outcome.dead_letters.values()) - dead_before,
                     time.monotonic() - started,
                     stats.accepted == len(hooks) and not outcome.problems()))
     assert stats.accepted == len(hooks), f"webhooks never accepted: {len(hooks) - stats.accepted}"
