@@ -14,6 +14,7 @@ import asyncio
 from datetime import timedelta
 from functools import partial
 
+import pytest
 from tistis_common.events import AppointmentRequested
 from tistis_common.testing.plugin import (
     broker_closes_channel,
@@ -33,13 +34,20 @@ async def reconnected(runtime) -> None:
     await eventually(lambda: asyncio.sleep(0, not runtime.publisher.channel.is_closed))
 
 
+@pytest.fixture
+async def due_reminder(make_tenant, rows, clock):
+    """A tenant with an appointment whose reminder is due now (the clock 20 h before it)."""
+    tenant = await make_tenant()
+    await rows.appointment(await rows.patient(tenant), at=MONDAY_9, booked_at=utc(2027, 1, 4))
+    clock.set(MONDAY_9 - timedelta(hours=20))
+    return tenant
+
+
 class TestReminderThroughABrokerLoss:
     async def test_connection_lost_right_after_the_commit_is_published_by_a_later_pass(
-        self, settings, make_tenant, rows, bus, clock, deps_for, monkeypatch
+        self, settings, due_reminder, rows, bus, clock, deps_for, monkeypatch
     ):
-        tenant = await make_tenant()
-        await rows.appointment(await rows.patient(tenant), at=MONDAY_9, booked_at=utc(2027, 1, 4))
-        clock.set(MONDAY_9 - timedelta(hours=20))
+        tenant = due_reminder
         named = named_connections(settings, "scheduler")
         publish = passes._publish
 
@@ -64,11 +72,9 @@ class TestReminderThroughABrokerLoss:
         assert sent[0].message_id == row["id"]
 
     async def test_connection_lost_right_after_the_publish_still_records_it_published(
-        self, settings, make_tenant, rows, bus, clock, deps_for, monkeypatch
+        self, settings, due_reminder, rows, bus, clock, deps_for, monkeypatch
     ):
-        tenant = await make_tenant()
-        await rows.appointment(await rows.patient(tenant), at=MONDAY_9, booked_at=utc(2027, 1, 4))
-        clock.set(MONDAY_9 - timedelta(hours=20))
+        tenant = due_reminder
         named = named_connections(settings, "scheduler")
         async with running(partial(start, now=clock), named, scheduler_tick_seconds=0) as runtime:
             publish_all = runtime.publisher.publish_all
