@@ -57,8 +57,9 @@ class Peaks:
 
 
 async def sample(cluster: Cluster, peaks: Peaks, stop: asyncio.Event) -> None:
-    """Every quarter second the ai-responder's gauge and connections, every second the replies
-    queues (the broker's management API is not cheap)."""
+    """Every quarter second the ai-responder's connections, every second its in-flight gauge
+    (a scrape of /metrics costs the measured process CPU) and the replies queues (the
+    broker's management API is not cheap)."""
     conn = await asyncpg.connect(cluster.superuser_url)
     metrics_url = f"http://127.0.0.1:{cluster.port_of('ai-responder')}/metrics"
     try:
@@ -68,15 +69,15 @@ async def sample(cluster: Cluster, peaks: Peaks, stop: asyncio.Event) -> None:
                     """SELECT count(*) FROM pg_stat_activity
                        WHERE application_name = 'ai-responder' AND datname = $1""",
                     cluster.db_name)))
-                in_flight = 0.0
-                try:
-                    for line in (await http.get(metrics_url)).text.splitlines():
-                        if line.startswith("tistis_ai_replies_in_flight "):
-                            in_flight = float(line.split()[1])
-                except httpx.HTTPError:
-                    pass
-                peaks.in_flight = max(peaks.in_flight, in_flight)
                 if not peaks.samples or time.monotonic() - peaks.samples[-1][0] >= 1.0:
+                    in_flight = 0.0
+                    try:
+                        for line in (await http.get(metrics_url)).text.splitlines():
+                            if line.startswith("tistis_ai_replies_in_flight "):
+                                in_flight = float(line.split()[1])
+                    except httpx.HTTPError:
+                        pass
+                    peaks.in_flight = max(peaks.in_flight, in_flight)
                     queues = await asyncio.to_thread(cluster.queues)
                     for name, depth in queues.items():
                         peaks.backlog[name] = max(peaks.backlog.get(name, 0), depth["ready"])
@@ -150,13 +151,17 @@ async def measure(cluster: Cluster, rate: float, seconds: float, seed: int, *,
     wanted = {h.recipient: h for h in hooks if h.accepted_at}
     deadline = time.monotonic() + settle
     arrived: dict[str, float] = {}
+    seen_until = since
     while time.monotonic() < deadline and len(arrived) < len(wanted):
-        # Only the platform sends of this round (the sandbox filters), not every model call.
-        params = {"target": ["whatsapp", "graph", "tiktok"], "since": since}
+        # Only the platform sends of this round (the sandbox filters), not every model call,
+        # and only what is new since the last look: the sandbox also serves the replies still
+        # in flight, and listing the whole round every second would slow them down.
+        params = {"target": ["whatsapp", "graph", "tiktok"], "since": seen_until}
         async with httpx.AsyncClient(timeout=60) as http:
             rows = (await http.get(f"{cluster.sandbox_url}/_sandbox/requests",
                                    params=params)).json()["requests"]
         for r in rows:  # replies, not the read receipts and typing indicators
+            seen_until = max(seen_until, r["time"])
             if (r.get("kind", "message") == "message" and 200 <= r["status"] < 300
                     and r.get("recipient") in wanted):
                 arrived.setdefault(r["recipient"], r["time"])

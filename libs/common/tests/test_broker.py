@@ -216,3 +216,19 @@ class TestUnroutedEvents:
         parked = [(await get_one(channel, UNROUTED)).message_id]
         while parked[-1] != message.message_id:  # other tests may have parked events too
             parked.append((await get_one(channel, UNROUTED)).message_id)
+
+    async def test_a_realtime_event_nobody_listens_to_is_dropped_not_parked(self, settings, broker):
+        """`lead.created` is for the realtime feed only: with no feed listening it goes to the
+        queueless broadcast exchange, not into `tistis.unrouted` (one per new patient)."""
+        from tistis_common.broker import event_message
+        from tistis_common.topology import UNROUTED
+
+        _connection, _spec, publisher, channel = broker
+        created = event_message(event())
+        await publisher.exchange.publish(created, routing_key="lead.created", mandatory=True)
+        marker = event_message(event())  # a key nobody binds: parked, after the one above
+        await publisher.exchange.publish(marker, routing_key="nobody.listens.here", mandatory=True)
+        parked = [(await get_one(channel, UNROUTED)).message_id]
+        while parked[-1] != marker.message_id:
+            parked.append((await get_one(channel, UNROUTED)).message_id)
+        assert created.message_id not in parked

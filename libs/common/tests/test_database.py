@@ -1,6 +1,6 @@
 import asyncpg
 import pytest
-from tistis_common.db import tenant_session, tenant_tx
+from tistis_common.db import create_pool, tenant_session, tenant_tx
 from tistis_common.migrate import available, migrate
 
 
@@ -45,6 +45,26 @@ class TestTenantIsolation:
                 backend = conn.get_server_pid()
             async with pool.acquire() as conn:  # the same (only) connection, reset by the pool
                 assert conn.get_server_pid() == backend
+                assert await conn.fetchval("SELECT count(*) FROM faqs") == 0
+        finally:
+            await pool.close()
+
+    async def test_our_pool_clears_a_stale_scope_before_any_unscoped_use(self, make_tenant,
+                                                                       settings):
+        """`create_pool` keeps a session scope on release (no reset round trip) and clears it
+        when the next acquirer does not scope: a stale tenant never leaks."""
+        a, b = await make_tenant(), await make_tenant()
+        pool = await create_pool(settings.database_url, min_size=1, max_size=1)
+        try:
+            async with tenant_session(pool, a.id) as conn:
+                assert await conn.fetchval("SELECT count(*) FROM faqs") == 1
+            assert await pool.fetchval("SELECT count(*) FROM faqs") == 0  # same connection
+            async with tenant_session(pool, a.id):
+                pass
+            async with tenant_tx(pool, b.id) as conn:  # overwrites it for the transaction
+                assert {r["tenant_id"] for r in await conn.fetch(
+                    "SELECT tenant_id FROM faqs")} == {b.id}
+            async with pool.acquire() as conn:  # after the transaction: cleared, not a's
                 assert await conn.fetchval("SELECT count(*) FROM faqs") == 0
         finally:
             await pool.close()

@@ -8,6 +8,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 
 import asyncpg
 
@@ -26,12 +27,34 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
+# The tenant scope is cleared lazily. A connection given back by `tenant_session` keeps its
+# session scope; the next acquirer that scopes (`tenant_session`, `tenant_tx`) overwrites it,
+# and any other acquirer gets it cleared first (`_clear_stale_scope`). That is one round trip
+# per scoped use instead of two (asyncpg's reset query on every release: RESET ALL, CLOSE ALL,
+# UNLISTEN *, pg_advisory_unlock_all, none of which we need: cursors live in transactions,
+# nothing LISTENs on a pooled connection, and the lease unlocks its own lock).
+_scoped_backends: set[int] = set()  # server pids whose session scope may be set
+_scoping: ContextVar[bool] = ContextVar("tistis_scoping", default=False)
+
+
+async def _clear_stale_scope(conn: asyncpg.Connection) -> None:
+    pid = conn.get_server_pid()
+    if pid in _scoped_backends and not _scoping.get():
+        await conn.execute("SELECT set_config('app.tenant_id', '', false)")
+        _scoped_backends.discard(pid)
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """On release (asyncpg has rolled back any open transaction before): nothing to undo."""
+
+
 async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10,
                       application_name: str | None = None) -> asyncpg.Pool:
     """`application_name`: the service, so that `pg_stat_activity` tells whose connections are whose."""
     pool = await asyncpg.create_pool(
         url, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=30,
         server_settings={"application_name": application_name} if application_name else None,
+        setup=_clear_stale_scope, reset=_keep_session,
     )
     assert pool is not None
     return pool
@@ -40,7 +63,7 @@ async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10,
 @asynccontextmanager
 async def tenant_tx(pool: asyncpg.Pool, tenant_id: uuid.UUID) -> AsyncIterator[asyncpg.Connection]:
     """One short transaction scoped to one tenant (RLS sees only its rows)."""
-    async with pool.acquire() as conn, conn.transaction():
+    async with _acquire_to_scope(pool) as conn, conn.transaction():
         await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(tenant_id))
         yield conn
 
@@ -50,10 +73,25 @@ async def tenant_session(pool: asyncpg.Pool, tenant_id: uuid.UUID) -> AsyncItera
     """A pooled connection scoped to one tenant for as long as it is held: for a handler's few
     statements that are each atomic on their own (autocommit), or that open their own
     `conn.transaction()`. One round trip to scope it instead of BEGIN, set_config and COMMIT per
-    transaction. The pool's reset on release (RESET ALL) clears the scope again."""
-    async with pool.acquire() as conn:
+    transaction. The scope outlives the release; the next unscoped acquirer clears it."""
+    async with _acquire_to_scope(pool) as conn:
+        _scoped_backends.add(conn.get_server_pid())
         await conn.execute("SELECT set_config('app.tenant_id', $1, false)", str(tenant_id))
         yield conn
+
+
+@asynccontextmanager
+async def _acquire_to_scope(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    """A pooled connection whose stale scope (if any) the caller is about to overwrite."""
+    token = _scoping.set(True)  # read by `_clear_stale_scope`, which runs inside acquire
+    try:
+        conn = await pool.acquire()
+    finally:
+        _scoping.reset(token)
+    try:
+        yield conn
+    finally:
+        await pool.release(conn)
 
 
 @asynccontextmanager

@@ -67,9 +67,12 @@ class ProcessLease:
             await self._drop(conn)
 
     async def _drop(self, conn: asyncpg.Connection) -> None:
-        """Closed, or back to the pool, whose reset unlocks it (`pg_advisory_unlock_all`)."""
+        """Closed, or unlocked and back to the pool (whose release keeps session state)."""
         with suppress(Exception):
             if self.pool is not None:
+                with suppress(Exception):
+                    await conn.execute("SELECT pg_advisory_unlock($1, $2)", self.lock_class,
+                                       self.key)
                 await self.pool.release(conn)
             else:
                 await conn.close()

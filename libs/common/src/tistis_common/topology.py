@@ -54,6 +54,11 @@ EXCHANGE = "tistis.events"
 # when no realtime feed runs) land here instead of failing their publisher; bounded, so it
 # cannot grow without end, and inspectable, so a missing binding can be seen.
 UNROUTED = "tistis.unrouted"
+# The realtime feed's events (REALTIME_BINDINGS) are also bound to this queue, which keeps
+# nothing (length 0): with no feed listening they are dropped, as a broadcast nobody hears is,
+# instead of filling `tistis.unrouted` (and the broker's disk) with one `lead.created` per new
+# patient. A queue, not a queueless exchange: the publisher's `mandatory` needs a queue.
+BROADCAST = "tistis.broadcast"
 
 
 @dataclass(frozen=True)
@@ -217,6 +222,10 @@ async def declare_topology(
         EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True,
         arguments={"alternate-exchange": UNROUTED},
     )
+    broadcast = await channel.declare_queue(
+        BROADCAST, durable=True, arguments={"x-max-length": 0, "x-overflow": "drop-head"})
+    for pattern in REALTIME_BINDINGS:
+        await broadcast.bind(exchange, routing_key=pattern)
     for spec in queues:
         queue = await channel.declare_queue(spec.name, durable=True, arguments=spec.arguments)
         for pattern in spec.bindings:

