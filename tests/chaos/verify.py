@@ -103,6 +103,11 @@ def _queues(cluster: Cluster) -> tuple[dict[str, dict], dict[str, int]]:
     return stuck, dead
 
 
+def dead_letter_count(cluster: Cluster) -> int:
+    """Everything in the cluster's dead-letter queues now (they keep what earlier scenarios left)."""
+    return sum(_queues(cluster)[1].values())
+
+
 async def settle_and_check(cluster: Cluster, hooks: list[Webhook], timeout: float = 120) -> Outcome:
     """Wait until every accepted patient message got its reply (or time runs out), then judge."""
     accepted = [h for h in hooks if h.accepted_at]

@@ -9,13 +9,22 @@ gone (PostgreSQL dropped the lock with the session: kill -9, OOM, a lost connect
 is this process's own and none of this process's live attempts has it (an attempt that could
 not give it back). Nothing expires by time: a model call bounded by its own timeout holds the
 lease exactly as long as it runs, and a crash frees it at once.
+
+Cancellation (the broker closed the channel, and aiormq cancels the handlers of its deliveries):
+an attempt cancelled before its reply is decided gives the lease back (`Attempts.give_back`,
+from the claim statement on: a claim whose answer was lost may have been taken), and its
+redelivery asks again; once the model has answered (or n8n is called), the attempt records
+what came back to its end (`to_the_end`), so that the redelivery re-emits the stored reply
+instead of asking twice. No lease is left to a live process without a live attempt.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable
 from contextlib import suppress
+from typing import TypeVar
 
 import asyncpg
 from tistis_common import metrics
@@ -28,6 +37,23 @@ from . import repository as repo
 log = get_logger(__name__)
 
 LOCK_CLASS = 7_420_800  # first key of the two-key advisory locks: "ai-responder leases"
+
+T = TypeVar("T")
+
+
+async def to_the_end(work: Awaitable[T]) -> T:
+    """`work`, run to its end even when the caller is cancelled meanwhile; the cancellation goes
+    on once it ended (the delivery stays unacked, and its redelivery finds what was recorded)."""
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        while not task.done():
+            with suppress(asyncio.CancelledError):
+                await asyncio.wait([task])
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.warning("lease.finished_after_cancel", error=repr(error)[:300])
+        raise
 
 
 def process_lease(pool: asyncpg.Pool) -> ProcessLease:

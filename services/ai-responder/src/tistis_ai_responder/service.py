@@ -47,7 +47,7 @@ from . import content, tools
 from . import repository as repo
 from .context import ContextCache, Service, TenantContext
 from .fallback import answer_from_catalog
-from .lease import LOCK_CLASS, Attempts
+from .lease import LOCK_CLASS, Attempts, to_the_end
 from .locks import ConversationLocks
 from .model import BadModelOutput, ClaudeResponder, ModelRejected, ModelReply
 from .phrases import Lang, detect, is_word, say
@@ -152,16 +152,17 @@ async def respond(engine: Engine, due: ReplyDue) -> list[Event]:
 async def _respond_leased(engine: Engine, trigger: Trigger, attempt: uuid.UUID,
                           wait: list[Event]) -> list[Event]:
     async with tenant_session(engine.pool, trigger.tenant_id) as conn:
-        state = await repo.claim_and_read(conn, trigger.conversation_id, trigger.reply_id,
-                                          engine.history_messages, engine.attempts.lease.key,
-                                          attempt, LOCK_CLASS)
-        if state is None:
-            raise PermanentError(f"conversation {trigger.conversation_id} not found")
-        if not state["claimed"]:
-            log.info("reply.waiting", message_id=str(trigger.reply_id))
-            metrics.AI_REPLY_WAITS.inc()
-            return wait
         try:
+            # Inside the try: cancelled while the claim runs, the lease may be ours all the same.
+            state = await repo.claim_and_read(conn, trigger.conversation_id, trigger.reply_id,
+                                              engine.history_messages, engine.attempts.lease.key,
+                                              attempt, LOCK_CLASS)
+            if state is None:
+                raise PermanentError(f"conversation {trigger.conversation_id} not found")
+            if not state["claimed"]:
+                log.info("reply.waiting", message_id=str(trigger.reply_id))
+                metrics.AI_REPLY_WAITS.inc()
+                return wait
             if state["claimed_through"] != state["answered_through"]:
                 state = await repo.reply_state(conn, trigger.conversation_id, trigger.reply_id,
                                                engine.history_messages)
@@ -176,11 +177,10 @@ async def _respond_leased(engine: Engine, trigger: Trigger, attempt: uuid.UUID,
     # No connection held from here until the reply is stored: the model takes seconds.
     try:
         if plan.n8n is not None and plan.reply is None:
-            await _hand_to_n8n(engine, trigger, plan.n8n, attempt)
+            await to_the_end(_hand_to_n8n(engine, trigger, plan.n8n, attempt))
             return []
         reply = plan.reply or await _ask_model(engine, trigger, plan)
-        async with tenant_session(engine.pool, trigger.tenant_id) as conn:
-            return await _store(conn, trigger, plan, reply, attempt)
+        return await to_the_end(_store_reply(engine, trigger, plan, reply, attempt))
     except BaseException:
         await engine.attempts.give_back(trigger.tenant_id, trigger.conversation_id, attempt)
         raise
@@ -485,6 +485,12 @@ def _events(trigger: Trigger, plan: Plan, reply: Reply) -> list[Event]:
             tenant_id=tenant_id, correlation_id=correlation_id,
         ))
     return events
+
+
+async def _store_reply(engine: Engine, trigger: Trigger, plan: Plan, reply: Reply,
+                       attempt: uuid.UUID) -> list[Event]:
+    async with tenant_session(engine.pool, trigger.tenant_id) as conn:
+        return await _store(conn, trigger, plan, reply, attempt)
 
 
 async def _store(conn: asyncpg.Connection, trigger: Trigger, plan: Plan, reply: Reply,

@@ -13,7 +13,8 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from urllib.parse import quote, urlsplit, urlunsplit
+from typing import Any
+from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 import httpx
@@ -80,16 +81,20 @@ async def database(infra: Infra) -> AsyncIterator[tuple[str, str]]:
     await admin.close()
 
 
+def _management(management_url: str) -> httpx.AsyncClient:
+    parts = urlsplit(management_url)
+    base = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return httpx.AsyncClient(base_url=base, auth=(parts.username or "guest",
+                                                  parts.password or "guest"), timeout=10)
+
+
 @asynccontextmanager
 async def temporary_vhost(management_url: str, amqp_url: str,
                           prefix: str = "tistis_test") -> AsyncIterator[str]:
     """A fresh RabbitMQ vhost (created through the management API), deleted after; yields the
     amqp URL that points at it."""
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    parts = urlsplit(management_url)
-    base = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    auth = (parts.username or "guest", parts.password or "guest")
-    async with httpx.AsyncClient(base_url=base, auth=auth, timeout=10) as http:
+    async with _management(management_url) as http:
         (await http.put(f"/api/vhosts/{name}")).raise_for_status()
         user = urlsplit(amqp_url).username or "guest"
         perms = {"configure": ".*", "write": ".*", "read": ".*"}
@@ -240,6 +245,45 @@ async def own_vhost(settings: Settings) -> AsyncIterator[Settings]:
     async with temporary_vhost(settings.rabbitmq_management_url, settings.rabbitmq_url,
                                "tistis_own") as url:
         yield settings.model_copy(update={"rabbitmq_url": url})
+
+
+def named_connections(settings: Settings, name: str) -> Settings:
+    """Settings whose broker connections carry `name` (aiormq reads it from the URL), so that
+    `force_close_connections` finds them, and come back quickly once closed."""
+    parts = urlsplit(settings.rabbitmq_url)
+    query = urlencode({"name": name, "reconnect_interval": "0.2"})
+    return settings.model_copy(update={"rabbitmq_url": urlunsplit(parts._replace(query=query))})
+
+
+async def force_close_connections(settings: Settings) -> int:
+    """Closes, as the broker does when it shuts down (CONNECTION_FORCED), every connection opened
+    with these settings (`named_connections`); returns how many. A service's robust connection
+    comes back on its own."""
+    parts = urlsplit(settings.rabbitmq_url)
+    name = parse_qs(parts.query)["name"][0]
+    vhost = unquote(parts.path.lstrip("/")) or "/"
+    closed = 0
+    async with _management(settings.rabbitmq_management_url) as http:
+        while not closed:  # the broker lists a new connection a moment after it opened
+            answer = await http.get(f"/api/vhosts/{quote(vhost, safe='')}/connections")
+            answer.raise_for_status()
+            for c in answer.json():
+                if c.get("user_provided_name") == name:
+                    await http.delete(f"/api/connections/{quote(c['name'], safe='')}",
+                                      headers={"X-Reason": "test: broker shutdown"})
+                    closed += 1
+            if not closed:
+                await asyncio.sleep(0.1)
+    return closed
+
+
+async def broker_closes_channel(channel: Any) -> None:
+    """Makes the broker close `channel` (an aio-pika channel) from its side, as it does on a
+    channel error: an ack for a delivery it never sent (406 PRECONDITION_FAILED). aiormq cancels
+    the handlers of the channel's deliveries, their messages go back to the queue, and a robust
+    channel opens again by itself; the connection and the publisher's channel stay up."""
+    underlay = await channel.get_underlay_channel()
+    await underlay.basic_ack(delivery_tag=2**40, wait=False)
 
 
 async def peek_queue(rabbitmq_url: str, queue: str) -> list[tuple[bytes, dict]]:
