@@ -232,3 +232,34 @@ class TestUnroutedEvents:
         while parked[-1] != marker.message_id:
             parked.append((await get_one(channel, UNROUTED)).message_id)
         assert created.message_id not in parked
+
+
+class TestPublisherAway:
+    async def test_a_delivery_whose_retry_cannot_be_published_goes_back_to_the_queue(
+            self, settings, broker):
+        """After a lost connection the consumer's channel may be back before the publisher's:
+        the handler's events and then its retry both fail to publish. The delivery is requeued
+        (not left unacknowledged until the next disconnect) and handled once the publisher
+        is back."""
+        connection, spec, publisher, channel = broker
+        away = await Publisher.open(connection)
+        await away.channel.close()  # every publish through it fails
+        seen: list[uuid.UUID] = []
+        done = asyncio.Event()
+
+        async def handler(e):
+            seen.append(e.event_id)
+            if len(seen) > 1:
+                consumer.publisher = publisher  # back
+                done.set()
+            return [event()]
+
+        consumer = Consumer(connection, spec, handler, away, prefetch=4, retry_delays=[0.1])
+        await consumer.start()
+        sent = event()
+        await publisher.publish(sent)
+        await asyncio.wait_for(done.wait(), timeout=20)
+        await consumer.stop(grace=5)
+        assert seen == [sent.event_id, sent.event_id]
+        q = await channel.declare_queue(spec.name, passive=True)
+        assert q.declaration_result.message_count == 0

@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from contextlib import suppress
 from typing import Any
 
 import pytest
-from aiormq.exceptions import ChannelNotFoundEntity
 from prometheus_client import REGISTRY
 from tistis_common.db import tenant_tx
-from tistis_common.testing.plugin import eventually
+from tistis_common.testing.plugin import broker_closes_channel, eventually
 from tistis_common.topology import DISPATCHER_OUTBOUND
 from tistis_dispatcher import repository as repo
 
@@ -48,15 +46,7 @@ async def broker_closes_the_channel(consumer) -> None:
     aiormq cancels a closed connection's consumer tasks (`FutureStore.reject_all`; a closed
     channel alone leaves them running). Returns once they stopped, unless it runs in one."""
     handlers = set(consumer._in_flight)
-    underlay = await consumer._channel.get_underlay_channel()
-
-    async def provoke() -> None:
-        with suppress(ChannelNotFoundEntity):
-            await underlay.queue_declare("tistis.test.no-such-queue", passive=True)
-
-    # In a task of its own: aiormq turns the cancellation of a task awaiting one of its RPCs
-    # into the RPC's error, which would hide a cancelled handler.
-    await asyncio.ensure_future(provoke())
+    await broker_closes_channel(consumer._channel)
     for task in handlers:
         task.cancel()
     others = handlers - {asyncio.current_task()}

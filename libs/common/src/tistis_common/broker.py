@@ -55,6 +55,9 @@ H_WAITS = "x-waits"  # how often the event waited for a claim (`WaitForClaim`), 
 MAX_WAITS = 100  # a claim that outlives this many waits broke its promise: attempts count again
 
 
+REQUEUE_PAUSE_SECONDS = 1.0  # before a delivery whose outcome could not be published goes back
+
+
 class PermanentError(Exception):
     """Retrying cannot help (bad data, a rule says no): dead-letter at once.
 
@@ -298,9 +301,23 @@ class Consumer:
         metrics.CONSUMER_IN_FLIGHT.labels(self.spec.name).inc()
         try:
             await self._process(message)
+        except Exception as exc:
+            # Not even the retry could be published (after a lost connection the consumer's
+            # channel can be back before the publisher's): the delivery goes back to the queue
+            # instead of staying unacknowledged until the next disconnect.
+            await self._requeue(message, exc)
         finally:
             self._in_flight.discard(task)
             metrics.CONSUMER_IN_FLIGHT.labels(self.spec.name).dec()
+
+    async def _requeue(self, message: AbstractIncomingMessage, exc: Exception) -> None:
+        log.warning("event.requeued", queue=self.spec.name, error=repr(exc)[:500])
+        metrics.EVENTS_CONSUMED.labels(self.spec.name, "requeued").inc()
+        await asyncio.sleep(REQUEUE_PAUSE_SECONDS)  # the publisher's channel comes back meanwhile
+        try:
+            await message.nack(requeue=True)
+        except Exception:  # the channel is gone too: the broker redelivers it anyway
+            log.warning("event.requeue_failed", queue=self.spec.name)
 
     async def _process(self, message: AbstractIncomingMessage) -> None:
         queue = self.spec.name
