@@ -8,7 +8,8 @@ from tistis_common.runtime import Runtime, serve
 from tistis_common.settings import Settings
 from tistis_common.topology import SCORER_SIGNALS
 
-from .handlers import Deps, handle_score_event
+from .deps import Deps
+from .handlers import handle_score_event
 
 NAME = "scorer"
 
@@ -16,8 +17,9 @@ NAME = "scorer"
 async def start(settings: Settings) -> Runtime:
     runtime = Runtime(settings, NAME)
     await runtime.start()
-    assert runtime.pool is not None
-    runtime.consume(SCORER_SIGNALS, partial(handle_score_event, deps=Deps(runtime.pool)))
+    assert runtime.pool is not None and runtime.publisher is not None
+    deps = Deps(settings, runtime.pool, runtime.publisher)
+    runtime.consume(SCORER_SIGNALS, partial(handle_score_event, deps=deps))
     await runtime.start_consumers()
     await runtime.serve_http()
     return runtime

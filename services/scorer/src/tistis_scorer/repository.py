@@ -4,27 +4,51 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
+from tistis_common.events import Classification as Band
 
 from .engagement import PREFIX, EngagementFacts
 from .scoring import Change
+
+
+@dataclass(frozen=True)
+class Lead:
+    id: uuid.UUID
+    score: int
+    classification: Band
+    spam: bool
+    not_interested: bool
+
+
+@dataclass(frozen=True)
+class Classification:
+    """A band change (or spam flag) the scorer announced."""
+
+    lead_id: uuid.UUID
+    previous: Band
+    classification: Band
+    score: int
+    spam: bool
+    created_at: datetime
 
 
 async def scoring_settings(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> dict[str, Any] | None:
     return await conn.fetchval("SELECT settings -> 'scoring' FROM tenants WHERE id = $1", tenant_id)
 
 
-async def lock_lead(conn: asyncpg.Connection, lead_id: uuid.UUID) -> asyncpg.Record | None:
+async def lock_lead(conn: asyncpg.Connection, lead_id: uuid.UUID) -> Lead | None:
     """Serializes score events of one lead. NO KEY UPDATE, not UPDATE: inserting the lead's
     messages (foreign key share locks) is not blocked meanwhile."""
-    return await conn.fetchrow(
+    row = await conn.fetchrow(
         """SELECT id, score, classification, spam, not_interested FROM leads
            WHERE id = $1 FOR NO KEY UPDATE""",
         lead_id,
     )
+    return Lead(**row) if row else None
 
 
 async def has_history(conn: asyncpg.Connection, lead_id: uuid.UUID) -> bool:
@@ -62,13 +86,15 @@ async def update_lead(
 async def insert_classification(
     conn: asyncpg.Connection, *, tenant_id: uuid.UUID, event_id: uuid.UUID, lead_id: uuid.UUID,
     previous: str, classification: str, score: int, spam: bool,
-) -> asyncpg.Record:
-    return await conn.fetchrow(
+) -> Classification:
+    row = await conn.fetchrow(
         """INSERT INTO lead_classifications (tenant_id, event_id, lead_id, previous, classification,
                                              score, spam)
-           VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *""",
+           VALUES ($1, $2, $3, $4, $5, $6, $7)
+           RETURNING lead_id, previous, classification, score, spam, created_at""",
         tenant_id, event_id, lead_id, previous, classification, score, spam,
     )
+    return Classification(**row)
 
 
 async def engagement_credited(conn: asyncpg.Connection, lead_id: uuid.UUID) -> dict[str, int]:
@@ -107,13 +133,3 @@ async def engagement_facts(
         lead_id, quick_within,
     )
     return EngagementFacts(row["inbound"], row["high_value"], row["booked"], row["quick"])
-
-
-async def history(conn: asyncpg.Connection, lead_id: uuid.UUID) -> list[asyncpg.Record]:
-    """Why the lead has its score, oldest first."""
-    return await conn.fetch(
-        """SELECT event_id, message_id, signal, points, rule_points, score_before, score_after,
-                  source, reason, created_at
-           FROM lead_score_events WHERE lead_id = $1 ORDER BY id""",
-        lead_id,
-    )
