@@ -97,8 +97,8 @@ def scheduler(settings: Settings, clock: Clock):
 @pytest.fixture
 def deps_for(app_pool, settings: Settings, clock: Clock) -> Callable[..., Deps]:
     def make(runtime=None, **overrides: object) -> Deps:
-        return Deps(app_pool, settings.model_copy(update=overrides), clock,
-                    runtime.publisher if runtime else None)
+        return Deps(settings.model_copy(update=overrides), app_pool,
+                    runtime.publisher if runtime else None, clock)
 
     return make
 

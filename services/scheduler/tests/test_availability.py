@@ -5,8 +5,7 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from tistis_scheduler.availability import Branch, cells, day_slots, free_chair, within_hours
-from tistis_scheduler.booking import candidates
+from tistis_scheduler.availability import Branch, candidates, cells, day_slots, free_chair, within_hours
 
 WEEKDAYS = {d: [["09:00", "18:00"]] for d in ("mon", "tue", "wed", "thu", "fri")}
 HOUR, HALF = timedelta(hours=1), timedelta(minutes=30)

@@ -23,9 +23,9 @@ from tistis_common.testing.plugin import (
     named_connections,
     running,
 )
-from tistis_scheduler import handlers, passes
+from tistis_scheduler import service
 from tistis_scheduler.main import start
-from tistis_scheduler.passes import run_pass
+from tistis_scheduler.service import run_pass
 
 from .test_reminders import MONDAY_9, reminder_rows, utc
 
@@ -53,7 +53,7 @@ class TestReminderThroughABrokerLoss:
     ):
         tenant = due_reminder
         named = named_connections(settings, "scheduler")
-        publish = passes._publish
+        publish = service._publish
 
         async def lose_then_publish(deps, tenant_id, events):
             if tenant_id == tenant.id and events:
@@ -61,9 +61,9 @@ class TestReminderThroughABrokerLoss:
             await publish(deps, tenant_id, events)
 
         async with running(partial(start, now=clock), named, scheduler_tick_seconds=0) as runtime:
-            monkeypatch.setattr(passes, "_publish", lose_then_publish)
+            monkeypatch.setattr(service, "_publish", lose_then_publish)
             failed = await run_pass(deps_for(runtime))  # (other tests' tenants are visited too)
-            monkeypatch.setattr(passes, "_publish", publish)
+            monkeypatch.setattr(service, "_publish", publish)
             assert len(mine(failed.errors, tenant)) == 1
             await reconnected(runtime)
             await run_pass(deps_for(runtime))
@@ -107,7 +107,7 @@ class TestBookingThroughABrokerLoss:
     ):
         tenant = await make_tenant()
         p = await rows.patient(tenant, last_inbound_at=clock())
-        run = handlers._run
+        run = service.request
         cancelled: list[bool] = []
         channel: list[object] = []
 
@@ -123,7 +123,7 @@ class TestBookingThroughABrokerLoss:
                     raise
             return events
 
-        monkeypatch.setattr(handlers, "_run", commit_then_close)
+        monkeypatch.setattr(service, "request", commit_then_close)
         async with running(partial(start, now=clock), settings, scheduler_tick_seconds=0) as runtime:
             channel.append(next(c for c in runtime.consumers
                                 if c.spec.name == "scheduler.requests")._channel)

@@ -4,7 +4,7 @@ any patient reply starts again; some leads are never followed up."""
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from tistis_scheduler.passes import run_pass
+from tistis_scheduler.service import run_pass
 
 T0 = datetime(2027, 1, 4, 16, tzinfo=UTC)
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 from tistis_common.db import tenant_tx
 from tistis_common.events import Channel, InboundMessage
-from tistis_scheduler.passes import run_pass
+from tistis_scheduler.service import run_pass
 
 MONDAY_9 = datetime(2027, 1, 11, 15, tzinfo=UTC)  # lunes 11 de enero, 09:00 in Mexico City
 BUTTONS = {"templates": {"recordatorio_cita": {"buttons": ["confirm", "reschedule", "cancel"]}}}

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from tistis_common.events import Channel
 from tistis_common.testing.plugin import eventually
 from tistis_scheduler.main import run_once
-from tistis_scheduler.passes import run_pass
+from tistis_scheduler.service import run_pass
 
 
 def utc(*args) -> datetime:
@@ -163,8 +163,7 @@ class TestCrashBetweenCommitAndPublish:
     async def test_committed_but_unpublished_reminder_is_published_by_a_later_pass(
         self, make_tenant, rows, bus, clock, deps_for, scheduler
     ):
-        from tistis_scheduler.passes import decide
-        from tistis_scheduler.reminders import remind
+        from tistis_scheduler.service import decide, remind
 
         tenant = await make_tenant()
         p = await rows.patient(tenant)

@@ -1,5 +1,6 @@
 """Free slots of a branch: opening hours by weekday in the branch's time zone, closed days, the
-service's duration and the branch's capacity. Pure functions; times in and out are UTC."""
+service's duration and the branch's capacity; which slots to try for a request, which to offer.
+Pure functions; times in and out are UTC."""
 
 from __future__ import annotations
 
@@ -8,6 +9,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
+
+from tistis_common.logging import get_logger
+
+log = get_logger(__name__)
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 CELL = timedelta(minutes=15)  # capacity is claimed per 15-minute cell (see migration 0500)
@@ -102,3 +107,56 @@ def free_chair(taken: Mapping[datetime, set[int]], slot_cells: Iterable[datetime
 def local_dates(branch: Branch, start: datetime, days: int) -> list[date]:
     first = start.astimezone(branch.timezone).date()
     return [first + timedelta(days=n) for n in range(days)]
+
+
+# ------------------------------------------------------------------ candidates
+
+
+def _preference(text: str) -> date | datetime | None:
+    text = text.strip()
+    try:
+        if "T" in text or " " in text:
+            return datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return date.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def candidates(branches: list[Branch], duration: timedelta, step: timedelta, earliest: datetime,
+               preferred: list[str], exact: datetime | None) -> list[Slot]:
+    """Slots in the order they should be tried: the exact time if given; else, per preference in
+    the patient's order, that day's slots (nearest to the wished time first, when one was given)."""
+    if exact is not None:
+        exact = exact.astimezone(UTC)
+        return [Slot(exact, exact + duration, b.id) for b in branches
+                if exact >= earliest and within_hours(b, exact, duration)]
+    out: list[Slot] = []
+    for raw in preferred:
+        wish = _preference(raw)
+        if wish is None:
+            log.info("booking.preference_unreadable", preference=raw)
+            continue
+        found: list[tuple[object, Slot]] = []
+        for b in branches:
+            if isinstance(wish, datetime):
+                target = wish if wish.tzinfo else wish.replace(tzinfo=b.timezone)
+                day = target.astimezone(b.timezone).date()
+                found += [(abs(s.start - target), s) for s in day_slots(b, day, duration, step)
+                          if s.start >= earliest]
+            else:
+                found += [(s.start, s) for s in day_slots(b, wish, duration, step) if s.start >= earliest]
+        out += [s for _, s in sorted(found, key=lambda p: p[0]) if s not in out]  # type: ignore[arg-type,return-value]
+    return out
+
+
+def next_free(branches: list[Branch], duration: timedelta, step: timedelta, earliest: datetime,
+              days: int, taken: dict[uuid.UUID, dict[datetime, set[int]]], count: int,
+              per_day: int = 2) -> list[Slot]:
+    """The next free slots, at most `per_day` per branch and day so that the offer spans days."""
+    found: list[Slot] = []
+    for b in branches:
+        for day in local_dates(b, earliest, days):
+            free = [s for s in day_slots(b, day, duration, step)
+                    if s.start >= earliest and free_chair(taken[b.id], cells(s.start, s.end), b.capacity)]
+            found += free[:per_day]
+    return sorted(found)[:count]

@@ -8,8 +8,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-import asyncpg
-
 from .availability import Branch
 
 DEFAULT_DURATION = timedelta(minutes=60)
@@ -26,6 +24,7 @@ class Service:
     id: uuid.UUID | None
     name: str | None
     duration: timedelta
+    keywords: tuple[str, ...] = ()
 
 
 def _match(query: str, names: list[tuple[str, list[str]]]) -> int | None:
@@ -43,19 +42,17 @@ def _match(query: str, names: list[tuple[str, list[str]]]) -> int | None:
     return None
 
 
-def resolve_service(rows: list[asyncpg.Record], service_id: uuid.UUID | None,
+def resolve_service(services: list[Service], service_id: uuid.UUID | None,
                     name: str | None) -> Service:
     """The named service; the only one if the clinic has one; else no service (60 minutes)."""
-    by_id = {r["id"]: r for r in rows}
-    row = by_id.get(service_id) if service_id else None
-    if row is None and name:
-        i = _match(name, [(r["name"], list(r["keywords"] or [])) for r in rows])
-        row = rows[i] if i is not None else None
-    if row is None and len(rows) == 1:
-        row = rows[0]
-    if row is None:
-        return Service(None, None, DEFAULT_DURATION)
-    return Service(row["id"], row["name"], timedelta(minutes=row["duration_minutes"]))
+    by_id = {s.id: s for s in services}
+    found = by_id.get(service_id) if service_id else None
+    if found is None and name:
+        i = _match(name, [(s.name or "", list(s.keywords)) for s in services])
+        found = services[i] if i is not None else None
+    if found is None and len(services) == 1:
+        found = services[0]
+    return found or Service(None, None, DEFAULT_DURATION)
 
 
 def resolve_branches(all_branches: list[Branch], branch_id: uuid.UUID | None,

@@ -23,17 +23,17 @@ from tistis_common.storage import open_store
 from tistis_common.topology import SCHEDULER_CHOICES, SCHEDULER_REQUESTS
 
 from .deps import Deps, utcnow
-from .handlers import handle_choice, handle_request
-from .passes import PassResult, clock_loop, run_pass
+from .handlers import clock_loop, handle_choice, handle_request
+from .service import PassResult, run_pass
 
 NAME = "scheduler"
 
 
 async def _deps(runtime: Runtime, now: Callable[[], datetime] | None) -> Deps:
-    assert runtime.pool is not None
+    assert runtime.pool is not None and runtime.publisher is not None
     store = await open_store(runtime.settings)  # retention deletes old patient files
     runtime.close_at_stop(store.close)
-    return Deps(runtime.pool, runtime.settings, now or utcnow, runtime.publisher, store)
+    return Deps(runtime.settings, runtime.pool, runtime.publisher, now or utcnow, store)
 
 
 async def start(settings: Settings, now: Callable[[], datetime] | None = None) -> Runtime:
@@ -41,8 +41,8 @@ async def start(settings: Settings, now: Callable[[], datetime] | None = None) -
     runtime = Runtime(settings, NAME)
     await runtime.start()
     deps = await _deps(runtime, now)
-    runtime.consume(SCHEDULER_REQUESTS, partial(handle_request, deps=deps))  # type: ignore[arg-type]
-    runtime.consume(SCHEDULER_CHOICES, partial(handle_choice, deps=deps))  # type: ignore[arg-type]
+    runtime.consume(SCHEDULER_REQUESTS, partial(handle_request, deps=deps))
+    runtime.consume(SCHEDULER_CHOICES, partial(handle_choice, deps=deps))
     await runtime.start_consumers()
     if settings.scheduler_tick_seconds > 0:
         runtime.background(clock_loop(deps))

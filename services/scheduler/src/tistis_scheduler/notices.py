@@ -1,26 +1,33 @@
-"""What the patient reads: confirmation, offer of free slots, cancellation, reminder, follow-up.
-Templates on WhatsApp (they pass the 24 h window), plain text on the other channels."""
+"""What the patient reads: confirmation, offer of free slots, cancellation, reminder, follow-up,
+reminder buttons. Templates on WhatsApp (they pass the 24 h window), plain text on the other
+channels."""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
-from typing import TypedDict
-from zoneinfo import ZoneInfo
+from typing import TYPE_CHECKING
 
-import asyncpg
 from tistis_common.events import Button, Channel, ListRow, ListSection, OutboundMessage
+from tistis_common.vocabulary import TAP_ACTIONS, Template, slot_choice_id, tap_choice_id
 
 from . import outbound
 from .availability import Branch, Slot
 from .outbound import Recipient
 from .spanish import corta, fecha, fecha_hora, hora
 
+if TYPE_CHECKING:
+    import asyncpg
+
 LIST_BUTTON = "Ver horarios"  # WhatsApp: at most 20 characters
+TAP_TITLES: dict[str, str] = {"confirm": "✅ Confirmar", "reschedule": "📅 Reprogramar",
+                              "cancel": "❌ Cancelar"}
 
 
-class Ctx(TypedDict):
-    """Where a message comes from: the clock, the chain and the consumed event."""
+@dataclass(frozen=True)
+class Origin:
+    """Where a consumer's message comes from: the clock, the chain and the consumed event."""
 
     now: datetime
     correlation_id: uuid.UUID | None
@@ -32,29 +39,9 @@ QUICK_REPLY_TITLE = 20  # Messenger and Instagram quick replies (at most 13)
 QUICK_REPLY_CHANNELS = (Channel.FACEBOOK, Channel.INSTAGRAM)
 
 
-def slot_choice_id(branch_id: uuid.UUID, service_id: uuid.UUID | None, start: datetime) -> str:
-    """`slot:<branch_id>:<service_id>:<iso utc>` (service empty when none); < 200 characters."""
-    iso = start.astimezone(ZoneInfo("UTC")).strftime("%Y-%m-%dT%H:%MZ")
-    return f"slot:{branch_id}:{service_id or ''}:{iso}"
-
-
-def parse_slot_choice(choice_id: str) -> tuple[uuid.UUID, uuid.UUID | None, datetime] | None:
-    parts = choice_id.split(":", 3)
-    if len(parts) != 4 or parts[0] != "slot":
-        return None
-    try:
-        start = datetime.fromisoformat(parts[3].replace("Z", "+00:00"))
-        if start.tzinfo is None:
-            return None
-        return uuid.UUID(parts[1]), uuid.UUID(parts[2]) if parts[2] else None, start
-    except ValueError:
-        return None
-
-
 async def confirmation(conn: asyncpg.Connection, to: Recipient, *, appointment_id: uuid.UUID,
                        slot: Slot, branch: Branch, service_name: str | None, rescheduled: bool,
-                       now: datetime, correlation_id: uuid.UUID | None,
-                       source_event_id: uuid.UUID) -> OutboundMessage:
+                       origin: Origin) -> OutboundMessage:
     at = slot.start.astimezone(branch.timezone)
     what = f"Tu cita de {service_name}" if service_name else "Tu cita"
     verb = "quedó reprogramada" if rescheduled else "quedó agendada"
@@ -62,17 +49,19 @@ async def confirmation(conn: asyncpg.Connection, to: Recipient, *, appointment_i
     text = f"¡Listo, {to.display_name}! {what} {verb} para el {fecha(at)} a las {hora(at)} en {where}."
     tpl = None
     if to.channel is Channel.WHATSAPP:
-        tpl = outbound.template("cita_confirmada", to.display_name, fecha(at), hora(at), branch.name)
+        tpl = outbound.template(Template.CITA_CONFIRMADA, to.display_name, fecha(at), hora(at),
+                                branch.name)
     return await outbound.queue(
         conn, to, key=("confirmation", appointment_id, slot.start.isoformat()), purpose="confirmation",
-        text=text, template=tpl, now=now, correlation_id=correlation_id, source_event_id=source_event_id,
+        text=text, template=tpl, now=origin.now, correlation_id=origin.correlation_id,
     )
 
 
 async def offer(conn: asyncpg.Connection, to: Recipient, *, slots: list[Slot],
                 branches: dict[uuid.UUID, Branch],
-                service_id: uuid.UUID | None, service_name: str | None, intro: str, now: datetime,
-                correlation_id: uuid.UUID | None, source_event_id: uuid.UUID) -> OutboundMessage:
+                service_id: uuid.UUID | None, service_name: str | None, intro: str,
+                origin: Origin) -> OutboundMessage:
+    key = ("offer", origin.source_event_id)
     what = f" para {service_name}" if service_name else ""
     if to.channel is Channel.WHATSAPP:
         sections: dict[uuid.UUID, list[ListRow]] = {}
@@ -85,11 +74,10 @@ async def offer(conn: asyncpg.Connection, to: Recipient, *, slots: list[Slot],
             ))
         text = f"{intro} Estos son los próximos horarios disponibles{what}; elige el que prefieras."
         return await outbound.queue(
-            conn, to, key=("offer", source_event_id), purpose="reply", text=text,
+            conn, to, key=key, purpose="reply", text=text,
             sections=[ListSection(title=branches[bid].name[:SECTION_TITLE], rows=rows)
                       for bid, rows in sections.items()],
-            list_button=LIST_BUTTON, now=now, correlation_id=correlation_id,
-            source_event_id=source_event_id,
+            list_button=LIST_BUTTON, now=origin.now, correlation_id=origin.correlation_id,
         )
     lines = []
     for n, slot in enumerate(slots, 1):
@@ -101,19 +89,23 @@ async def offer(conn: asyncpg.Connection, to: Recipient, *, slots: list[Slot],
         buttons = [Button(id=slot_choice_id(s.branch_id, service_id, s.start),
                           title=corta(s.start.astimezone(branches[s.branch_id].timezone))[:QUICK_REPLY_TITLE])
                    for s in slots]
-        return await outbound.queue(conn, to, key=("offer", source_event_id), purpose="reply",
+        return await outbound.queue(conn, to, key=key, purpose="reply",
                                     text=head + "\nElige el horario que prefieras.", quick_replies=buttons,
-                                    now=now, correlation_id=correlation_id, source_event_id=source_event_id)
+                                    now=origin.now, correlation_id=origin.correlation_id)
     text = head + "\nRespóndenos con el horario que prefieras."
-    return await outbound.queue(conn, to, key=("offer", source_event_id), purpose="reply", text=text,
-                                now=now, correlation_id=correlation_id, source_event_id=source_event_id)
+    return await outbound.queue(conn, to, key=key, purpose="reply", text=text,
+                                now=origin.now, correlation_id=origin.correlation_id)
 
 
 async def plain(conn: asyncpg.Connection, to: Recipient, *, key: tuple[object, ...], text: str,
-                now: datetime, correlation_id: uuid.UUID | None,
-                source_event_id: uuid.UUID) -> OutboundMessage:
-    return await outbound.queue(conn, to, key=key, purpose="reply", text=text, now=now,
-                                correlation_id=correlation_id, source_event_id=source_event_id)
+                origin: Origin) -> OutboundMessage:
+    return await outbound.queue(conn, to, key=key, purpose="reply", text=text, now=origin.now,
+                                correlation_id=origin.correlation_id)
+
+
+def tap_buttons(appointment_id: uuid.UUID) -> list[Button]:
+    """The reminder's three buttons as quick replies (Messenger, Instagram)."""
+    return [Button(id=tap_choice_id(a, appointment_id), title=TAP_TITLES[a]) for a in TAP_ACTIONS]
 
 
 def cancelled_text(start: datetime, branch: Branch) -> str:
