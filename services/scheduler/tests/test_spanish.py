@@ -1,7 +1,9 @@
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from tistis_scheduler.spanish import corta, fecha, fecha_hora, hora, local
+from tistis_scheduler.spanish import corta, fecha, fecha_hora, hora
+
+MEXICO_CITY = ZoneInfo("America/Mexico_City")
 
 
 class TestSpanishDates:
@@ -19,10 +21,10 @@ class TestSpanishDates:
 
     def test_utc_instant_is_shown_in_the_branch_time_zone(self):
         moment = datetime(2027, 1, 11, 15, 0, tzinfo=UTC)
-        assert fecha_hora(local(moment, "America/Mexico_City")) == "lunes 11 de enero, 09:00"
-        assert fecha_hora(local(moment, ZoneInfo("America/Tijuana"))) == "lunes 11 de enero, 07:00"
+        assert fecha_hora(moment.astimezone(MEXICO_CITY)) == "lunes 11 de enero, 09:00"
+        assert fecha_hora(moment.astimezone(ZoneInfo("America/Tijuana"))) == "lunes 11 de enero, 07:00"
         # past midnight UTC is still the evening before in Mexico
-        assert fecha_hora(local(datetime(2027, 1, 12, 2, 30, tzinfo=UTC), "America/Mexico_City")) == (
+        assert fecha_hora(datetime(2027, 1, 12, 2, 30, tzinfo=UTC).astimezone(MEXICO_CITY)) == (
             "lunes 11 de enero, 20:30")
 
     def test_hours_use_two_digits_on_a_24_hour_clock(self):

@@ -4,18 +4,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 DAYS = ("lunes", "martes", "miércoles", "jueves", "viernes", "sábado", "domingo")
 MONTHS = (
     "enero", "febrero", "marzo", "abril", "mayo", "junio",
     "julio", "agosto", "septiembre", "octubre", "noviembre", "diciembre",
 )
-
-
-def local(moment: datetime, tz: ZoneInfo | str) -> datetime:
-    """A UTC instant as the branch's wall clock."""
-    return moment.astimezone(tz if isinstance(tz, ZoneInfo) else ZoneInfo(tz))
 
 
 def fecha(moment: datetime) -> str:
