@@ -318,16 +318,6 @@ async def set_status(conn: asyncpg.Connection, message_id: uuid.UUID, status: st
     )
 
 
-async def stale_sending(conn: asyncpg.Connection, older_than_seconds: float) -> list[asyncpg.Record]:
-    """Claims older than the timeout: the one window where a send's outcome is unknown."""
-    return await conn.fetch(
-        """SELECT id, conversation_id, channel, updated_at FROM messages
-           WHERE direction = 'outbound' AND status = 'sending'
-             AND updated_at < now() - make_interval(secs => $1)""",
-        older_than_seconds,
-    )
-
-
 async def mark_read_up_to(conn: asyncpg.Connection, channel: str, platform_user_id: str,
                           status: str, up_to: datetime) -> int:
     """A watermark (Messenger `read`, TikTok `im_mark_read_msg`): every message we sent this

@@ -45,7 +45,7 @@ from tistis_common.settings import Settings
 from tistis_common.storage import MediaStore
 from tistis_common.tenant_labels import TENANT_LABELS
 
-from tistis_dispatcher import messenger, rules, tiktok, tokens, uploads, whatsapp
+from tistis_dispatcher import messenger, platform_rules, tiktok, tokens, uploads, whatsapp
 from tistis_dispatcher import repository as repo
 from tistis_dispatcher.attempts import Attempt, Attempts
 from tistis_dispatcher.lease import claimer_gone
@@ -283,13 +283,13 @@ async def _decide(conn: asyncpg.Connection, event: OutboundMessage, ctx: asyncpg
                   settings: Settings, secrets: SecretBox) -> Plan | Refusal:
     """`ctx`: the claimed row with its context (`repo.claim_outbound`)."""
     now = datetime.now(UTC)
-    if rules.needs_consent(event):
+    if platform_rules.needs_consent(event):
         if ctx["opted_out_at"] is not None:
             return Refusal("skipped", "opted_out", "opted_out", flag=False)
         for text in await repo.recent_inbound_texts(conn, event.lead_id):  # newest first
-            if rules.is_opt_out(text, settings.opt_in_words):
+            if platform_rules.is_opt_out(text, settings.opt_in_words):
                 break  # the latest word decides: ALTA after BAJA is back in
-            if rules.is_opt_out(text, settings.opt_out_words):
+            if platform_rules.is_opt_out(text, settings.opt_out_words):
                 await repo.set_opted_out(conn, event.lead_id)
                 return Refusal("skipped", "opted_out", "opted_out", flag=False)
     if ctx["connection_id"] is None or not ctx["enabled"]:
@@ -297,8 +297,8 @@ async def _decide(conn: asyncpg.Connection, event: OutboundMessage, ctx: asyncpg
         raise PermanentError(f"no enabled {event.channel} connection")
     conn_settings: dict[str, Any] = ctx["connection_settings"] or {}
     window_hours = float(conn_settings.get("window_hours", settings.tiktok_window_hours))
-    allowed = rules.window(event, ctx["last_inbound_at"], now, window_hours)
-    if isinstance(allowed, rules.Blocked):
+    allowed = platform_rules.window(event, ctx["last_inbound_at"], now, window_hours)
+    if isinstance(allowed, platform_rules.Blocked):
         return Refusal("blocked_window", allowed.reason, "blocked_window")
     account = Account(
         connection_id=ctx["connection_id"], channel=event.channel.value,
@@ -336,7 +336,7 @@ async def _decide(conn: asyncpg.Connection, event: OutboundMessage, ctx: asyncpg
     return Plan(account, bodies, done, with_upload=render if upload else None)
 
 
-def _render(allowed: rules.Allowed, event: OutboundMessage, ctx: asyncpg.Record,
+def _render(allowed: platform_rules.Allowed, event: OutboundMessage, ctx: asyncpg.Record,
             account: Account, max_parts: int) -> list[dict[str, Any]]:
     effective = allowed.event
     if event.channel == "whatsapp":

@@ -204,12 +204,6 @@ async def send_list(client: PlatformClient, account: Account, to: str, text: str
     return await client.send_graph(account, list_body(to, text, button, sections))
 
 
-async def send_template(client: PlatformClient, account: Account, to: str, name: str,
-                        params: Sequence[str] = (), language: str = DEFAULT_LANGUAGE) -> str:
-    ref = TemplateRef(name=name, language=language, body_params=list(params))
-    return await client.send_graph(account, template_body(to, ref))
-
-
 def template_appointment_confirmation(patient_name: str, date: str, time: str, branch: str,
                                       language: str = DEFAULT_LANGUAGE) -> TemplateRef:
     return TemplateRef(name=CITA_CONFIRMADA, language=language,
