@@ -128,7 +128,7 @@ class TestTenantLimiter:
     async def test_a_busy_tenant_holds_only_its_own_slots(self):
         import asyncio
 
-        from tistis_dispatcher.service import TenantLimiter
+        from tistis_dispatcher.limiter import TenantLimiter
 
         limiter = TenantLimiter(per_tenant=2)
         release, two_in = asyncio.Event(), asyncio.Event()

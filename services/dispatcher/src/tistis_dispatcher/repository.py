@@ -18,6 +18,9 @@ from datetime import date, datetime
 
 import asyncpg
 from tistis_common.events import OutboundMessage
+from tistis_common.lease import holder_gone
+
+from tistis_dispatcher.lease import LOCK_CLASS
 
 FINAL = frozenset({"sent", "delivered", "read", "failed", "blocked_window", "skipped"})
 
@@ -110,6 +113,11 @@ async def unclaim(conn: asyncpg.Connection, message_id: uuid.UUID, claimer: int)
            WHERE id = $1 AND status = 'sending' AND claimed_by = $2""",
         message_id, claimer,
     )
+
+
+async def claimer_gone(conn: asyncpg.Connection, key: int) -> bool:
+    """True when no live session holds `key`'s lease (its process died)."""
+    return await holder_gone(conn, LOCK_CLASS, key)
 
 
 async def recent_inbound_texts(conn: asyncpg.Connection, lead_id: uuid.UUID,

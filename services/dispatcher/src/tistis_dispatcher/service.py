@@ -1,4 +1,4 @@
-"""The dispatcher's handlers: send an outbound message exactly once, within the platform's
+"""The dispatcher's decisions: send an outbound message exactly once, within the platform's
 rules; apply the platform's delivery statuses.
 
 Send, step by step (a happy-path text is two statements, six round trips with the scopes):
@@ -25,34 +25,25 @@ A crash between 1 and 3 leaves the row in `sending`: see docs/reliability.md.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-import asyncpg
 from tistis_common import metrics
 from tistis_common.broker import PermanentError, WaitForClaim
 from tistis_common.db import DATABASE_AWAY, tenant_session, tenant_tx
-from tistis_common.events import Event, MessageStatus, OutboundMessage
+from tistis_common.events import MessageStatus, OutboundMessage
 from tistis_common.logging import bound, get_logger
-from tistis_common.secrets import SecretBox
-from tistis_common.settings import Settings
-from tistis_common.storage import MediaStore
 from tistis_common.tenant_labels import TENANT_LABELS
 
 from tistis_dispatcher import messenger, platform_rules, tiktok, tokens, uploads, whatsapp
 from tistis_dispatcher import repository as repo
-from tistis_dispatcher.attempts import Attempt, Attempts
-from tistis_dispatcher.lease import claimer_gone
+from tistis_dispatcher.attempts import Attempt
 from tistis_dispatcher.platform import (
     Account,
     OptedOut,
-    PlatformClient,
     RateLimited,
     Rejected,
     SendError,
@@ -63,70 +54,18 @@ from tistis_dispatcher.platform import (
 from tistis_dispatcher.text import TooLong
 from tistis_dispatcher.whatsapp import Unsendable
 
+if TYPE_CHECKING:
+    import asyncpg
+    from tistis_common.secrets import SecretBox
+    from tistis_common.settings import Settings
+
+    from tistis_dispatcher.deps import Deps
+
 log = get_logger(__name__)
 
 
 class RetryLater(Exception):
     """Not now: the runner retries with its delays (a plain exception on purpose)."""
-
-
-class TokenBucket:
-    """`rate` calls per second on average, bursts of `burst`; waiters are served in turn."""
-
-    def __init__(self, rate: float, burst: float):
-        self.rate = rate
-        self.capacity = max(1.0, burst)
-        self.tokens = self.capacity
-        self.updated = time.monotonic()
-        self._lock = asyncio.Lock()
-
-    async def take(self) -> None:
-        async with self._lock:
-            while True:
-                now = time.monotonic()
-                self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
-                self.updated = now
-                if self.tokens >= 1:
-                    self.tokens -= 1
-                    return
-                await asyncio.sleep((1 - self.tokens) / self.rate)
-
-
-class TenantLimiter:
-    """Per tenant: at most `per_tenant` platform calls in flight and `rate` calls per second
-    (0: no rate limit). One large tenant cannot take every connection nor every second of a
-    channel's consumer; each tenant's platform rate limits are its own anyway."""
-
-    def __init__(self, per_tenant: int, rate: float = 0.0):
-        self.rate = rate
-        self._semaphores: dict[Any, asyncio.Semaphore] = defaultdict(
-            lambda: asyncio.Semaphore(per_tenant)
-        )
-        self._buckets: dict[Any, TokenBucket] = defaultdict(lambda: TokenBucket(rate, rate))
-
-    @asynccontextmanager
-    async def slot(self, tenant_id: Any) -> AsyncIterator[None]:
-        async with self._semaphores[tenant_id]:
-            if self.rate > 0:
-                await self._buckets[tenant_id].take()
-            yield
-
-
-@dataclass
-class Deps:
-    pool: asyncpg.Pool
-    platform: PlatformClient
-    settings: Settings
-    claimer: int = 0  # this process's lease key (tistis_dispatcher.lease)
-    store: MediaStore | None = None  # our files, for media messages sent by upload
-    attempts: Attempts = field(default_factory=Attempts)  # this process's sends in flight
-    limiter: TenantLimiter = field(init=False)
-    secrets: SecretBox = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.secrets = SecretBox(self.settings.secrets_keys)
-        self.limiter = TenantLimiter(self.settings.dispatcher_tenant_concurrency,
-                                     self.settings.dispatcher_tenant_rate_per_second)
 
 
 @dataclass(frozen=True)
@@ -155,16 +94,8 @@ def _count(event: OutboundMessage, outcome: str) -> None:
 # ------------------------------------------------------------------------ outbound
 
 
-async def handle_outbound(event: OutboundMessage, deps: Deps) -> Sequence[Event]:
-    await TENANT_LABELS.load(deps.pool, event.tenant_id)
-    with bound(message_id=str(event.message_id), channel=event.channel.value,
-               purpose=event.purpose):
-        # A redelivery waits for the live attempt at the same message (Attempts.run).
-        await deps.attempts.run(event.message_id, lambda attempt: _attempt(event, deps, attempt))
-    return []
-
-
-async def _attempt(event: OutboundMessage, deps: Deps, attempt: Attempt) -> None:
+async def send(event: OutboundMessage, deps: Deps, attempt: Attempt) -> None:
+    """One attempt at sending `event` (run by `deps.attempts`, one at a time per message)."""
     try:
         plan = await _prepare(event, deps, attempt)
         if plan is not None:
@@ -238,7 +169,7 @@ async def _prepare(event: OutboundMessage, deps: Deps, attempt: Attempt) -> Plan
         # outcome (its lease is gone; or it is this process, whose attempt ended mid-call), or
         # never came back (the claim outlived the timeout). Whether the patient got it is
         # unknown, and sending again could reach them twice: a human checks instead.
-        claimer_died = ours or (row["claimed_by"] is not None and await claimer_gone(
+        claimer_died = ours or (row["claimed_by"] is not None and await repo.claimer_gone(
             conn, row["claimed_by"]))
         remaining = timeout - row["age"].total_seconds()
         if not claimer_died and remaining > 0:
@@ -356,7 +287,6 @@ async def _send(event: OutboundMessage, plan: Plan, deps: Deps, attempt: Attempt
     account, refreshed = await tokens.before_send(event.tenant_id, plan.account, deps)
     if plan.with_upload is not None and not done:
         try:
-            assert deps.store is not None, "the dispatcher runs without a media store"
             media_id = await uploads.platform_media_id(event, account, deps.platform,
                                                        deps.store, deps.pool)
         except SendError as exc:
@@ -496,17 +426,16 @@ async def _write_failure(conn: asyncpg.Connection, event: OutboundMessage, plan:
 _RANK = {"pending": 0, "sending": 0, "sent": 1, "delivered": 2, "read": 3}
 
 
-async def handle_status(event: MessageStatus, deps: Deps) -> Sequence[Event]:
+async def apply_status(event: MessageStatus, deps: Deps) -> None:
     """delivered / read / failed from the platform; a status never moves backwards and
     `failed` is final. A failure flags the conversation (or opts the lead out on 131050)."""
-    await TENANT_LABELS.load(deps.pool, event.tenant_id)
     channel = event.channel.value
     if event.scope == "conversation":
         if event.platform_user_id and event.status in ("delivered", "read"):
             async with tenant_tx(deps.pool, event.tenant_id) as conn:
                 await repo.mark_read_up_to(conn, channel, event.platform_user_id, event.status,
                                            event.status_at)
-        return []
+        return
     with bound(platform_message_id=event.platform_message_id, channel=channel,
                status=event.status):
         if event.status != "failed":
@@ -519,7 +448,7 @@ async def handle_status(event: MessageStatus, deps: Deps) -> Sequence[Event]:
             if found["moved"]:
                 log.info("status.updated")
             if found["known"]:
-                return []
+                return
             # Not found by its own id: an earlier part of a split text, or not committed yet.
         async with tenant_tx(deps.pool, event.tenant_id) as conn:
             row = await repo.find_by_platform_id(conn, channel, event.platform_message_id)
@@ -529,11 +458,11 @@ async def handle_status(event: MessageStatus, deps: Deps) -> Sequence[Event]:
                     # The webhook may beat our own commit of the platform id: look again later.
                     raise RetryLater("status for a message not stored yet")
                 log.info("status.unknown_message")  # e.g. sent from the clinic's own app
-                return []
+                return
             current = row["status"]
             if event.status == "failed":
                 if current not in ("pending", "sending", "sent", "delivered"):
-                    return []
+                    return
                 await repo.set_status(conn, row["id"], "failed", event.error_code,
                                       event.error_title)
                 if event.error_code == 131050:
@@ -549,4 +478,3 @@ async def handle_status(event: MessageStatus, deps: Deps) -> Sequence[Event]:
             elif current in _RANK and _RANK[event.status] > _RANK[current]:
                 await repo.set_status(conn, row["id"], event.status, None, None)
                 log.info("status.updated", previous=current)
-    return []

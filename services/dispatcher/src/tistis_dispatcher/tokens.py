@@ -44,7 +44,7 @@ from tistis_dispatcher import repository as repo
 from tistis_dispatcher.platform import Account, NewTokens, RefreshRefused, SendError, Transient
 
 if TYPE_CHECKING:
-    from tistis_dispatcher.service import Deps
+    from tistis_dispatcher.deps import Deps
 
 log = get_logger(__name__)
 
