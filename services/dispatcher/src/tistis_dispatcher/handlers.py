@@ -39,7 +39,6 @@ async def handle_media(event: InboundMessage, deps: Deps) -> Sequence[Event]:
         return await media.keep_media(event, deps)
 
 
-async def handle_reply_started(event: Event, deps: Deps) -> Sequence[Event]:
-    if isinstance(event, ReplyStarted):
-        await indicators.show_typing(event, deps)
+async def handle_reply_started(event: ReplyStarted, deps: Deps) -> Sequence[Event]:
+    await indicators.show_typing(event, deps)
     return []

@@ -64,10 +64,10 @@ async def start(settings: Settings) -> Runtime:
     runtime.background(keep_fresh(deps))  # tokens that expire (TikTok, Instagram Login)
     runtime.drain_at_stop(deps.attempts.drain)  # sends whose handler a closed channel cancelled
     for spec in DISPATCHER_OUTBOUND.values():
-        runtime.consume(spec, partial(handle_outbound, deps=deps))  # type: ignore[arg-type]
-    runtime.consume(DISPATCHER_STATUS, partial(handle_status, deps=deps))  # type: ignore[arg-type]
-    runtime.consume(DISPATCHER_MEDIA, partial(handle_media, deps=deps))  # type: ignore[arg-type]
-    runtime.consume(DISPATCHER_TYPING, partial(handle_reply_started, deps=deps))  # type: ignore[arg-type]
+        runtime.consume(spec, partial(handle_outbound, deps=deps))
+    runtime.consume(DISPATCHER_STATUS, partial(handle_status, deps=deps))
+    runtime.consume(DISPATCHER_MEDIA, partial(handle_media, deps=deps))
+    runtime.consume(DISPATCHER_TYPING, partial(handle_reply_started, deps=deps))
     await runtime.start_consumers()
     await runtime.serve_http()
     return runtime

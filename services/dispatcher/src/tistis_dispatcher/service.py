@@ -37,6 +37,7 @@ from tistis_common.db import DATABASE_AWAY, tenant_session, tenant_tx
 from tistis_common.events import MessageStatus, OutboundMessage
 from tistis_common.logging import bound, get_logger
 from tistis_common.tenant_labels import TENANT_LABELS
+from tistis_common.vocabulary import STATUS_RANK
 
 from tistis_dispatcher import messenger, platform_rules, tiktok, tokens, uploads, whatsapp
 from tistis_dispatcher import repository as repo
@@ -423,9 +424,6 @@ async def _write_failure(conn: asyncpg.Connection, event: OutboundMessage, plan:
 
 # ------------------------------------------------------------------------- statuses
 
-_RANK = {"pending": 0, "sending": 0, "sent": 1, "delivered": 2, "read": 3}
-
-
 async def apply_status(event: MessageStatus, deps: Deps) -> None:
     """delivered / read / failed from the platform; a status never moves backwards and
     `failed` is final. A failure flags the conversation (or opts the lead out on 131050)."""
@@ -441,7 +439,7 @@ async def apply_status(event: MessageStatus, deps: Deps) -> None:
         if event.status != "failed":
             # sent / delivered / read of a message found by its id: one statement (a platform
             # reports two or three of these per message we send).
-            below = [s for s, rank in _RANK.items() if rank < _RANK[event.status]]
+            below = [s for s, rank in STATUS_RANK.items() if rank < STATUS_RANK[event.status]]
             async with tenant_session(deps.pool, event.tenant_id) as conn:
                 found = await repo.advance_status(conn, channel, event.platform_message_id,
                                                   event.status, below)
@@ -475,6 +473,6 @@ async def apply_status(event: MessageStatus, deps: Deps) -> None:
                     metrics.WINDOW_BLOCKS.labels(channel).inc()
                 metrics.SENDS.labels(TENANT_LABELS.of(event.tenant_id), channel, "failed").inc()
                 log.warning("status.failed", code=event.error_code, title=event.error_title)
-            elif current in _RANK and _RANK[event.status] > _RANK[current]:
+            elif current in STATUS_RANK and STATUS_RANK[event.status] > STATUS_RANK[current]:
                 await repo.set_status(conn, row["id"], event.status, None, None)
                 log.info("status.updated", previous=current)
