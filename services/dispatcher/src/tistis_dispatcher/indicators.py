@@ -57,14 +57,14 @@ async def show_typing(event: ReplyStarted, deps: Deps) -> None:
     try:
         async with tenant_session(deps.pool, event.tenant_id) as conn:
             row = await repo.conversation_account(conn, event.conversation_id)
-        if row is None or not row["enabled"]:
+        if row is None or not row.enabled:
             raise LookupError(f"no enabled {channel} connection")
         account = Account(
-            connection_id=row["connection_id"], channel=channel,
-            platform_account_id=row["account_id"],
-            access_token=row["access_token"] or (
+            connection_id=row.connection_id, channel=channel,
+            platform_account_id=row.account_id,
+            access_token=row.access_token or (
                 deps.settings.whatsapp_access_token if channel == "whatsapp" else None),
-            settings=row["connection_settings"] or {},
+            settings=row.connection_settings or {},
         )
         for body in calls:
             await deps.platform.post_graph(account, body)

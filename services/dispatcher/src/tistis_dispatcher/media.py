@@ -39,8 +39,6 @@ from tistis_dispatcher.platform import _json, classify_graph
 from tistis_dispatcher.transcription import TranscriptionFailed
 
 if TYPE_CHECKING:
-    import asyncpg
-
     from tistis_dispatcher.deps import Deps
 
 log = get_logger(__name__)
@@ -89,12 +87,12 @@ async def keep_media(event: InboundMessage, deps: Deps) -> Sequence[Event]:
     async with tenant_session(deps.pool, event.tenant_id) as conn:
         earlier = await repo.fetched(conn, channel, event.platform_message_id)
         account = await repo.connection_for(conn, channel, event.platform_account_id)
-    if earlier is not None and earlier["status"] == "stored" and earlier["sha256"]:
+    if earlier is not None and earlier.status == "stored" and earlier.sha256:
         metrics.MEDIA_FETCHES.labels(channel, "duplicate").inc()
-        log.info("media.duplicate", sha256=earlier["sha256"])
-        return [_forward(event, _stored_ref(event.media, earlier["sha256"],
-                                            earlier["size_bytes"], earlier["mime_type"],
-                                            earlier["transcript"]))]
+        log.info("media.duplicate", sha256=earlier.sha256)
+        return [_forward(event, _stored_ref(event.media, earlier.sha256,
+                                            earlier.size_bytes, earlier.mime_type,
+                                            earlier.transcript))]
     try:
         fetched = await _fetch_promptly(event, account, deps)
         await _put_promptly(event, fetched, deps)
@@ -103,7 +101,7 @@ async def keep_media(event: InboundMessage, deps: Deps) -> Sequence[Event]:
     return [await _keep(event, fetched, deps)]
 
 
-async def _fetch_promptly(event: InboundMessage, account: asyncpg.Record | None,
+async def _fetch_promptly(event: InboundMessage, account: repo.MediaConnection | None,
                           deps: Deps) -> Fetched:
     s = deps.settings
     for attempt in range(s.media_fetch_attempts):
@@ -120,15 +118,15 @@ async def _fetch_promptly(event: InboundMessage, account: asyncpg.Record | None,
     raise FetchFailed("no attempt made")  # media_fetch_attempts < 1
 
 
-def _token(event: InboundMessage, account: asyncpg.Record | None, deps: Deps) -> str | None:
+def _token(event: InboundMessage, account: repo.MediaConnection | None, deps: Deps) -> str | None:
     # Stored encrypted (tistis_common.secrets); opened here, at its one use.
-    token = deps.secrets.open(account["access_token"]) if account is not None else None
+    token = deps.secrets.open(account.access_token) if account is not None else None
     if not token and event.channel == "whatsapp":
         token = deps.settings.whatsapp_access_token
     return token
 
 
-async def _fetch(event: InboundMessage, account: asyncpg.Record | None,
+async def _fetch(event: InboundMessage, account: repo.MediaConnection | None,
                  deps: Deps) -> Fetched:
     media = event.media
     assert media is not None
@@ -138,7 +136,7 @@ async def _fetch(event: InboundMessage, account: asyncpg.Record | None,
             raise FetchRefused("WhatsApp media without an id")
         if not token:
             raise FetchRefused("no WhatsApp access token for this tenant")
-        version = ((account["settings"] or {}) if account else {}).get("api_version") \
+        version = ((account.settings or {}) if account else {}).get("api_version") \
             or deps.settings.graph_api_version
         info = await _get(deps.platform.http, f"{deps.settings.graph_api_base_url.rstrip('/')}/"
                           f"{version}/{media.id}", token, graph=True)
@@ -248,7 +246,7 @@ async def _transcribe(fetched: Fetched, mime: str, deps: Deps) -> str | None:
     return text.strip() or None
 
 
-def _stored_ref(media: MediaRef, sha: str, size: int, mime: str,
+def _stored_ref(media: MediaRef, sha: str, size: int | None, mime: str | None,
                 transcript: str | None) -> MediaRef:
     # The platform's URL is dropped: it expires, and our copy is what counts from here.
     return media.model_copy(update={"status": "stored", "sha256": sha, "size": size,

@@ -80,7 +80,7 @@ class Refusal:
 
 
 @dataclass(frozen=True)
-class Plan:
+class SendPlan:
     account: Account
     bodies: list[dict[str, Any]]
     done: list[str]  # platform ids of parts sent by an earlier attempt
@@ -103,44 +103,44 @@ async def send(event: OutboundMessage, deps: Deps, attempt: Attempt) -> None:
             await _send(event, plan, deps, attempt)
     except BaseException:
         if attempt.claimed and not attempt.called:
-            await _give_back(event, deps, attempt)
+            await _release(event, deps, attempt)
         raise
 
 
-async def _give_back(event: OutboundMessage, deps: Deps, attempt: Attempt) -> None:
+async def _release(event: OutboundMessage, deps: Deps, attempt: Attempt) -> None:
     """Nothing was sent (the rules could not decide, an error, cancelled at shutdown): the claim
     goes back, so that a retry or a replay (e.g. once the clinic connects the channel) finds the
     message pending, not a send in flight. If the database is away, the attempt stays known as
     one that made no call, and the next attempt here takes its claim over."""
     try:
         async with tenant_session(deps.pool, event.tenant_id) as conn:
-            await repo.unclaim(conn, event.message_id, deps.claimer)
+            await repo.release(conn, event.message_id, deps.claimer)
         attempt.claimed = False
     except DATABASE_AWAY as exc:
         log.warning("send.unclaim_failed", error=type(exc).__name__)
 
 
-async def _claim(conn: asyncpg.Connection, event: OutboundMessage, deps: Deps) -> asyncpg.Record:
+async def _claim(conn: asyncpg.Connection, event: OutboundMessage, deps: Deps) -> repo.Claim:
     row = await repo.claim_outbound(conn, event, deps.claimer)
     if row is None:  # nobody stored it first (scheduler, API): from the event
         await repo.insert_outbound(conn, event)
         row = await repo.claim_outbound(conn, event, deps.claimer)
-    if row is None or row["direction"] != "outbound":
+    if row is None or row.direction != "outbound":
         raise PermanentError(f"message {event.message_id} is not an outbound message")
     return row
 
 
-async def _prepare(event: OutboundMessage, deps: Deps, attempt: Attempt) -> Plan | None:
+async def _prepare(event: OutboundMessage, deps: Deps, attempt: Attempt) -> SendPlan | None:
     # Each statement commits on its own: the claim and every write after it are conditional on
     # the status they expect, so no transaction (nor its BEGIN and COMMIT) is needed.
     async with tenant_session(deps.pool, event.tenant_id) as conn:
         earlier = attempt.previous  # an attempt of ours that ended holding the claim
         # Stopped before the claim's answer is read, this attempt may hold it: it gives it back
-        # (`unclaim` is conditional), unless the claim is that earlier attempt's.
+        # (`release` is conditional), unless the claim is that earlier attempt's.
         attempt.claimed = earlier is None or not earlier.claimed
         row = await _claim(conn, event, deps)
         attempt.claimed = False
-        ours = row["status"] == "sending" and row["claimed_by"] == deps.claimer
+        ours = row.status == "sending" and row.claimed_by == deps.claimer
         if ours and earlier is not None and earlier.unwritten is not None:
             async with conn.transaction():
                 await earlier.unwritten(conn)  # its platform call's outcome, recorded now
@@ -148,14 +148,14 @@ async def _prepare(event: OutboundMessage, deps: Deps, attempt: Attempt) -> Plan
             log.info("send.outcome_recorded_late")
             row = await _claim(conn, event, deps)
             ours = False
-        if row["claimed"] or (ours and earlier is not None and not earlier.called):
+        if row.claimed or (ours and earlier is not None and not earlier.called):
             # Ours now; or an attempt of ours stopped before any platform call and could not
             # give its claim back: this one takes it over.
             attempt.claimed = True
             if earlier is not None:
                 earlier.claimed = False
             return await _decide_claimed(conn, event, row, deps, attempt)
-        status = row["status"]
+        status = row.status
         if status in repo.FINAL:
             _count(event, "duplicate")
             log.info("send.duplicate", status=status)
@@ -170,19 +170,19 @@ async def _prepare(event: OutboundMessage, deps: Deps, attempt: Attempt) -> Plan
         # outcome (its lease is gone; or it is this process, whose attempt ended mid-call), or
         # never came back (the claim outlived the timeout). Whether the patient got it is
         # unknown, and sending again could reach them twice: a human checks instead.
-        claimer_died = ours or (row["claimed_by"] is not None and await repo.claimer_gone(
-            conn, row["claimed_by"]))
-        remaining = timeout - row["age"].total_seconds()
+        claimer_died = ours or (row.claimed_by is not None and await repo.claimer_gone(
+            conn, row.claimed_by))
+        remaining = timeout - row.age.total_seconds()
         if not claimer_died and remaining > 0:
             raise WaitForClaim("another dispatcher is sending this message now", remaining)
         if earlier is not None:
             earlier.claimed = False  # settled here, one way or the other
-        if not await repo.end_claim(conn, event.message_id, row["claimed_by"], "failed",
+        if not await repo.finish_unsent(conn, event.message_id, row.claimed_by, "failed",
                                     "send_outcome_unknown", flag=True):
             raise RetryLater("the stale claim was settled meanwhile")  # a duplicate next time
         _count(event, "unknown")
-        log.error("send.outcome_unknown", claimed_by=row["claimed_by"],
-                  claimed_for_s=row["age"].total_seconds())
+        log.error("send.outcome_unknown", claimed_by=row.claimed_by,
+                  claimed_for_s=row.age.total_seconds())
     if claimer_died:  # parked with its error, counted, once the mark above is committed
         raise PermanentError("send outcome unknown: the dispatcher that claimed this message "
                              "died mid-send; not sent again, conversation flagged")
@@ -190,16 +190,16 @@ async def _prepare(event: OutboundMessage, deps: Deps, attempt: Attempt) -> Plan
 
 
 async def _decide_claimed(conn: asyncpg.Connection, event: OutboundMessage,
-                          row: asyncpg.Record, deps: Deps, attempt: Attempt) -> Plan | None:
+                          row: repo.Claim, deps: Deps, attempt: Attempt) -> SendPlan | None:
     """The rules (opt-out, window, length, quota) for a message this process has just claimed:
     a plan to send, or a refusal that ends the claim with its final status. An error gives
     the claim back (`_attempt`)."""
-    if row["conversation_id"] is None:
+    if row.conversation_id is None:
         raise PermanentError(f"conversation {event.conversation_id} not found")
     decision = await _decide(conn, event, row, deps.settings, deps.secrets)
-    if isinstance(decision, Plan):
+    if isinstance(decision, SendPlan):
         return decision
-    ended = await repo.end_claim(conn, event.message_id, deps.claimer, decision.status,
+    ended = await repo.finish_unsent(conn, event.message_id, deps.claimer, decision.status,
                                  decision.reason, decision.flag)
     attempt.claimed = False
     if not ended:
@@ -211,12 +211,12 @@ async def _decide_claimed(conn: asyncpg.Connection, event: OutboundMessage,
     return None
 
 
-async def _decide(conn: asyncpg.Connection, event: OutboundMessage, ctx: asyncpg.Record,
-                  settings: Settings, secrets: SecretBox) -> Plan | Refusal:
-    """`ctx`: the claimed row with its context (`repo.claim_outbound`)."""
+async def _decide(conn: asyncpg.Connection, event: OutboundMessage, claim: repo.Claim,
+                  settings: Settings, secrets: SecretBox) -> SendPlan | Refusal:
+    """`claim`: the claimed row with the send's context (`repo.claim_outbound`)."""
     now = datetime.now(UTC)
     if platform_rules.needs_consent(event):
-        if ctx["opted_out_at"] is not None:
+        if claim.opted_out_at is not None:
             return Refusal("skipped", "opted_out", "opted_out", flag=False)
         for text in await repo.recent_inbound_texts(conn, event.lead_id):  # newest first
             if platform_rules.is_opt_out(text, settings.opt_in_words):
@@ -224,21 +224,22 @@ async def _decide(conn: asyncpg.Connection, event: OutboundMessage, ctx: asyncpg
             if platform_rules.is_opt_out(text, settings.opt_out_words):
                 await repo.set_opted_out(conn, event.lead_id)
                 return Refusal("skipped", "opted_out", "opted_out", flag=False)
-    if ctx["connection_id"] is None or not ctx["enabled"]:
+    if claim.connection_id is None or not claim.enabled:
         # Parked for replay once the clinic connects (or re-enables) the channel.
         raise PermanentError(f"no enabled {event.channel} connection")
-    conn_settings: dict[str, Any] = ctx["connection_settings"] or {}
+    assert claim.account_id is not None  # NOT NULL in every connection found
+    conn_settings: dict[str, Any] = claim.connection_settings or {}
     window_hours = float(conn_settings.get("window_hours", settings.tiktok_window_hours))
-    allowed = platform_rules.window(event, ctx["last_inbound_at"], now, window_hours)
+    allowed = platform_rules.window(event, claim.last_inbound_at, now, window_hours)
     if isinstance(allowed, platform_rules.Blocked):
         return Refusal("blocked_window", allowed.reason, "blocked_window")
     account = Account(
-        connection_id=ctx["connection_id"], channel=event.channel.value,
-        platform_account_id=ctx["account_id"],
-        access_token=secrets.open(ctx["access_token"]) or (
+        connection_id=claim.connection_id, channel=event.channel.value,
+        platform_account_id=claim.account_id,
+        access_token=secrets.open(claim.access_token) or (
             settings.whatsapp_access_token if event.channel == "whatsapp" else None),
-        settings=conn_settings, token_expires_at=ctx["token_expires_at"],
-        refresh_failed=ctx["token_refresh_error"] is not None,
+        settings=conn_settings, token_expires_at=claim.token_expires_at,
+        refresh_failed=claim.token_refresh_error is not None,
     )
     upload = uploads.needs_upload(allowed.event)
     if upload and event.channel == "tiktok":
@@ -247,7 +248,7 @@ async def _decide(conn: asyncpg.Connection, event: OutboundMessage, ctx: asyncpg
     def render(media_id: str | None = None) -> list[dict[str, Any]]:
         effective = allowed if media_id is None else replace(
             allowed, event=uploads.with_media_id(allowed.event, media_id))
-        return _render(effective, event, ctx, account, settings.dispatcher_max_parts)
+        return _render(effective, event, claim, account, settings.dispatcher_max_parts)
 
     try:
         bodies = render(uploads.PLACEHOLDER if upload else None)
@@ -257,32 +258,33 @@ async def _decide(conn: asyncpg.Connection, event: OutboundMessage, ctx: asyncpg
         return Refusal("failed", f"{exc.reason}: {exc.detail}",
                        "too_long" if exc.reason == "too_long" else "failed")
     if event.channel == "tiktok":
-        day = now.astimezone(ZoneInfo(ctx["timezone"])).date()
+        assert claim.timezone is not None  # NOT NULL in the tenant of the conversation found
+        day = now.astimezone(ZoneInfo(claim.timezone)).date()
         if not await repo.take_quota(
             conn, tenant_id=event.tenant_id, lead_id=event.lead_id, message_id=event.message_id,
-            parts=len(bodies), day=day, last_inbound_at=ctx["last_inbound_at"],
+            parts=len(bodies), day=day, last_inbound_at=claim.last_inbound_at,
             unanswered_limit=settings.tiktok_unanswered_limit,
         ):
             return Refusal("blocked_window", "tiktok_message_limit", "blocked_limit")
-    done = list((ctx["payload"] or {}).get("part_ids") or [])
-    return Plan(account, bodies, done, with_upload=render if upload else None)
+    done = list((claim.payload or {}).get("part_ids") or [])
+    return SendPlan(account, bodies, done, with_upload=render if upload else None)
 
 
-def _render(allowed: platform_rules.Allowed, event: OutboundMessage, ctx: asyncpg.Record,
+def _render(allowed: platform_rules.Allowed, event: OutboundMessage, claim: repo.Claim,
             account: Account, max_parts: int) -> list[dict[str, Any]]:
     effective = allowed.event
     if event.channel == "whatsapp":
         return whatsapp.render(effective, event.recipient_id, max_parts)
     if event.channel == "tiktok":
-        if not ctx["platform_conversation_id"]:
+        if not claim.platform_conversation_id:
             raise Unsendable("unsupported", "no TikTok conversation id for this conversation")
         return tiktok.render(effective, account.platform_account_id,
-                             ctx["platform_conversation_id"], max_parts)
+                             claim.platform_conversation_id, max_parts)
     return messenger.render(effective, event.recipient_id, allowed.messaging_type, allowed.tag,
                             max_parts)
 
 
-async def _send(event: OutboundMessage, plan: Plan, deps: Deps, attempt: Attempt) -> None:
+async def _send(event: OutboundMessage, plan: SendPlan, deps: Deps, attempt: Attempt) -> None:
     done = list(plan.done)
     # A token about to expire is refreshed first; one the platform calls expired, once.
     account, refreshed = await tokens.before_send(event.tenant_id, plan.account, deps)
@@ -314,7 +316,7 @@ async def _send(event: OutboundMessage, plan: Plan, deps: Deps, attempt: Attempt
                 await repo.record_parts(conn, event.message_id, done)
 
     async def sent(conn: asyncpg.Connection) -> None:
-        await repo.mark_sent(conn, event.message_id, event.conversation_id, done[-1],
+        await repo.finish_sent(conn, event.message_id, event.conversation_id, done[-1],
                              done if len(done) > 1 else None, plan.account.connection_id)
 
     await _record(event, deps, attempt, sent, atomic=False)
@@ -357,7 +359,7 @@ RECORD_RETRY_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 async def _record(event: OutboundMessage, deps: Deps, attempt: Attempt,
                   write: Callable[[asyncpg.Connection], Awaitable[None]], *,
                   atomic: bool = True) -> None:
-    """The outcome of a platform call (in one transaction when `atomic`; `mark_sent` is one
+    """The outcome of a platform call (in one transaction when `atomic`; `finish_sent` is one
     statement): retried while the database is away (a lost connection, a restart), then left
     in `attempt` for the next attempt at the message to write (the claim stays ours meanwhile,
     so nobody sends it again)."""
@@ -377,7 +379,7 @@ async def _record(event: OutboundMessage, deps: Deps, attempt: Attempt,
     attempt.claimed = False
 
 
-async def _failed(event: OutboundMessage, plan: Plan, exc: SendError, done: list[str],
+async def _failed(event: OutboundMessage, plan: SendPlan, exc: SendError, done: list[str],
                   deps: Deps, attempt: Attempt) -> None:
     channel = event.channel.value
     log_fields = {"code": exc.code, "http_status": exc.status, "error": exc.title}
@@ -401,24 +403,24 @@ async def _failed(event: OutboundMessage, plan: Plan, exc: SendError, done: list
     log.warning("send.failed", **log_fields)
 
 
-async def _write_failure(conn: asyncpg.Connection, event: OutboundMessage, plan: Plan,
+async def _write_failure(conn: asyncpg.Connection, event: OutboundMessage, plan: SendPlan,
                          exc: SendError, done: list[str]) -> None:
     if done:
         await repo.record_parts(conn, event.message_id, done)
     if isinstance(exc, TokenInvalid):
-        await repo.release(conn, event.message_id, exc.code, exc.title)
+        await repo.release_for_retry(conn, event.message_id, exc.code, exc.title)
         await repo.mark_unhealthy(conn, plan.account.connection_id, f"{exc.code}: {exc.title}")
     elif isinstance(exc, RateLimited | Transient):
-        await repo.release(conn, event.message_id, exc.code, exc.title)
+        await repo.release_for_retry(conn, event.message_id, exc.code, exc.title)
     elif isinstance(exc, OptedOut):
-        await repo.mark_final(conn, event.message_id, "failed", exc.code, exc.title)
+        await repo.finish_failed(conn, event.message_id, "failed", exc.code, exc.title)
         await repo.set_opted_out(conn, event.lead_id)
     elif isinstance(exc, WindowClosed):
-        await repo.mark_final(conn, event.message_id, "blocked_window", exc.code, exc.title)
+        await repo.finish_failed(conn, event.message_id, "blocked_window", exc.code, exc.title)
         await repo.flag_conversation(conn, event.conversation_id, f"window: {exc.title}")
     else:
         assert isinstance(exc, Rejected)
-        await repo.mark_final(conn, event.message_id, "failed", exc.code, exc.title)
+        await repo.finish_failed(conn, event.message_id, "failed", exc.code, exc.title)
         await repo.flag_conversation(conn, event.conversation_id, f"send failed: {exc.title}")
 
 
@@ -443,9 +445,9 @@ async def apply_status(event: MessageStatus, deps: Deps) -> None:
             async with tenant_session(deps.pool, event.tenant_id) as conn:
                 found = await repo.advance_status(conn, channel, event.platform_message_id,
                                                   event.status, below)
-            if found["moved"]:
+            if found.moved:
                 log.info("status.updated")
-            if found["known"]:
+            if found.known:
                 return
             # Not found by its own id: an earlier part of a split text, or not committed yet.
         async with tenant_tx(deps.pool, event.tenant_id) as conn:
@@ -457,22 +459,22 @@ async def apply_status(event: MessageStatus, deps: Deps) -> None:
                     raise RetryLater("status for a message not stored yet")
                 log.info("status.unknown_message")  # e.g. sent from the clinic's own app
                 return
-            current = row["status"]
+            current = row.status
             if event.status == "failed":
                 if current not in ("pending", "sending", "sent", "delivered"):
                     return
-                await repo.set_status(conn, row["id"], "failed", event.error_code,
+                await repo.set_status(conn, row.id, "failed", event.error_code,
                                       event.error_title)
                 if event.error_code == 131050:
-                    await repo.set_opted_out(conn, row["lead_id"])
+                    await repo.set_opted_out(conn, row.lead_id)
                 else:
                     await repo.flag_conversation(
-                        conn, row["conversation_id"],
+                        conn, row.conversation_id,
                         f"delivery failed: {event.error_code} {event.error_title or ''}".strip())
                 if event.error_code == 131047:
                     metrics.WINDOW_BLOCKS.labels(channel).inc()
                 metrics.SENDS.labels(TENANT_LABELS.of(event.tenant_id), channel, "failed").inc()
                 log.warning("status.failed", code=event.error_code, title=event.error_title)
             elif current in STATUS_RANK and STATUS_RANK[event.status] > STATUS_RANK[current]:
-                await repo.set_status(conn, row["id"], event.status, None, None)
+                await repo.set_status(conn, row.id, event.status, None, None)
                 log.info("status.updated", previous=current)
