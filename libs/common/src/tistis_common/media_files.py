@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-import asyncpg
+if TYPE_CHECKING:
+    import asyncpg
 
 
 async def keep_file(conn: asyncpg.Connection, tenant_id: uuid.UUID, sha256: str, key: str,

@@ -8,13 +8,15 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-
-import asyncpg
+from typing import TYPE_CHECKING
 
 from tistis_common import media_files, metrics
 from tistis_common.db import tenant_tx
 from tistis_common.logging import get_logger
 from tistis_common.storage import MediaStore
+
+if TYPE_CHECKING:
+    import asyncpg
 
 log = get_logger(__name__)
 BATCH = 500

@@ -7,15 +7,19 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import aio_pika
-import asyncpg
 import typer
 from tistis_common.admin import tenant_id_by_slug
 from tistis_common.db import connect
 from tistis_common.secrets import SecretBox, SecretKeyError
 from tistis_common.settings import Settings
+
+from .repository import DATABASE_ERROR
+
+if TYPE_CHECKING:
+    import asyncpg
 
 T = TypeVar("T")
 
@@ -46,7 +50,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(coro)
     except (CliError, SecretKeyError) as exc:
         fail(str(exc))
-    except (OSError, asyncpg.PostgresError, aio_pika.exceptions.AMQPError) as exc:
+    except (OSError, DATABASE_ERROR, aio_pika.exceptions.AMQPError) as exc:
         fail(f"{type(exc).__name__}: {exc}".splitlines()[0], code=1)
 
 
