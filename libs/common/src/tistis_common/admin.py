@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from tistis_common.db import conn_tenant_tx
+from tistis_common.db import scope
 from tistis_common.secrets import SecretBox, mask
 
 from .staff import create_user
@@ -43,72 +43,72 @@ async def upsert_tenant(conn: asyncpg.Connection, slug: str, name: str, timezone
 
 async def upsert_connection(conn: asyncpg.Connection, tenant_id: uuid.UUID, c: dict[str, Any],
                             box: SecretBox) -> None:
-    async with conn_tenant_tx(conn, tenant_id):
-        await conn.execute(
-            """INSERT INTO channel_connections (tenant_id, channel, platform_account_id, access_token,
-                                                verify_token, app_secret, app_id, settings,
-                                                refresh_token, token_expires_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-               ON CONFLICT (channel, platform_account_id) DO UPDATE SET
-                 access_token = EXCLUDED.access_token, verify_token = EXCLUDED.verify_token,
-                 app_secret = EXCLUDED.app_secret, app_id = EXCLUDED.app_id,
-                 settings = EXCLUDED.settings, refresh_token = EXCLUDED.refresh_token,
-                 token_expires_at = EXCLUDED.token_expires_at, updated_at = now()
-               WHERE channel_connections.tenant_id = EXCLUDED.tenant_id""",
-            tenant_id, c["channel"], str(c["platform_account_id"]), box.seal(c.get("access_token")),
-            box.seal(c.get("verify_token")), box.seal(c.get("app_secret")), c.get("app_id"),
-            c.get("settings") or {}, box.seal(c.get("refresh_token")), c.get("token_expires_at"),
-        )
+    await scope(conn, tenant_id)
+    await conn.execute(
+        """INSERT INTO channel_connections (tenant_id, channel, platform_account_id, access_token,
+                                            verify_token, app_secret, app_id, settings,
+                                            refresh_token, token_expires_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+           ON CONFLICT (channel, platform_account_id) DO UPDATE SET
+             access_token = EXCLUDED.access_token, verify_token = EXCLUDED.verify_token,
+             app_secret = EXCLUDED.app_secret, app_id = EXCLUDED.app_id,
+             settings = EXCLUDED.settings, refresh_token = EXCLUDED.refresh_token,
+             token_expires_at = EXCLUDED.token_expires_at, updated_at = now()
+           WHERE channel_connections.tenant_id = EXCLUDED.tenant_id""",
+        tenant_id, c["channel"], str(c["platform_account_id"]), box.seal(c.get("access_token")),
+        box.seal(c.get("verify_token")), box.seal(c.get("app_secret")), c.get("app_id"),
+        c.get("settings") or {}, box.seal(c.get("refresh_token")), c.get("token_expires_at"),
+    )
 
 
 async def set_ai_context(conn: asyncpg.Connection, tenant_id: uuid.UUID, ctx: dict[str, Any]) -> None:
-    async with conn_tenant_tx(conn, tenant_id):
-        await conn.execute(
-            "INSERT INTO ai_tenant_context (tenant_id) VALUES ($1) ON CONFLICT DO NOTHING", tenant_id
-        )
-        for field in _AI_FIELDS:  # names come from the fixed tuple above, never from input
-            if field in ctx:
-                await conn.execute(
-                    f"UPDATE ai_tenant_context SET {field} = $2, updated_at = now() WHERE tenant_id = $1",
-                    tenant_id, ctx[field],
-                )
+    await scope(conn, tenant_id)
+    await conn.execute(
+        "INSERT INTO ai_tenant_context (tenant_id) VALUES ($1) ON CONFLICT DO NOTHING", tenant_id
+    )
+    for field in _AI_FIELDS:  # names come from the fixed tuple above, never from input
+        if field in ctx:
+            await conn.execute(
+                f"UPDATE ai_tenant_context SET {field} = $2, updated_at = now() WHERE tenant_id = $1",
+                tenant_id, ctx[field],
+            )
 
 
 async def import_catalog(conn: asyncpg.Connection, tenant_id: uuid.UUID, doc: dict[str, Any]) -> None:
-    async with conn_tenant_tx(conn, tenant_id):
-        for b in doc.get("branches", []):
-            await conn.execute(
-                """INSERT INTO branches (tenant_id, name, address, phone, timezone, opening_hours,
-                                         closed_days, capacity)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7::date[], $8)
-                   ON CONFLICT (tenant_id, name) DO UPDATE SET address = EXCLUDED.address,
-                     phone = EXCLUDED.phone, timezone = EXCLUDED.timezone,
-                     opening_hours = EXCLUDED.opening_hours, closed_days = EXCLUDED.closed_days,
-                     capacity = EXCLUDED.capacity""",
-                tenant_id, b["name"], b.get("address"), b.get("phone"),
-                b.get("timezone", "America/Mexico_City"), b.get("opening_hours", {}),
-                [_date(d) for d in b.get("closed_days", [])], b.get("capacity", 1),
-            )
-        for s in doc.get("services", []):
-            await conn.execute(
-                """INSERT INTO services (tenant_id, name, description, price_min, price_max, currency,
-                                         duration_minutes, high_value, keywords)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-                   ON CONFLICT (tenant_id, name) DO UPDATE SET description = EXCLUDED.description,
-                     price_min = EXCLUDED.price_min, price_max = EXCLUDED.price_max,
-                     currency = EXCLUDED.currency, duration_minutes = EXCLUDED.duration_minutes,
-                     high_value = EXCLUDED.high_value, keywords = EXCLUDED.keywords""",
-                tenant_id, s["name"], s.get("description"), s.get("price_min"), s.get("price_max"),
-                s.get("currency", "MXN"), s.get("duration_minutes", 60), s.get("high_value", False),
-                s.get("keywords", []),
-            )
-        for f in doc.get("faqs", []):
-            await conn.execute(
-                """INSERT INTO faqs (tenant_id, question, answer, keywords) VALUES ($1, $2, $3, $4)
-                   ON CONFLICT (tenant_id, question) DO UPDATE SET answer = EXCLUDED.answer,
-                     keywords = EXCLUDED.keywords""",
-                tenant_id, f["question"], f["answer"], f.get("keywords", []),
-            )
+    await scope(conn, tenant_id)
+    for b in doc.get("branches", []):
+        await conn.execute(
+            """INSERT INTO branches (tenant_id, name, address, phone, timezone, opening_hours,
+                                     closed_days, capacity)
+               VALUES ($1, $2, $3, $4, $5, $6, $7::date[], $8)
+               ON CONFLICT (tenant_id, name) DO UPDATE SET address = EXCLUDED.address,
+                 phone = EXCLUDED.phone, timezone = EXCLUDED.timezone,
+                 opening_hours = EXCLUDED.opening_hours, closed_days = EXCLUDED.closed_days,
+                 capacity = EXCLUDED.capacity""",
+            tenant_id, b["name"], b.get("address"), b.get("phone"),
+            b.get("timezone", "America/Mexico_City"), b.get("opening_hours", {}),
+            [_date(d) for d in b.get("closed_days", [])], b.get("capacity", 1),
+        )
+    for s in doc.get("services", []):
+        await conn.execute(
+            """INSERT INTO services (tenant_id, name, description, price_min, price_max, currency,
+                                     duration_minutes, high_value, keywords)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+               ON CONFLICT (tenant_id, name) DO UPDATE SET description = EXCLUDED.description,
+                 price_min = EXCLUDED.price_min, price_max = EXCLUDED.price_max,
+                 currency = EXCLUDED.currency, duration_minutes = EXCLUDED.duration_minutes,
+                 high_value = EXCLUDED.high_value, keywords = EXCLUDED.keywords""",
+            tenant_id, s["name"], s.get("description"), s.get("price_min"), s.get("price_max"),
+            s.get("currency", "MXN"), s.get("duration_minutes", 60), s.get("high_value", False),
+            s.get("keywords", []),
+        )
+    for f in doc.get("faqs", []):
+        await conn.execute(
+            """INSERT INTO faqs (tenant_id, question, answer, keywords) VALUES ($1, $2, $3, $4)
+               ON CONFLICT (tenant_id, question) DO UPDATE SET answer = EXCLUDED.answer,
+                 keywords = EXCLUDED.keywords""",
+            tenant_id, f["question"], f["answer"], f.get("keywords", []),
+        )
 
 
 async def load_tenant(conn: asyncpg.Connection, doc: dict[str, Any], box: SecretBox) -> uuid.UUID:
@@ -126,16 +126,16 @@ async def load_tenant(conn: asyncpg.Connection, doc: dict[str, Any], box: Secret
 
 async def import_inbox(conn: asyncpg.Connection, tenant_id: uuid.UUID, doc: dict[str, Any]) -> None:
     """Staff accounts and canned replies of the inbox (the demo's logins are sandbox values)."""
-    async with conn_tenant_tx(conn, tenant_id):
-        for u in doc.get("staff", []):
-            await create_user(conn, tenant_id, u["email"], u["name"], u.get("role", "agent"),
-                              u["password"], u.get("language", "es"))
-        for r in doc.get("canned_replies", []):
-            await conn.execute(
-                """INSERT INTO canned_replies (tenant_id, shortcut, body) VALUES ($1, $2, $3)
-                   ON CONFLICT (tenant_id, shortcut) DO UPDATE SET body = EXCLUDED.body""",
-                tenant_id, r["shortcut"], r["body"],
-            )
+    await scope(conn, tenant_id)
+    for u in doc.get("staff", []):
+        await create_user(conn, tenant_id, u["email"], u["name"], u.get("role", "agent"),
+                          u["password"], u.get("language", "es"))
+    for r in doc.get("canned_replies", []):
+        await conn.execute(
+            """INSERT INTO canned_replies (tenant_id, shortcut, body) VALUES ($1, $2, $3)
+               ON CONFLICT (tenant_id, shortcut) DO UPDATE SET body = EXCLUDED.body""",
+            tenant_id, r["shortcut"], r["body"],
+        )
 
 
 def read_fixture(path: Path) -> dict[str, Any]:
@@ -156,34 +156,34 @@ async def tenant_id_by_slug(conn: asyncpg.Connection, slug: str) -> uuid.UUID | 
 async def list_connections(conn: asyncpg.Connection, tenant_id: uuid.UUID, box: SecretBox,
                            channel: str | None = None) -> list[dict[str, Any]]:
     """Connections of a tenant with their secrets masked."""
-    async with conn_tenant_tx(conn, tenant_id):
-        rows = await conn.fetch(
-            """SELECT channel, platform_account_id, access_token, verify_token, app_secret, app_id,
-                      refresh_token, token_expires_at,
-                      settings, enabled, healthy, last_error, last_error_at, updated_at
-               FROM channel_connections WHERE tenant_id = $1 AND ($2::text IS NULL OR channel = $2)
-               ORDER BY channel, platform_account_id""",
-            tenant_id, channel,
-        )
-        out = []
-        for r in rows:
-            d = dict(r)
-            for field in _SECRET_FIELDS:
-                d[field] = mask(box.open(d[field]))
-            out.append(d)
-        return out
+    await scope(conn, tenant_id)
+    rows = await conn.fetch(
+        """SELECT channel, platform_account_id, access_token, verify_token, app_secret, app_id,
+                  refresh_token, token_expires_at,
+                  settings, enabled, healthy, last_error, last_error_at, updated_at
+           FROM channel_connections WHERE tenant_id = $1 AND ($2::text IS NULL OR channel = $2)
+           ORDER BY channel, platform_account_id""",
+        tenant_id, channel,
+    )
+    out = []
+    for r in rows:
+        d = dict(r)
+        for field in _SECRET_FIELDS:
+            d[field] = mask(box.open(d[field]))
+        out.append(d)
+    return out
 
 
 async def connection_secrets(conn: asyncpg.Connection, tenant_id: uuid.UUID,
                              box: SecretBox) -> list[dict[str, Any]]:
     """Unmasked, for the token check only."""
-    async with conn_tenant_tx(conn, tenant_id):
-        rows = await conn.fetch(
-            """SELECT channel, platform_account_id, access_token FROM channel_connections
-               WHERE tenant_id = $1 AND enabled ORDER BY channel, platform_account_id""",
-            tenant_id,
-        )
-        return [{**dict(r), "access_token": box.open(r["access_token"])} for r in rows]
+    await scope(conn, tenant_id)
+    rows = await conn.fetch(
+        """SELECT channel, platform_account_id, access_token FROM channel_connections
+           WHERE tenant_id = $1 AND enabled ORDER BY channel, platform_account_id""",
+        tenant_id,
+    )
+    return [{**dict(r), "access_token": box.open(r["access_token"])} for r in rows]
 
 
 async def rotate_connection(conn: asyncpg.Connection, tenant_id: uuid.UUID, channel: str,
@@ -191,44 +191,44 @@ async def rotate_connection(conn: asyncpg.Connection, tenant_id: uuid.UUID, chan
                             box: SecretBox, token_expires_at: datetime | None = None) -> int:
     """New secrets for a connection; a rotation also clears the last error (a fresh start),
     a refused token refresh included."""
-    async with conn_tenant_tx(conn, tenant_id):
-        status = await conn.execute(
-            """UPDATE channel_connections SET
-                 access_token = COALESCE($4, access_token), verify_token = COALESCE($5, verify_token),
-                 app_secret = COALESCE($6, app_secret), refresh_token = COALESCE($7, refresh_token),
-                 token_expires_at = COALESCE($8, token_expires_at), token_refresh_error = NULL,
-                 healthy = true, last_error = NULL, last_error_at = NULL, updated_at = now()
-               WHERE tenant_id = $1 AND channel = $2 AND ($3::text IS NULL OR platform_account_id = $3)""",
-            tenant_id, channel, platform_account_id, box.seal(changes.get("access_token")),
-            box.seal(changes.get("verify_token")), box.seal(changes.get("app_secret")),
-            box.seal(changes.get("refresh_token")), token_expires_at,
-        )
-        return int(status.split()[-1])
+    await scope(conn, tenant_id)
+    status = await conn.execute(
+        """UPDATE channel_connections SET
+             access_token = COALESCE($4, access_token), verify_token = COALESCE($5, verify_token),
+             app_secret = COALESCE($6, app_secret), refresh_token = COALESCE($7, refresh_token),
+             token_expires_at = COALESCE($8, token_expires_at), token_refresh_error = NULL,
+             healthy = true, last_error = NULL, last_error_at = NULL, updated_at = now()
+           WHERE tenant_id = $1 AND channel = $2 AND ($3::text IS NULL OR platform_account_id = $3)""",
+        tenant_id, channel, platform_account_id, box.seal(changes.get("access_token")),
+        box.seal(changes.get("verify_token")), box.seal(changes.get("app_secret")),
+        box.seal(changes.get("refresh_token")), token_expires_at,
+    )
+    return int(status.split()[-1])
 
 
 async def record_connection_check(conn: asyncpg.Connection, tenant_id: uuid.UUID, channel: str,
                                   platform_account_id: str, error: str | None) -> None:
-    async with conn_tenant_tx(conn, tenant_id):
-        await conn.execute(
-            """UPDATE channel_connections SET healthy = $4, last_error = COALESCE($5, last_error),
-                 last_error_at = CASE WHEN $5::text IS NULL THEN last_error_at ELSE now() END
-               WHERE tenant_id = $1 AND channel = $2 AND platform_account_id = $3""",
-            tenant_id, channel, platform_account_id, error is None, error,
-        )
+    await scope(conn, tenant_id)
+    await conn.execute(
+        """UPDATE channel_connections SET healthy = $4, last_error = COALESCE($5, last_error),
+             last_error_at = CASE WHEN $5::text IS NULL THEN last_error_at ELSE now() END
+           WHERE tenant_id = $1 AND channel = $2 AND platform_account_id = $3""",
+        tenant_id, channel, platform_account_id, error is None, error,
+    )
 
 
 async def refused_token_refreshes(conn: asyncpg.Connection,
                                   tenant_id: uuid.UUID) -> list[asyncpg.Record]:
     """Connections whose last token refresh the platform refused (the dispatcher's refresher):
     they stop working at `token_expires_at` unless the clinic connects them again."""
-    async with conn_tenant_tx(conn, tenant_id):
-        return await conn.fetch(
-            """SELECT channel, platform_account_id, token_refresh_error, token_expires_at
-               FROM channel_connections
-               WHERE tenant_id = $1 AND enabled AND token_refresh_error IS NOT NULL
-               ORDER BY channel, platform_account_id""",
-            tenant_id,
-        )
+    await scope(conn, tenant_id)
+    return await conn.fetch(
+        """SELECT channel, platform_account_id, token_refresh_error, token_expires_at
+           FROM channel_connections
+           WHERE tenant_id = $1 AND enabled AND token_refresh_error IS NOT NULL
+           ORDER BY channel, platform_account_id""",
+        tenant_id,
+    )
 
 
 async def reseal_secrets(conn: asyncpg.Connection, box: SecretBox) -> int:
@@ -236,7 +236,8 @@ async def reseal_secrets(conn: asyncpg.Connection, box: SecretBox) -> int:
     encryption too), one transaction per tenant; returns how many connections were rewritten."""
     done = 0
     for tenant_id in await conn.fetchval("SELECT coalesce(array_agg(id), '{}') FROM tenants"):
-        async with conn_tenant_tx(conn, tenant_id):
+        async with conn.transaction():
+            await scope(conn, tenant_id)
             rows = await conn.fetch(
                 """SELECT id, access_token, verify_token, app_secret, refresh_token
                    FROM channel_connections WHERE tenant_id = $1 FOR UPDATE""", tenant_id,
@@ -262,28 +263,28 @@ async def issue_api_key(conn: asyncpg.Connection, tenant_id: uuid.UUID, name: st
     `user_id` it is that staff member's personal key (acts as them, dies when they are
     disabled). Past `expires_at` (if given) it is refused like a revoked one."""
     key = API_KEY_PREFIX + secrets.token_urlsafe(32)
-    async with conn_tenant_tx(conn, tenant_id):
-        key_id = await conn.fetchval(
-            """INSERT INTO api_keys (tenant_id, name, key_hash, prefix, user_id, expires_at)
-               VALUES ($1, $2, $3, $4, $5, $6) RETURNING id""",
-            tenant_id, name, hash_api_key(key), key[:10], user_id, expires_at,
-        )
-        return key_id, key
+    await scope(conn, tenant_id)
+    key_id = await conn.fetchval(
+        """INSERT INTO api_keys (tenant_id, name, key_hash, prefix, user_id, expires_at)
+           VALUES ($1, $2, $3, $4, $5, $6) RETURNING id""",
+        tenant_id, name, hash_api_key(key), key[:10], user_id, expires_at,
+    )
+    return key_id, key
 
 
 async def revoke_api_key(conn: asyncpg.Connection, tenant_id: uuid.UUID, key_id: uuid.UUID) -> bool:
-    async with conn_tenant_tx(conn, tenant_id):
-        status = await conn.execute(
-            "UPDATE api_keys SET revoked_at = now() WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL",
-            tenant_id, key_id,
-        )
-        return status.endswith(" 1")
+    await scope(conn, tenant_id)
+    status = await conn.execute(
+        "UPDATE api_keys SET revoked_at = now() WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL",
+        tenant_id, key_id,
+    )
+    return status.endswith(" 1")
 
 
 async def list_api_keys(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> list[asyncpg.Record]:
-    async with conn_tenant_tx(conn, tenant_id):
-        return await conn.fetch(
-            """SELECT id, name, prefix, created_at, revoked_at, expires_at FROM api_keys WHERE tenant_id = $1
-               ORDER BY created_at""",
-            tenant_id,
-        )
+    await scope(conn, tenant_id)
+    return await conn.fetch(
+        """SELECT id, name, prefix, created_at, revoked_at, expires_at FROM api_keys WHERE tenant_id = $1
+           ORDER BY created_at""",
+        tenant_id,
+    )
