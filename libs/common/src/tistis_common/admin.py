@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -174,8 +175,15 @@ async def list_connections(conn: asyncpg.Connection, tenant_id: uuid.UUID, box: 
     return out
 
 
+@dataclass(frozen=True)
+class ConnectionToken:
+    channel: str
+    platform_account_id: str
+    access_token: str | None  # opened (unmasked)
+
+
 async def connection_secrets(conn: asyncpg.Connection, tenant_id: uuid.UUID,
-                             box: SecretBox) -> list[dict[str, Any]]:
+                             box: SecretBox) -> list[ConnectionToken]:
     """Unmasked, for the token check only."""
     await scope(conn, tenant_id)
     rows = await conn.fetch(
@@ -183,7 +191,8 @@ async def connection_secrets(conn: asyncpg.Connection, tenant_id: uuid.UUID,
            WHERE tenant_id = $1 AND enabled ORDER BY channel, platform_account_id""",
         tenant_id,
     )
-    return [{**dict(r), "access_token": box.open(r["access_token"])} for r in rows]
+    return [ConnectionToken(r["channel"], r["platform_account_id"], box.open(r["access_token"]))
+            for r in rows]
 
 
 async def rotate_connection(conn: asyncpg.Connection, tenant_id: uuid.UUID, channel: str,
@@ -217,18 +226,28 @@ async def record_connection_check(conn: asyncpg.Connection, tenant_id: uuid.UUID
     )
 
 
+@dataclass(frozen=True)
+class RefusedRefresh:
+    channel: str
+    platform_account_id: str
+    error: str
+    token_expires_at: datetime | None
+
+
 async def refused_token_refreshes(conn: asyncpg.Connection,
-                                  tenant_id: uuid.UUID) -> list[asyncpg.Record]:
+                                  tenant_id: uuid.UUID) -> list[RefusedRefresh]:
     """Connections whose last token refresh the platform refused (the dispatcher's refresher):
     they stop working at `token_expires_at` unless the clinic connects them again."""
     await scope(conn, tenant_id)
-    return await conn.fetch(
+    rows = await conn.fetch(
         """SELECT channel, platform_account_id, token_refresh_error, token_expires_at
            FROM channel_connections
            WHERE tenant_id = $1 AND enabled AND token_refresh_error IS NOT NULL
            ORDER BY channel, platform_account_id""",
         tenant_id,
     )
+    return [RefusedRefresh(r["channel"], r["platform_account_id"], r["token_refresh_error"],
+                           r["token_expires_at"]) for r in rows]
 
 
 async def reseal_secrets(conn: asyncpg.Connection, box: SecretBox) -> int:
@@ -281,10 +300,21 @@ async def revoke_api_key(conn: asyncpg.Connection, tenant_id: uuid.UUID, key_id:
     return status.endswith(" 1")
 
 
-async def list_api_keys(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> list[asyncpg.Record]:
+@dataclass(frozen=True)
+class ApiKeyInfo:
+    id: uuid.UUID
+    name: str
+    prefix: str
+    created_at: datetime
+    revoked_at: datetime | None
+    expires_at: datetime | None
+
+
+async def list_api_keys(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> list[ApiKeyInfo]:
     await scope(conn, tenant_id)
-    return await conn.fetch(
+    rows = await conn.fetch(
         """SELECT id, name, prefix, created_at, revoked_at, expires_at FROM api_keys WHERE tenant_id = $1
            ORDER BY created_at""",
         tenant_id,
     )
+    return [ApiKeyInfo(**dict(r)) for r in rows]
