@@ -87,7 +87,6 @@ TABLES: dict[str, Ownership] = {
     "rate_limits": Ownership("ingress"),
     # -- the consumer runner's idempotency: every consumer, each under its own name
     "processed_events": Ownership("tistis_common.idempotency", {
-        "ai-responder": "its processed marks", "scheduler": "its processed marks",
-        "scorer": "its processed marks"}),
-    "scheduler_outbox": Ownership("scheduler"),
+        "ai-responder": "its processed marks"}),
+    "event_outbox": Ownership("tistis_common.idempotency"),
 }
