@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import uuid
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
@@ -12,7 +11,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import aio_pika
 import typer
 from tistis_common.admin import tenant_id_by_slug
-from tistis_common.db import connect
+from tistis_common.db import SLUG, connect
 from tistis_common.secrets import SecretBox, SecretKeyError
 from tistis_common.settings import Settings
 
@@ -22,8 +21,6 @@ if TYPE_CHECKING:
     import asyncpg
 
 T = TypeVar("T")
-
-SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 
 
 class CliError(Exception):
@@ -64,7 +61,7 @@ async def owner_db() -> AsyncIterator[asyncpg.Connection]:
 
 
 async def resolve_tenant(conn: asyncpg.Connection, slug: str) -> uuid.UUID:
-    if not SLUG.match(slug):
+    if not SLUG.fullmatch(slug):
         raise CliError(f"bad tenant slug {slug!r} (lowercase letters, digits, dashes)")
     tenant_id = await tenant_id_by_slug(conn, slug)
     if tenant_id is None:

@@ -14,8 +14,9 @@ import httpx
 import typer
 import yaml
 from tistis_common import admin
+from tistis_common.db import SLUG
 
-from .common import SLUG, CliError, fail, owner_db, resolve_tenant, run, secret_box, settings
+from .common import CliError, fail, owner_db, resolve_tenant, run, secret_box, settings
 from .tokencheck import check_token
 
 
@@ -54,7 +55,7 @@ def tenant_create(
     timezone: str = typer.Option("America/Mexico_City", "--timezone"),
 ) -> None:
     """Create a tenant (the slug goes into the webhook URLs)."""
-    if not SLUG.match(slug):
+    if not SLUG.fullmatch(slug):
         fail(f"bad tenant slug {slug!r} (lowercase letters, digits, dashes; 2-63 chars)")
     try:
         ZoneInfo(timezone)
