@@ -62,7 +62,7 @@ async def show_typing(event: ReplyStarted, deps: Deps) -> None:
         account = Account(
             connection_id=row.connection_id, channel=channel,
             platform_account_id=row.account_id,
-            access_token=row.access_token or (
+            access_token=deps.secrets.open(row.access_token) or (
                 deps.settings.whatsapp_access_token if channel == "whatsapp" else None),
             settings=row.connection_settings or {},
         )
