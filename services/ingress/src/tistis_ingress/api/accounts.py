@@ -10,14 +10,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
+from typing import TYPE_CHECKING
 
-import asyncpg
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from tistis_common import metrics
 from tistis_common.admin import issue_api_key
 from tistis_common.db import SLUG, tenant_by_slug, tenant_tx
 from tistis_common.logging import get_logger
-from tistis_common.settings import Settings
 from tistis_common.staff import create_user, verify_password
 
 from . import ratelimit
@@ -37,6 +36,9 @@ from .inbox_models import (
 from .principal import SESSION_COOKIE, Principal, new_session_token, staff, token_hash
 from .problems import errors
 
+if TYPE_CHECKING:
+    from ..deps import Deps
+
 log = get_logger(__name__)
 ROUTE = "inbox.accounts"
 LOGIN_WINDOW = 900
@@ -47,7 +49,8 @@ def _forbidden(detail: str) -> HTTPException:
     return HTTPException(403, detail)
 
 
-def accounts_router(pool: asyncpg.Pool, settings: Settings) -> APIRouter:
+def accounts_router(deps: Deps) -> APIRouter:
+    pool, settings = deps.pool, deps.settings
     router = APIRouter(prefix="/api/v1", tags=["inbox: accounts"])
     who = Depends(staff(pool, settings, ROUTE))
 

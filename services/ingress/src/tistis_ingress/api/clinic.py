@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-import asyncpg
 from fastapi import APIRouter, Depends, HTTPException, Query
-from tistis_common.broker import Publisher
 from tistis_common.db import tenant_tx
 from tistis_common.events import AppointmentRequested
-from tistis_common.settings import Settings
 
 from . import clinic_repository as clinic
 from . import staff_repository as repo
@@ -42,6 +39,9 @@ from .inbox_models import (
 from .principal import Principal, staff
 from .problems import errors
 
+if TYPE_CHECKING:
+    from ..deps import Deps
+
 ROUTE = "inbox.clinic"
 MAX_REPORT_DAYS = 92
 
@@ -50,7 +50,8 @@ def _share(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
 
-def clinic_router(pool: asyncpg.Pool, publisher: Publisher, settings: Settings) -> APIRouter:
+def clinic_router(deps: Deps) -> APIRouter:
+    pool, publisher, settings = deps.pool, deps.publisher, deps.settings
     router = APIRouter(prefix="/api/v1/inbox", tags=["inbox: clinic"])
     who = Depends(staff(pool, settings, ROUTE))
 

@@ -14,8 +14,8 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import asyncpg
 from fastapi import HTTPException, Request
 from tistis_common import metrics
 from tistis_common.admin import hash_api_key
@@ -24,6 +24,9 @@ from tistis_common.settings import Settings
 
 from . import ratelimit
 from .auth import Caller
+
+if TYPE_CHECKING:
+    import asyncpg
 
 SESSION_COOKIE = "tistis_session"
 CSRF_HEADER = "x-requested-with"

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import random
 import time
+from typing import TYPE_CHECKING
 
-import asyncpg
 import tistis_common.metrics as metrics
 from fastapi import HTTPException
+
+if TYPE_CHECKING:
+    import asyncpg
 
 
 async def hit(pool: asyncpg.Pool, bucket: str, limit: int, window_seconds: int) -> int:

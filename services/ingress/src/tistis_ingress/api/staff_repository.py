@@ -13,6 +13,10 @@ import asyncpg
 # ------------------------------------------------------------------ accounts
 
 
+# What a failed query raises, for a caller that logs it and goes on (the template sync): asyncpg
+# is imported by repositories only.
+QUERY_FAILED = asyncpg.PostgresError
+
 async def user_by_email(conn: asyncpg.Connection, email: str) -> asyncpg.Record | None:
     return await conn.fetchrow(
         """SELECT id, email, name, role, language, password_hash, disabled_at
