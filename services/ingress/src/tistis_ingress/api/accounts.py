@@ -118,8 +118,7 @@ def accounts_router(deps: Deps) -> APIRouter:
     async def me(principal: Principal = who) -> Me:
         async with tenant_tx(pool, principal.tenant_id) as conn:
             user = await repo.user(conn, principal.user_id) if principal.user_id else None
-            tenant = await conn.fetchrow("SELECT slug, name, timezone FROM tenants WHERE id = $1",
-                                         principal.tenant_id)
+            tenant = await repo.tenant_profile(conn, principal.tenant_id)
         return Me(user=StaffUser(**dict(user)) if user else None, tenant_id=principal.tenant_id,
                   tenant_slug=tenant["slug"], tenant_name=tenant["name"],
                   tenant_timezone=tenant["timezone"], role="admin" if principal.is_admin else "agent",

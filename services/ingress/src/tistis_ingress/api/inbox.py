@@ -291,9 +291,7 @@ def inbox_router(deps: Deps) -> APIRouter:
         when the patient answers), marked as staff-handled and assigned to the sender."""
         wa_id = "".join(ch for ch in body.phone if ch.isdigit())
         async with tenant_tx(pool, principal.tenant_id) as conn:
-            account = await conn.fetchval(
-                """SELECT platform_account_id FROM channel_connections
-                   WHERE channel = 'whatsapp' AND enabled ORDER BY created_at LIMIT 1""")
+            account = await repo.whatsapp_account(conn)
             if account is None:
                 raise not_found(ROUTE, "WhatsApp connection")
             conversation_id = await repo.open_outreach(conn, principal.tenant_id, wa_id,

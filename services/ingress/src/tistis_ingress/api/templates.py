@@ -77,11 +77,7 @@ async def fetch(http: httpx.AsyncClient, settings: Settings, waba_id: str,
 async def sync_tenant(pool: asyncpg.Pool, http: httpx.AsyncClient, settings: Settings,
                       tenant_id: uuid.UUID) -> int:
     async with tenant_tx(pool, tenant_id) as conn:
-        accounts = await conn.fetch(
-            """SELECT settings->>'business_account_id' AS waba_id, access_token
-               FROM channel_connections
-               WHERE channel = 'whatsapp' AND enabled AND settings ? 'business_account_id'
-                 AND access_token IS NOT NULL""")
+        accounts = await repo.template_accounts(conn)
     rows: list[dict[str, Any]] = []
     for account in accounts:
         rows += await fetch(http, settings, account["waba_id"], account["access_token"])
