@@ -205,7 +205,6 @@ _FILTERS = {
     "closed": _CLOSED,
     "all": "true",
 }
-FILTERS = tuple(_FILTERS)
 
 
 def like_pattern(text: str) -> str:

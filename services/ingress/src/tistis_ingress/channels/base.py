@@ -128,10 +128,6 @@ def _repair(value: Any) -> Any:
     return value
 
 
-def storable_text(value: str) -> str:
-    return _repair(value)  # type: ignore[no-any-return]
-
-
 def load_json(data: bytes | str) -> Any:
     """`json.loads`, every value storable. Raises ValueError (or RecursionError) when not JSON."""
     raw = data.encode() if isinstance(data, str) else data
