@@ -137,16 +137,6 @@ class Outbox:
 
 
 @pytest.fixture
-async def outbox(settings):
-    from tistis_common.broker import connect as amqp
-    from tistis_common.topology import EXCHANGE, declare_topology
-
-    connection = await amqp(settings.rabbitmq_url)
-    channel = await connection.channel()
-    await declare_topology(channel, settings.retry_delays)
-    exchange = await channel.get_exchange(EXCHANGE)
-    queue = await channel.declare_queue(exclusive=True, auto_delete=True)
-    for pattern in ("message.outbound.*", "conversation.*", "appointment.*"):
-        await queue.bind(exchange, routing_key=pattern)
-    yield lambda tenant_id: Outbox(queue, tenant_id)
-    await connection.close()
+async def outbox(events_queue):
+    queue = await events_queue("message.outbound.*", "conversation.*", "appointment.*")
+    return lambda tenant_id: Outbox(queue, tenant_id)
