@@ -76,7 +76,7 @@ async def receive_webhook(intake: WebhookIntake, channel: str, tenant_slug: str 
         log.exception("webhook.error", channel=channel, error=repr(exc))
         return _response(intake.answer(channel, "error", 503, "try again later"))
     finally:
-        intake.timed(channel, started)
+        intake.observe_duration(channel, started)
 
 
 def _response(answer: Answer) -> Response:
