@@ -63,9 +63,9 @@ async def start(settings: Settings) -> Runtime:
                 feed=realtime.RealtimeFeed(runtime.connection), stopping=runtime.stopping)
     intake = WebhookIntake(deps)
     # Held webhook items an engineer replayed (`tistis dlq replay ingress.webhook-items.dlq`).
-    runtime.consume(INGRESS_ITEMS, handlers.replay_held(intake))  # type: ignore[arg-type]
+    runtime.consume(INGRESS_ITEMS, handlers.replay_held(intake))
     # WhatsApp template approvals the webhook published (api/templates.py).
-    runtime.consume(INGRESS_TEMPLATES, status_applier(deps.pool))  # type: ignore[arg-type]
+    runtime.consume(INGRESS_TEMPLATES, status_applier(deps.pool))
     await runtime.start_consumers()
     runtime.background(deps.feed.run)
     if settings.inbox_template_sync_seconds > 0:
