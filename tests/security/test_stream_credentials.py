@@ -24,23 +24,19 @@ RECHECK = 0.5
 STREAM = "/api/v1/events/stream"
 
 
-@pytest.fixture
-async def ingress(settings):
-    async with running(start_ingress, settings, realtime_recheck_seconds=RECHECK,
-                       realtime_max_stream_seconds=3.0) as runtime:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{runtime.http_port}",
-                                     timeout=10) as http:
-            yield http
-
-
 @contextlib.asynccontextmanager
-async def long_streams(settings):
-    """An ingress whose streams outlive any key in these tests."""
+async def streaming_ingress(settings, max_stream_seconds: float):
     async with running(start_ingress, settings, realtime_recheck_seconds=RECHECK,
-                       realtime_max_stream_seconds=60.0) as runtime:
+                       realtime_max_stream_seconds=max_stream_seconds) as runtime:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{runtime.http_port}",
                                      timeout=20) as http:
             yield http
+
+
+@pytest.fixture
+async def ingress(settings):
+    async with streaming_ingress(settings, max_stream_seconds=3.0) as http:
+        yield http
 
 
 async def new_key(settings, tenant_id: uuid.UUID, expires_at: datetime | None = None
@@ -117,7 +113,7 @@ class TestStreamCredentials:
         _, key = await new_key(settings, tenant.id, datetime.now(UTC) + timedelta(seconds=lifetime))
         auth = {"Authorization": f"Bearer {key}"}
         loop = asyncio.get_running_loop()
-        async with long_streams(settings) as ingress:
+        async with streaming_ingress(settings, max_stream_seconds=60.0) as ingress:
             opened = loop.time()
             async with ingress.stream("GET", STREAM, headers=auth) as response:
                 assert response.status_code == 200
