@@ -9,11 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from tistis_common.rules import normalize
-
 from .context import TenantContext
 from .phrases import Lang, say
 from .policy import contains_phrase
+from .signals import normalize
 
 HOLDING = say("holding", "es")
 GREETING = say("greeting", "es")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 from tistis_common.events import InboundMessage
@@ -451,3 +453,45 @@ async def release_conversation(conn: asyncpg.Connection, conversation_id: uuid.U
            WHERE id = $1 AND status IN ('escalated', 'human')""",
         conversation_id,
     )
+
+
+@dataclass(frozen=True)
+class AiConversation:
+    """What n8n's `ai-conversation` body carries (`n8n.build_ai_conversation_payload`), shaped
+    as the guide's JSON: these keys are the guide's field names."""
+
+    conversation: dict[str, Any]
+    messages: list[dict[str, Any]]  # oldest first
+    lead: dict[str, Any]
+    context: dict[str, Any]
+
+
+async def ai_conversation(conn: asyncpg.Connection, tenant_id: uuid.UUID,
+                          conversation_id: uuid.UUID, history: int) -> AiConversation:
+    """The conversation, its lead, its last `history` messages and the clinic's catalog, for
+    the tenant's n8n workflow; `conn` must be in the tenant's scope, in a transaction."""
+    conv = await conn.fetchrow(
+        "SELECT id, lead_id, channel, status FROM conversations WHERE id = $1", conversation_id
+    )
+    if conv is None:
+        raise LookupError(f"conversation {conversation_id} not found")
+    lead = await conn.fetchrow(
+        """SELECT id, name, phone, interested_services, score, classification FROM leads
+           WHERE id = $1""", conv["lead_id"],
+    )
+    rows = await conn.fetch(
+        """SELECT content, sender_type, created_at FROM (
+             SELECT content, sender_type, created_at FROM messages WHERE conversation_id = $1
+             ORDER BY created_at DESC LIMIT $2) recent ORDER BY created_at""",
+        conversation_id, history,
+    )
+    services = await conn.fetch(
+        "SELECT id, name, description, price_min, price_max, currency, duration_minutes FROM services"
+        " ORDER BY name"
+    )
+    faqs = await conn.fetch("SELECT question, answer FROM faqs ORDER BY question")
+    hours = await conn.fetchval("SELECT business_hours FROM ai_tenant_context WHERE tenant_id = $1",
+                                tenant_id)
+    context = {"services": [dict(s) for s in services], "faqs": [dict(f) for f in faqs],
+               "business_hours": hours or {}}
+    return AiConversation(dict(conv), [dict(r) for r in rows], dict(lead) if lead else {}, context)

@@ -37,8 +37,6 @@ from tistis_common.events import (
 )
 from tistis_common.ids import stable_id
 from tistis_common.logging import get_logger
-from tistis_common.n8n import N8nError, load_ai_conversation, post_to_n8n
-from tistis_common.rules import detect_signals
 from tistis_common.settings import Settings
 from tistis_common.storage import MediaStore
 from tistis_common.tenant_labels import TENANT_LABELS
@@ -50,8 +48,10 @@ from .fallback import answer_from_catalog
 from .lease import LOCK_CLASS, Attempts, to_the_end
 from .locks import ConversationLocks
 from .model import BadModelOutput, ClaudeResponder, ModelRejected, ModelReply
+from .n8n import N8nError, build_ai_conversation_payload, post_to_n8n
 from .phrases import Lang, detect, is_word, say
 from .policy import describe_opening, local_now_text, matching_keyword, next_opening
+from .signals import detect_signals
 
 log = get_logger(__name__)
 
@@ -201,8 +201,10 @@ async def _decide(conn: asyncpg.Connection, engine: Engine, trigger: Trigger,
         return []
     if plan.n8n is not None:
         async with conn_tenant_tx(conn, trigger.tenant_id):
-            plan.n8n = await load_ai_conversation(conn, trigger.tenant_id, trigger.conversation_id,
-                                                  engine.history_messages)
+            found = await repo.ai_conversation(conn, trigger.tenant_id, trigger.conversation_id,
+                                               engine.history_messages)
+        plan.n8n = build_ai_conversation_payload(trigger.tenant_id, found.conversation,
+                                                 found.messages, found.lead, found.context)
     return plan
 
 

@@ -23,9 +23,9 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from tistis_common.events import ListRow, ListSection, Signal, TemplateRef
-from tistis_common.rules import normalize
 
 from .context import Branch, Service, TenantContext, money
+from .signals import normalize
 
 REPLY = "reply_to_patient"
 MENU = "show_services_menu"
