@@ -11,21 +11,28 @@ import asyncpg
 from tistis_common.events import InboundMessage
 
 
-async def store_inbound(conn: asyncpg.Connection, e: InboundMessage) -> asyncpg.Record:
+@dataclass(frozen=True)
+class StoredInbound:
+    lead_id: uuid.UUID
+    conversation_id: uuid.UUID
+    message_id: uuid.UUID | None  # None: its event id is stored under another platform message id
+    new: bool  # False: a redelivery found what the first delivery stored
+    first: bool  # the lead's first message: announce the lead
+
+
+async def store_inbound(conn: asyncpg.Connection, e: InboundMessage) -> StoredInbound:
     """Lead, conversation and message in one statement, once per platform message id.
 
-    Returns lead_id, conversation_id, message_id, `new` (False: a redelivery found what the first
-    delivery stored) and `first` (the lead's first message: announce the lead). Run under the
-    patient's lock, so no other delivery for this patient interleaves. A new patient message opens
-    the 24 h window, counts towards auto escalation and reopens a closed conversation; one from
-    staff (the platform's own app) hands the conversation to them.
+    Run under the patient's lock, so no other delivery for this patient interleaves. A new patient
+    message opens the 24 h window, counts towards auto escalation and reopens a closed
+    conversation; one from staff (the platform's own app) hands the conversation to them.
     """
     payload = e.model_dump(
         mode="json", include={"media", "location", "reply_to", "choice_id", "choice_title",
                               "target_id", "error", "referral", "details", "new_user_id"},
         exclude_none=True,
     ) | ({"standby": True} if e.standby else {})
-    return await conn.fetchrow(
+    row = await conn.fetchrow(
         """WITH lead AS (
              INSERT INTO leads (tenant_id, channel, platform_user_id, name, phone, last_inbound_at)
              VALUES ($1, $2, $3, $4, $5, CASE WHEN $6 = 'lead' THEN $7::timestamptz END)
@@ -85,6 +92,9 @@ async def store_inbound(conn: asyncpg.Connection, e: InboundMessage) -> asyncpg.
         e.sender_type, e.sent_at, e.platform_message_id, e.platform_account_id,
         e.platform_conversation_id, e.kind, e.text, payload, e.event_id,
     )
+    assert row is not None  # the lead and conversation upserts always return their row
+    return StoredInbound(row["lead_id"], row["conversation_id"], row["message_id"], row["new"],
+                         row["first"])
 
 
 async def canonical_user(conn: asyncpg.Connection, e: InboundMessage) -> str | None:
@@ -144,16 +154,13 @@ async def apply_to_target(conn: asyncpg.Connection, conversation_id: uuid.UUID,
     return result != "UPDATE 0"
 
 
-async def conversation_for_reply(
-    conn: asyncpg.Connection, conversation_id: uuid.UUID
-) -> asyncpg.Record | None:
-    return await conn.fetchrow(
-        """SELECT c.id, c.status, c.unresolved_inbound, c.channel, c.platform_conversation_id,
-                  l.id AS lead_id, l.platform_user_id, l.spam, l.name AS lead_name
-           FROM conversations c JOIN leads l ON l.id = c.lead_id
-           WHERE c.id = $1""",
+async def conversation_exists(conn: asyncpg.Connection, conversation_id: uuid.UUID) -> bool:
+    """The conversation, with its lead, is in the tenant's scope."""
+    return bool(await conn.fetchval(
+        """SELECT EXISTS (SELECT 1 FROM conversations c JOIN leads l ON l.id = c.lead_id
+                          WHERE c.id = $1)""",
         conversation_id,
-    )
+    ))
 
 
 _REPLY_STATE = """SELECT c.id, c.status, c.unresolved_inbound, c.channel, c.platform_conversation_id,

@@ -11,47 +11,52 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import asyncpg
-import httpx
 from tistis_common import metrics
 from tistis_common.broker import PermanentError
-from tistis_common.db import conn_tenant_tx, tenant_session
+from tistis_common.db import conn_tenant_tx, tenant_session, tenant_tx
 from tistis_common.events import (
+    ANNOTATION_KINDS,
     EVENT_ADAPTER,
     AppointmentRequested,
     Channel,
     ConversationEscalated,
+    ConversationReleased,
     Event,
+    InboundMessage,
+    LeadCreated,
     LeadSignals,
     ListSection,
+    OptOutChanged,
     OutboundMessage,
     ReplyDue,
+    ReplyRequested,
     ReplyStarted,
     Signal,
     TemplateRef,
 )
 from tistis_common.ids import stable_id
 from tistis_common.logging import get_logger
-from tistis_common.settings import Settings
-from tistis_common.storage import MediaStore
 from tistis_common.tenant_labels import TENANT_LABELS
 
 from . import content, tools
 from . import repository as repo
-from .context import ContextCache, Service, TenantContext
+from .context import Service, TenantContext
 from .fallback import answer_from_catalog
-from .lease import LOCK_CLASS, Attempts, to_the_end
-from .locks import ConversationLocks
-from .model import BadModelOutput, ClaudeResponder, ModelRejected, ModelReply
+from .lease import LOCK_CLASS, to_the_end
+from .model import BadModelOutput, ModelRejected, ModelReply
 from .n8n import N8nError, build_ai_conversation_payload, post_to_n8n
 from .phrases import Lang, detect, is_word, say
 from .policy import describe_opening, local_now_text, matching_keyword, next_opening
 from .signals import detect_signals
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from .deps import Deps
 
 log = get_logger(__name__)
 
@@ -79,21 +84,6 @@ class Trigger:
         if self.message_id is not None:
             return stable_id("ai-reply", self.message_id)
         return stable_id("ai-reply", "requested", self.request_id)
-
-
-@dataclass(frozen=True)
-class Engine:
-    pool: asyncpg.Pool
-    locks: ConversationLocks
-    attempts: Attempts
-    responder: ClaudeResponder | None
-    default_model: str
-    history_messages: int
-    settings: Settings
-    http: httpx.AsyncClient  # n8n as a tenant's provider
-    notify: Callable[[Event], None] = lambda event: None  # best-effort publish (typing)
-    contexts: ContextCache = field(default_factory=ContextCache)
-    store: MediaStore | None = None  # the patients' files, shown to the model (content.py)
 
 
 @dataclass
@@ -136,26 +126,26 @@ class Plan:
 LEASE_WAIT_MS = 500
 
 
-async def respond(engine: Engine, due: ReplyDue) -> list[Event]:
+async def respond(deps: Deps, due: ReplyDue) -> list[Event]:
     trigger = Trigger.of(due)
     wait: list[Event] = [due.model_copy(update={"delay_ms": max(due.delay_ms, LEASE_WAIT_MS)})]
-    attempt = engine.attempts.begin(trigger.conversation_id)
+    attempt = deps.attempts.begin(trigger.conversation_id)
     if attempt is None:  # this process is composing the conversation's reply right now
         metrics.AI_REPLY_WAITS.inc()
         return wait
     try:
-        return await _respond_leased(engine, trigger, attempt, wait)
+        return await _respond_leased(deps, trigger, attempt, wait)
     finally:
-        engine.attempts.end(trigger.conversation_id, attempt)
+        deps.attempts.end(trigger.conversation_id, attempt)
 
 
-async def _respond_leased(engine: Engine, trigger: Trigger, attempt: uuid.UUID,
+async def _respond_leased(deps: Deps, trigger: Trigger, attempt: uuid.UUID,
                           wait: list[Event]) -> list[Event]:
-    async with tenant_session(engine.pool, trigger.tenant_id) as conn:
+    async with tenant_session(deps.pool, trigger.tenant_id) as conn:
         try:
             # Inside the try: cancelled while the claim runs, the lease may be ours all the same.
             state = await repo.claim_and_read(conn, trigger.conversation_id, trigger.reply_id,
-                                              engine.history_messages, engine.attempts.lease.key,
+                                              deps.settings.ai_history_messages, deps.attempts.lease.key,
                                               attempt, LOCK_CLASS)
             if state is None:
                 raise PermanentError(f"conversation {trigger.conversation_id} not found")
@@ -165,28 +155,28 @@ async def _respond_leased(engine: Engine, trigger: Trigger, attempt: uuid.UUID,
                 return wait
             if state["claimed_through"] != state["answered_through"]:
                 state = await repo.reply_state(conn, trigger.conversation_id, trigger.reply_id,
-                                               engine.history_messages)
-            decided = await _decide(conn, engine, trigger, state)
+                                               deps.settings.ai_history_messages)
+            decided = await _decide(conn, deps, trigger, state)
             if not isinstance(decided, Plan):
                 await repo.release_reply(conn, trigger.conversation_id, attempt)
                 return decided
         except BaseException:
-            await engine.attempts.give_back(trigger.tenant_id, trigger.conversation_id, attempt)
+            await deps.attempts.give_back(trigger.tenant_id, trigger.conversation_id, attempt)
             raise
     plan = decided
     # No connection held from here until the reply is stored: the model takes seconds.
     try:
         if plan.n8n is not None and plan.reply is None:
-            await to_the_end(_hand_to_n8n(engine, trigger, plan.n8n, attempt))
+            await to_the_end(_hand_to_n8n(deps, trigger, plan.n8n, attempt))
             return []
-        reply = plan.reply or await _ask_model(engine, trigger, plan)
-        return await to_the_end(_store_reply(engine, trigger, plan, reply, attempt))
+        reply = plan.reply or await _ask_model(deps, trigger, plan)
+        return await to_the_end(_store_reply(deps, trigger, plan, reply, attempt))
     except BaseException:
-        await engine.attempts.give_back(trigger.tenant_id, trigger.conversation_id, attempt)
+        await deps.attempts.give_back(trigger.tenant_id, trigger.conversation_id, attempt)
         raise
 
 
-async def _decide(conn: asyncpg.Connection, engine: Engine, trigger: Trigger,
+async def _decide(conn: asyncpg.Connection, deps: Deps, trigger: Trigger,
                   state: asyncpg.Record | None) -> Plan | list[Event]:
     """The plan for a reply, or what to return instead (the stored events, or nothing)."""
     if state is None:
@@ -196,13 +186,13 @@ async def _decide(conn: asyncpg.Connection, engine: Engine, trigger: Trigger,
         return _stored_events(state["stored_payload"])
     if state["handed_to_n8n"]:
         return []
-    plan = await _plan(conn, engine, trigger, state)
+    plan = await _plan(conn, deps, trigger, state)
     if plan is None:
         return []
     if plan.n8n is not None:
         async with conn_tenant_tx(conn, trigger.tenant_id):
             found = await repo.ai_conversation(conn, trigger.tenant_id, trigger.conversation_id,
-                                               engine.history_messages)
+                                               deps.settings.ai_history_messages)
         plan.n8n = build_ai_conversation_payload(trigger.tenant_id, found.conversation,
                                                  found.messages, found.lead, found.context)
     return plan
@@ -213,7 +203,7 @@ def _stored_events(payload: dict) -> list[Event]:
     return [EVENT_ADAPTER.validate_python(e) for e in payload["events"]]
 
 
-async def _plan(conn: asyncpg.Connection, engine: Engine, trigger: Trigger,
+async def _plan(conn: asyncpg.Connection, deps: Deps, trigger: Trigger,
                 state: asyncpg.Record) -> Plan | None:
     requested = trigger.message_id is None
     if not requested:
@@ -228,7 +218,7 @@ async def _plan(conn: asyncpg.Connection, engine: Engine, trigger: Trigger,
             tenant = await TENANT_LABELS.load(conn, trigger.tenant_id)
             metrics.AI_REPLIES.labels(tenant, "skipped").inc()
             return None
-    ctx = await _context(conn, engine, trigger.tenant_id, state["context_version"])
+    ctx = await _context(conn, deps, trigger.tenant_id, state["context_version"])
     texts = list(state["unanswered"])
     now = datetime.now(UTC)
     lang = detect(texts, ctx.language)
@@ -262,40 +252,40 @@ async def _plan(conn: asyncpg.Connection, engine: Engine, trigger: Trigger,
     if ctx.provider == "n8n":
         plan.n8n = {}
         return plan
-    if ctx.provider != "claude" or engine.responder is None or not engine.responder.breaker.allow():
+    if ctx.provider != "claude" or deps.responder is None or not deps.responder.breaker.allow():
         plan.reply = _fallback(plan)
         return plan
     plan.history = state["history"]
     return plan
 
 
-async def _hand_to_n8n(engine: Engine, trigger: Trigger, payload: dict,
+async def _hand_to_n8n(deps: Deps, trigger: Trigger, payload: dict,
                        attempt: uuid.UUID) -> None:
     """Post the guide's `ai-conversation` event; n8n answers through the legacy callback. Marked
     once posted, so a redelivery does not post again (a crash in between posts twice: n8n's own
     answer then arrives twice at worst, each with the dispatcher's idempotency)."""
     try:
-        await post_to_n8n(engine.http, engine.settings, payload)
+        await post_to_n8n(deps.http, deps.settings, payload)
     except N8nError as exc:
         raise RuntimeError(str(exc)) from exc  # transient for the runner: retried, then DLQ
-    async with tenant_session(engine.pool, trigger.tenant_id) as conn:
+    async with tenant_session(deps.pool, trigger.tenant_id) as conn:
         await repo.mark_handed_to_n8n(conn, trigger.tenant_id, trigger.reply_id,
                                       trigger.conversation_id, attempt)
     log.info("reply.handed_to_n8n", conversation_id=str(trigger.conversation_id))
 
 
-async def _context(conn: asyncpg.Connection, engine: Engine, tenant_id: uuid.UUID,
+async def _context(conn: asyncpg.Connection, deps: Deps, tenant_id: uuid.UUID,
                    version: int) -> TenantContext:
     """The tenant's context, read again only when its `context_version` moved (an edit)."""
-    ctx = engine.contexts.get(tenant_id, version)
+    ctx = deps.contexts.get(tenant_id, version)
     if ctx is None:
         row = await repo.ai_context(conn, tenant_id)
         if row is None:
             raise PermanentError(f"tenant {tenant_id} not found")
         ctx = TenantContext.from_rows(tenant_id, dict(row), await repo.catalog(conn),
-                                      engine.default_model, engine.settings.opt_out_words,
-                                      engine.settings.opt_in_words)
-        engine.contexts.put(tenant_id, version, ctx)
+                                      deps.settings.anthropic_model, deps.settings.opt_out_words,
+                                      deps.settings.opt_in_words)
+        deps.contexts.put(tenant_id, version, ctx)
     return ctx
 
 
@@ -379,16 +369,16 @@ def _typing(trigger: Trigger, plan: Plan) -> ReplyStarted:
     )
 
 
-async def _ask_model(engine: Engine, trigger: Trigger, plan: Plan) -> Reply:
-    assert engine.responder is not None
+async def _ask_model(deps: Deps, trigger: Trigger, plan: Plan) -> Reply:
+    assert deps.responder is not None
     nudge = REQUEST_NUDGE
-    history = (await content.with_files(plan.history, plan.files, engine.store) if plan.files
+    history = (await content.with_files(plan.history, plan.files, deps.store) if plan.files
                else plan.history)
     # Still thinking after a moment: the patient sees the message read and a reply being typed.
     typing = asyncio.get_running_loop().call_later(
-        engine.settings.ai_typing_after_seconds, engine.notify, _typing(trigger, plan))
+        deps.settings.ai_typing_after_seconds, deps.notify, _typing(trigger, plan))
     try:
-        result = await engine.responder.reply(plan.ctx, history, plan.situation, nudge)
+        result = await deps.responder.reply(plan.ctx, history, plan.situation, nudge)
     except ModelRejected as exc:
         raise PermanentError(str(exc)) from exc
     except BadModelOutput as exc:
@@ -489,9 +479,9 @@ def _events(trigger: Trigger, plan: Plan, reply: Reply) -> list[Event]:
     return events
 
 
-async def _store_reply(engine: Engine, trigger: Trigger, plan: Plan, reply: Reply,
+async def _store_reply(deps: Deps, trigger: Trigger, plan: Plan, reply: Reply,
                        attempt: uuid.UUID) -> list[Event]:
-    async with tenant_session(engine.pool, trigger.tenant_id) as conn:
+    async with tenant_session(deps.pool, trigger.tenant_id) as conn:
         return await _store(conn, trigger, plan, reply, attempt)
 
 
@@ -558,3 +548,117 @@ async def _store_rows(conn: asyncpg.Connection, trigger: Trigger, plan: Plan, re
         await repo.set_lead_opt_out(conn, lead_id, reply.opt_out, plan.now)
         log.info("lead.opt_out_changed", opted_out=reply.opt_out, source="word")
     return True, True
+
+
+# -- what arrives: patient messages, staff reply requests, state changes ---------------------
+
+# A patient choosing an offered appointment slot, or tapping a reminder button: the scheduler
+# answers those (books, confirms, offers, cancels).
+SCHEDULER_CHOICE_PREFIXES = ("slot:", "appt:")
+
+
+@dataclass(frozen=True)
+class Stored:
+    message_id: uuid.UUID
+    conversation_id: uuid.UUID
+    new: bool
+    events: list[Event]
+
+
+async def take_inbound(deps: Deps, event: InboundMessage) -> list[Event]:
+    """Store what arrived and say a reply is due (the broker holds it for the debounce)."""
+    if event.sender_type == "agent":
+        async with tenant_tx(deps.pool, event.tenant_id) as conn:
+            if await repo.is_own_echo(conn, event):
+                log.info("message.own_echo", platform_message_id=event.platform_message_id)
+                return []
+    # Every id the message names is locked before anything is read (the first await, so in
+    # delivery order): a patient first seen by their WhatsApp user id and then with their phone
+    # number is looked up only once the earlier message is stored.
+    keys = [(event.tenant_id, event.channel.value, user)
+            for user in (event.platform_user_id, *event.user_aliases)]
+    async with deps.locks.local_all(keys):
+        if event.user_aliases:  # one patient, several ids: the lead's own id is the one to use
+            async with tenant_tx(deps.pool, event.tenant_id) as conn:
+                known = await repo.canonical_user(conn, event)
+            if known and known != event.platform_user_id:
+                event = event.model_copy(update={
+                    "platform_user_id": known,
+                    "user_aliases": sorted({*event.user_aliases, event.platform_user_id} - {known})})
+        async with tenant_session(deps.pool, event.tenant_id) as conn:
+            stored = await store_inbound(conn, event)
+    if event.sender_type == "agent":
+        return stored.events  # staff answered in the platform's app: the AI steps back
+    if event.kind in ANNOTATION_KINDS or event.standby:
+        return stored.events  # changes what was said, or another app owns the thread
+    if (event.choice_id or "").startswith(SCHEDULER_CHOICE_PREFIXES):
+        return stored.events  # the scheduler answers this one
+    # The debounce waits in the broker, not here: the rest of a burst arrives meanwhile, and
+    # only the latest message's reply answers them all. A redelivery says it again (same id).
+    return [*stored.events, ReplyDue(
+        event_id=stable_id("reply-due", event.event_id), tenant_id=event.tenant_id,
+        correlation_id=event.event_id, conversation_id=stored.conversation_id,
+        message_id=stored.message_id, delay_ms=int(deps.settings.ai_debounce_seconds * 1000),
+    )]
+
+
+async def store_inbound(conn: asyncpg.Connection, event: InboundMessage) -> Stored:
+    """Lead, conversation and message, once per platform message id (a redelivery finds them).
+
+    Under the patient's in-process lock: in delivery order.
+    """
+    row = await repo.store_inbound(conn, event)
+    if row.new:
+        if event.user_aliases or event.referral or event.new_user_id:
+            await repo.annotate_lead(conn, row.lead_id, event)
+        if event.target_id and event.kind in ANNOTATION_KINDS:
+            applied = await repo.apply_to_target(conn, row.conversation_id, event)
+            log.info("message.annotation", kind=event.kind, target=event.target_id,
+                     applied=applied)
+    if row.message_id is None:  # its event id is stored, under another platform message id
+        raise PermanentError(f"event {event.event_id} already stored for another message")
+    if not row.new:
+        log.info("message.duplicate", platform_message_id=event.platform_message_id)
+    events: list[Event] = []
+    if row.first:
+        events.append(LeadCreated(
+            event_id=stable_id("lead.created", row.lead_id), tenant_id=event.tenant_id,
+            correlation_id=event.event_id, lead_id=row.lead_id, channel=event.channel,
+            name=event.display_name,
+        ))
+    log.info("message.stored", message_id=str(row.message_id),
+             conversation_id=str(row.conversation_id), lead_id=str(row.lead_id),
+             channel=event.channel.value, new=row.new)
+    return Stored(row.message_id, row.conversation_id, row.new, events)
+
+
+async def reply_requested(deps: Deps, event: ReplyRequested) -> list[Event]:
+    """Staff ask for a reply now: due at once, answered like a patient's message."""
+    async with tenant_tx(deps.pool, event.tenant_id) as conn:
+        found = await repo.conversation_exists(conn, event.conversation_id)
+    if not found:
+        raise PermanentError(f"conversation {event.conversation_id} not found")
+    return [ReplyDue(
+        event_id=stable_id("reply-due", event.event_id), tenant_id=event.tenant_id,
+        correlation_id=event.correlation_id or event.event_id,
+        conversation_id=event.conversation_id, request_id=event.event_id,
+    )]
+
+
+async def apply_state_change(deps: Deps, event: Event) -> list[Event]:
+    """State changes that are not patient messages: marketing opt-outs, and escalations or
+    hand-backs decided by staff (operator API) or the legacy callback. The ai-responder owns
+    leads and conversations, so it applies them; each is idempotent (setting a state twice is
+    one state)."""
+    async with tenant_tx(deps.pool, event.tenant_id) as conn:
+        if isinstance(event, OptOutChanged):
+            found = await repo.set_opted_out(conn, event.channel.value, event.platform_user_id,
+                                             event.opted_out, event.changed_at)
+            log.info("lead.opt_out_changed", opted_out=event.opted_out, known_lead=found)
+        elif isinstance(event, ConversationEscalated):
+            # Our own escalations arrive here too: the conversation is already escalated.
+            await repo.escalate_conversation(conn, event.conversation_id, event.reason)
+        elif isinstance(event, ConversationReleased):
+            await repo.release_conversation(conn, event.conversation_id)
+            log.info("conversation.released", conversation_id=str(event.conversation_id))
+    return []
