@@ -112,7 +112,7 @@ class TestBrokerLostDuringAReply:
                 lease_at_redelivery.extend(await _leases(app_pool, tenant.id))
                 return await claim(conn, conversation_id, *args)
             state = await claim(conn, conversation_id, *args)
-            assert state["claimed"]
+            assert state.claimed
             await brk.close_and_hold()
 
         monkeypatch.setattr(repo, "claim_and_read", claim_then_break)

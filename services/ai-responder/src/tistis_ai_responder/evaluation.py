@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from tistis_common.admin import read_fixture
@@ -149,7 +150,7 @@ async def run_case(responder: ClaudeResponder, ctx: TenantContext, case: Mapping
     try:
         reply = await responder.reply(ctx, history, situation)
         decision = tools.decide(ctx, reply.calls)
-        plan = Plan({"lead_name": "María García"}, ctx, texts, situation,  # type: ignore[arg-type]
+        plan = Plan(SimpleNamespace(lead_name="María García"), ctx, texts, situation,  # type: ignore[arg-type]
                     None, lang=detect(texts, ctx.language), now=now, choice=choice)
         text = reply_from_decision(plan, decision, reply).text
     except (BadModelOutput, tools.InvalidToolCall) as exc:

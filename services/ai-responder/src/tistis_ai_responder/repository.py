@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 from tistis_common.events import InboundMessage
+
+from .context import TenantContext
 
 
 @dataclass(frozen=True)
@@ -163,7 +166,45 @@ async def conversation_exists(conn: asyncpg.Connection, conversation_id: uuid.UU
     ))
 
 
-_REPLY_STATE = """SELECT c.id, c.status, c.unresolved_inbound, c.channel, c.platform_conversation_id,
+@dataclass(frozen=True)
+class ReplyState:
+    """What a reply decision reads of its conversation (`reply_state` says what each means)."""
+
+    id: uuid.UUID  # the conversation
+    status: str
+    unresolved_inbound: int
+    channel: str
+    lead_id: uuid.UUID
+    platform_user_id: str
+    spam: bool
+    lead_name: str | None
+    opted_out_at: datetime | None
+    context_version: int
+    answered_through: datetime | None
+    latest_choice: str | None
+    stored: bool
+    stored_payload: dict[str, Any] | None
+    handed_to_n8n: bool
+    latest_id: uuid.UUID | None
+    latest_at: datetime | None
+    latest_platform_id: str | None
+    answered: bool
+    unanswered: list[str]
+    history: list[dict[str, Any]]
+
+
+def _reply_state(row: asyncpg.Record) -> ReplyState:
+    return ReplyState(**{f.name: row[f.name] for f in fields(ReplyState)})
+
+
+@dataclass(frozen=True)
+class Claim:
+    claimed: bool  # this statement took the lease
+    claimed_through: datetime | None  # `answered_through` of the row as claimed
+    state: ReplyState
+
+
+_REPLY_STATE = """SELECT c.id, c.status, c.unresolved_inbound, c.channel,
                   l.id AS lead_id, l.platform_user_id, l.spam, l.name AS lead_name,
                   l.opted_out_at, t.context_version, c.answered_through,
                   latest.payload->>'choice_id' AS latest_choice,
@@ -212,7 +253,7 @@ _REPLY_STATE = """SELECT c.id, c.status, c.unresolved_inbound, c.channel, c.plat
 
 
 async def reply_state(conn: asyncpg.Connection, conversation_id: uuid.UUID, reply_id: uuid.UUID,
-                      history_limit: int) -> asyncpg.Record | None:
+                      history_limit: int) -> ReplyState | None:
     """Everything a reply decision reads, in one statement (one snapshot), under the lease:
 
     - the conversation and its lead; the tenant's `context_version` (is the cached context
@@ -228,13 +269,14 @@ async def reply_state(conn: asyncpg.Connection, conversation_id: uuid.UUID, repl
       unanswered patient messages last (a reply answered what came before it, even when the
       patient wrote again while it was being composed).
     """
-    return await conn.fetchrow(_REPLY_STATE, conversation_id, reply_id, N8N_CONSUMER,
-                               history_limit)
+    row = await conn.fetchrow(_REPLY_STATE, conversation_id, reply_id, N8N_CONSUMER,
+                              history_limit)
+    return None if row is None else _reply_state(row)
 
 
 async def claim_and_read(conn: asyncpg.Connection, conversation_id: uuid.UUID,
                          reply_id: uuid.UUID, history_limit: int, process_key: int,
-                         attempt: uuid.UUID, lock_class: int) -> asyncpg.Record | None:
+                         attempt: uuid.UUID, lock_class: int) -> Claim | None:
     """Take the conversation's reply lease for `attempt` (`lease`) and read `reply_state`, in one
     round trip. The lease is free, or held by a process that is gone (its advisory lock is free:
     taken here for this statement only), or by this process without a live attempt (the caller
@@ -242,7 +284,7 @@ async def claim_and_read(conn: asyncpg.Connection, conversation_id: uuid.UUID,
     snapshot, taken before a reply stored by the previous holder at that very moment:
     `claimed_through` (the row as claimed) differs from `answered_through` then, and the caller
     reads again."""
-    return await conn.fetchrow(
+    row = await conn.fetchrow(
         """WITH claim AS (
              UPDATE conversations SET reply_lease = $6, reply_lease_by = $5
              WHERE id = $1
@@ -254,6 +296,7 @@ async def claim_and_read(conn: asyncpg.Connection, conversation_id: uuid.UUID,
            FROM (""" + _REPLY_STATE + """) state""",
         conversation_id, reply_id, N8N_CONSUMER, history_limit, process_key, attempt, lock_class,
     )
+    return None if row is None else Claim(row["claimed"], row["claimed_through"], _reply_state(row))
 
 
 async def release_reply(conn: asyncpg.Connection, conversation_id: uuid.UUID,
@@ -265,13 +308,19 @@ async def release_reply(conn: asyncpg.Connection, conversation_id: uuid.UUID,
     )
 
 
-async def stored_reply(conn: asyncpg.Connection, message_id: uuid.UUID) -> asyncpg.Record | None:
-    return await conn.fetchrow("SELECT id, payload FROM messages WHERE id = $1", message_id)
+async def stored_reply_payload(conn: asyncpg.Connection,
+                               message_id: uuid.UUID) -> dict[str, Any] | None:
+    """The payload a reply was stored with (its events), None when there is no such reply."""
+    row = await conn.fetchrow("SELECT id, payload FROM messages WHERE id = $1", message_id)
+    return None if row is None else row["payload"]
 
 
-async def ai_context(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> asyncpg.Record | None:
-    """The tenant's AI settings with its name and timezone (defaults when no row was set up)."""
-    return await conn.fetchrow(
+async def tenant_context(conn: asyncpg.Connection, tenant_id: uuid.UUID, *, default_model: str,
+                         opt_out_words: Sequence[str],
+                         opt_in_words: Sequence[str]) -> TenantContext | None:
+    """The tenant's AI settings with its name and timezone (defaults when no row was set up) and
+    its catalog; None when there is no such tenant."""
+    row = await conn.fetchrow(
         """SELECT t.name AS tenant_name, t.timezone, a.system_prompt, a.temperature, a.max_tokens,
                   a.response_style, a.business_hours, a.escalation_keywords,
                   a.auto_escalate_after_messages, a.ai_provider, a.model, a.language,
@@ -280,9 +329,13 @@ async def ai_context(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> asyncpg.
            WHERE t.id = $1""",
         tenant_id,
     )
+    if row is None:
+        return None
+    return TenantContext.from_rows(tenant_id, dict(row), await _catalog(conn), default_model,
+                                   opt_out_words, opt_in_words)
 
 
-async def catalog(conn: asyncpg.Connection) -> dict[str, list[asyncpg.Record]]:
+async def _catalog(conn: asyncpg.Connection) -> dict[str, list[asyncpg.Record]]:
     """Services, branches and FAQs of the tenant in scope (RLS), in a stable order for caching."""
     return {
         "services": await conn.fetch(

@@ -108,7 +108,7 @@ class Reply:
 class Plan:
     """The decision taken under the lock, before any slow call."""
 
-    conversation: asyncpg.Record  # `repository.reply_state`
+    conversation: repo.ReplyState
     ctx: TenantContext
     texts: list[str]
     situation: str
@@ -144,16 +144,17 @@ async def _respond_leased(deps: Deps, trigger: Trigger, attempt: uuid.UUID,
     async with tenant_session(deps.pool, trigger.tenant_id) as conn:
         try:
             # Inside the try: cancelled while the claim runs, the lease may be ours all the same.
-            state = await repo.claim_and_read(conn, trigger.conversation_id, trigger.reply_id,
+            claim = await repo.claim_and_read(conn, trigger.conversation_id, trigger.reply_id,
                                               deps.settings.ai_history_messages, deps.attempts.lease.key,
                                               attempt, LOCK_CLASS)
-            if state is None:
+            if claim is None:
                 raise PermanentError(f"conversation {trigger.conversation_id} not found")
-            if not state["claimed"]:
+            if not claim.claimed:
                 log.info("reply.waiting", message_id=str(trigger.reply_id))
                 metrics.AI_REPLY_WAITS.inc()
                 return wait
-            if state["claimed_through"] != state["answered_through"]:
+            state: repo.ReplyState | None = claim.state
+            if claim.claimed_through != claim.state.answered_through:
                 state = await repo.reply_state(conn, trigger.conversation_id, trigger.reply_id,
                                                deps.settings.ai_history_messages)
             decided = await _decide(conn, deps, trigger, state)
@@ -177,14 +178,15 @@ async def _respond_leased(deps: Deps, trigger: Trigger, attempt: uuid.UUID,
 
 
 async def _decide(conn: asyncpg.Connection, deps: Deps, trigger: Trigger,
-                  state: asyncpg.Record | None) -> Plan | list[Event]:
+                  state: repo.ReplyState | None) -> Plan | list[Event]:
     """The plan for a reply, or what to return instead (the stored events, or nothing)."""
     if state is None:
         raise PermanentError(f"conversation {trigger.conversation_id} not found")
-    if state["stored"]:
+    if state.stored:
         log.info("reply.reemitted", message_id=str(trigger.reply_id))
-        return _stored_events(state["stored_payload"])
-    if state["handed_to_n8n"]:
+        assert state.stored_payload is not None
+        return _stored_events(state.stored_payload)
+    if state.handed_to_n8n:
         return []
     plan = await _plan(conn, deps, trigger, state)
     if plan is None:
@@ -204,22 +206,22 @@ def _stored_events(payload: dict) -> list[Event]:
 
 
 async def _plan(conn: asyncpg.Connection, deps: Deps, trigger: Trigger,
-                state: asyncpg.Record) -> Plan | None:
+                state: repo.ReplyState) -> Plan | None:
     requested = trigger.message_id is None
     if not requested:
-        if state["latest_id"] != trigger.message_id:
+        if state.latest_id != trigger.message_id:
             log.info("reply.superseded", message_id=str(trigger.message_id))
             return None  # a later message of the burst answers all of them
-        if state["answered"]:
+        if state.answered:
             return None
-        if state["status"] != "active" or state["spam"]:
-            reason = "spam" if state["spam"] else state["status"]
+        if state.status != "active" or state.spam:
+            reason = "spam" if state.spam else state.status
             log.info("reply.skipped", reason=reason)
             tenant = await TENANT_LABELS.load(conn, trigger.tenant_id)
             metrics.AI_REPLIES.labels(tenant, "skipped").inc()
             return None
-    ctx = await _context(conn, deps, trigger.tenant_id, state["context_version"])
-    texts = list(state["unanswered"])
+    ctx = await _context(conn, deps, trigger.tenant_id, state.context_version)
+    texts = list(state.unanswered)
     now = datetime.now(UTC)
     lang = detect(texts, ctx.language)
     opening = next_opening(ctx.business_hours, ctx.timezone, now)
@@ -230,7 +232,7 @@ async def _plan(conn: asyncpg.Connection, deps: Deps, trigger: Trigger,
     if not requested and texts:
         opt = _opt_out_word(plan, texts[-1])
         if opt is not None:
-            if opt.opt_out == (state["opted_out_at"] is not None):
+            if opt.opt_out == (state.opted_out_at is not None):
                 log.info("reply.skipped", reason="opt_out_unchanged")
                 return None  # one confirmation only: the state is already what they asked
             plan.reply = opt
@@ -240,13 +242,13 @@ async def _plan(conn: asyncpg.Connection, deps: Deps, trigger: Trigger,
         if keyword is not None:
             plan.reply = _escalation(plan, f"keyword: {keyword}", "keyword")
             return plan
-        if state["unresolved_inbound"] > ctx.auto_escalate_after:
-            reason = f"{state['unresolved_inbound']} patient messages without resolution"
+        if state.unresolved_inbound > ctx.auto_escalate_after:
+            reason = f"{state.unresolved_inbound} patient messages without resolution"
             plan.reply = _escalation(plan, reason, "auto")
             return plan
-    if content.mentions_files(state["history"]):
+    if content.mentions_files(state.history):
         plan.files = await content.files_for(conn, trigger.conversation_id)
-        if not requested and content.voice_note_unheard(state["latest_id"], plan.files):
+        if not requested and content.voice_note_unheard(state.latest_id, plan.files):
             plan.reply = Reply(content.WRITE_PLEASE, "reply", "fallback", fallback=True)
             return plan
     if ctx.provider == "n8n":
@@ -255,7 +257,7 @@ async def _plan(conn: asyncpg.Connection, deps: Deps, trigger: Trigger,
     if ctx.provider != "claude" or deps.responder is None or not deps.responder.breaker.allow():
         plan.reply = _fallback(plan)
         return plan
-    plan.history = state["history"]
+    plan.history = state.history
     return plan
 
 
@@ -279,22 +281,21 @@ async def _context(conn: asyncpg.Connection, deps: Deps, tenant_id: uuid.UUID,
     """The tenant's context, read again only when its `context_version` moved (an edit)."""
     ctx = deps.contexts.get(tenant_id, version)
     if ctx is None:
-        row = await repo.ai_context(conn, tenant_id)
-        if row is None:
+        ctx = await repo.tenant_context(conn, tenant_id, default_model=deps.settings.anthropic_model,
+                                        opt_out_words=deps.settings.opt_out_words,
+                                        opt_in_words=deps.settings.opt_in_words)
+        if ctx is None:
             raise PermanentError(f"tenant {tenant_id} not found")
-        ctx = TenantContext.from_rows(tenant_id, dict(row), await repo.catalog(conn),
-                                      deps.settings.anthropic_model, deps.settings.opt_out_words,
-                                      deps.settings.opt_in_words)
         deps.contexts.put(tenant_id, version, ctx)
     return ctx
 
 
 async def _menu_choice(conn: asyncpg.Connection, ctx: TenantContext, trigger: Trigger,
-                       state: asyncpg.Record, texts: list[str]) -> Service | None:
+                       state: repo.ReplyState, texts: list[str]) -> Service | None:
     """A tapped menu row (`service:<id>`), or a bare number answering a numbered menu (TikTok)."""
     if trigger.message_id is None:
         return None
-    chosen = tools.chosen_service(ctx, state["latest_choice"])
+    chosen = tools.chosen_service(ctx, state.latest_choice)
     if chosen is None and texts and texts[-1].strip().rstrip(".").isdigit():
         menu = await repo.last_menu(conn, trigger.conversation_id)
         chosen = tools.chosen_service(ctx, tools.numbered_choice(texts[-1], menu))
@@ -363,9 +364,9 @@ def _typing(trigger: Trigger, plan: Plan) -> ReplyStarted:
     c = plan.conversation
     return ReplyStarted(
         tenant_id=trigger.tenant_id, correlation_id=trigger.correlation_id,
-        channel=Channel(c["channel"]), conversation_id=c["id"],
-        recipient_id=c["platform_user_id"],
-        platform_message_id=c["latest_platform_id"],
+        channel=Channel(c.channel), conversation_id=c.id,
+        recipient_id=c.platform_user_id,
+        platform_message_id=c.latest_platform_id,
     )
 
 
@@ -427,7 +428,7 @@ def reply_from_decision(plan: Plan, d: tools.Decision, usage: ModelReply) -> Rep
         if len(reply.text) > tools.MENU_BODY_MAX:  # an interactive body holds 1024 characters
             reply.text = say("menu", lang)
     if quote is not None:
-        name = (plan.conversation["lead_name"] or "").strip() or "paciente"
+        name = (plan.conversation.lead_name or "").strip() or "paciente"
         reply.fallback_template = tools.quote_template(name, quote)
     if d.escalation is not None:
         reply.purpose, reply.outcome = "holding", "escalated"
@@ -438,11 +439,11 @@ def reply_from_decision(plan: Plan, d: tools.Decision, usage: ModelReply) -> Rep
 def _events(trigger: Trigger, plan: Plan, reply: Reply) -> list[Event]:
     c, reply_id = plan.conversation, trigger.reply_id
     tenant_id, correlation_id = trigger.tenant_id, trigger.correlation_id
-    channel = Channel(c["channel"])
+    channel = Channel(c.channel)
     menu_button = "See services" if plan.lang == "en" else "Ver servicios"
     events: list[Event] = [OutboundMessage(
         event_id=stable_id("outbound", reply_id), channel=channel, message_id=reply_id,
-        conversation_id=c["id"], lead_id=c["lead_id"], recipient_id=c["platform_user_id"],
+        conversation_id=c.id, lead_id=c.lead_id, recipient_id=c.platform_user_id,
         sender_type="ai", purpose=reply.purpose, kind="list" if reply.sections else "text",
         text=reply.text, sections=reply.sections,
         list_button=menu_button if reply.sections else None,
@@ -452,8 +453,8 @@ def _events(trigger: Trigger, plan: Plan, reply: Reply) -> list[Event]:
     if reply.escalation is not None:
         reason, source = reply.escalation
         events.append(ConversationEscalated(
-            event_id=stable_id("escalated", reply_id), conversation_id=c["id"],
-            lead_id=c["lead_id"], channel=channel, reason=reason, source=source,  # type: ignore[arg-type]
+            event_id=stable_id("escalated", reply_id), conversation_id=c.id,
+            lead_id=c.lead_id, channel=channel, reason=reason, source=source,  # type: ignore[arg-type]
             tenant_id=tenant_id, correlation_id=correlation_id,
         ))
     signals = list(reply.signals)
@@ -461,14 +462,14 @@ def _events(trigger: Trigger, plan: Plan, reply: Reply) -> list[Event]:
         signals.append(Signal.INTERESTED)  # the scorer looks again, and finds the services
     if signals:
         events.append(LeadSignals(
-            event_id=stable_id("signals", reply_id), lead_id=c["lead_id"], conversation_id=c["id"],
+            event_id=stable_id("signals", reply_id), lead_id=c.lead_id, conversation_id=c.id,
             message_id=trigger.message_id, signals=signals, source=reply.signal_source,
             tenant_id=tenant_id, correlation_id=correlation_id,
         ))
     for i, booking in enumerate(reply.bookings):
         events.append(AppointmentRequested(
             event_id=stable_id("appointment", reply_id, i), action=booking.action,
-            lead_id=c["lead_id"], conversation_id=c["id"],
+            lead_id=c.lead_id, conversation_id=c.id,
             service_id=booking.service.id if booking.service else None,
             service_name=booking.service.name if booking.service else None,
             branch_id=booking.branch.id if booking.branch else None,
@@ -495,9 +496,9 @@ async def _store(conn: asyncpg.Connection, trigger: Trigger, plan: Plan, reply: 
         log.warning("reply.lease_lost", message_id=str(trigger.reply_id))
         return []
     if not inserted:  # this very reply was stored before: send what was stored
-        stored = await repo.stored_reply(conn, trigger.reply_id)
+        stored = await repo.stored_reply_payload(conn, trigger.reply_id)
         assert stored is not None
-        return _stored_events(stored["payload"])
+        return _stored_events(stored)
     tenant = await TENANT_LABELS.load(conn, trigger.tenant_id)  # cached: one query per tenant
     metrics.AI_REPLIES.labels(tenant, "fallback" if reply.fallback else reply.outcome).inc()
     if usage is not None:
@@ -516,11 +517,11 @@ async def _store_rows(conn: asyncpg.Connection, trigger: Trigger, plan: Plan, re
     """The reply with what it records (quote, interests, opt-out), in the caller's transaction,
     only while `attempt` holds the lease. Returns (leased, stored), as `repo.store_reply`."""
     usage = reply.usage
-    lead_id = plan.conversation["lead_id"]
+    lead_id = plan.conversation.lead_id
     leased, inserted = await repo.store_reply(
         conn, message_id=trigger.reply_id, tenant_id=trigger.tenant_id,
-        conversation_id=trigger.conversation_id, lead_id=plan.conversation["lead_id"],
-        channel=plan.conversation["channel"], text=reply.text, purpose=reply.purpose,
+        conversation_id=trigger.conversation_id, lead_id=plan.conversation.lead_id,
+        channel=plan.conversation.channel, text=reply.text, purpose=reply.purpose,
         payload={"events": [e.model_dump(mode="json") for e in events],
                  "trigger_message_id": str(trigger.message_id) if trigger.message_id else None},
         fallback=reply.fallback, model=usage.model if usage else None,
@@ -530,7 +531,7 @@ async def _store_rows(conn: asyncpg.Connection, trigger: Trigger, plan: Plan, re
         latency_ms=usage.latency_ms if usage else None,
         escalation_reason=reply.escalation[0] if reply.escalation else None,
         resolved=reply.escalation is None and bool(reply.bookings),
-        attempt=attempt, answered_through=plan.conversation["latest_at"],
+        attempt=attempt, answered_through=plan.conversation.latest_at,
         kind="list" if reply.sections else "text",
     )
     if not inserted:
