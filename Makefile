@@ -60,6 +60,9 @@ lint: install ## ruff, mypy and the architecture contracts
 openapi: install ## regenerate services/ingress/openapi.json (committed; a test keeps it in step)
 	.venv/bin/python -m tistis_ingress.openapi
 
+event-schema: install ## regenerate libs/common/event-schema.json, the events' JSON Schema (committed; a test keeps it in step)
+	.venv/bin/python -m tistis_common.event_schema
+
 bench: install infra ## the benchmarks (they print their figures)
 	@$(ENV) for b in bench/*/run.py; do .venv/bin/python $$b; done
 
@@ -67,4 +70,4 @@ bench-pipeline: install infra ## the pipeline targets: 50 patients/s for 60 s, m
 	@$(ENV) .venv/bin/python bench/pipeline/run.py --rates 50 --seconds 60 --model-seconds 2 --cpu-rate 0
 	@$(ENV) .venv/bin/python bench/pipeline/run.py --rates 50 --seconds 30 --model-seconds 10 --cpu-rate 130
 
-.PHONY: help install infra infra-down migrate seed run test test-chaos test-rabbitmq4 eval lint openapi bench bench-pipeline
+.PHONY: help install infra infra-down migrate seed run test test-chaos test-rabbitmq4 eval lint openapi event-schema bench bench-pipeline

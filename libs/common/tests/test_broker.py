@@ -1,6 +1,7 @@
 import asyncio
 import uuid
 from datetime import UTC, datetime
+from functools import partial
 
 import aio_pika
 import pytest
@@ -15,8 +16,9 @@ from tistis_common.broker import (
     RetryAfter,
     WaitForClaim,
     connect,
+    handled_types,
 )
-from tistis_common.events import Channel, InboundMessage
+from tistis_common.events import Channel, Event, InboundMessage, MessageStatus, OutboundMessage
 from tistis_common.topology import QueueSpec, declare_topology
 
 
@@ -74,6 +76,23 @@ class TestConsumer:
             await asyncio.sleep(0.05)
         await consumer.stop(grace=2)
         assert seen == [sent.event_id]
+        assert (await channel.get_queue(spec.name)).declaration_result.message_count == 0
+
+    async def test_a_handler_gets_only_the_event_types_it_names(self, settings, broker):
+        connection, spec, publisher, channel = broker
+        seen = []
+
+        async def handler(e: MessageStatus, deps: object) -> list:
+            seen.append(e)
+            return []
+
+        consumer = Consumer(connection, spec, partial(handler, deps=None), publisher, prefetch=4,
+                            retry_delays=[0.1])
+        await consumer.start()
+        await publisher.publish(event())  # an InboundMessage: not this handler's
+        await asyncio.sleep(0.5)
+        await consumer.stop(grace=2)
+        assert seen == []
         assert (await channel.get_queue(spec.name)).declaration_result.message_count == 0
 
     async def test_event_that_keeps_failing_ends_in_the_dlq_with_its_error(self, settings, broker):
@@ -202,6 +221,23 @@ class TestConsumer:
         assert finished == [sent.event_id]
         q = await channel.declare_queue(spec.name, passive=True)
         assert q.declaration_result.message_count == 0
+
+
+class TestHandledTypes:
+    def test_read_from_the_first_parameter_through_partial_and_unions(self):
+        async def one(e: OutboundMessage, deps): ...
+        async def either(e: InboundMessage | MessageStatus): ...
+        async def untyped(e): ...
+
+        assert handled_types(partial(one, deps=None)) == (OutboundMessage,)
+        assert handled_types(either) == (InboundMessage, MessageStatus)
+        assert handled_types(untyped) == (Event,)
+
+    def test_a_first_parameter_typed_with_something_else_is_refused_at_start(self):
+        async def wrong(e: int): ...
+
+        with pytest.raises(TypeError):
+            handled_types(wrong)
 
 
 class TestUnroutedEvents:

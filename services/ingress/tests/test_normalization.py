@@ -136,7 +136,7 @@ class TestWhatsApp:
 
         conversation = {"platform_conversation_id": "4f1a0e1bd9c6e1a5c1f8d2e3a4b5c6d7"}
         # Out of order on purpose (read before delivered before sent): each carries its own
-        # time and value, so the dispatcher keeps the highest STATUS_RANK and never goes back.
+        # time and value, so the dispatcher keeps the highest vocabulary.STATUS_RANK and never goes back.
         assert sorted(events, key=lambda e: e["status_at"]) == [
             status(W + "OUT1", "sent", T + 10, **conversation),
             status(W + "OUT1", "delivered", T + 20, **conversation),

@@ -111,8 +111,8 @@ class TestBookingThroughABrokerLoss:
         cancelled: list[bool] = []
         channel: list[object] = []
 
-        async def commit_then_close(consumer, req, deps):
-            events = await run(consumer, req, deps)
+        async def commit_then_close(consumer, event, req, deps):
+            events = await run(consumer, event, req, deps)
             if not cancelled:  # booked and committed; the runner has not published nor acked
                 cancelled.append(False)
                 await broker_closes_channel(channel[0])

@@ -161,17 +161,16 @@ class TestDaylightSaving:
 
 class TestCrashBetweenCommitAndPublish:
     async def test_committed_but_unpublished_reminder_is_published_by_a_later_pass(
-        self, make_tenant, rows, bus, clock, deps_for, scheduler, app_pool
+        self, make_tenant, rows, bus, clock, deps_for, scheduler
     ):
-        from tistis_common.db import tenant_tx
+        from tistis_scheduler.passes import decide
         from tistis_scheduler.reminders import remind
 
         tenant = await make_tenant()
         p = await rows.patient(tenant)
         await rows.appointment(p, at=MONDAY_9, booked_at=utc(2027, 1, 4))
         clock.set(MONDAY_9 - timedelta(hours=20))
-        async with tenant_tx(app_pool, tenant.id) as conn:  # the pass's commit, then the "crash"
-            [lost] = await remind(conn, tenant.id, deps_for())
+        [lost] = await decide(deps_for(), tenant.id, remind)  # the pass's commit, then the "crash"
         async with scheduler() as runtime:
             await run_pass(deps_for(runtime))
             assert await bus.events(tenant.id) == []  # not yet: another replica may be publishing

@@ -1,7 +1,9 @@
 """Publishing with confirms, and the one consumer runner every service uses.
 
-A handler is `async def handle(event) -> Sequence[Event]` (dependencies bound with
-functools.partial). The runner owns the rest: validate, handle, publish what the handler returned
+A handler is `async def handle(event: SomeEvent, deps) -> Sequence[Event]` (dependencies bound
+with functools.partial). The runner reads the event type from the handler's annotation (a union
+names several) and hands it only those: another event routed to the same queue is acknowledged
+and counted `ignored`. The runner owns the rest: validate, handle, publish what the handler returned
 (each confirmed by the broker), then ack. Handlers must be idempotent and, on a redelivery,
 return the same events again (deterministic ids), so that a crash between commit and publish
 loses nothing and downstream consumers drop the duplicates.
@@ -16,8 +18,12 @@ itself (finished, given back, or expired), so dead-lettering it would lose work 
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import time
 import traceback
+import types
+import typing
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -36,13 +42,35 @@ from pamqp.header import ContentHeader
 from pydantic import ValidationError
 
 from tistis_common import metrics
-from tistis_common.events import AnyEvent, Event, dump_event, parse_event, routing_key
+from tistis_common.events import Event, dump_event, parse_event, routing_key
 from tistis_common.logging import bound, get_logger
 from tistis_common.topology import EXCHANGE, QueueSpec
 
 log = get_logger(__name__)
 
-Handler = Callable[[AnyEvent], Awaitable[Sequence[Event]]]
+Handler = Callable[..., Awaitable[Sequence[Event]]]
+
+
+def handled_types(handler: Handler) -> tuple[type[Event], ...]:
+    """The event types a handler takes: its first parameter's annotation (Event when none)."""
+    func: Any = handler
+    while isinstance(func, functools.partial):
+        func = func.func
+    parameters = list(inspect.signature(func).parameters.values())
+    annotation = parameters[0].annotation if parameters else inspect.Parameter.empty
+    if annotation is inspect.Parameter.empty:
+        return (Event,)
+    if isinstance(annotation, str):  # postponed annotations: the type must be imported at run time
+        try:
+            annotation = eval(annotation, getattr(func, "__globals__", {}))
+        except NameError as exc:
+            raise TypeError(f"{func.__qualname__}: import its event type at run time") from exc
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    members = typing.get_args(annotation) if union else (annotation,)
+    accepted = tuple(m for m in members if isinstance(m, type) and issubclass(m, Event))
+    if len(accepted) != len(members):
+        raise TypeError(f"{func.__qualname__}: its first parameter must be typed with events")
+    return accepted
 
 H_ATTEMPT = "x-attempt"
 H_ERROR = "x-error"
@@ -265,6 +293,7 @@ class Consumer:
         self.connection = connection
         self.spec = spec
         self.handler = handler
+        self.accepts = handled_types(handler)
         self.publisher = publisher
         self.prefetch = prefetch
         self.retry_delays = list(retry_delays)
@@ -326,6 +355,10 @@ class Consumer:
             event = parse_event(message.body)
         except ValidationError as exc:
             await self._dead_letter(message, exc, attempt)
+            return
+        if not isinstance(event, self.accepts):  # another consumer's event on a shared binding
+            await message.ack()
+            metrics.EVENTS_CONSUMED.labels(queue, "ignored").inc()
             return
         with bound(
             tenant_id=str(event.tenant_id), event_id=str(event.event_id), event_type=event.type,

@@ -1,5 +1,7 @@
-"""asyncpg access. Every tenant-owned query runs inside `tenant_tx`, which sets the per-transaction
-`app.tenant_id` that the row level security policies check."""
+"""asyncpg access. Every tenant-owned query runs in a tenant scope (`scope`, the only place
+`app.tenant_id` is set, which the row level security policies check): `tenant_tx` for one short
+transaction, `tenant_session` for a handler's few statements, `conn_tenant_tx` on a connection
+the caller already holds (under the conversation lock)."""
 
 from __future__ import annotations
 
@@ -37,10 +39,18 @@ _scoped_backends: set[int] = set()  # server pids whose session scope may be set
 _scoping: ContextVar[bool] = ContextVar("tistis_scoping", default=False)
 
 
+async def scope(conn: asyncpg.Connection, tenant_id: uuid.UUID | None, *, session: bool = False) -> None:
+    """The one place the tenant scope (`app.tenant_id`, what the row level security policies
+    read) is set: for the current transaction, or with `session` for as long as the connection
+    lives (None clears it)."""
+    await conn.execute("SELECT set_config('app.tenant_id', $1, $2)",
+                       "" if tenant_id is None else str(tenant_id), not session)
+
+
 async def _clear_stale_scope(conn: asyncpg.Connection) -> None:
     pid = conn.get_server_pid()
     if pid in _scoped_backends and not _scoping.get():
-        await conn.execute("SELECT set_config('app.tenant_id', '', false)")
+        await scope(conn, None, session=True)
         _scoped_backends.discard(pid)
 
 
@@ -64,7 +74,7 @@ async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10,
 async def tenant_tx(pool: asyncpg.Pool, tenant_id: uuid.UUID) -> AsyncIterator[asyncpg.Connection]:
     """One short transaction scoped to one tenant (RLS sees only its rows)."""
     async with _acquire_to_scope(pool) as conn, conn.transaction():
-        await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(tenant_id))
+        await scope(conn, tenant_id)
         yield conn
 
 
@@ -76,7 +86,7 @@ async def tenant_session(pool: asyncpg.Pool, tenant_id: uuid.UUID) -> AsyncItera
     transaction. The scope outlives the release; the next unscoped acquirer clears it."""
     async with _acquire_to_scope(pool) as conn:
         _scoped_backends.add(conn.get_server_pid())
-        await conn.execute("SELECT set_config('app.tenant_id', $1, false)", str(tenant_id))
+        await scope(conn, tenant_id, session=True)
         yield conn
 
 
@@ -100,7 +110,7 @@ async def conn_tenant_tx(
 ) -> AsyncIterator[asyncpg.Connection]:
     """`tenant_tx` on a connection the caller already holds (e.g. one keeping a session lock)."""
     async with conn.transaction():
-        await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(tenant_id))
+        await scope(conn, tenant_id)
         yield conn
 
 

@@ -124,11 +124,7 @@ class InboundMessage(Event):
     user_aliases: list[str] = Field(default_factory=list)
 
 
-StatusValue = Literal["sent", "delivered", "read", "failed"]
-# Statuses arrive out of order (a `read` before its `delivered`); whoever stores them keeps the
-# highest rank and never moves back. `failed` ranks above `sent` only: a message that was
-# delivered or read cannot fail afterwards.
-STATUS_RANK: dict[str, int] = {"sent": 1, "failed": 2, "delivered": 3, "read": 4}
+StatusValue = Literal["sent", "delivered", "read", "failed"]  # their order: vocabulary.STATUS_RANK
 
 
 class MessageStatus(Event):

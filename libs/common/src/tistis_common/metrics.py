@@ -25,7 +25,8 @@ PUBLISH_CONFIRM_SECONDS = Histogram(
 )
 EVENTS_CONSUMED = Counter(
     "tistis_events_consumed_total", "Events taken from a queue, by outcome",
-    ["queue", "outcome"],  # outcome: ok | retry | wait (for a claim) | dead_letter
+    # outcome: ok | ignored (not the handler's event type) | retry | wait (for a claim) | dead_letter
+    ["queue", "outcome"],
 )
 HANDLER_SECONDS = Histogram(
     "tistis_handler_seconds", "Time a consumer handler took", ["queue"],

@@ -77,7 +77,8 @@ class Runtime:
         log.info("service.started", name=self.name)
 
     def consume(self, spec: QueueSpec, handler: Handler, prefetch: int | None = None) -> None:
-        """`prefetch` (default `PREFETCH`): how many of the queue's events are handled at once."""
+        """`handler` takes the event types its first parameter names (`broker.handled_types`);
+        `prefetch` (default `PREFETCH`): how many of the queue's events are handled at once."""
         assert self.connection and self.publisher
         self.consumers.append(
             Consumer(

@@ -16,7 +16,6 @@ from tistis_common.ids import stable_id
 from tistis_common.logging import get_logger
 
 from . import notices, outbound
-from . import repository as repo
 from .deps import Deps
 from .outbound import Recipient
 
@@ -95,8 +94,6 @@ async def follow_up(conn: asyncpg.Connection, tenant_id: uuid.UUID, deps: Deps) 
             )
             if not marked:  # left alone: already COLD for this silence
                 continue
-            await repo.outbox_add(conn, tenant_id, event.event_id, event.model_dump(mode="json"),
-                                  None, now, published=False)
             events.append(event)
             metrics.FOLLOWUPS.labels("cold").inc()
             log.info("followup.cold", lead_id=str(row["lead_id"]), score=score)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from tistis_common import metrics
+from tistis_common import idempotency, metrics
 from tistis_common.db import tenant_tx
-from tistis_common.events import EVENT_ADAPTER, AppointmentRequested, Event, InboundMessage
+from tistis_common.events import AppointmentRequested, Event, InboundMessage
 from tistis_common.logging import get_logger
 from tistis_common.topology import SCHEDULER_CHOICES, SCHEDULER_REQUESTS
 
@@ -29,16 +29,13 @@ class LeadNotStoredYet(Exception):
     """The choice arrived before the lead's row (retried: the AI responder stores it)."""
 
 
-def _stored(bodies: list[dict]) -> list[Event]:
-    return [EVENT_ADAPTER.validate_python(b) for b in bodies]
-
-
-async def _run(consumer: str, req: booking.Request, deps: Deps) -> Sequence[Event]:
+async def _run(consumer: str, event: Event, req: booking.Request, deps: Deps) -> Sequence[Event]:
     async with tenant_tx(deps.pool, req.tenant_id) as conn:
-        if not await repo.mark_processed(conn, consumer, req.source_event_id, req.tenant_id):
+        if not await idempotency.first_delivery(conn, consumer, event):
             log.info("request.duplicate")
-            return _stored(await repo.outbox_for_source(conn, req.source_event_id))
+            return await idempotency.kept(conn, consumer, event.event_id)
         outcome = await booking.process(conn, req, deps)
+        await idempotency.keep(conn, consumer, event.event_id, outcome.events, now=deps.now())
     metrics.BOOKINGS.labels(outcome.name).inc()
     log.info("request.handled", outcome=outcome.name, action=req.action,
              appointment_id=str(outcome.appointment_id) if outcome.appointment_id else None)
@@ -56,7 +53,7 @@ async def handle_request(event: AppointmentRequested, deps: Deps) -> Sequence[Ev
         service_name=event.service_name, branch_id=event.branch_id, branch_name=event.branch_name,
         preferred=list(event.preferred_dates), exact=event.scheduled_at,
     )
-    return await _run(SCHEDULER_REQUESTS.name, req, deps)
+    return await _run(SCHEDULER_REQUESTS.name, event, req, deps)
 
 
 async def handle_choice(event: InboundMessage, deps: Deps) -> Sequence[Event]:
@@ -87,7 +84,7 @@ async def handle_choice(event: InboundMessage, deps: Deps) -> Sequence[Event]:
         appointment_id=offer["appointment_id"] if reschedule and offer else None,
         service_id=service_id, branch_id=branch_id, exact=start, chosen=True,
     )
-    return await _run(SCHEDULER_CHOICES.name, req, deps)
+    return await _run(SCHEDULER_CHOICES.name, event, req, deps)
 
 
 async def handle_tap(event: InboundMessage, deps: Deps) -> Sequence[Event]:
@@ -109,10 +106,10 @@ async def handle_tap(event: InboundMessage, deps: Deps) -> Sequence[Event]:
             correlation_id=event.correlation_id or event.event_id, action=action,
             lead_id=lead["id"], appointment_id=appointment_id,
         )
-        return await _run(SCHEDULER_CHOICES.name, req, deps)
+        return await _run(SCHEDULER_CHOICES.name, event, req, deps)
     async with tenant_tx(deps.pool, event.tenant_id) as conn:
-        if not await repo.mark_processed(conn, SCHEDULER_CHOICES.name, event.event_id, event.tenant_id):
-            return _stored(await repo.outbox_for_source(conn, event.event_id))
+        if not await idempotency.first_delivery(conn, SCHEDULER_CHOICES.name, event):
+            return await idempotency.kept(conn, SCHEDULER_CHOICES.name, event.event_id)
         now = deps.now()
         current = await repo.appointment(conn, appointment_id)
         to, _ = await recipient(conn, event.tenant_id, lead, None)
@@ -130,6 +127,7 @@ async def handle_tap(event: InboundMessage, deps: Deps) -> Sequence[Event]:
         if to:
             events.append(await notices.plain(conn, to, key=(outcome, appointment_id, event.event_id),
                                               text=text, **ctx))
+        await idempotency.keep(conn, SCHEDULER_CHOICES.name, event.event_id, events, now=now)
     metrics.BOOKINGS.labels(outcome).inc()
     log.info("request.handled", outcome=outcome, action="confirm", appointment_id=str(appointment_id))
     return events

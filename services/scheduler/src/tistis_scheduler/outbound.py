@@ -77,9 +77,6 @@ async def queue(
         lead_id=to.lead_id, channel=to.channel.value, kind=kind, content=text, payload=body,
         event_id=event.event_id, purpose=purpose, now=now,
     )
-    # A consumer's events are published by the runner (published=True); a pass publishes its own.
-    await repo.outbox_add(conn, to.tenant_id, event.event_id, body, source_event_id, now,
-                          published=source_event_id is not None)
     return event
 
 

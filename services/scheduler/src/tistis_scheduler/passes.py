@@ -15,17 +15,19 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 import asyncpg
+from tistis_common import idempotency
 from tistis_common.db import tenant_ids, tenant_tx
-from tistis_common.events import EVENT_ADAPTER, Event
+from tistis_common.events import Event
 from tistis_common.logging import bound, get_logger
 from tistis_common.retention import expire_media
 
-from . import repository as repo
 from .deps import Deps
 from .followups import follow_up
 from .reminders import remind
 
 log = get_logger(__name__)
+
+PASSES = "scheduler"  # the outbox consumer of the passes' own events (no consumed event)
 
 Step = Callable[[asyncpg.Connection, uuid.UUID, Deps], Awaitable[list[Event]]]
 
@@ -45,12 +47,19 @@ async def _publish(deps: Deps, tenant_id: uuid.UUID, events: list[Event]) -> Non
     assert deps.publisher is not None
     await deps.publisher.publish_all(events)
     async with tenant_tx(deps.pool, tenant_id) as conn:
-        await repo.outbox_published(conn, [e.event_id for e in events], deps.now())
+        await idempotency.mark_published(conn, events, deps.now())
+
+
+async def decide(deps: Deps, tenant_id: uuid.UUID, step: Step) -> list[Event]:
+    """One step's decisions committed with their events kept unpublished (not yet published)."""
+    async with tenant_tx(deps.pool, tenant_id) as conn:
+        events = await step(conn, tenant_id, deps)
+        await idempotency.keep(conn, PASSES, None, events, now=deps.now(), published=False)
+    return events
 
 
 async def _step(deps: Deps, tenant_id: uuid.UUID, step: Step) -> int:
-    async with tenant_tx(deps.pool, tenant_id) as conn:
-        events = await step(conn, tenant_id, deps)
+    events = await decide(deps, tenant_id, step)
     await _publish(deps, tenant_id, events)
     return len(events)
 
@@ -58,12 +67,11 @@ async def _step(deps: Deps, tenant_id: uuid.UUID, step: Step) -> int:
 async def republish(deps: Deps, tenant_id: uuid.UUID) -> int:
     grace = timedelta(seconds=deps.settings.scheduler_outbox_grace_seconds)
     async with tenant_tx(deps.pool, tenant_id) as conn:
-        rows = await repo.outbox_stale(conn, deps.now() - grace)
-        events = [EVENT_ADAPTER.validate_python(r["body"]) for r in rows]
+        events = await idempotency.unpublished(conn, PASSES, deps.now() - grace)
         if events:
             assert deps.publisher is not None
             await deps.publisher.publish_all(events)  # under the row locks: one replica at a time
-            await repo.outbox_published(conn, [e.event_id for e in events], deps.now())
+            await idempotency.mark_published(conn, events, deps.now())
             log.warning("outbox.republished", count=len(events))
     return len(events)
 

@@ -11,55 +11,6 @@ import asyncpg
 
 from .availability import Branch
 
-# ------------------------------------------------------------------ idempotency / outbox
-
-
-async def mark_processed(conn: asyncpg.Connection, consumer: str, event_id: uuid.UUID,
-                         tenant_id: uuid.UUID) -> bool:
-    """False when this consumer already handled the event (a redelivery)."""
-    row = await conn.fetchval(
-        """INSERT INTO processed_events (consumer, event_id, tenant_id) VALUES ($1, $2, $3)
-           ON CONFLICT DO NOTHING RETURNING 1""",
-        consumer, event_id, tenant_id,
-    )
-    return row is not None
-
-
-async def outbox_add(conn: asyncpg.Connection, tenant_id: uuid.UUID, event_id: uuid.UUID, body: dict,
-                     source_event_id: uuid.UUID | None, now: datetime, published: bool) -> None:
-    await conn.execute(
-        """INSERT INTO scheduler_outbox (event_id, tenant_id, source_event_id, body, created_at,
-                                         published_at)
-           VALUES ($1, $2, $3, $4, $5::timestamptz, CASE WHEN $6 THEN $5::timestamptz END)
-           ON CONFLICT DO NOTHING""",
-        event_id, tenant_id, source_event_id, body, now, published,
-    )
-
-
-async def outbox_for_source(conn: asyncpg.Connection, source_event_id: uuid.UUID) -> list[dict]:
-    rows = await conn.fetch(
-        "SELECT body FROM scheduler_outbox WHERE source_event_id = $1 ORDER BY created_at, event_id",
-        source_event_id,
-    )
-    return [r["body"] for r in rows]
-
-
-async def outbox_stale(conn: asyncpg.Connection, before: datetime, limit: int = 200) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        """SELECT event_id, body FROM scheduler_outbox
-           WHERE published_at IS NULL AND created_at <= $1
-           ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED""",
-        before, limit,
-    )
-
-
-async def outbox_published(conn: asyncpg.Connection, event_ids: list[uuid.UUID], now: datetime) -> None:
-    await conn.execute(
-        "UPDATE scheduler_outbox SET published_at = $2 WHERE event_id = ANY($1::uuid[])",
-        event_ids, now,
-    )
-
-
 # ------------------------------------------------------------------ catalog, leads
 
 

@@ -2,8 +2,8 @@
 
 All of it is one transaction: the lead row is locked first (concurrent events for one lead wait
 for each other, so none is lost), the event is marked processed (a redelivery stops there and
-returns the LeadClassified it produced the first time), then the history rows, the lead and the
-band change are written together.
+returns the LeadClassified the first delivery kept in the outbox), then the history rows, the
+lead, the band change and its kept LeadClassified are written together.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import asyncpg
-from tistis_common import metrics
+from tistis_common import idempotency, metrics
 from tistis_common.broker import PermanentError
 from tistis_common.db import tenant_tx
 from tistis_common.events import Event, LeadClassified, LeadScoreSet, LeadSignals, Signal
@@ -26,6 +26,8 @@ from .engagement import owed, rule_values
 from .scoring import Change, apply, set_to, signal_points
 
 log = get_logger(__name__)
+
+CONSUMER = "scorer"
 
 ScoreEvent = LeadSignals | LeadScoreSet
 
@@ -41,10 +43,9 @@ async def handle_score_event(event: ScoreEvent, deps: Deps) -> Sequence[Event]:
         lead = await repo.lock_lead(conn, event.lead_id)
         if lead is None:
             raise PermanentError(f"lead {event.lead_id} not found for tenant {event.tenant_id}")
-        if not await repo.mark_processed(conn, event.tenant_id, event.event_id):
-            done = await repo.classification_by_event(conn, event.event_id)
+        if not await idempotency.first_delivery(conn, CONSUMER, event):
             log.info("score.duplicate", lead_id=str(event.lead_id))
-            return [_classified(event, done)] if done else []
+            return await idempotency.kept(conn, CONSUMER, event.event_id)
 
         start = lead["score"] if await repo.has_history(conn, lead["id"]) else config.start
         changes = await _changes(conn, event, start, config)
@@ -66,6 +67,8 @@ async def handle_score_event(event: ScoreEvent, deps: Deps) -> Sequence[Event]:
                 conn, tenant_id=event.tenant_id, event_id=event.event_id, lead_id=lead["id"],
                 previous=lead["classification"], classification=band, score=score, spam=spam,
             )
+            classified = _classified(event, announced)
+            await idempotency.keep(conn, CONSUMER, event.event_id, [classified])
 
     for _, source in changes:
         metrics.SCORE_CHANGES.labels(source).inc()
@@ -75,7 +78,7 @@ async def handle_score_event(event: ScoreEvent, deps: Deps) -> Sequence[Event]:
         return []
     if announced["previous"] != band:  # not for a spam flag alone
         metrics.LEADS_CLASSIFIED.labels(band).inc()
-    return [_classified(event, announced)]
+    return [classified]
 
 
 async def _config(conn: asyncpg.Connection, event: ScoreEvent) -> ScoringConfig:
@@ -105,7 +108,6 @@ async def _changes(
 
 
 def _classified(event: ScoreEvent, row: asyncpg.Record) -> LeadClassified:
-    """Built only from the stored row, so that a redelivery publishes the same event again."""
     return LeadClassified(
         event_id=stable_id("lead.classified", event.event_id),
         tenant_id=event.tenant_id,

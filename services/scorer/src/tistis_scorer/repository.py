@@ -12,8 +12,6 @@ import asyncpg
 from .engagement import PREFIX, EngagementFacts
 from .scoring import Change
 
-CONSUMER = "scorer"
-
 
 async def scoring_settings(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> dict[str, Any] | None:
     return await conn.fetchval("SELECT settings -> 'scoring' FROM tenants WHERE id = $1", tenant_id)
@@ -27,16 +25,6 @@ async def lock_lead(conn: asyncpg.Connection, lead_id: uuid.UUID) -> asyncpg.Rec
            WHERE id = $1 FOR NO KEY UPDATE""",
         lead_id,
     )
-
-
-async def mark_processed(conn: asyncpg.Connection, tenant_id: uuid.UUID, event_id: uuid.UUID) -> bool:
-    """False when this event was already applied (a redelivery)."""
-    inserted = await conn.fetchval(
-        """INSERT INTO processed_events (consumer, event_id, tenant_id) VALUES ($1, $2, $3)
-           ON CONFLICT DO NOTHING RETURNING true""",
-        CONSUMER, event_id, tenant_id,
-    )
-    return bool(inserted)
 
 
 async def has_history(conn: asyncpg.Connection, lead_id: uuid.UUID) -> bool:
@@ -81,10 +69,6 @@ async def insert_classification(
            VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *""",
         tenant_id, event_id, lead_id, previous, classification, score, spam,
     )
-
-
-async def classification_by_event(conn: asyncpg.Connection, event_id: uuid.UUID) -> asyncpg.Record | None:
-    return await conn.fetchrow("SELECT * FROM lead_classifications WHERE event_id = $1", event_id)
 
 
 async def engagement_credited(conn: asyncpg.Connection, lead_id: uuid.UUID) -> dict[str, int]:
