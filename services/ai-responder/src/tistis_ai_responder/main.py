@@ -77,11 +77,11 @@ async def start(settings: Settings, **overrides: Any) -> Runtime:
         locks=ConversationLocks(), attempts=attempts, responder=build_responder(settings),
         http=httpx.AsyncClient(timeout=10), notify=Notifier(runtime.publisher), store=store,
     ), **overrides)
-    runtime.consume(AI_INBOUND, partial(handle, deps=deps))  # type: ignore[arg-type]
+    runtime.consume(AI_INBOUND, partial(handle, deps=deps))
     # One consumer slot per reply being composed: the bound on model calls in flight.
-    runtime.consume(AI_REPLIES, partial(handle_reply_due, deps=deps),  # type: ignore[arg-type]
+    runtime.consume(AI_REPLIES, partial(handle_reply_due, deps=deps),
                     prefetch=settings.ai_max_in_flight)
-    runtime.consume(AI_STATE, partial(handle_state, deps=deps))  # type: ignore[arg-type]
+    runtime.consume(AI_STATE, partial(handle_state, deps=deps))
     await runtime.start_consumers()
     await runtime.serve_http()
     return runtime

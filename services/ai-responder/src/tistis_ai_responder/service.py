@@ -41,6 +41,7 @@ from tistis_common.events import (
 from tistis_common.ids import stable_id
 from tistis_common.logging import get_logger
 from tistis_common.tenant_labels import TENANT_LABELS
+from tistis_common.vocabulary import is_scheduler_choice
 
 from . import content, tools
 from . import repository as repo
@@ -553,11 +554,6 @@ async def _store_rows(conn: asyncpg.Connection, trigger: Trigger, plan: Plan, re
 
 # -- what arrives: patient messages, staff reply requests, state changes ---------------------
 
-# A patient choosing an offered appointment slot, or tapping a reminder button: the scheduler
-# answers those (books, confirms, offers, cancels).
-SCHEDULER_CHOICE_PREFIXES = ("slot:", "appt:")
-
-
 @dataclass(frozen=True)
 class Stored:
     message_id: uuid.UUID
@@ -592,8 +588,8 @@ async def take_inbound(deps: Deps, event: InboundMessage) -> list[Event]:
         return stored.events  # staff answered in the platform's app: the AI steps back
     if event.kind in ANNOTATION_KINDS or event.standby:
         return stored.events  # changes what was said, or another app owns the thread
-    if (event.choice_id or "").startswith(SCHEDULER_CHOICE_PREFIXES):
-        return stored.events  # the scheduler answers this one
+    if is_scheduler_choice(event.choice_id):
+        return stored.events  # an offered slot or a reminder button: the scheduler answers
     # The debounce waits in the broker, not here: the rest of a burst arrives meanwhile, and
     # only the latest message's reply answers them all. A redelivery says it again (same id).
     return [*stored.events, ReplyDue(
@@ -646,7 +642,9 @@ async def reply_requested(deps: Deps, event: ReplyRequested) -> list[Event]:
     )]
 
 
-async def apply_state_change(deps: Deps, event: Event) -> list[Event]:
+async def apply_state_change(
+    deps: Deps, event: OptOutChanged | ConversationEscalated | ConversationReleased
+) -> list[Event]:
     """State changes that are not patient messages: marketing opt-outs, and escalations or
     hand-backs decided by staff (operator API) or the legacy callback. The ai-responder owns
     leads and conversations, so it applies them; each is idempotent (setting a state twice is
@@ -659,7 +657,7 @@ async def apply_state_change(deps: Deps, event: Event) -> list[Event]:
         elif isinstance(event, ConversationEscalated):
             # Our own escalations arrive here too: the conversation is already escalated.
             await repo.escalate_conversation(conn, event.conversation_id, event.reason)
-        elif isinstance(event, ConversationReleased):
+        else:
             await repo.release_conversation(conn, event.conversation_id)
             log.info("conversation.released", conversation_id=str(event.conversation_id))
     return []
