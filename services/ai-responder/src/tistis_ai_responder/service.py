@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
-from tistis_common import metrics
+from tistis_common import idempotency, metrics
 from tistis_common.broker import PermanentError
 from tistis_common.db import conn_tenant_tx, tenant_session, tenant_tx
 from tistis_common.events import (
@@ -41,6 +41,7 @@ from tistis_common.events import (
 from tistis_common.ids import stable_id
 from tistis_common.logging import get_logger
 from tistis_common.tenant_labels import TENANT_LABELS
+from tistis_common.topology import AI_REPLIES
 from tistis_common.vocabulary import is_scheduler_choice
 
 from . import content, tools
@@ -123,6 +124,10 @@ class Plan:
     choice: Service | None = None  # a service the patient picked from the menu
 
 
+# The consumer whose kept events (`tistis_common.idempotency`, keyed by the reply's id) a
+# redelivery of a stored reply re-emits.
+REPLIES_CONSUMER = AI_REPLIES.name
+
 # A due reply whose conversation another attempt is composing waits this long, then looks again.
 LEASE_WAIT_MS = 500
 
@@ -186,7 +191,7 @@ async def _decide(conn: asyncpg.Connection, deps: Deps, trigger: Trigger,
     if state.stored:
         log.info("reply.reemitted", message_id=str(trigger.reply_id))
         assert state.stored_payload is not None
-        return _stored_events(state.stored_payload)
+        return await _stored_events(conn, trigger, state.stored_payload)
     if state.handed_to_n8n:
         return []
     plan = await _plan(conn, deps, trigger, state)
@@ -201,9 +206,13 @@ async def _decide(conn: asyncpg.Connection, deps: Deps, trigger: Trigger,
     return plan
 
 
-def _stored_events(payload: dict) -> list[Event]:
-    """The events a stored reply was sent with, exactly (same ids): a redelivery re-emits them."""
-    return [EVENT_ADAPTER.validate_python(e) for e in payload["events"]]
+async def _stored_events(conn: asyncpg.Connection, trigger: Trigger,
+                         payload: dict) -> list[Event]:
+    """The events a stored reply was sent with, exactly (same ids, same order): a redelivery
+    re-emits what the shared outbox kept. A reply stored before the outbox (or by a replica of
+    the version before it, during a rolling upgrade) has them only in its payload."""
+    kept = await idempotency.kept(conn, REPLIES_CONSUMER, trigger.reply_id)
+    return kept or [EVENT_ADAPTER.validate_python(e) for e in payload["events"]]
 
 
 async def _plan(conn: asyncpg.Connection, deps: Deps, trigger: Trigger,
@@ -499,7 +508,7 @@ async def _store(conn: asyncpg.Connection, trigger: Trigger, plan: Plan, reply: 
     if not inserted:  # this very reply was stored before: send what was stored
         stored = await repo.stored_reply_payload(conn, trigger.reply_id)
         assert stored is not None
-        return _stored_events(stored)
+        return await _stored_events(conn, trigger, stored)
     tenant = await TENANT_LABELS.load(conn, trigger.tenant_id)  # cached: one query per tenant
     metrics.AI_REPLIES.labels(tenant, "fallback" if reply.fallback else reply.outcome).inc()
     if usage is not None:
@@ -537,6 +546,7 @@ async def _store_rows(conn: asyncpg.Connection, trigger: Trigger, plan: Plan, re
     )
     if not inserted:
         return leased, False
+    await idempotency.keep(conn, REPLIES_CONSUMER, trigger.reply_id, events)
     if reply.quote is not None:
         q = reply.quote
         await repo.store_quote(
