@@ -107,11 +107,11 @@ class Reply:
 
 
 @dataclass
-class Plan:
+class ReplyPlan:
     """The decision taken under the lock, before any slow call."""
 
     conversation: repo.ReplyState
-    ctx: TenantContext
+    clinic: TenantContext
     texts: list[str]
     situation: str
     closed_note: str | None
@@ -151,8 +151,8 @@ async def _respond_leased(deps: Deps, trigger: Trigger, attempt: uuid.UUID,
         try:
             # Inside the try: cancelled while the claim runs, the lease may be ours all the same.
             claim = await repo.claim_and_read(conn, trigger.conversation_id, trigger.reply_id,
-                                              deps.settings.ai_history_messages, deps.attempts.lease.key,
-                                              attempt, LOCK_CLASS)
+                                              deps.settings.ai_history_messages,
+                                              deps.attempts.lease.key, attempt, LOCK_CLASS)
             if claim is None:
                 raise PermanentError(f"conversation {trigger.conversation_id} not found")
             if not claim.claimed:
@@ -164,7 +164,7 @@ async def _respond_leased(deps: Deps, trigger: Trigger, attempt: uuid.UUID,
                 state = await repo.reply_state(conn, trigger.conversation_id, trigger.reply_id,
                                                deps.settings.ai_history_messages)
             decided = await _decide(conn, deps, trigger, state)
-            if not isinstance(decided, Plan):
+            if not isinstance(decided, ReplyPlan):
                 await repo.release_reply(conn, trigger.conversation_id, attempt)
                 return decided
         except BaseException:
@@ -184,7 +184,7 @@ async def _respond_leased(deps: Deps, trigger: Trigger, attempt: uuid.UUID,
 
 
 async def _decide(conn: asyncpg.Connection, deps: Deps, trigger: Trigger,
-                  state: repo.ReplyState | None) -> Plan | list[Event]:
+                  state: repo.ReplyState | None) -> ReplyPlan | list[Event]:
     """The plan for a reply, or what to return instead (the stored events, or nothing)."""
     if state is None:
         raise PermanentError(f"conversation {trigger.conversation_id} not found")
@@ -216,7 +216,7 @@ async def _stored_events(conn: asyncpg.Connection, trigger: Trigger,
 
 
 async def _plan(conn: asyncpg.Connection, deps: Deps, trigger: Trigger,
-                state: repo.ReplyState) -> Plan | None:
+                state: repo.ReplyState) -> ReplyPlan | None:
     requested = trigger.message_id is None
     if not requested:
         if state.latest_id != trigger.message_id:
@@ -230,15 +230,15 @@ async def _plan(conn: asyncpg.Connection, deps: Deps, trigger: Trigger,
             tenant = await TENANT_LABELS.load(conn, trigger.tenant_id)
             metrics.AI_REPLIES.labels(tenant, "skipped").inc()
             return None
-    ctx = await _context(conn, deps, trigger.tenant_id, state.context_version)
+    clinic = await _context(conn, deps, trigger.tenant_id, state.context_version)
     texts = list(state.unanswered)
     now = datetime.now(UTC)
-    lang = detect(texts, ctx.language)
-    opening = next_opening(ctx.business_hours, ctx.timezone, now)
+    lang = detect(texts, clinic.language)
+    opening = next_opening(clinic.business_hours, clinic.timezone, now)
     closed_note = describe_opening(opening, now, lang) if opening else None
-    choice = await _menu_choice(conn, ctx, trigger, state, texts)
-    plan = Plan(state, ctx, texts, situation_text(ctx, now, closed_note, choice), closed_note,
-                lang=lang, now=now, choice=choice)
+    choice = await _menu_choice(conn, clinic, trigger, state, texts)
+    plan = ReplyPlan(state, clinic, texts, situation_text(clinic, now, closed_note, choice),
+                     closed_note, lang=lang, now=now, choice=choice)
     if not requested and texts:
         opt = _opt_out_word(plan, texts[-1])
         if opt is not None:
@@ -248,11 +248,11 @@ async def _plan(conn: asyncpg.Connection, deps: Deps, trigger: Trigger,
             plan.reply = opt
             return plan
     if not requested:
-        keyword = matching_keyword(texts, ctx.escalation_keywords)
+        keyword = matching_keyword(texts, clinic.escalation_keywords)
         if keyword is not None:
             plan.reply = _escalation(plan, f"keyword: {keyword}", "keyword")
             return plan
-        if state.unresolved_inbound > ctx.auto_escalate_after:
+        if state.unresolved_inbound > clinic.auto_escalate_after:
             reason = f"{state.unresolved_inbound} patient messages without resolution"
             plan.reply = _escalation(plan, reason, "auto")
             return plan
@@ -261,10 +261,10 @@ async def _plan(conn: asyncpg.Connection, deps: Deps, trigger: Trigger,
         if not requested and content.voice_note_unheard(state.latest_id, plan.files):
             plan.reply = Reply(content.WRITE_PLEASE, "reply", "fallback", fallback=True)
             return plan
-    if ctx.provider == "n8n":
+    if clinic.provider == "n8n":
         plan.n8n = {}
         return plan
-    if ctx.provider != "claude" or deps.responder is None or not deps.responder.breaker.allow():
+    if clinic.provider != "claude" or deps.responder is None or not deps.responder.breaker.allow():
         plan.reply = _fallback(plan)
         return plan
     plan.history = state.history
@@ -289,38 +289,39 @@ async def _hand_to_n8n(deps: Deps, trigger: Trigger, payload: dict,
 async def _context(conn: asyncpg.Connection, deps: Deps, tenant_id: uuid.UUID,
                    version: int) -> TenantContext:
     """The tenant's context, read again only when its `context_version` moved (an edit)."""
-    ctx = deps.contexts.get(tenant_id, version)
-    if ctx is None:
-        ctx = await repo.tenant_context(conn, tenant_id, default_model=deps.settings.anthropic_model,
-                                        opt_out_words=deps.settings.opt_out_words,
-                                        opt_in_words=deps.settings.opt_in_words)
-        if ctx is None:
+    clinic = deps.contexts.get(tenant_id, version)
+    if clinic is None:
+        clinic = await repo.tenant_context(conn, tenant_id,
+                                           default_model=deps.settings.anthropic_model,
+                                           opt_out_words=deps.settings.opt_out_words,
+                                           opt_in_words=deps.settings.opt_in_words)
+        if clinic is None:
             raise PermanentError(f"tenant {tenant_id} not found")
-        deps.contexts.put(tenant_id, version, ctx)
-    return ctx
+        deps.contexts.put(tenant_id, version, clinic)
+    return clinic
 
 
-async def _menu_choice(conn: asyncpg.Connection, ctx: TenantContext, trigger: Trigger,
+async def _menu_choice(conn: asyncpg.Connection, clinic: TenantContext, trigger: Trigger,
                        state: repo.ReplyState, texts: list[str]) -> Service | None:
     """A tapped menu row (`service:<id>`), or a bare number answering a numbered menu (TikTok)."""
     if trigger.message_id is None:
         return None
-    chosen = tools.chosen_service(ctx, state.latest_choice)
+    chosen = tools.chosen_service(clinic, state.latest_choice)
     if chosen is None and texts and texts[-1].strip().rstrip(".").isdigit():
         menu = await repo.last_menu(conn, trigger.conversation_id)
-        chosen = tools.chosen_service(ctx, tools.numbered_choice(texts[-1], menu))
+        chosen = tools.chosen_service(clinic, tools.numbered_choice(texts[-1], menu))
     return chosen
 
 
-def _opt_out_word(plan: Plan, text: str) -> Reply | None:
+def _opt_out_word(plan: ReplyPlan, text: str) -> Reply | None:
     """The whole message is one of the tenant's opt-out (or opt-in) words: recorded now, one
     confirmation that says how to come back, never a question for the model."""
-    ctx = plan.ctx
-    if is_word(text, ctx.opt_out_words):
-        back = word_for(ctx.opt_in_words, plan.lang, "ALTA", "START")
+    clinic = plan.clinic
+    if is_word(text, clinic.opt_out_words):
+        back = word_for(clinic.opt_in_words, plan.lang, "ALTA", "START")
         return Reply(say("opted_out", plan.lang, word=back), "reply", "skipped", opt_out=True)
-    if is_word(text, ctx.opt_in_words):
-        stop = word_for(ctx.opt_out_words, plan.lang, "BAJA", "STOP")
+    if is_word(text, clinic.opt_in_words):
+        stop = word_for(clinic.opt_out_words, plan.lang, "BAJA", "STOP")
         return Reply(say("opted_in", plan.lang, word=stop), "reply", "skipped", opt_out=False)
     return None
 
@@ -331,10 +332,10 @@ def word_for(words: tuple[str, ...], lang: Lang, spanish: str, english: str) -> 
     return usual if usual in words else (words[0] if words else usual)
 
 
-def situation_text(ctx: TenantContext, now: datetime, closed_note: str | None,
+def situation_text(clinic: TenantContext, now: datetime, closed_note: str | None,
                choice: Service | None = None) -> str:
     """The per-request part, after the cached block: now, open or closed, a menu choice."""
-    lines = [local_now_text(ctx.business_hours, ctx.timezone, now)]
+    lines = [local_now_text(clinic.business_hours, clinic.timezone, now)]
     if closed_note is None:
         lines.append("La clínica está dentro de su horario de atención ahora mismo.")
     else:
@@ -352,13 +353,13 @@ def _with_hours(text: str, closed_note: str | None, lang: Lang = "es") -> str:
     return f"{text} {say('closed', lang, when=closed_note)}"
 
 
-def _escalation(plan: Plan, reason: str, source: str) -> Reply:
+def _escalation(plan: ReplyPlan, reason: str, source: str) -> Reply:
     return Reply(_with_hours(say("escalation", plan.lang), plan.closed_note, plan.lang),
                  "holding", "escalated", escalation=(reason, source))
 
 
-def _fallback(plan: Plan) -> Reply:
-    found = answer_from_catalog(plan.ctx, plan.texts, plan.lang)
+def _fallback(plan: ReplyPlan) -> Reply:
+    found = answer_from_catalog(plan.clinic, plan.texts, plan.lang)
     reply = Reply(_with_hours(found.text, plan.closed_note, plan.lang),
                   "reply" if found.answered else "holding",
                   "fallback", fallback=True, signals=detect_signals("\n".join(plan.texts)),
@@ -370,7 +371,7 @@ def _fallback(plan: Plan) -> Reply:
     return reply
 
 
-def _typing(trigger: Trigger, plan: Plan) -> ReplyStarted:
+def _typing(trigger: Trigger, plan: ReplyPlan) -> ReplyStarted:
     c = plan.conversation
     return ReplyStarted(
         tenant_id=trigger.tenant_id, correlation_id=trigger.correlation_id,
@@ -380,7 +381,7 @@ def _typing(trigger: Trigger, plan: Plan) -> ReplyStarted:
     )
 
 
-async def _ask_model(deps: Deps, trigger: Trigger, plan: Plan) -> Reply:
+async def _ask_model(deps: Deps, trigger: Trigger, plan: ReplyPlan) -> Reply:
     assert deps.responder is not None
     nudge = REQUEST_NUDGE
     history = (await content.with_files(plan.history, plan.files, deps.store) if plan.files
@@ -389,7 +390,7 @@ async def _ask_model(deps: Deps, trigger: Trigger, plan: Plan) -> Reply:
     typing = asyncio.get_running_loop().call_later(
         deps.settings.ai_typing_after_seconds, deps.notify, _typing(trigger, plan))
     try:
-        result = await deps.responder.reply(plan.ctx, history, plan.situation, nudge)
+        result = await deps.responder.reply(plan.clinic, history, plan.situation, nudge)
     except ModelRejected as exc:
         raise PermanentError(str(exc)) from exc
     except BadModelOutput as exc:
@@ -399,23 +400,23 @@ async def _ask_model(deps: Deps, trigger: Trigger, plan: Plan) -> Reply:
     finally:
         typing.cancel()
     try:
-        decision = tools.decide(plan.ctx, result.calls)
+        decision = tools.decide(plan.clinic, result.calls)
         return reply_from_decision(plan, decision, result)
     except tools.InvalidToolCall as exc:
         log.warning("ai.invalid_tool_call", error=str(exc)[:300],
                     tools=[c.name for c in result.calls])
-        metrics.AI_REPLIES.labels(str(plan.ctx.tenant_id), "invalid_tool_call").inc()
+        metrics.AI_REPLIES.labels(str(plan.clinic.tenant_id), "invalid_tool_call").inc()
         return _fallback(plan)
 
 
-def reply_from_decision(plan: Plan, d: tools.Decision, usage: ModelReply) -> Reply:
+def reply_from_decision(plan: ReplyPlan, d: tools.Decision, usage: ModelReply) -> Reply:
     """The message the tool calls make, with their side effects (appointments, interests)."""
     lang = plan.lang
     text = d.text
     quote = None
     if d.quote:
         quote = tools.quote(d.quote)
-        body = tools.quote_text(plan.ctx, quote, plan.now.date(), lang)
+        body = tools.quote_text(plan.clinic, quote, plan.now.date(), lang)
         text = f"{text}\n\n{body}" if text else body
     if text is None and d.menu:
         text = say("menu", lang)
@@ -434,7 +435,7 @@ def reply_from_decision(plan: Plan, d: tools.Decision, usage: ModelReply) -> Rep
     reply = Reply(text, "reply", "ai", signals=signals, bookings=d.bookings, usage=usage,
                   interests=interests, quote=quote)
     if d.menu:
-        reply.sections = tools.menu_sections(plan.ctx, "Services" if lang == "en" else "Servicios")
+        reply.sections = tools.menu_sections(plan.clinic, "Services" if lang == "en" else "Servicios")
         if len(reply.text) > tools.MENU_BODY_MAX:  # an interactive body holds 1024 characters
             reply.text = say("menu", lang)
     if quote is not None:
@@ -446,7 +447,7 @@ def reply_from_decision(plan: Plan, d: tools.Decision, usage: ModelReply) -> Rep
     return reply
 
 
-def _events(trigger: Trigger, plan: Plan, reply: Reply) -> list[Event]:
+def _events(trigger: Trigger, plan: ReplyPlan, reply: Reply) -> list[Event]:
     c, reply_id = plan.conversation, trigger.reply_id
     tenant_id, correlation_id = trigger.tenant_id, trigger.correlation_id
     channel = Channel(c.channel)
@@ -490,13 +491,13 @@ def _events(trigger: Trigger, plan: Plan, reply: Reply) -> list[Event]:
     return events
 
 
-async def _store_reply(deps: Deps, trigger: Trigger, plan: Plan, reply: Reply,
+async def _store_reply(deps: Deps, trigger: Trigger, plan: ReplyPlan, reply: Reply,
                        attempt: uuid.UUID) -> list[Event]:
     async with tenant_session(deps.pool, trigger.tenant_id) as conn:
         return await _store(conn, trigger, plan, reply, attempt)
 
 
-async def _store(conn: asyncpg.Connection, trigger: Trigger, plan: Plan, reply: Reply,
+async def _store(conn: asyncpg.Connection, trigger: Trigger, plan: ReplyPlan, reply: Reply,
                  attempt: uuid.UUID) -> list[Event]:
     events = _events(trigger, plan, reply)
     usage = reply.usage
@@ -522,7 +523,7 @@ async def _store(conn: asyncpg.Connection, trigger: Trigger, plan: Plan, reply: 
     return events
 
 
-async def _store_rows(conn: asyncpg.Connection, trigger: Trigger, plan: Plan, reply: Reply,
+async def _store_rows(conn: asyncpg.Connection, trigger: Trigger, plan: ReplyPlan, reply: Reply,
                       events: list[Event], attempt: uuid.UUID) -> tuple[bool, bool]:
     """The reply with what it records (quote, interests, opt-out), in the caller's transaction,
     only while `attempt` holds the lease. Returns (leased, stored), as `repo.store_reply`."""
