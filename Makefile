@@ -28,7 +28,7 @@ run: seed ## everything: infra, migrations, demo tenant, the five services (+ sa
 test: install infra ## the whole suite against real RabbitMQ and PostgreSQL
 	@deploy/tools/install-checkers.sh
 	@scripts/install-browser.sh
-	@$(ENV) PATH="$(CURDIR)/.infra/tools/bin:$$PATH" .venv/bin/pytest -q -p no:cacheprovider
+	@$(ENV) PATH="$(CURDIR)/.infra/tools/bin:$$PATH" .venv/bin/pytest -q -p no:cacheprovider --durations=25
 
 test-chaos: install infra ## the long failure-injection scenarios
 	@$(ENV) TISTIS_CHAOS=full .venv/bin/pytest -q -p no:cacheprovider tests/chaos

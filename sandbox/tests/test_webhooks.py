@@ -69,27 +69,12 @@ class TestWhatsAppPayloads:
                                       "type": "text", "text": {"body": "Hola"}}]
 
     def test_replies_to_interactive_and_templates(self) -> None:
-        button = wh.wa_button_reply(WA_ID, "confirm", "✅ Confirmar", context_id="wamid.OUT")
-        assert button["type"] == "interactive"
-        assert button["interactive"] == {"type": "button_reply",
-                                         "button_reply": {"id": "confirm",
-                                                          "title": "✅ Confirmar"}}
-        assert button["context"]["id"] == "wamid.OUT"
         row = wh.wa_list_reply(WA_ID, "cleaning", "Limpieza", "45 min")
         assert row["interactive"]["list_reply"] == {"id": "cleaning", "title": "Limpieza",
                                                     "description": "45 min"}
         tpl = wh.wa_template_button(WA_ID, "CONFIRM_APPT", "Confirmar")
         assert tpl["type"] == "button"
         assert tpl["button"] == {"payload": "CONFIRM_APPT", "text": "Confirmar"}
-
-    def test_image_and_location(self) -> None:
-        image = wh.wa_image(WA_ID, media_id="1234", caption="radiografía")
-        assert image["image"]["id"] == "1234"
-        assert image["image"]["mime_type"] == "image/jpeg"
-        assert len(image["image"]["sha256"]) == 64
-        loc = wh.wa_location(WA_ID, 19.43, -99.13, name="Clínica", address="Av. Principal 123")
-        assert loc["location"] == {"latitude": 19.43, "longitude": -99.13, "name": "Clínica",
-                                   "address": "Av. Principal 123"}
 
     def test_failed_status_carries_the_error(self) -> None:
         payload = wh.whatsapp_status("wamid.OUT", "failed", WA_ID, error_code=131047,

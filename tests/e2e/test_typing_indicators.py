@@ -77,6 +77,10 @@ async def test_read_and_typing_reach_the_fakes_and_their_failure_changes_nothing
         ("mark_seen", 200), ("typing_on", 200), ("message", 200)]
     assert graph[0]["json"] == {"recipient": {"id": "7700000000000001"},
                                 "sender_action": "mark_seen"}
+    # The stored token is sealed (tistis_common.secrets): the indicators carry it opened, the
+    # same token the send carries.
+    assert whatsapp[0]["token"] == whatsapp[1]["token"] is not None
+    assert graph[0]["token"] == graph[1]["token"] == graph[2]["token"] is not None
     assert REGISTRY.get_sample_value(
         "tistis_typing_total", {"channel": "whatsapp", "outcome": "failed"}) >= 1
     assert REGISTRY.get_sample_value(

@@ -70,11 +70,6 @@ def wa_text(wa_id: str, body: str, *, message_id: str | None = None,
     return _wa_message(wa_id, "text", {"body": body}, message_id=message_id, timestamp=timestamp)
 
 
-def wa_button_reply(wa_id: str, button_id: str, title: str, *, context_id: str | None = None,
-                    message_id: str | None = None, timestamp: int | None = None) -> dict:
-    content = {"type": "button_reply", "button_reply": {"id": button_id, "title": title}}
-    return _wa_message(wa_id, "interactive", content, message_id=message_id,
-                       timestamp=timestamp, context_id=context_id or wamid())
 
 
 def wa_list_reply(wa_id: str, row_id: str, title: str, description: str | None = None, *,
@@ -96,17 +91,6 @@ def wa_template_button(wa_id: str, payload: str, text: str, *, context_id: str |
                        context_id=context_id or wamid())
 
 
-def wa_image(wa_id: str, *, media_id: str | None = None, caption: str | None = None,
-             mime_type: str = "image/jpeg", message_id: str | None = None,
-             timestamp: int | None = None) -> dict[str, Any]:
-    image: dict[str, Any] = {
-        "mime_type": mime_type,
-        "sha256": secrets.token_hex(32),
-        "id": media_id or str(secrets.randbelow(10**15) + 10**15),
-    }
-    if caption is not None:
-        image["caption"] = caption
-    return _wa_message(wa_id, "image", image, message_id=message_id, timestamp=timestamp)
 
 
 def wa_media(wa_id: str, kind: str, media_id: str, mime_type: str, *,
@@ -130,15 +114,6 @@ def meta_attachment(kind: str, url: str) -> dict[str, Any]:
     return {"type": kind, "payload": {"url": url}}
 
 
-def wa_location(wa_id: str, latitude: float, longitude: float, *, name: str | None = None,
-                address: str | None = None, message_id: str | None = None,
-                timestamp: int | None = None) -> dict[str, Any]:
-    location: dict[str, Any] = {"latitude": latitude, "longitude": longitude}
-    if name is not None:
-        location["name"] = name
-    if address is not None:
-        location["address"] = address
-    return _wa_message(wa_id, "location", location, message_id=message_id, timestamp=timestamp)
 
 
 def _wa_envelope(value: dict[str, Any], *, phone_number_id: str, display_phone_number: str,

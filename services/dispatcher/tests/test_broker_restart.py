@@ -101,14 +101,14 @@ def closed_after(clinic, sandbox, make_tenant, dispatcher, monkeypatch):
 class TestBrokerClosesTheChannelMidSend:
     async def test_right_after_the_claim(self, closed_after):
         await closed_after(repo, "claim_outbound", lambda event, args, row: (
-            args[1].message_id == event.message_id and row is not None and row["claimed"]))
+            args[1].message_id == event.message_id and row is not None and row.claimed))
 
     async def test_right_after_the_platform_call(self, closed_after, dispatcher):
         await closed_after(dispatcher.deps.platform, "send", lambda event, args, _: (
             args[1].get("to") == event.recipient_id))
 
     async def test_right_after_recording(self, closed_after):
-        await closed_after(repo, "mark_sent", lambda event, args, _: (
+        await closed_after(repo, "finish_sent", lambda event, args, _: (
             args[1] == event.message_id))
 
 
@@ -123,7 +123,7 @@ class TestAnAttemptThatStopsBeforeItsCall:
 
         async def claim_then_hang(conn, e, claimer):
             row = await claim(conn, e, claimer)
-            if e.message_id == event.message_id and row is not None and row["claimed"]:
+            if e.message_id == event.message_id and row is not None and row.claimed:
                 claimed.set()
                 await never.wait()  # e.g. a token refresh that does not end before the grace
             return row
@@ -173,25 +173,25 @@ class TestWaitingForAnotherProcessesClaim:
 class TestTheDatabaseAwayAfterTheCall:
     """PostgreSQL restarting between the platform call and the record: the outcome is kept."""
 
-    def failing_mark_sent(self, message_id, times: int) -> Callable[..., Awaitable[None]]:
+    def failing_finish_sent(self, message_id, times: int) -> Callable[..., Awaitable[None]]:
         import asyncpg
 
-        mark_sent = repo.mark_sent
+        finish_sent = repo.finish_sent
         failures: list[int] = []
 
-        async def mark_sent_while_restarting(conn, mid, *args):
+        async def finish_sent_while_restarting(conn, mid, *args):
             if mid == message_id and len(failures) < times:
                 failures.append(1)
                 raise asyncpg.ConnectionDoesNotExistError("connection was closed in the middle")
-            await mark_sent(conn, mid, *args)
-        return mark_sent_while_restarting
+            await finish_sent(conn, mid, *args)
+        return finish_sent_while_restarting
 
     async def test_the_record_is_retried_until_the_database_is_back(
         self, clinic, sandbox, make_tenant, monkeypatch
     ):
         conv = await clinic.conversation(await make_tenant(), "whatsapp")
         event = clinic.outbound(conv)
-        monkeypatch.setattr(repo, "mark_sent", self.failing_mark_sent(event.message_id, 2))
+        monkeypatch.setattr(repo, "finish_sent", self.failing_finish_sent(event.message_id, 2))
         await clinic.publish(event)
         row = await clinic.until_status(conv, event.message_id, "sent")
         requests = await ok_requests(sandbox, conv.recipient)
@@ -205,7 +205,7 @@ class TestTheDatabaseAwayAfterTheCall:
         conv = await clinic.conversation(await make_tenant(), "whatsapp")
         event = clinic.outbound(conv)
         monkeypatch.setattr(service, "RECORD_RETRY_DELAYS", (0.01,))
-        monkeypatch.setattr(repo, "mark_sent", self.failing_mark_sent(event.message_id, 2))
+        monkeypatch.setattr(repo, "finish_sent", self.failing_finish_sent(event.message_id, 2))
         await clinic.publish(event)
         row = await clinic.until_status(conv, event.message_id, "sent")
         await eventually(until(lambda: sends(conv, "duplicate") >= 1), 10)

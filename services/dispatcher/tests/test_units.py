@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 from tistis_common.events import OutboundMessage, TemplateRef
-from tistis_dispatcher import platform, rules
+from tistis_dispatcher import platform, platform_rules
 from tistis_dispatcher.text import TooLong, split_text
 
 NOW = datetime(2026, 1, 15, 12, tzinfo=UTC)
@@ -42,35 +42,37 @@ class TestSplitText:
 
 class TestWindows:
     def test_whatsapp_inside_24h_sends_as_is(self):
-        allowed = rules.window(outbound(), NOW - timedelta(hours=23), NOW, 24)
-        assert isinstance(allowed, rules.Allowed) and allowed.event.kind == "text"
+        allowed = platform_rules.window(outbound(), NOW - timedelta(hours=23), NOW, 24)
+        assert isinstance(allowed, platform_rules.Allowed) and allowed.event.kind == "text"
 
     def test_whatsapp_outside_uses_the_fallback_template(self):
         event = outbound(fallback_template=TemplateRef(name="seguimiento"))
-        allowed = rules.window(event, NOW - timedelta(hours=25), NOW, 24)
-        assert isinstance(allowed, rules.Allowed) and allowed.event.kind == "template"
+        allowed = platform_rules.window(event, NOW - timedelta(hours=25), NOW, 24)
+        assert isinstance(allowed, platform_rules.Allowed) and allowed.event.kind == "template"
 
     def test_whatsapp_never_written_is_outside(self):
-        assert isinstance(rules.window(outbound(), None, NOW, 24), rules.Blocked)
+        assert isinstance(platform_rules.window(outbound(), None, NOW, 24), platform_rules.Blocked)
 
     def test_an_ai_message_never_gets_the_human_agent_tag(self):
         event = outbound("instagram", sender_type="ai")
-        assert isinstance(rules.window(event, NOW - timedelta(days=2), NOW, 24), rules.Blocked)
+        assert isinstance(platform_rules.window(event, NOW - timedelta(days=2), NOW, 24),
+                          platform_rules.Blocked)
 
     def test_tiktok_window_is_configurable(self):
         event = outbound("tiktok")
-        assert isinstance(rules.window(event, NOW - timedelta(hours=30), NOW, 24), rules.Blocked)
-        assert isinstance(rules.window(event, NOW - timedelta(hours=30), NOW, 48), rules.Allowed)
+        before = NOW - timedelta(hours=30)
+        assert isinstance(platform_rules.window(event, before, NOW, 24), platform_rules.Blocked)
+        assert isinstance(platform_rules.window(event, before, NOW, 48), platform_rules.Allowed)
 
 
 class TestOptOutWords:
     @pytest.mark.parametrize("text", ["STOP", "stop", "Baja.", "  BAJA  ", "bája"])
     def test_stop_words(self, text):
-        assert rules.is_opt_out(text, ["STOP", "BAJA"])
+        assert platform_rules.is_opt_out(text, ["STOP", "BAJA"])
 
     @pytest.mark.parametrize("text", ["no me des de baja", "stop it please", "", None])
     def test_not_stop_words(self, text):
-        assert not rules.is_opt_out(text, ["STOP", "BAJA"])
+        assert not platform_rules.is_opt_out(text, ["STOP", "BAJA"])
 
 
 def graph(status: int, code: int | None = None, headers: dict | None = None,
@@ -126,7 +128,7 @@ class TestTenantLimiter:
     async def test_a_busy_tenant_holds_only_its_own_slots(self):
         import asyncio
 
-        from tistis_dispatcher.service import TenantLimiter
+        from tistis_dispatcher.limiter import TenantLimiter
 
         limiter = TenantLimiter(per_tenant=2)
         release, two_in = asyncio.Event(), asyncio.Event()

@@ -156,7 +156,8 @@ class TestReplay:
         result = await tistis("dlq", "replay", "--tenant", b.slug, "-q", spec.name)
         assert result.exit_code == 0, result.output
         assert str(eb.event_id) in result.output and str(ea.event_id) not in result.output
-        assert await dead(connection, spec) == 1
+        # The skipped one is put back with a publish: the queue's count can lag it a moment.
+        await eventually(lambda: _equals(dead(connection, spec), 1))
         result = await tistis("dlq", "replay", "--error-type", "RuntimeError", "-q", spec.name)
         assert "replayed: 0" in result.output
         result = await tistis("dlq", "replay", "--error-type", "PermanentError", "-q", spec.name,

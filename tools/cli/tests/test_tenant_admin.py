@@ -9,15 +9,14 @@ import uuid
 
 import pytest
 from tistis_common.admin import hash_api_key
-from tistis_common.db import connect
+from tistis_common.db import conn_tenant_tx, connect
 from tistis_common.secrets import DEV_KEY, SecretBox
 
 
 async def owner_fetch(settings, tenant_id, sql, *args):
     conn = await connect(settings.migration_database_url)
     try:
-        async with conn.transaction():
-            await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(tenant_id))
+        async with conn_tenant_tx(conn, tenant_id):
             return await conn.fetch(sql, *args)
     finally:
         await conn.close()

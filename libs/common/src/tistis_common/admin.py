@@ -7,16 +7,20 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import asyncpg
 import yaml
 
+from tistis_common.db import scope
 from tistis_common.secrets import SecretBox, mask
 
 from .staff import create_user
+
+if TYPE_CHECKING:
+    import asyncpg
 
 _AI_FIELDS = (
     "system_prompt", "temperature", "max_tokens", "response_style", "business_hours",
@@ -27,10 +31,6 @@ _AI_FIELDS = (
 
 def _date(value: str | date) -> date:
     return value if isinstance(value, date) else date.fromisoformat(value)
-
-
-async def _scope(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> None:
-    await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(tenant_id))
 
 
 async def upsert_tenant(conn: asyncpg.Connection, slug: str, name: str, timezone: str) -> uuid.UUID:
@@ -44,7 +44,7 @@ async def upsert_tenant(conn: asyncpg.Connection, slug: str, name: str, timezone
 
 async def upsert_connection(conn: asyncpg.Connection, tenant_id: uuid.UUID, c: dict[str, Any],
                             box: SecretBox) -> None:
-    await _scope(conn, tenant_id)
+    await scope(conn, tenant_id)
     await conn.execute(
         """INSERT INTO channel_connections (tenant_id, channel, platform_account_id, access_token,
                                             verify_token, app_secret, app_id, settings,
@@ -63,7 +63,7 @@ async def upsert_connection(conn: asyncpg.Connection, tenant_id: uuid.UUID, c: d
 
 
 async def set_ai_context(conn: asyncpg.Connection, tenant_id: uuid.UUID, ctx: dict[str, Any]) -> None:
-    await _scope(conn, tenant_id)
+    await scope(conn, tenant_id)
     await conn.execute(
         "INSERT INTO ai_tenant_context (tenant_id) VALUES ($1) ON CONFLICT DO NOTHING", tenant_id
     )
@@ -76,7 +76,7 @@ async def set_ai_context(conn: asyncpg.Connection, tenant_id: uuid.UUID, ctx: di
 
 
 async def import_catalog(conn: asyncpg.Connection, tenant_id: uuid.UUID, doc: dict[str, Any]) -> None:
-    await _scope(conn, tenant_id)
+    await scope(conn, tenant_id)
     for b in doc.get("branches", []):
         await conn.execute(
             """INSERT INTO branches (tenant_id, name, address, phone, timezone, opening_hours,
@@ -127,7 +127,7 @@ async def load_tenant(conn: asyncpg.Connection, doc: dict[str, Any], box: Secret
 
 async def import_inbox(conn: asyncpg.Connection, tenant_id: uuid.UUID, doc: dict[str, Any]) -> None:
     """Staff accounts and canned replies of the inbox (the demo's logins are sandbox values)."""
-    await _scope(conn, tenant_id)
+    await scope(conn, tenant_id)
     for u in doc.get("staff", []):
         await create_user(conn, tenant_id, u["email"], u["name"], u.get("role", "agent"),
                           u["password"], u.get("language", "es"))
@@ -157,7 +157,7 @@ async def tenant_id_by_slug(conn: asyncpg.Connection, slug: str) -> uuid.UUID | 
 async def list_connections(conn: asyncpg.Connection, tenant_id: uuid.UUID, box: SecretBox,
                            channel: str | None = None) -> list[dict[str, Any]]:
     """Connections of a tenant with their secrets masked."""
-    await _scope(conn, tenant_id)
+    await scope(conn, tenant_id)
     rows = await conn.fetch(
         """SELECT channel, platform_account_id, access_token, verify_token, app_secret, app_id,
                   refresh_token, token_expires_at,
@@ -175,16 +175,24 @@ async def list_connections(conn: asyncpg.Connection, tenant_id: uuid.UUID, box: 
     return out
 
 
+@dataclass(frozen=True)
+class ConnectionToken:
+    channel: str
+    platform_account_id: str
+    access_token: str | None  # opened (unmasked)
+
+
 async def connection_secrets(conn: asyncpg.Connection, tenant_id: uuid.UUID,
-                             box: SecretBox) -> list[dict[str, Any]]:
+                             box: SecretBox) -> list[ConnectionToken]:
     """Unmasked, for the token check only."""
-    await _scope(conn, tenant_id)
+    await scope(conn, tenant_id)
     rows = await conn.fetch(
         """SELECT channel, platform_account_id, access_token FROM channel_connections
            WHERE tenant_id = $1 AND enabled ORDER BY channel, platform_account_id""",
         tenant_id,
     )
-    return [{**dict(r), "access_token": box.open(r["access_token"])} for r in rows]
+    return [ConnectionToken(r["channel"], r["platform_account_id"], box.open(r["access_token"]))
+            for r in rows]
 
 
 async def rotate_connection(conn: asyncpg.Connection, tenant_id: uuid.UUID, channel: str,
@@ -192,7 +200,7 @@ async def rotate_connection(conn: asyncpg.Connection, tenant_id: uuid.UUID, chan
                             box: SecretBox, token_expires_at: datetime | None = None) -> int:
     """New secrets for a connection; a rotation also clears the last error (a fresh start),
     a refused token refresh included."""
-    await _scope(conn, tenant_id)
+    await scope(conn, tenant_id)
     status = await conn.execute(
         """UPDATE channel_connections SET
              access_token = COALESCE($4, access_token), verify_token = COALESCE($5, verify_token),
@@ -209,7 +217,7 @@ async def rotate_connection(conn: asyncpg.Connection, tenant_id: uuid.UUID, chan
 
 async def record_connection_check(conn: asyncpg.Connection, tenant_id: uuid.UUID, channel: str,
                                   platform_account_id: str, error: str | None) -> None:
-    await _scope(conn, tenant_id)
+    await scope(conn, tenant_id)
     await conn.execute(
         """UPDATE channel_connections SET healthy = $4, last_error = COALESCE($5, last_error),
              last_error_at = CASE WHEN $5::text IS NULL THEN last_error_at ELSE now() END
@@ -218,18 +226,28 @@ async def record_connection_check(conn: asyncpg.Connection, tenant_id: uuid.UUID
     )
 
 
+@dataclass(frozen=True)
+class RefusedRefresh:
+    channel: str
+    platform_account_id: str
+    error: str
+    token_expires_at: datetime | None
+
+
 async def refused_token_refreshes(conn: asyncpg.Connection,
-                                  tenant_id: uuid.UUID) -> list[asyncpg.Record]:
+                                  tenant_id: uuid.UUID) -> list[RefusedRefresh]:
     """Connections whose last token refresh the platform refused (the dispatcher's refresher):
     they stop working at `token_expires_at` unless the clinic connects them again."""
-    await _scope(conn, tenant_id)
-    return await conn.fetch(
+    await scope(conn, tenant_id)
+    rows = await conn.fetch(
         """SELECT channel, platform_account_id, token_refresh_error, token_expires_at
            FROM channel_connections
            WHERE tenant_id = $1 AND enabled AND token_refresh_error IS NOT NULL
            ORDER BY channel, platform_account_id""",
         tenant_id,
     )
+    return [RefusedRefresh(r["channel"], r["platform_account_id"], r["token_refresh_error"],
+                           r["token_expires_at"]) for r in rows]
 
 
 async def reseal_secrets(conn: asyncpg.Connection, box: SecretBox) -> int:
@@ -238,7 +256,7 @@ async def reseal_secrets(conn: asyncpg.Connection, box: SecretBox) -> int:
     done = 0
     for tenant_id in await conn.fetchval("SELECT coalesce(array_agg(id), '{}') FROM tenants"):
         async with conn.transaction():
-            await _scope(conn, tenant_id)
+            await scope(conn, tenant_id)
             rows = await conn.fetch(
                 """SELECT id, access_token, verify_token, app_secret, refresh_token
                    FROM channel_connections WHERE tenant_id = $1 FOR UPDATE""", tenant_id,
@@ -264,7 +282,7 @@ async def issue_api_key(conn: asyncpg.Connection, tenant_id: uuid.UUID, name: st
     `user_id` it is that staff member's personal key (acts as them, dies when they are
     disabled). Past `expires_at` (if given) it is refused like a revoked one."""
     key = API_KEY_PREFIX + secrets.token_urlsafe(32)
-    await _scope(conn, tenant_id)
+    await scope(conn, tenant_id)
     key_id = await conn.fetchval(
         """INSERT INTO api_keys (tenant_id, name, key_hash, prefix, user_id, expires_at)
            VALUES ($1, $2, $3, $4, $5, $6) RETURNING id""",
@@ -274,7 +292,7 @@ async def issue_api_key(conn: asyncpg.Connection, tenant_id: uuid.UUID, name: st
 
 
 async def revoke_api_key(conn: asyncpg.Connection, tenant_id: uuid.UUID, key_id: uuid.UUID) -> bool:
-    await _scope(conn, tenant_id)
+    await scope(conn, tenant_id)
     status = await conn.execute(
         "UPDATE api_keys SET revoked_at = now() WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL",
         tenant_id, key_id,
@@ -282,10 +300,21 @@ async def revoke_api_key(conn: asyncpg.Connection, tenant_id: uuid.UUID, key_id:
     return status.endswith(" 1")
 
 
-async def list_api_keys(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> list[asyncpg.Record]:
-    await _scope(conn, tenant_id)
-    return await conn.fetch(
+@dataclass(frozen=True)
+class ApiKeyInfo:
+    id: uuid.UUID
+    name: str
+    prefix: str
+    created_at: datetime
+    revoked_at: datetime | None
+    expires_at: datetime | None
+
+
+async def list_api_keys(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> list[ApiKeyInfo]:
+    await scope(conn, tenant_id)
+    rows = await conn.fetch(
         """SELECT id, name, prefix, created_at, revoked_at, expires_at FROM api_keys WHERE tenant_id = $1
            ORDER BY created_at""",
         tenant_id,
     )
+    return [ApiKeyInfo(**dict(r)) for r in rows]

@@ -20,6 +20,10 @@ DATABASE_AWAY: tuple[type[BaseException], ...] = (
     OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
     asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError, asyncpg.TooManyConnectionsError,
 )
+# Any failure of the database or of a statement (for code outside repositories that must not
+# import asyncpg, e.g. to keep a lease loop alive or print one line in the CLI).
+DATABASE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:

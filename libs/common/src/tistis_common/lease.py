@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import secrets
 from contextlib import suppress
+from typing import TYPE_CHECKING
 
-import asyncpg
-
-from tistis_common.db import connect
+from tistis_common.db import DATABASE_ERRORS, connect
 from tistis_common.logging import get_logger
+
+if TYPE_CHECKING:
+    import asyncpg
 
 log = get_logger(__name__)
 
@@ -57,7 +59,7 @@ class ProcessLease:
                 await self.release()
                 try:
                     await self.acquire()
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                except DATABASE_ERRORS as exc:
                     log.warning("lease.reacquire_failed", error=repr(exc))
         await self.release()
 

@@ -6,9 +6,12 @@ the bytes themselves are the store's (tistis_common.storage)."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-import asyncpg
+if TYPE_CHECKING:
+    import asyncpg
 
 
 async def keep_file(conn: asyncpg.Connection, tenant_id: uuid.UUID, sha256: str, key: str,
@@ -45,15 +48,22 @@ async def retention_days(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> int 
     return int(value) if value is not None and str(value).isdigit() else None
 
 
+@dataclass(frozen=True)
+class StoredFile:
+    id: uuid.UUID
+    storage_key: str
+
+
 async def files_of_patient(conn: asyncpg.Connection, channel: str,
-                           platform_user_id: str) -> list[asyncpg.Record]:
+                           platform_user_id: str) -> list[StoredFile]:
     """Every file a patient sent (files the clinic sent them may have gone to others too)."""
-    return await conn.fetch(
+    rows = await conn.fetch(
         """SELECT mf.id, mf.storage_key FROM media_files mf
            WHERE mf.id IN (SELECT media_file_id FROM media_fetches
                            WHERE channel = $1 AND platform_user_id = $2)""",
         channel, platform_user_id,
     )
+    return [StoredFile(r["id"], r["storage_key"]) for r in rows]
 
 
 async def delete_patient_messages(conn: asyncpg.Connection, channel: str,

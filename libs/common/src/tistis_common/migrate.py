@@ -7,8 +7,12 @@ import hashlib
 import re
 from dataclasses import dataclass
 from importlib import resources
+from typing import TYPE_CHECKING
 
-import asyncpg
+from tistis_common.db import connect
+
+if TYPE_CHECKING:
+    import asyncpg
 
 _LOCK_KEY = 7_420_001  # pg_advisory_lock key reserved for migrations
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
@@ -37,6 +41,10 @@ def available() -> list[Migration]:
     return sorted(found, key=lambda m: m.version)
 
 
+async def applied_versions(conn: asyncpg.Connection) -> set[int]:
+    return {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+
+
 async def changed_since_applied(conn: asyncpg.Connection) -> list[str]:
     """Applied migrations whose file differs from what was applied (an edited migration: the
     schema of databases migrated before and after the edit differs)."""
@@ -48,7 +56,7 @@ async def changed_since_applied(conn: asyncpg.Connection) -> list[str]:
 
 async def migrate(url: str) -> list[str]:
     """Apply what is missing; return the names applied."""
-    conn = await asyncpg.connect(url)
+    conn = await connect(url)
     applied_now: list[str] = []
     try:
         await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
@@ -57,7 +65,7 @@ async def migrate(url: str) -> list[str]:
                  version int PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,
                  applied_at timestamptz NOT NULL DEFAULT now())"""
         )
-        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        done = await applied_versions(conn)
         for m in available():
             if m.version in done:
                 continue

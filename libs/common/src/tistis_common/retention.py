@@ -8,13 +8,15 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-
-import asyncpg
+from typing import TYPE_CHECKING
 
 from tistis_common import media_files, metrics
 from tistis_common.db import tenant_tx
 from tistis_common.logging import get_logger
 from tistis_common.storage import MediaStore
+
+if TYPE_CHECKING:
+    import asyncpg
 
 log = get_logger(__name__)
 BATCH = 500
@@ -51,10 +53,10 @@ async def erase_patient(pool: asyncpg.Pool, store: MediaStore, tenant_id: uuid.U
     score and appointments, unless the clinic removes it too)."""
     async with tenant_tx(pool, tenant_id) as conn:
         files = await media_files.files_of_patient(conn, channel, platform_user_id)
-        await media_files.delete_files(conn, [f["id"] for f in files])
+        await media_files.delete_files(conn, [f.id for f in files])
         messages = await media_files.delete_patient_messages(conn, channel, platform_user_id)
     for f in files:
-        await store.delete(f["storage_key"])
+        await store.delete(f.storage_key)
     metrics.MEDIA_DELETED.labels("erasure").inc(len(files))
     erased = Erased(len(files), messages)
     log.info("patient.erased", channel=channel, files=erased.files, messages=erased.messages)

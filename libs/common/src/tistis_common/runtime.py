@@ -10,9 +10,8 @@ import signal
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager, suppress
 from importlib.metadata import version
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import asyncpg
 import uvicorn
 import uvloop
 from aio_pika.abc import AbstractRobustConnection
@@ -29,6 +28,9 @@ from tistis_common.requestid import RequestIdMiddleware
 from tistis_common.secrets import SecretBox
 from tistis_common.settings import Settings
 from tistis_common.topology import QueueSpec, declare_topology, drop_legacy_retry_queues
+
+if TYPE_CHECKING:
+    import asyncpg
 
 log = get_logger(__name__)
 

@@ -4,10 +4,13 @@ ingress uses it for login and user administration, the CLI for a tenant's first 
 from __future__ import annotations
 
 import uuid
+from typing import TYPE_CHECKING
 
-import asyncpg
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+
+if TYPE_CHECKING:
+    import asyncpg
 
 ROLES = ("admin", "agent")
 _HASHER = PasswordHasher()  # argon2id with the library's current recommended parameters

@@ -8,8 +8,10 @@ by the tenants that exist."""
 from __future__ import annotations
 
 import uuid
+from typing import TYPE_CHECKING
 
-import asyncpg
+if TYPE_CHECKING:
+    import asyncpg
 
 UNKNOWN = "unknown"  # an event of a tenant that does not exist (it is refused, and counted)
 

@@ -199,13 +199,6 @@ DLQ_POLICY: dict[str, Any] = {
 }
 
 
-def queue_by_name(name: str) -> QueueSpec:
-    for spec in ALL_QUEUES:
-        if spec.name == name:
-            return spec
-    raise KeyError(name)
-
-
 async def declare_topology(
     channel: AbstractChannel,
     retry_delays: Sequence[float],

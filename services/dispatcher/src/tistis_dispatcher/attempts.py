@@ -25,9 +25,12 @@ import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import asyncpg
 from tistis_common.logging import get_logger
+
+if TYPE_CHECKING:
+    import asyncpg
 
 log = get_logger(__name__)
 

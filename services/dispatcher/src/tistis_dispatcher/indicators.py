@@ -13,18 +13,19 @@ of a send (its own queue, `dispatcher.typing`); a failure is counted and logged.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tistis_common import metrics
 from tistis_common.db import tenant_session
-from tistis_common.events import Event, ReplyStarted
+from tistis_common.events import ReplyStarted
 from tistis_common.logging import get_logger
 
 from tistis_dispatcher import repository as repo
 from tistis_dispatcher.platform import Account
-from tistis_dispatcher.service import Deps
+
+if TYPE_CHECKING:
+    from tistis_dispatcher.deps import Deps
 
 log = get_logger(__name__)
 
@@ -44,28 +45,26 @@ def bodies(event: ReplyStarted) -> list[dict[str, Any]]:
     return []
 
 
-async def handle_reply_started(event: Event, deps: Deps) -> Sequence[Event]:
-    if not isinstance(event, ReplyStarted):
-        return []
+async def show_typing(event: ReplyStarted, deps: Deps) -> None:
     channel = event.channel.value
     calls = bodies(event)
     if not calls:
         metrics.TYPING.labels(channel, "unsupported").inc()
-        return []
+        return
     if (datetime.now(UTC) - event.occurred_at).total_seconds() > MAX_AGE_SECONDS:
         metrics.TYPING.labels(channel, "stale").inc()
-        return []
+        return
     try:
         async with tenant_session(deps.pool, event.tenant_id) as conn:
             row = await repo.conversation_account(conn, event.conversation_id)
-        if row is None or not row["enabled"]:
+        if row is None or not row.enabled:
             raise LookupError(f"no enabled {channel} connection")
         account = Account(
-            connection_id=row["connection_id"], channel=channel,
-            platform_account_id=row["account_id"],
-            access_token=row["access_token"] or (
+            connection_id=row.connection_id, channel=channel,
+            platform_account_id=row.account_id,
+            access_token=deps.secrets.open(row.access_token) or (
                 deps.settings.whatsapp_access_token if channel == "whatsapp" else None),
-            settings=row["connection_settings"] or {},
+            settings=row.connection_settings or {},
         )
         for body in calls:
             await deps.platform.post_graph(account, body)
@@ -74,6 +73,5 @@ async def handle_reply_started(event: Event, deps: Deps) -> Sequence[Event]:
     except Exception as exc:
         metrics.TYPING.labels(channel, "failed").inc()
         log.warning("typing.failed", channel=channel, error=repr(exc)[:300])
-        return []
+        return
     metrics.TYPING.labels(channel, "sent").inc()
-    return []

@@ -24,21 +24,22 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import asyncpg
 import httpx
 from tistis_common import metrics
 from tistis_common.broker import PermanentError
 from tistis_common.db import tenant_session, tenant_tx
 from tistis_common.events import Event, InboundMessage, MediaRef
-from tistis_common.logging import bound, get_logger
-from tistis_common.secrets import SecretBox
-from tistis_common.settings import Settings
-from tistis_common.storage import MediaStore, media_key, sha256_hex
+from tistis_common.logging import get_logger
+from tistis_common.storage import media_key, sha256_hex
 
 from tistis_dispatcher import media_repository as repo
-from tistis_dispatcher.platform import PlatformClient, _json, classify_graph
-from tistis_dispatcher.transcription import Transcriber, TranscriptionFailed
+from tistis_dispatcher.platform import _json, classify_graph
+from tistis_dispatcher.transcription import TranscriptionFailed
+
+if TYPE_CHECKING:
+    from tistis_dispatcher.deps import Deps
 
 log = get_logger(__name__)
 
@@ -78,38 +79,30 @@ class Fetched:
     mime_type: str
 
 
-@dataclass
-class MediaDeps:
-    pool: asyncpg.Pool
-    platform: PlatformClient
-    settings: Settings
-    store: MediaStore
-    transcriber: Transcriber | None
-
-
-async def handle_media(event: InboundMessage, deps: MediaDeps) -> Sequence[Event]:
+async def keep_media(event: InboundMessage, deps: Deps) -> Sequence[Event]:
+    """The message's file fetched and kept, and the message to forward with it (a redelivery
+    forwards what the first delivery kept)."""
     assert event.media is not None
     channel = event.channel.value
-    with bound(channel=channel, platform_message_id=event.platform_message_id, kind=event.kind):
-        async with tenant_session(deps.pool, event.tenant_id) as conn:
-            earlier = await repo.fetched(conn, channel, event.platform_message_id)
-            account = await repo.connection_for(conn, channel, event.platform_account_id)
-        if earlier is not None and earlier["status"] == "stored" and earlier["sha256"]:
-            metrics.MEDIA_FETCHES.labels(channel, "duplicate").inc()
-            log.info("media.duplicate", sha256=earlier["sha256"])
-            return [_forward(event, _stored_ref(event.media, earlier["sha256"],
-                                                earlier["size_bytes"], earlier["mime_type"],
-                                                earlier["transcript"]))]
-        try:
-            fetched = await _fetch_promptly(event, account, deps)
-            await _put_promptly(event, fetched, deps)
-        except (FetchFailed, FetchRefused) as exc:
-            return await _failed(event, exc, deps)
-        return [await _keep(event, fetched, deps)]
+    async with tenant_session(deps.pool, event.tenant_id) as conn:
+        earlier = await repo.fetched(conn, channel, event.platform_message_id)
+        account = await repo.connection_for(conn, channel, event.platform_account_id)
+    if earlier is not None and earlier.status == "stored" and earlier.sha256:
+        metrics.MEDIA_FETCHES.labels(channel, "duplicate").inc()
+        log.info("media.duplicate", sha256=earlier.sha256)
+        return [_forward(event, _stored_ref(event.media, earlier.sha256,
+                                            earlier.size_bytes, earlier.mime_type,
+                                            earlier.transcript))]
+    try:
+        fetched = await _fetch_promptly(event, account, deps)
+        await _put_promptly(event, fetched, deps)
+    except (FetchFailed, FetchRefused) as exc:
+        return await _failed(event, exc, deps)
+    return [await _keep(event, fetched, deps)]
 
 
-async def _fetch_promptly(event: InboundMessage, account: asyncpg.Record | None,
-                          deps: MediaDeps) -> Fetched:
+async def _fetch_promptly(event: InboundMessage, account: repo.MediaConnection | None,
+                          deps: Deps) -> Fetched:
     s = deps.settings
     for attempt in range(s.media_fetch_attempts):
         try:
@@ -125,25 +118,25 @@ async def _fetch_promptly(event: InboundMessage, account: asyncpg.Record | None,
     raise FetchFailed("no attempt made")  # media_fetch_attempts < 1
 
 
-def _token(event: InboundMessage, account: asyncpg.Record | None, settings: Settings) -> str | None:
+def _token(event: InboundMessage, account: repo.MediaConnection | None, deps: Deps) -> str | None:
     # Stored encrypted (tistis_common.secrets); opened here, at its one use.
-    token = SecretBox(settings.secrets_keys).open(account["access_token"]) if account is not None else None
+    token = deps.secrets.open(account.access_token) if account is not None else None
     if not token and event.channel == "whatsapp":
-        token = settings.whatsapp_access_token
+        token = deps.settings.whatsapp_access_token
     return token
 
 
-async def _fetch(event: InboundMessage, account: asyncpg.Record | None,
-                 deps: MediaDeps) -> Fetched:
+async def _fetch(event: InboundMessage, account: repo.MediaConnection | None,
+                 deps: Deps) -> Fetched:
     media = event.media
     assert media is not None
-    token = _token(event, account, deps.settings)
+    token = _token(event, account, deps)
     if event.channel == "whatsapp":
         if not media.id:
             raise FetchRefused("WhatsApp media without an id")
         if not token:
             raise FetchRefused("no WhatsApp access token for this tenant")
-        version = ((account["settings"] or {}) if account else {}).get("api_version") \
+        version = ((account.settings or {}) if account else {}).get("api_version") \
             or deps.settings.graph_api_version
         info = await _get(deps.platform.http, f"{deps.settings.graph_api_base_url.rstrip('/')}/"
                           f"{version}/{media.id}", token, graph=True)
@@ -196,7 +189,7 @@ def _check(channel: str, kind: str, fetched: Fetched) -> None:
         raise FetchRefused(f"{kind} of type {mime} is not accepted")
 
 
-async def _put_promptly(event: InboundMessage, fetched: Fetched, deps: MediaDeps) -> None:
+async def _put_promptly(event: InboundMessage, fetched: Fetched, deps: Deps) -> None:
     """Into the media store (the same bytes again: the same object), retried in place like the
     fetch: a store that stays down fails this file, not the message."""
     key = media_key(event.tenant_id, sha256_hex(fetched.data))
@@ -216,7 +209,7 @@ def _plain(mime_type: str) -> str:
     return mime_type.split(";")[0].strip().lower()
 
 
-async def _keep(event: InboundMessage, fetched: Fetched, deps: MediaDeps) -> InboundMessage:
+async def _keep(event: InboundMessage, fetched: Fetched, deps: Deps) -> InboundMessage:
     """The file's rows (it is in the store already), the voice note's transcript, and the
     message forwarded with the file's address."""
     assert event.media is not None
@@ -238,7 +231,7 @@ async def _keep(event: InboundMessage, fetched: Fetched, deps: MediaDeps) -> Inb
     return _forward(event, _stored_ref(event.media, sha, len(fetched.data), mime, transcript))
 
 
-async def _transcribe(fetched: Fetched, mime: str, deps: MediaDeps) -> str | None:
+async def _transcribe(fetched: Fetched, mime: str, deps: Deps) -> str | None:
     if deps.transcriber is None:
         metrics.MEDIA_TRANSCRIPTIONS.labels("unavailable").inc()
         return None
@@ -253,7 +246,7 @@ async def _transcribe(fetched: Fetched, mime: str, deps: MediaDeps) -> str | Non
     return text.strip() or None
 
 
-def _stored_ref(media: MediaRef, sha: str, size: int, mime: str,
+def _stored_ref(media: MediaRef, sha: str, size: int | None, mime: str | None,
                 transcript: str | None) -> MediaRef:
     # The platform's URL is dropped: it expires, and our copy is what counts from here.
     return media.model_copy(update={"status": "stored", "sha256": sha, "size": size,
@@ -267,7 +260,7 @@ def _forward(event: InboundMessage, media: MediaRef) -> InboundMessage:
     return event.model_copy(update={"media": media, "text": text})
 
 
-async def _failed(event: InboundMessage, exc: Exception, deps: MediaDeps) -> Sequence[Event]:
+async def _failed(event: InboundMessage, exc: Exception, deps: Deps) -> Sequence[Event]:
     assert event.media is not None
     reason = f"{'refused' if isinstance(exc, FetchRefused) else 'failed'}: {exc}"
     async with tenant_tx(deps.pool, event.tenant_id) as conn:

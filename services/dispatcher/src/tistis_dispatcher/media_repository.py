@@ -4,35 +4,69 @@ Each function takes a tenant-scoped connection and never commits."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 from tistis_common.media_files import keep_file
 
-__all__ = ["connection_for", "fetched", "file_by_sha", "keep_file", "record_fetch",
-           "record_upload", "upload_of"]
+__all__ = ["EarlierFetch", "MediaConnection", "StoredFile", "connection_for", "fetched",
+           "file_by_sha", "keep_file", "record_fetch", "record_upload", "upload_of"]
+
+
+@dataclass(frozen=True)
+class MediaConnection:
+    id: uuid.UUID
+    platform_account_id: str
+    access_token: str | None  # sealed (tistis_common.secrets)
+    settings: dict[str, Any] | None
+    enabled: bool
+
+
+@dataclass(frozen=True)
+class EarlierFetch:
+    """An earlier delivery's fetch, with its file when it was stored."""
+
+    status: str
+    error: str | None
+    transcript: str | None
+    sha256: str | None
+    size_bytes: int | None
+    mime_type: str | None
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    id: uuid.UUID
+    storage_key: str
+    mime_type: str
+    size_bytes: int
+    filename: str | None
 
 
 async def connection_for(conn: asyncpg.Connection, channel: str,
-                         platform_account_id: str) -> asyncpg.Record | None:
+                         platform_account_id: str) -> MediaConnection | None:
     """The channel connection (and token) the message arrived on, else the tenant's first."""
-    return await conn.fetchrow(
+    row = await conn.fetchrow(
         """SELECT id, platform_account_id, access_token, settings, enabled
            FROM channel_connections WHERE channel = $1
            ORDER BY (platform_account_id = $2) DESC, enabled DESC, created_at LIMIT 1""",
         channel, platform_account_id,
     )
+    return None if row is None else MediaConnection(**row)
 
 
 async def fetched(conn: asyncpg.Connection, channel: str,
-                  platform_message_id: str) -> asyncpg.Record | None:
+                  platform_message_id: str) -> EarlierFetch | None:
     """What an earlier delivery of this message fetched (a redelivery does not fetch again)."""
-    return await conn.fetchrow(
+    row = await conn.fetchrow(
         """SELECT f.status, f.error, f.transcript, m.sha256, m.size_bytes, m.mime_type
            FROM media_fetches f LEFT JOIN media_files m ON m.id = f.media_file_id
            WHERE f.channel = $1 AND f.platform_message_id = $2""",
         channel, platform_message_id,
     )
+    return None if row is None else EarlierFetch(**row)
 
 
 async def record_fetch(conn: asyncpg.Connection, tenant_id: uuid.UUID, channel: str,
@@ -51,11 +85,12 @@ async def record_fetch(conn: asyncpg.Connection, tenant_id: uuid.UUID, channel: 
     )
 
 
-async def file_by_sha(conn: asyncpg.Connection, sha256: str) -> asyncpg.Record | None:
-    return await conn.fetchrow(
+async def file_by_sha(conn: asyncpg.Connection, sha256: str) -> StoredFile | None:
+    row = await conn.fetchrow(
         "SELECT id, storage_key, mime_type, size_bytes, filename FROM media_files WHERE sha256 = $1",
         sha256,
     )
+    return None if row is None else StoredFile(**row)
 
 
 async def upload_of(conn: asyncpg.Connection, file_id: uuid.UUID, channel: str,

@@ -4,7 +4,7 @@ Both channels take text (Messenger <= 2,000 characters, Instagram <= 1,000 UTF-8
 replies (<= 13, titles <= 20) and the button template
 (text <= 640, 1-3 postback buttons with titles <= 20). Inside the 24 h window a message goes as
 `messaging_type` RESPONSE; outside it only a human agent's message may go, tagged HUMAN_AGENT,
-within 7 days (the caller decides, see rules.py). There are no templates like WhatsApp's.
+within 7 days (the caller decides, see platform_rules.py). There are no templates like WhatsApp's.
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@ statements commit one by one, or `tenant_tx` where several writes must commit to
 `take_quota` opens a transaction of its own, for its two writes.
 
 The send's happy path is two statements: `claim_outbound` (read, context and claim at once) and
-`mark_sent` (message, conversation and connection at once); every other write is conditional on
-the status it expects, so no row lock has to be held across statements.
+`finish_sent` (message, conversation and connection at once); every other write is conditional
+on the status it expects, so no row lock has to be held across statements. A claim ends in one of
+two ways: `release*` gives it back without an outcome (pending again), `finish*` records one.
 
 Writes: messages (outbound send status), conversations.needs_attention / last_outbound_at,
 leads.opted_out_at, channel_connections.healthy / last_error and the refreshed tokens,
@@ -14,12 +15,85 @@ dispatcher_send_quota, dispatcher_quota_uses.
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
 
 import asyncpg
 from tistis_common.events import OutboundMessage
+from tistis_common.lease import holder_gone
+
+from tistis_dispatcher.lease import LOCK_CLASS
 
 FINAL = frozenset({"sent", "delivered", "read", "failed", "blocked_window", "skipped"})
+
+
+@dataclass(frozen=True)
+class Claim:
+    """`claim_outbound`'s answer: the message row as it was before the statement, whether the
+    statement won the claim, and all a send needs to decide (conversation, lead, tenant,
+    channel connection; NULL when the conversation, or the connection, is not found)."""
+
+    status: str
+    direction: str
+    payload: dict[str, Any] | None
+    claimed_by: int | None
+    age: timedelta  # since the row's last update
+    claimed: bool
+    conversation_id: uuid.UUID | None
+    last_inbound_at: datetime | None
+    platform_conversation_id: str | None
+    opted_out_at: datetime | None
+    timezone: str | None
+    connection_id: uuid.UUID | None
+    account_id: str | None
+    access_token: str | None  # sealed (tistis_common.secrets)
+    connection_settings: dict[str, Any] | None
+    enabled: bool | None
+    token_expires_at: datetime | None
+    token_refresh_error: str | None
+
+
+@dataclass(frozen=True)
+class StatusMove:
+    moved: bool  # the status moved up
+    known: bool  # the message is ours
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    id: uuid.UUID
+    status: str
+    conversation_id: uuid.UUID
+    lead_id: uuid.UUID
+
+
+@dataclass(frozen=True)
+class ConversationAccount:
+    connection_id: uuid.UUID
+    channel: str
+    account_id: str
+    access_token: str | None
+    connection_settings: dict[str, Any] | None
+    enabled: bool
+
+
+@dataclass(frozen=True)
+class ExpiringToken:
+    tenant_id: uuid.UUID
+    connection_id: uuid.UUID
+
+
+@dataclass(frozen=True)
+class RefreshClaim:
+    """A connection's tokens and app credentials (secrets sealed), claimed for one refresh."""
+
+    channel: str
+    access_token: str | None
+    refresh_token: str | None
+    token_expires_at: datetime | None
+    app_id: str | None
+    app_secret: str | None
 
 
 # The channel connection a conversation `c` is answered through: the account it came in on first,
@@ -32,17 +106,17 @@ _CONNECTION = """SELECT * FROM channel_connections cc
 
 
 async def claim_outbound(conn: asyncpg.Connection, e: OutboundMessage,
-                         claimer: int) -> asyncpg.Record | None:
+                         claimer: int) -> Claim | None:
     """The message row, claimed pending -> sending by `claimer` when it is pending, with all a
     send needs to decide (conversation, lead, tenant time zone, channel connection): one round
     trip. None when no row exists yet (`insert_outbound`, then again).
 
     `claimed` says whether this statement won the claim; `status`, `claimed_by` and `age` are the
     row as it was before it. Claiming before the rules run saves a second statement: a refusal
-    ends the claim again (`end_claim`). The context columns are NULL when the conversation is not
-    found; the connection columns when the channel has no connection.
+    ends the claim again (`finish_unsent`). The context columns are NULL when the conversation is
+    not found; the connection columns when the channel has no connection.
     """
-    return await conn.fetchrow(
+    row = await conn.fetchrow(
         """WITH claimed AS (
              UPDATE messages SET status = 'sending', claimed_by = $3, updated_at = now()
              WHERE id = $1 AND direction = 'outbound' AND status = 'pending'
@@ -62,6 +136,7 @@ async def claim_outbound(conn: asyncpg.Connection, e: OutboundMessage,
            WHERE m.id = $1""",
         e.message_id, e.conversation_id, claimer,
     )
+    return None if row is None else Claim(**row)
 
 
 async def insert_outbound(conn: asyncpg.Connection, e: OutboundMessage) -> None:
@@ -82,7 +157,7 @@ async def insert_outbound(conn: asyncpg.Connection, e: OutboundMessage) -> None:
     )
 
 
-async def end_claim(conn: asyncpg.Connection, message_id: uuid.UUID, claimed_by: int | None,
+async def finish_unsent(conn: asyncpg.Connection, message_id: uuid.UUID, claimed_by: int | None,
                     status: str, reason: str, flag: bool) -> bool:
     """A claim that ends without a send: sending (by `claimed_by`) -> a final status, with the
     conversation flagged for a human when `flag`, in one statement. False when the row is no
@@ -102,7 +177,7 @@ async def end_claim(conn: asyncpg.Connection, message_id: uuid.UUID, claimed_by:
     )
 
 
-async def unclaim(conn: asyncpg.Connection, message_id: uuid.UUID, claimer: int) -> None:
+async def release(conn: asyncpg.Connection, message_id: uuid.UUID, claimer: int) -> None:
     """sending -> pending before any platform call (the rules could not decide): a retry or a
     replay claims it again."""
     await conn.execute(
@@ -110,6 +185,11 @@ async def unclaim(conn: asyncpg.Connection, message_id: uuid.UUID, claimer: int)
            WHERE id = $1 AND status = 'sending' AND claimed_by = $2""",
         message_id, claimer,
     )
+
+
+async def claimer_gone(conn: asyncpg.Connection, key: int) -> bool:
+    """True when no live session holds `key`'s lease (its process died)."""
+    return await holder_gone(conn, LOCK_CLASS, key)
 
 
 async def recent_inbound_texts(conn: asyncpg.Connection, lead_id: uuid.UUID,
@@ -132,9 +212,10 @@ async def set_opted_out(conn: asyncpg.Connection, lead_id: uuid.UUID) -> None:
     )
 
 
-async def release(conn: asyncpg.Connection, message_id: uuid.UUID, code: int | None,
-                  title: str | None) -> None:
-    """sending -> pending: the platform did not take it; a retry or a replay will."""
+async def release_for_retry(conn: asyncpg.Connection, message_id: uuid.UUID, code: int | None,
+                            title: str | None) -> None:
+    """sending -> pending with the platform's error: it did not take it; a retry or a replay
+    will."""
     await conn.execute(
         """UPDATE messages SET status = 'pending', error_code = $2, error_title = $3,
                                updated_at = now()
@@ -153,7 +234,7 @@ async def record_parts(conn: asyncpg.Connection, message_id: uuid.UUID, part_ids
     )
 
 
-async def mark_sent(conn: asyncpg.Connection, message_id: uuid.UUID, conversation_id: uuid.UUID,
+async def finish_sent(conn: asyncpg.Connection, message_id: uuid.UUID, conversation_id: uuid.UUID,
                     platform_message_id: str, part_ids: list[str] | None,
                     connection_id: uuid.UUID) -> None:
     """`sent` with the platform id (and every part's id when it was split), the conversation's
@@ -176,7 +257,7 @@ async def mark_sent(conn: asyncpg.Connection, message_id: uuid.UUID, conversatio
     )
 
 
-async def mark_final(conn: asyncpg.Connection, message_id: uuid.UUID, status: str,
+async def finish_failed(conn: asyncpg.Connection, message_id: uuid.UUID, status: str,
                      code: int | None, title: str | None) -> None:
     await conn.execute(
         """UPDATE messages SET status = $2, error_code = $3, error_title = $4, updated_at = now()
@@ -258,12 +339,12 @@ async def take_quota(
 
 
 async def advance_status(conn: asyncpg.Connection, channel: str, platform_message_id: str,
-                         status: str, below: list[str]) -> asyncpg.Record:
+                         status: str, below: list[str]) -> StatusMove:
     """The common status webhook in one statement: move our message to `status` if it is at one
     of the lower statuses `below`. `moved`: it did; `known`: the message is ours (a status that
     moved nothing is then one it already has, or passed). The rank condition is on the row
     itself, so a concurrent update is re-checked and a status never moves backwards."""
-    return await conn.fetchrow(
+    row = await conn.fetchrow(
         """WITH moved AS (
              UPDATE messages SET status = $3, updated_at = now()
              WHERE channel = $1 AND platform_message_id = $2 AND direction = 'outbound'
@@ -275,10 +356,11 @@ async def advance_status(conn: asyncpg.Connection, channel: str, platform_messag
                                                    AND direction = 'outbound') AS known""",
         channel, platform_message_id, status, below,
     )
+    return StatusMove(**row)
 
 
 async def find_by_platform_id(conn: asyncpg.Connection, channel: str,
-                              platform_message_id: str) -> asyncpg.Record | None:
+                              platform_message_id: str) -> SentMessage | None:
     """Our outbound message by its platform id, or by the id of an earlier part of a split
     text (both lookups indexed), locked for the status update."""
     row = await conn.fetchrow(
@@ -287,14 +369,14 @@ async def find_by_platform_id(conn: asyncpg.Connection, channel: str,
            FOR UPDATE""",
         channel, platform_message_id,
     )
-    if row is not None:
-        return row
-    return await conn.fetchrow(
-        """SELECT id, status, conversation_id, lead_id FROM messages
-           WHERE direction = 'outbound' AND channel = $1 AND (payload -> 'part_ids') ? $2
-           LIMIT 1 FOR UPDATE""",
-        channel, platform_message_id,
-    )
+    if row is None:
+        row = await conn.fetchrow(
+            """SELECT id, status, conversation_id, lead_id FROM messages
+               WHERE direction = 'outbound' AND channel = $1 AND (payload -> 'part_ids') ? $2
+               LIMIT 1 FOR UPDATE""",
+            channel, platform_message_id,
+        )
+    return None if row is None else SentMessage(**row)
 
 
 async def any_in_flight(conn: asyncpg.Connection, channel: str, within_seconds: float) -> bool:
@@ -318,16 +400,6 @@ async def set_status(conn: asyncpg.Connection, message_id: uuid.UUID, status: st
     )
 
 
-async def stale_sending(conn: asyncpg.Connection, older_than_seconds: float) -> list[asyncpg.Record]:
-    """Claims older than the timeout: the one window where a send's outcome is unknown."""
-    return await conn.fetch(
-        """SELECT id, conversation_id, channel, updated_at FROM messages
-           WHERE direction = 'outbound' AND status = 'sending'
-             AND updated_at < now() - make_interval(secs => $1)""",
-        older_than_seconds,
-    )
-
-
 async def mark_read_up_to(conn: asyncpg.Connection, channel: str, platform_user_id: str,
                           status: str, up_to: datetime) -> int:
     """A watermark (Messenger `read`, TikTok `im_mark_read_msg`): every message we sent this
@@ -344,9 +416,9 @@ async def mark_read_up_to(conn: asyncpg.Connection, channel: str, platform_user_
 
 
 async def conversation_account(conn: asyncpg.Connection,
-                               conversation_id: uuid.UUID) -> asyncpg.Record | None:
+                               conversation_id: uuid.UUID) -> ConversationAccount | None:
     """The channel connection a conversation is answered through (as `claim_outbound` picks it)."""
-    return await conn.fetchrow(
+    row = await conn.fetchrow(
         """SELECT cc.id AS connection_id, cc.channel, cc.platform_account_id AS account_id,
                   cc.access_token, cc.settings AS connection_settings, cc.enabled
            FROM conversations c
@@ -354,6 +426,7 @@ async def conversation_account(conn: asyncpg.Connection,
            WHERE c.id = $1""",
         conversation_id,
     )
+    return None if row is None else ConversationAccount(**row)
 
 
 # --------------------------------------------------------------------- token refresh
@@ -362,20 +435,21 @@ async def conversation_account(conn: asyncpg.Connection,
 
 
 async def tokens_expiring(conn: asyncpg.Connection, tiktok_margin_s: float,
-                          instagram_margin_s: float) -> list[asyncpg.Record]:
-    """(tenant_id, connection_id) of every tenant's tokens due for a refresh (0950)."""
-    return await conn.fetch(
+                          instagram_margin_s: float) -> list[ExpiringToken]:
+    """Every tenant's tokens due for a refresh (0950)."""
+    rows = await conn.fetch(
         """SELECT tenant_id, connection_id
            FROM tokens_expiring(make_interval(secs => $1), make_interval(secs => $2))""",
         tiktok_margin_s, instagram_margin_s,
     )
+    return [ExpiringToken(**r) for r in rows]
 
 
 async def claim_refresh(conn: asyncpg.Connection, connection_id: uuid.UUID,
-                        stale_after_s: float) -> asyncpg.Record | None:
+                        stale_after_s: float) -> RefreshClaim | None:
     """The connection's tokens and app credentials, claimed for one refresh; None while another
     attempt holds a claim younger than `stale_after_s`."""
-    return await conn.fetchrow(
+    row = await conn.fetchrow(
         """UPDATE channel_connections SET token_refresh_started_at = now()
            WHERE id = $1 AND enabled
              AND (token_refresh_started_at IS NULL
@@ -383,6 +457,7 @@ async def claim_refresh(conn: asyncpg.Connection, connection_id: uuid.UUID,
            RETURNING channel, access_token, refresh_token, token_expires_at, app_id, app_secret""",
         connection_id, stale_after_s,
     )
+    return None if row is None else RefreshClaim(**row)
 
 
 async def store_tokens(conn: asyncpg.Connection, connection_id: uuid.UUID, access_token: str,

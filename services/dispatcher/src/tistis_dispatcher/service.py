@@ -1,4 +1,4 @@
-"""The dispatcher's handlers: send an outbound message exactly once, within the platform's
+"""The dispatcher's decisions: send an outbound message exactly once, within the platform's
 rules; apply the platform's delivery statuses.
 
 Send, step by step (a happy-path text is two statements, six round trips with the scopes):
@@ -25,34 +25,26 @@ A crash between 1 and 3 leaves the row in `sending`: see docs/reliability.md.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-import asyncpg
 from tistis_common import metrics
 from tistis_common.broker import PermanentError, WaitForClaim
 from tistis_common.db import DATABASE_AWAY, tenant_session, tenant_tx
-from tistis_common.events import Event, MessageStatus, OutboundMessage
+from tistis_common.events import MessageStatus, OutboundMessage
 from tistis_common.logging import bound, get_logger
-from tistis_common.secrets import SecretBox
-from tistis_common.settings import Settings
-from tistis_common.storage import MediaStore
 from tistis_common.tenant_labels import TENANT_LABELS
+from tistis_common.vocabulary import STATUS_RANK
 
-from tistis_dispatcher import messenger, rules, tiktok, tokens, uploads, whatsapp
+from tistis_dispatcher import messenger, platform_rules, tiktok, tokens, uploads, whatsapp
 from tistis_dispatcher import repository as repo
-from tistis_dispatcher.attempts import Attempt, Attempts
-from tistis_dispatcher.lease import claimer_gone
+from tistis_dispatcher.attempts import Attempt
 from tistis_dispatcher.platform import (
     Account,
     OptedOut,
-    PlatformClient,
     RateLimited,
     Rejected,
     SendError,
@@ -63,70 +55,18 @@ from tistis_dispatcher.platform import (
 from tistis_dispatcher.text import TooLong
 from tistis_dispatcher.whatsapp import Unsendable
 
+if TYPE_CHECKING:
+    import asyncpg
+    from tistis_common.secrets import SecretBox
+    from tistis_common.settings import Settings
+
+    from tistis_dispatcher.deps import Deps
+
 log = get_logger(__name__)
 
 
 class RetryLater(Exception):
     """Not now: the runner retries with its delays (a plain exception on purpose)."""
-
-
-class TokenBucket:
-    """`rate` calls per second on average, bursts of `burst`; waiters are served in turn."""
-
-    def __init__(self, rate: float, burst: float):
-        self.rate = rate
-        self.capacity = max(1.0, burst)
-        self.tokens = self.capacity
-        self.updated = time.monotonic()
-        self._lock = asyncio.Lock()
-
-    async def take(self) -> None:
-        async with self._lock:
-            while True:
-                now = time.monotonic()
-                self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
-                self.updated = now
-                if self.tokens >= 1:
-                    self.tokens -= 1
-                    return
-                await asyncio.sleep((1 - self.tokens) / self.rate)
-
-
-class TenantLimiter:
-    """Per tenant: at most `per_tenant` platform calls in flight and `rate` calls per second
-    (0: no rate limit). One large tenant cannot take every connection nor every second of a
-    channel's consumer; each tenant's platform rate limits are its own anyway."""
-
-    def __init__(self, per_tenant: int, rate: float = 0.0):
-        self.rate = rate
-        self._semaphores: dict[Any, asyncio.Semaphore] = defaultdict(
-            lambda: asyncio.Semaphore(per_tenant)
-        )
-        self._buckets: dict[Any, TokenBucket] = defaultdict(lambda: TokenBucket(rate, rate))
-
-    @asynccontextmanager
-    async def slot(self, tenant_id: Any) -> AsyncIterator[None]:
-        async with self._semaphores[tenant_id]:
-            if self.rate > 0:
-                await self._buckets[tenant_id].take()
-            yield
-
-
-@dataclass
-class Deps:
-    pool: asyncpg.Pool
-    platform: PlatformClient
-    settings: Settings
-    claimer: int = 0  # this process's lease key (tistis_dispatcher.lease)
-    store: MediaStore | None = None  # our files, for media messages sent by upload
-    attempts: Attempts = field(default_factory=Attempts)  # this process's sends in flight
-    limiter: TenantLimiter = field(init=False)
-    secrets: SecretBox = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.secrets = SecretBox(self.settings.secrets_keys)
-        self.limiter = TenantLimiter(self.settings.dispatcher_tenant_concurrency,
-                                     self.settings.dispatcher_tenant_rate_per_second)
 
 
 @dataclass(frozen=True)
@@ -140,7 +80,7 @@ class Refusal:
 
 
 @dataclass(frozen=True)
-class Plan:
+class SendPlan:
     account: Account
     bodies: list[dict[str, Any]]
     done: list[str]  # platform ids of parts sent by an earlier attempt
@@ -155,60 +95,52 @@ def _count(event: OutboundMessage, outcome: str) -> None:
 # ------------------------------------------------------------------------ outbound
 
 
-async def handle_outbound(event: OutboundMessage, deps: Deps) -> Sequence[Event]:
-    await TENANT_LABELS.load(deps.pool, event.tenant_id)
-    with bound(message_id=str(event.message_id), channel=event.channel.value,
-               purpose=event.purpose):
-        # A redelivery waits for the live attempt at the same message (Attempts.run).
-        await deps.attempts.run(event.message_id, lambda attempt: _attempt(event, deps, attempt))
-    return []
-
-
-async def _attempt(event: OutboundMessage, deps: Deps, attempt: Attempt) -> None:
+async def send(event: OutboundMessage, deps: Deps, attempt: Attempt) -> None:
+    """One attempt at sending `event` (run by `deps.attempts`, one at a time per message)."""
     try:
         plan = await _prepare(event, deps, attempt)
         if plan is not None:
             await _send(event, plan, deps, attempt)
     except BaseException:
         if attempt.claimed and not attempt.called:
-            await _give_back(event, deps, attempt)
+            await _release(event, deps, attempt)
         raise
 
 
-async def _give_back(event: OutboundMessage, deps: Deps, attempt: Attempt) -> None:
+async def _release(event: OutboundMessage, deps: Deps, attempt: Attempt) -> None:
     """Nothing was sent (the rules could not decide, an error, cancelled at shutdown): the claim
     goes back, so that a retry or a replay (e.g. once the clinic connects the channel) finds the
     message pending, not a send in flight. If the database is away, the attempt stays known as
     one that made no call, and the next attempt here takes its claim over."""
     try:
         async with tenant_session(deps.pool, event.tenant_id) as conn:
-            await repo.unclaim(conn, event.message_id, deps.claimer)
+            await repo.release(conn, event.message_id, deps.claimer)
         attempt.claimed = False
     except DATABASE_AWAY as exc:
         log.warning("send.unclaim_failed", error=type(exc).__name__)
 
 
-async def _claim(conn: asyncpg.Connection, event: OutboundMessage, deps: Deps) -> asyncpg.Record:
+async def _claim(conn: asyncpg.Connection, event: OutboundMessage, deps: Deps) -> repo.Claim:
     row = await repo.claim_outbound(conn, event, deps.claimer)
     if row is None:  # nobody stored it first (scheduler, API): from the event
         await repo.insert_outbound(conn, event)
         row = await repo.claim_outbound(conn, event, deps.claimer)
-    if row is None or row["direction"] != "outbound":
+    if row is None or row.direction != "outbound":
         raise PermanentError(f"message {event.message_id} is not an outbound message")
     return row
 
 
-async def _prepare(event: OutboundMessage, deps: Deps, attempt: Attempt) -> Plan | None:
+async def _prepare(event: OutboundMessage, deps: Deps, attempt: Attempt) -> SendPlan | None:
     # Each statement commits on its own: the claim and every write after it are conditional on
     # the status they expect, so no transaction (nor its BEGIN and COMMIT) is needed.
     async with tenant_session(deps.pool, event.tenant_id) as conn:
         earlier = attempt.previous  # an attempt of ours that ended holding the claim
         # Stopped before the claim's answer is read, this attempt may hold it: it gives it back
-        # (`unclaim` is conditional), unless the claim is that earlier attempt's.
+        # (`release` is conditional), unless the claim is that earlier attempt's.
         attempt.claimed = earlier is None or not earlier.claimed
         row = await _claim(conn, event, deps)
         attempt.claimed = False
-        ours = row["status"] == "sending" and row["claimed_by"] == deps.claimer
+        ours = row.status == "sending" and row.claimed_by == deps.claimer
         if ours and earlier is not None and earlier.unwritten is not None:
             async with conn.transaction():
                 await earlier.unwritten(conn)  # its platform call's outcome, recorded now
@@ -216,14 +148,14 @@ async def _prepare(event: OutboundMessage, deps: Deps, attempt: Attempt) -> Plan
             log.info("send.outcome_recorded_late")
             row = await _claim(conn, event, deps)
             ours = False
-        if row["claimed"] or (ours and earlier is not None and not earlier.called):
+        if row.claimed or (ours and earlier is not None and not earlier.called):
             # Ours now; or an attempt of ours stopped before any platform call and could not
             # give its claim back: this one takes it over.
             attempt.claimed = True
             if earlier is not None:
                 earlier.claimed = False
             return await _decide_claimed(conn, event, row, deps, attempt)
-        status = row["status"]
+        status = row.status
         if status in repo.FINAL:
             _count(event, "duplicate")
             log.info("send.duplicate", status=status)
@@ -238,19 +170,19 @@ async def _prepare(event: OutboundMessage, deps: Deps, attempt: Attempt) -> Plan
         # outcome (its lease is gone; or it is this process, whose attempt ended mid-call), or
         # never came back (the claim outlived the timeout). Whether the patient got it is
         # unknown, and sending again could reach them twice: a human checks instead.
-        claimer_died = ours or (row["claimed_by"] is not None and await claimer_gone(
-            conn, row["claimed_by"]))
-        remaining = timeout - row["age"].total_seconds()
+        claimer_died = ours or (row.claimed_by is not None and await repo.claimer_gone(
+            conn, row.claimed_by))
+        remaining = timeout - row.age.total_seconds()
         if not claimer_died and remaining > 0:
             raise WaitForClaim("another dispatcher is sending this message now", remaining)
         if earlier is not None:
             earlier.claimed = False  # settled here, one way or the other
-        if not await repo.end_claim(conn, event.message_id, row["claimed_by"], "failed",
+        if not await repo.finish_unsent(conn, event.message_id, row.claimed_by, "failed",
                                     "send_outcome_unknown", flag=True):
             raise RetryLater("the stale claim was settled meanwhile")  # a duplicate next time
         _count(event, "unknown")
-        log.error("send.outcome_unknown", claimed_by=row["claimed_by"],
-                  claimed_for_s=row["age"].total_seconds())
+        log.error("send.outcome_unknown", claimed_by=row.claimed_by,
+                  claimed_for_s=row.age.total_seconds())
     if claimer_died:  # parked with its error, counted, once the mark above is committed
         raise PermanentError("send outcome unknown: the dispatcher that claimed this message "
                              "died mid-send; not sent again, conversation flagged")
@@ -258,16 +190,16 @@ async def _prepare(event: OutboundMessage, deps: Deps, attempt: Attempt) -> Plan
 
 
 async def _decide_claimed(conn: asyncpg.Connection, event: OutboundMessage,
-                          row: asyncpg.Record, deps: Deps, attempt: Attempt) -> Plan | None:
+                          row: repo.Claim, deps: Deps, attempt: Attempt) -> SendPlan | None:
     """The rules (opt-out, window, length, quota) for a message this process has just claimed:
     a plan to send, or a refusal that ends the claim with its final status. An error gives
     the claim back (`_attempt`)."""
-    if row["conversation_id"] is None:
+    if row.conversation_id is None:
         raise PermanentError(f"conversation {event.conversation_id} not found")
     decision = await _decide(conn, event, row, deps.settings, deps.secrets)
-    if isinstance(decision, Plan):
+    if isinstance(decision, SendPlan):
         return decision
-    ended = await repo.end_claim(conn, event.message_id, deps.claimer, decision.status,
+    ended = await repo.finish_unsent(conn, event.message_id, deps.claimer, decision.status,
                                  decision.reason, decision.flag)
     attempt.claimed = False
     if not ended:
@@ -279,34 +211,35 @@ async def _decide_claimed(conn: asyncpg.Connection, event: OutboundMessage,
     return None
 
 
-async def _decide(conn: asyncpg.Connection, event: OutboundMessage, ctx: asyncpg.Record,
-                  settings: Settings, secrets: SecretBox) -> Plan | Refusal:
-    """`ctx`: the claimed row with its context (`repo.claim_outbound`)."""
+async def _decide(conn: asyncpg.Connection, event: OutboundMessage, claim: repo.Claim,
+                  settings: Settings, secrets: SecretBox) -> SendPlan | Refusal:
+    """`claim`: the claimed row with the send's context (`repo.claim_outbound`)."""
     now = datetime.now(UTC)
-    if rules.needs_consent(event):
-        if ctx["opted_out_at"] is not None:
+    if platform_rules.needs_consent(event):
+        if claim.opted_out_at is not None:
             return Refusal("skipped", "opted_out", "opted_out", flag=False)
         for text in await repo.recent_inbound_texts(conn, event.lead_id):  # newest first
-            if rules.is_opt_out(text, settings.opt_in_words):
+            if platform_rules.is_opt_out(text, settings.opt_in_words):
                 break  # the latest word decides: ALTA after BAJA is back in
-            if rules.is_opt_out(text, settings.opt_out_words):
+            if platform_rules.is_opt_out(text, settings.opt_out_words):
                 await repo.set_opted_out(conn, event.lead_id)
                 return Refusal("skipped", "opted_out", "opted_out", flag=False)
-    if ctx["connection_id"] is None or not ctx["enabled"]:
+    if claim.connection_id is None or not claim.enabled:
         # Parked for replay once the clinic connects (or re-enables) the channel.
         raise PermanentError(f"no enabled {event.channel} connection")
-    conn_settings: dict[str, Any] = ctx["connection_settings"] or {}
+    assert claim.account_id is not None  # NOT NULL in every connection found
+    conn_settings: dict[str, Any] = claim.connection_settings or {}
     window_hours = float(conn_settings.get("window_hours", settings.tiktok_window_hours))
-    allowed = rules.window(event, ctx["last_inbound_at"], now, window_hours)
-    if isinstance(allowed, rules.Blocked):
+    allowed = platform_rules.window(event, claim.last_inbound_at, now, window_hours)
+    if isinstance(allowed, platform_rules.Blocked):
         return Refusal("blocked_window", allowed.reason, "blocked_window")
     account = Account(
-        connection_id=ctx["connection_id"], channel=event.channel.value,
-        platform_account_id=ctx["account_id"],
-        access_token=secrets.open(ctx["access_token"]) or (
+        connection_id=claim.connection_id, channel=event.channel.value,
+        platform_account_id=claim.account_id,
+        access_token=secrets.open(claim.access_token) or (
             settings.whatsapp_access_token if event.channel == "whatsapp" else None),
-        settings=conn_settings, token_expires_at=ctx["token_expires_at"],
-        refresh_failed=ctx["token_refresh_error"] is not None,
+        settings=conn_settings, token_expires_at=claim.token_expires_at,
+        refresh_failed=claim.token_refresh_error is not None,
     )
     upload = uploads.needs_upload(allowed.event)
     if upload and event.channel == "tiktok":
@@ -315,7 +248,7 @@ async def _decide(conn: asyncpg.Connection, event: OutboundMessage, ctx: asyncpg
     def render(media_id: str | None = None) -> list[dict[str, Any]]:
         effective = allowed if media_id is None else replace(
             allowed, event=uploads.with_media_id(allowed.event, media_id))
-        return _render(effective, event, ctx, account, settings.dispatcher_max_parts)
+        return _render(effective, event, claim, account, settings.dispatcher_max_parts)
 
     try:
         bodies = render(uploads.PLACEHOLDER if upload else None)
@@ -325,38 +258,38 @@ async def _decide(conn: asyncpg.Connection, event: OutboundMessage, ctx: asyncpg
         return Refusal("failed", f"{exc.reason}: {exc.detail}",
                        "too_long" if exc.reason == "too_long" else "failed")
     if event.channel == "tiktok":
-        day = now.astimezone(ZoneInfo(ctx["timezone"])).date()
+        assert claim.timezone is not None  # NOT NULL in the tenant of the conversation found
+        day = now.astimezone(ZoneInfo(claim.timezone)).date()
         if not await repo.take_quota(
             conn, tenant_id=event.tenant_id, lead_id=event.lead_id, message_id=event.message_id,
-            parts=len(bodies), day=day, last_inbound_at=ctx["last_inbound_at"],
+            parts=len(bodies), day=day, last_inbound_at=claim.last_inbound_at,
             unanswered_limit=settings.tiktok_unanswered_limit,
         ):
             return Refusal("blocked_window", "tiktok_message_limit", "blocked_limit")
-    done = list((ctx["payload"] or {}).get("part_ids") or [])
-    return Plan(account, bodies, done, with_upload=render if upload else None)
+    done = list((claim.payload or {}).get("part_ids") or [])
+    return SendPlan(account, bodies, done, with_upload=render if upload else None)
 
 
-def _render(allowed: rules.Allowed, event: OutboundMessage, ctx: asyncpg.Record,
+def _render(allowed: platform_rules.Allowed, event: OutboundMessage, claim: repo.Claim,
             account: Account, max_parts: int) -> list[dict[str, Any]]:
     effective = allowed.event
     if event.channel == "whatsapp":
         return whatsapp.render(effective, event.recipient_id, max_parts)
     if event.channel == "tiktok":
-        if not ctx["platform_conversation_id"]:
+        if not claim.platform_conversation_id:
             raise Unsendable("unsupported", "no TikTok conversation id for this conversation")
         return tiktok.render(effective, account.platform_account_id,
-                             ctx["platform_conversation_id"], max_parts)
+                             claim.platform_conversation_id, max_parts)
     return messenger.render(effective, event.recipient_id, allowed.messaging_type, allowed.tag,
                             max_parts)
 
 
-async def _send(event: OutboundMessage, plan: Plan, deps: Deps, attempt: Attempt) -> None:
+async def _send(event: OutboundMessage, plan: SendPlan, deps: Deps, attempt: Attempt) -> None:
     done = list(plan.done)
     # A token about to expire is refreshed first; one the platform calls expired, once.
     account, refreshed = await tokens.before_send(event.tenant_id, plan.account, deps)
     if plan.with_upload is not None and not done:
         try:
-            assert deps.store is not None, "the dispatcher runs without a media store"
             media_id = await uploads.platform_media_id(event, account, deps.platform,
                                                        deps.store, deps.pool)
         except SendError as exc:
@@ -383,7 +316,7 @@ async def _send(event: OutboundMessage, plan: Plan, deps: Deps, attempt: Attempt
                 await repo.record_parts(conn, event.message_id, done)
 
     async def sent(conn: asyncpg.Connection) -> None:
-        await repo.mark_sent(conn, event.message_id, event.conversation_id, done[-1],
+        await repo.finish_sent(conn, event.message_id, event.conversation_id, done[-1],
                              done if len(done) > 1 else None, plan.account.connection_id)
 
     await _record(event, deps, attempt, sent, atomic=False)
@@ -426,7 +359,7 @@ RECORD_RETRY_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 async def _record(event: OutboundMessage, deps: Deps, attempt: Attempt,
                   write: Callable[[asyncpg.Connection], Awaitable[None]], *,
                   atomic: bool = True) -> None:
-    """The outcome of a platform call (in one transaction when `atomic`; `mark_sent` is one
+    """The outcome of a platform call (in one transaction when `atomic`; `finish_sent` is one
     statement): retried while the database is away (a lost connection, a restart), then left
     in `attempt` for the next attempt at the message to write (the claim stays ours meanwhile,
     so nobody sends it again)."""
@@ -446,7 +379,7 @@ async def _record(event: OutboundMessage, deps: Deps, attempt: Attempt,
     attempt.claimed = False
 
 
-async def _failed(event: OutboundMessage, plan: Plan, exc: SendError, done: list[str],
+async def _failed(event: OutboundMessage, plan: SendPlan, exc: SendError, done: list[str],
                   deps: Deps, attempt: Attempt) -> None:
     channel = event.channel.value
     log_fields = {"code": exc.code, "http_status": exc.status, "error": exc.title}
@@ -470,56 +403,52 @@ async def _failed(event: OutboundMessage, plan: Plan, exc: SendError, done: list
     log.warning("send.failed", **log_fields)
 
 
-async def _write_failure(conn: asyncpg.Connection, event: OutboundMessage, plan: Plan,
+async def _write_failure(conn: asyncpg.Connection, event: OutboundMessage, plan: SendPlan,
                          exc: SendError, done: list[str]) -> None:
     if done:
         await repo.record_parts(conn, event.message_id, done)
     if isinstance(exc, TokenInvalid):
-        await repo.release(conn, event.message_id, exc.code, exc.title)
+        await repo.release_for_retry(conn, event.message_id, exc.code, exc.title)
         await repo.mark_unhealthy(conn, plan.account.connection_id, f"{exc.code}: {exc.title}")
     elif isinstance(exc, RateLimited | Transient):
-        await repo.release(conn, event.message_id, exc.code, exc.title)
+        await repo.release_for_retry(conn, event.message_id, exc.code, exc.title)
     elif isinstance(exc, OptedOut):
-        await repo.mark_final(conn, event.message_id, "failed", exc.code, exc.title)
+        await repo.finish_failed(conn, event.message_id, "failed", exc.code, exc.title)
         await repo.set_opted_out(conn, event.lead_id)
     elif isinstance(exc, WindowClosed):
-        await repo.mark_final(conn, event.message_id, "blocked_window", exc.code, exc.title)
+        await repo.finish_failed(conn, event.message_id, "blocked_window", exc.code, exc.title)
         await repo.flag_conversation(conn, event.conversation_id, f"window: {exc.title}")
     else:
         assert isinstance(exc, Rejected)
-        await repo.mark_final(conn, event.message_id, "failed", exc.code, exc.title)
+        await repo.finish_failed(conn, event.message_id, "failed", exc.code, exc.title)
         await repo.flag_conversation(conn, event.conversation_id, f"send failed: {exc.title}")
 
 
 # ------------------------------------------------------------------------- statuses
 
-_RANK = {"pending": 0, "sending": 0, "sent": 1, "delivered": 2, "read": 3}
-
-
-async def handle_status(event: MessageStatus, deps: Deps) -> Sequence[Event]:
+async def apply_status(event: MessageStatus, deps: Deps) -> None:
     """delivered / read / failed from the platform; a status never moves backwards and
     `failed` is final. A failure flags the conversation (or opts the lead out on 131050)."""
-    await TENANT_LABELS.load(deps.pool, event.tenant_id)
     channel = event.channel.value
     if event.scope == "conversation":
         if event.platform_user_id and event.status in ("delivered", "read"):
             async with tenant_tx(deps.pool, event.tenant_id) as conn:
                 await repo.mark_read_up_to(conn, channel, event.platform_user_id, event.status,
                                            event.status_at)
-        return []
+        return
     with bound(platform_message_id=event.platform_message_id, channel=channel,
                status=event.status):
         if event.status != "failed":
             # sent / delivered / read of a message found by its id: one statement (a platform
             # reports two or three of these per message we send).
-            below = [s for s, rank in _RANK.items() if rank < _RANK[event.status]]
+            below = [s for s, rank in STATUS_RANK.items() if rank < STATUS_RANK[event.status]]
             async with tenant_session(deps.pool, event.tenant_id) as conn:
                 found = await repo.advance_status(conn, channel, event.platform_message_id,
                                                   event.status, below)
-            if found["moved"]:
+            if found.moved:
                 log.info("status.updated")
-            if found["known"]:
-                return []
+            if found.known:
+                return
             # Not found by its own id: an earlier part of a split text, or not committed yet.
         async with tenant_tx(deps.pool, event.tenant_id) as conn:
             row = await repo.find_by_platform_id(conn, channel, event.platform_message_id)
@@ -529,24 +458,23 @@ async def handle_status(event: MessageStatus, deps: Deps) -> Sequence[Event]:
                     # The webhook may beat our own commit of the platform id: look again later.
                     raise RetryLater("status for a message not stored yet")
                 log.info("status.unknown_message")  # e.g. sent from the clinic's own app
-                return []
-            current = row["status"]
+                return
+            current = row.status
             if event.status == "failed":
                 if current not in ("pending", "sending", "sent", "delivered"):
-                    return []
-                await repo.set_status(conn, row["id"], "failed", event.error_code,
+                    return
+                await repo.set_status(conn, row.id, "failed", event.error_code,
                                       event.error_title)
                 if event.error_code == 131050:
-                    await repo.set_opted_out(conn, row["lead_id"])
+                    await repo.set_opted_out(conn, row.lead_id)
                 else:
                     await repo.flag_conversation(
-                        conn, row["conversation_id"],
+                        conn, row.conversation_id,
                         f"delivery failed: {event.error_code} {event.error_title or ''}".strip())
                 if event.error_code == 131047:
                     metrics.WINDOW_BLOCKS.labels(channel).inc()
                 metrics.SENDS.labels(TENANT_LABELS.of(event.tenant_id), channel, "failed").inc()
                 log.warning("status.failed", code=event.error_code, title=event.error_title)
-            elif current in _RANK and _RANK[event.status] > _RANK[current]:
-                await repo.set_status(conn, row["id"], event.status, None, None)
+            elif current in STATUS_RANK and STATUS_RANK[event.status] > STATUS_RANK[current]:
+                await repo.set_status(conn, row.id, event.status, None, None)
                 log.info("status.updated", previous=current)
-    return []

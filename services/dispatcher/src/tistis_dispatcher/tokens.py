@@ -44,7 +44,7 @@ from tistis_dispatcher import repository as repo
 from tistis_dispatcher.platform import Account, NewTokens, RefreshRefused, SendError, Transient
 
 if TYPE_CHECKING:
-    from tistis_dispatcher.service import Deps
+    from tistis_dispatcher.deps import Deps
 
 log = get_logger(__name__)
 
@@ -77,17 +77,17 @@ async def refresh(deps: Deps, tenant_id: uuid.UUID, connection_id: uuid.UUID) ->
         row = await repo.claim_refresh(conn, connection_id, CLAIM_STALE_SECONDS)
     if row is None:
         return None
-    channel = row["channel"]
+    channel = row.channel
     fields = {"connection_id": str(connection_id), "channel": channel}
     box = deps.secrets
     try:
         if channel == "tiktok":
             new = await deps.platform.refresh_tiktok(
-                row["app_id"] or deps.settings.tiktok_client_key,
-                box.open(row["app_secret"]) or deps.settings.tiktok_client_secret,
-                box.open(row["refresh_token"]))
+                row.app_id or deps.settings.tiktok_client_key,
+                box.open(row.app_secret) or deps.settings.tiktok_client_secret,
+                box.open(row.refresh_token))
         elif channel == "instagram":
-            new = await deps.platform.refresh_instagram(box.open(row["access_token"]))
+            new = await deps.platform.refresh_instagram(box.open(row.access_token))
         else:
             raise RefreshRefused(f"{channel} tokens are not refreshed")
     except RefreshRefused as exc:
@@ -153,8 +153,8 @@ async def refresh_expiring(deps: Deps) -> int:
     renewed = 0
     for row in rows:
         with suppress(SendError):  # logged and counted by `refresh`
-            await TENANT_LABELS.load(deps.pool, row["tenant_id"])
-            if await refresh(deps, row["tenant_id"], row["connection_id"]) is not None:
+            await TENANT_LABELS.load(deps.pool, row.tenant_id)
+            if await refresh(deps, row.tenant_id, row.connection_id) is not None:
                 renewed += 1
     return renewed
 

@@ -81,22 +81,22 @@ async def _platform_media_id(event: OutboundMessage, account: Account, platform:
         row = await repo.file_by_sha(conn, event.media.sha256)
         if row is None:
             raise Rejected(f"file {event.media.sha256[:12]} is not stored")
-        known = await repo.upload_of(conn, row["id"], channel, account.platform_account_id)
+        known = await repo.upload_of(conn, row.id, channel, account.platform_account_id)
     if known is not None:
         metrics.MEDIA_UPLOADS.labels(channel, "reused").inc()
         return known
     try:
-        data = await store.get(row["storage_key"])
+        data = await store.get(row.storage_key)
     except FileMissing as exc:
         raise Rejected("the file was deleted (retention or erasure)") from exc
-    filename = event.media.filename or row["filename"] or _default_name(row["mime_type"])
+    filename = event.media.filename or row.filename or _default_name(row.mime_type)
     try:
-        media_id = await _upload(platform, account, event, data, row["mime_type"], filename)
+        media_id = await _upload(platform, account, event, data, row.mime_type, filename)
     except SendError:
         metrics.MEDIA_UPLOADS.labels(channel, "failed").inc()
         raise
     async with tenant_session(pool, event.tenant_id) as conn:
-        await repo.record_upload(conn, event.tenant_id, row["id"], channel,
+        await repo.record_upload(conn, event.tenant_id, row.id, channel,
                                  account.platform_account_id, media_id,
                                  datetime.now(UTC) + LIFETIME.get(channel, timedelta(days=1)))
     metrics.MEDIA_UPLOADS.labels(channel, "uploaded").inc()

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tistis_common.events import Button, ListRow, ListSection, MediaRef, OutboundMessage, TemplateRef
+from tistis_common.vocabulary import TEMPLATE_LANGUAGE, Template
 
 from tistis_dispatcher.platform import Account, PlatformClient
 from tistis_dispatcher.text import split_text
@@ -35,14 +36,6 @@ ROW_DESCRIPTION_MAX = 72
 ROW_ID_MAX = 200
 SECTION_TITLE_MAX = 24
 CAPTION_MAX = 1024
-
-# The guide's templates (Meta Business Manager) and their body variables, in order.
-CITA_CONFIRMADA = "cita_confirmada"  # patient_name, date, time, branch
-RECORDATORIO_CITA = "recordatorio_cita"  # patient_name, date, time, branch
-BIENVENIDA = "bienvenida_esva"  # patient_name
-COTIZACION_ENVIADA = "cotizacion_enviada"  # patient_name, services
-SEGUIMIENTO = "seguimiento"  # patient_name
-DEFAULT_LANGUAGE = "es_MX"
 
 
 class Unsendable(Exception):
@@ -204,36 +197,30 @@ async def send_list(client: PlatformClient, account: Account, to: str, text: str
     return await client.send_graph(account, list_body(to, text, button, sections))
 
 
-async def send_template(client: PlatformClient, account: Account, to: str, name: str,
-                        params: Sequence[str] = (), language: str = DEFAULT_LANGUAGE) -> str:
-    ref = TemplateRef(name=name, language=language, body_params=list(params))
-    return await client.send_graph(account, template_body(to, ref))
-
-
 def template_appointment_confirmation(patient_name: str, date: str, time: str, branch: str,
-                                      language: str = DEFAULT_LANGUAGE) -> TemplateRef:
-    return TemplateRef(name=CITA_CONFIRMADA, language=language,
+                                      language: str = TEMPLATE_LANGUAGE) -> TemplateRef:
+    return TemplateRef(name=Template.CITA_CONFIRMADA, language=language,
                        body_params=[patient_name, date, time, branch])
 
 
 def template_appointment_reminder(patient_name: str, date: str, time: str, branch: str,
-                                  language: str = DEFAULT_LANGUAGE) -> TemplateRef:
-    return TemplateRef(name=RECORDATORIO_CITA, language=language,
+                                  language: str = TEMPLATE_LANGUAGE) -> TemplateRef:
+    return TemplateRef(name=Template.RECORDATORIO_CITA, language=language,
                        body_params=[patient_name, date, time, branch])
 
 
-def template_welcome(patient_name: str, language: str = DEFAULT_LANGUAGE) -> TemplateRef:
-    return TemplateRef(name=BIENVENIDA, language=language, body_params=[patient_name])
+def template_welcome(patient_name: str, language: str = TEMPLATE_LANGUAGE) -> TemplateRef:
+    return TemplateRef(name=Template.BIENVENIDA, language=language, body_params=[patient_name])
 
 
 def template_quote_sent(patient_name: str, services: str,
-                        language: str = DEFAULT_LANGUAGE) -> TemplateRef:
-    return TemplateRef(name=COTIZACION_ENVIADA, language=language,
+                        language: str = TEMPLATE_LANGUAGE) -> TemplateRef:
+    return TemplateRef(name=Template.COTIZACION_ENVIADA, language=language,
                        body_params=[patient_name, services])
 
 
-def template_follow_up(patient_name: str, language: str = DEFAULT_LANGUAGE) -> TemplateRef:
-    return TemplateRef(name=SEGUIMIENTO, language=language, body_params=[patient_name])
+def template_follow_up(patient_name: str, language: str = TEMPLATE_LANGUAGE) -> TemplateRef:
+    return TemplateRef(name=Template.SEGUIMIENTO, language=language, body_params=[patient_name])
 
 
 async def send_appointment_confirmation(

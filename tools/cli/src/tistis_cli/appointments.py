@@ -11,6 +11,7 @@ import typer
 from tistis_common.broker import Publisher, connect
 from tistis_common.events import AppointmentRequested
 
+from . import repository
 from .common import CliError, owner_db, resolve_tenant, run, settings
 
 appointment_app = typer.Typer(no_args_is_help=True, help="Appointments: record how they went.")
@@ -27,16 +28,12 @@ ACTIONS = {Outcome.completed: "complete", Outcome.no_show: "no_show"}
 async def _mark(slug: str, appointment_id: uuid.UUID, outcome: Outcome) -> AppointmentRequested:
     async with owner_db() as conn:
         tenant_id = await resolve_tenant(conn, slug)
-        async with conn.transaction():
-            await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(tenant_id))
-            row = await conn.fetchrow(
-                "SELECT lead_id, conversation_id FROM appointments WHERE id = $1 AND tenant_id = $2",
-                appointment_id, tenant_id)
-    if row is None:
+        found = await repository.appointment(conn, tenant_id, appointment_id)
+    if found is None:
         raise CliError(f"no appointment {appointment_id} in tenant {slug}")
     event = AppointmentRequested(
         tenant_id=tenant_id, action=ACTIONS[outcome],  # type: ignore[arg-type]
-        lead_id=row["lead_id"], conversation_id=row["conversation_id"],
+        lead_id=found.lead_id, conversation_id=found.conversation_id,
         appointment_id=appointment_id, source="cli",
     )
     connection = await connect(settings().rabbitmq_url)

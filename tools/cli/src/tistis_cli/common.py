@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import uuid
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import aio_pika
-import asyncpg
 import typer
 from tistis_common.admin import tenant_id_by_slug
-from tistis_common.db import connect
+from tistis_common.db import SLUG, connect
 from tistis_common.secrets import SecretBox, SecretKeyError
 from tistis_common.settings import Settings
 
-T = TypeVar("T")
+from .repository import DATABASE_ERROR
 
-SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+if TYPE_CHECKING:
+    import asyncpg
+
+T = TypeVar("T")
 
 
 class CliError(Exception):
@@ -46,7 +47,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(coro)
     except (CliError, SecretKeyError) as exc:
         fail(str(exc))
-    except (OSError, asyncpg.PostgresError, aio_pika.exceptions.AMQPError) as exc:
+    except (OSError, DATABASE_ERROR, aio_pika.exceptions.AMQPError) as exc:
         fail(f"{type(exc).__name__}: {exc}".splitlines()[0], code=1)
 
 
@@ -60,7 +61,7 @@ async def owner_db() -> AsyncIterator[asyncpg.Connection]:
 
 
 async def resolve_tenant(conn: asyncpg.Connection, slug: str) -> uuid.UUID:
-    if not SLUG.match(slug):
+    if not SLUG.fullmatch(slug):
         raise CliError(f"bad tenant slug {slug!r} (lowercase letters, digits, dashes)")
     tenant_id = await tenant_id_by_slug(conn, slug)
     if tenant_id is None:

@@ -7,6 +7,7 @@ import uuid
 from enum import StrEnum
 
 import typer
+from tistis_common.admin import tenant_id_by_slug
 from tistis_common.broker import connect
 
 from . import deadletters as dl
@@ -38,7 +39,7 @@ async def _tenant_filter(tenant: str | None) -> str | None:
     except ValueError:
         pass
     async with owner_db() as conn:
-        tenant_id = await conn.fetchval("SELECT id FROM tenants WHERE slug = $1", tenant)
+        tenant_id = await tenant_id_by_slug(conn, tenant)
     if tenant_id is None:
         raise CliError(f"no tenant {tenant!r} (a slug or a tenant id)")
     return str(tenant_id)

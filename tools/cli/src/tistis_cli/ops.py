@@ -9,11 +9,11 @@ import httpx
 import typer
 from tistis_common.broker import connect
 from tistis_common.db import connect as db_connect
-from tistis_common.migrate import available, changed_since_applied
+from tistis_common.migrate import applied_versions, available, changed_since_applied
 from tistis_common.topology import AI_INBOUND, ALL_QUEUES, DISPATCHER_OUTBOUND, QueueSpec
 
 from . import deadletters as dl
-from . import mgmt
+from . import mgmt, repository
 from .common import run, settings
 from .tenants import check_connections, refused_refreshes
 
@@ -37,11 +37,11 @@ async def _doctor() -> list[Check]:
     # database: the app role answers, and the schema is current
     try:
         conn = await db_connect(s.database_url)
-        await conn.fetchval("SELECT 1")
+        await repository.ping(conn)
         await conn.close()
         owner = await db_connect(s.migration_database_url)
         try:
-            applied = {r["version"] for r in await owner.fetch("SELECT version FROM schema_migrations")}
+            applied = await applied_versions(owner)
             missing = [f"{m.version:04d}_{m.name}" for m in available() if m.version not in applied]
             detail = f"pending migrations: {', '.join(missing)}" if missing else "schema up to date"
             checks.append(Check("warn" if missing else "ok", "database", detail))
@@ -49,7 +49,7 @@ async def _doctor() -> list[Check]:
             checks.append(Check("FAIL", "migrations", f"changed after they were applied: "
                                 f"{', '.join(changed)}") if changed else
                           Check("ok", "migrations", "applied files unchanged (checksums match)"))
-            slugs = [r["slug"] for r in await owner.fetch("SELECT slug FROM tenants ORDER BY slug")]
+            slugs = await repository.tenant_slugs(owner)
         finally:
             await owner.close()
     except Exception as exc:

@@ -14,8 +14,9 @@ import httpx
 import typer
 import yaml
 from tistis_common import admin
+from tistis_common.db import SLUG
 
-from .common import SLUG, CliError, fail, owner_db, resolve_tenant, run, secret_box, settings
+from .common import CliError, fail, owner_db, resolve_tenant, run, secret_box, settings
 from .tokencheck import check_token
 
 
@@ -54,7 +55,7 @@ def tenant_create(
     timezone: str = typer.Option("America/Mexico_City", "--timezone"),
 ) -> None:
     """Create a tenant (the slug goes into the webhook URLs)."""
-    if not SLUG.match(slug):
+    if not SLUG.fullmatch(slug):
         fail(f"bad tenant slug {slug!r} (lowercase letters, digits, dashes; 2-63 chars)")
     try:
         ZoneInfo(timezone)
@@ -185,9 +186,9 @@ async def refused_refreshes(slug: str) -> list[tuple[str, str, str]]:
     async with owner_db() as conn, conn.transaction():
         tenant_id = await resolve_tenant(conn, slug)
         rows = await admin.refused_token_refreshes(conn, tenant_id)
-    return [(r["channel"], r["platform_account_id"],
-             f"{r['token_refresh_error']}; the token expires "
-             f"{r['token_expires_at'].isoformat() if r['token_expires_at'] else 'soon'}: "
+    return [(r.channel, r.platform_account_id,
+             f"{r.error}; the token expires "
+             f"{r.token_expires_at.isoformat() if r.token_expires_at else 'soon'}: "
              "connect the channel again (tistis connection rotate)") for r in rows]
 
 
@@ -198,18 +199,18 @@ async def check_connections(slug: str, channel: str | None) -> list[tuple[str, s
         async with conn.transaction():
             tenant_id = await resolve_tenant(conn, slug)
             rows = [r for r in await admin.connection_secrets(conn, tenant_id, secret_box())
-                    if channel is None or r["channel"] == channel]
+                    if channel is None or r.channel == channel]
         out: list[tuple[str, str, str, str]] = []
         async with httpx.AsyncClient(timeout=10) as http:
             for r in rows:
-                result = await check_token(http, s, r["channel"], r["platform_account_id"], r["access_token"])
+                result = await check_token(http, s, r.channel, r.platform_account_id, r.access_token)
                 if result.status != "unknown":
                     async with conn.transaction():
                         await admin.record_connection_check(
-                            conn, tenant_id, r["channel"], r["platform_account_id"],
+                            conn, tenant_id, r.channel, r.platform_account_id,
                             None if result.status == "ok" else f"token check: {result.detail}",
                         )
-                out.append((r["channel"], r["platform_account_id"], result.status, result.detail))
+                out.append((r.channel, r.platform_account_id, result.status, result.detail))
     return out
 
 
@@ -343,11 +344,11 @@ def api_key_revoke(slug: str, key_id: str) -> None:
 def api_key_list(slug: str) -> None:
     """Keys of a tenant (prefix only)."""
 
-    async def go() -> list:
+    async def go() -> list[admin.ApiKeyInfo]:
         async with owner_db() as conn, conn.transaction():
             return await admin.list_api_keys(conn, await resolve_tenant(conn, slug))
 
     for r in run(go()):
-        state = (f"revoked {r['revoked_at']:%Y-%m-%d %H:%M}" if r["revoked_at"]
-                 else f"expires {r['expires_at']:%Y-%m-%d %H:%M}" if r["expires_at"] else "live")
-        typer.echo(f"{r['id']}  {r['prefix']}…  {r['name']:<20} {state}")
+        state = (f"revoked {r.revoked_at:%Y-%m-%d %H:%M}" if r.revoked_at
+                 else f"expires {r.expires_at:%Y-%m-%d %H:%M}" if r.expires_at else "live")
+        typer.echo(f"{r.id}  {r.prefix}…  {r.name:<20} {state}")

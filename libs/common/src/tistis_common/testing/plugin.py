@@ -13,10 +13,9 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit, urlunsplit
 
-import asyncpg
 import httpx
 import pytest
 import uvicorn
@@ -28,6 +27,9 @@ from tistis_common.migrate import migrate
 from tistis_common.runtime import Runtime
 from tistis_common.secrets import SecretBox
 from tistis_common.settings import Settings
+
+if TYPE_CHECKING:
+    import asyncpg
 
 
 @dataclass(frozen=True)
@@ -70,13 +72,13 @@ def infra() -> Iterator[Infra]:
 async def database(infra: Infra) -> AsyncIterator[tuple[str, str]]:
     """(owner_url, app_url) of a fresh, migrated database for this session."""
     name = f"tistis_test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(infra.owner_url)
+    admin = await connect(infra.owner_url)
     await admin.execute(f'CREATE DATABASE "{name}"')
     await admin.close()
     owner_url, app_url = _with_db(infra.owner_url, name), _with_db(infra.app_url, name)
     await migrate(owner_url)
     yield owner_url, app_url
-    admin = await asyncpg.connect(infra.owner_url)
+    admin = await connect(infra.owner_url)
     await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     await admin.close()
 
