@@ -1,12 +1,16 @@
-"""Deciding and producing one reply for a conversation, when its `ReplyDue` comes due.
+"""The ai-responder's decisions (SQL in `repository`, entry points in `handlers`).
 
-Under the conversation's reply lease (`lease`): if this trigger was already answered, the
-stored events are returned again (a redelivery re-emits, never re-answers). Otherwise decide
-(skip, escalate, fallback or model) in one short read, call the model with no connection held,
-then store the reply with its events and give the lease back in one statement, keyed by a
-deterministic id. A conversation whose lease another attempt holds waits in the delay queue.
+What arrives (the end of this module): a patient message is stored once, under the patient's
+lock, and returns the `ReplyDue` the broker holds for the debounce; a staff request is due at
+once; state changes (opt-outs, escalations, hand-backs) are applied.
+
+A reply, when its `ReplyDue` comes due, under the conversation's reply lease (`lease`): if this
+trigger was already answered, the events kept with it are returned again (a redelivery
+re-emits, never re-answers). Otherwise decide (skip, escalate, fallback or model) in one short
+read, call the model with no connection held, then store the reply with its events and give
+the lease back in one statement, keyed by a deterministic id. A conversation whose lease
+another attempt holds waits in the delay queue.
 """
-
 from __future__ import annotations
 
 import asyncio
