@@ -18,7 +18,7 @@ import pytest
 from playwright.async_api import Page, async_playwright, expect
 from tistis_ai_responder.main import start as start_ai_responder
 from tistis_common.admin import issue_api_key
-from tistis_common.db import connect
+from tistis_common.db import connect, scope
 from tistis_common.staff import create_user
 from tistis_common.testing.plugin import eventually, own_vhost, running
 from tistis_dispatcher.main import start as start_dispatcher
@@ -43,7 +43,7 @@ async def staff_clinic(settings, tenant) -> tuple[str, str]:
     conn = await connect(settings.migration_database_url)
     try:
         async with conn.transaction():
-            await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(tenant.id))
+            await scope(conn, tenant.id)
             await create_user(conn, tenant.id, email, "Laura", "agent", PASSWORD)
             _, admin_key = await issue_api_key(conn, tenant.id, "ops")
             await conn.execute(
@@ -59,7 +59,7 @@ async def age_the_window(settings, tenant, hours: float) -> None:
     conn = await connect(settings.migration_database_url)
     try:
         async with conn.transaction():
-            await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(tenant.id))
+            await scope(conn, tenant.id)
             for table in ("conversations", "leads"):
                 await conn.execute(
                     f"UPDATE {table} SET last_inbound_at = now() - make_interval(hours => $1)",
@@ -193,7 +193,7 @@ async def the_clinic_views(page: Page, settings, tenant) -> None:
     conn = await connect(settings.migration_database_url)
     try:
         async with conn.transaction():
-            await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(tenant.id))
+            await scope(conn, tenant.id)
             await conn.execute(
                 """INSERT INTO appointments (tenant_id, lead_id, branch_id, scheduled_at, ends_at)
                    SELECT $1, l.id, b.id, date_trunc('day', now() AT TIME ZONE b.timezone)

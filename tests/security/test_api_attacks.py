@@ -8,7 +8,7 @@ import uuid
 import httpx
 import pytest
 from tistis_common.admin import issue_api_key
-from tistis_common.db import connect, tenant_tx
+from tistis_common.db import connect, scope, tenant_tx
 from tistis_common.testing.plugin import running
 from tistis_ingress.main import start as start_ingress
 
@@ -31,7 +31,7 @@ async def keyed(settings, make_tenant) -> tuple:
     try:
         async with conn.transaction():
             _, key = await issue_api_key(conn, tenant.id, "security")
-            await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(tenant.id))
+            await scope(conn, tenant.id)
             lead = await conn.fetchval(
                 """INSERT INTO leads (tenant_id, channel, platform_user_id, name, classification)
                    VALUES ($1, 'whatsapp', $2, 'Secreto', 'hot') RETURNING id""",

@@ -15,7 +15,7 @@ import uuid
 
 import httpx
 import pytest
-from tistis_common.db import connect
+from tistis_common.db import connect, scope
 from tistis_common.testing.plugin import running
 from tistis_ingress.main import start as start_ingress
 
@@ -45,7 +45,7 @@ async def add_branch(settings, tenant_id: uuid.UUID) -> uuid.UUID:
     conn = await connect(settings.migration_database_url)
     try:
         async with conn.transaction():
-            await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(tenant_id))
+            await scope(conn, tenant_id)
             return await conn.fetchval(
                 "INSERT INTO branches (tenant_id, name) VALUES ($1, $2) RETURNING id", tenant_id,
                 f"Sucursal {uuid.uuid4().hex[:6]}")
@@ -106,7 +106,7 @@ class TestScheduleAppointmentConversation:
         conn = await connect(settings.migration_database_url)
         try:
             async with conn.transaction():
-                await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(tenant.id))
+                await scope(conn, tenant.id)
                 other_lead = await conn.fetchval(
                     """INSERT INTO leads (tenant_id, channel, platform_user_id, name)
                        VALUES ($1, 'whatsapp', $2, 'Otra') RETURNING id""",

@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 from tistis_ai_responder.main import start as start_ai_responder
-from tistis_common.db import connect, tenant_tx
+from tistis_common.db import connect, scope, tenant_tx
 from tistis_common.testing.plugin import running
 from tistis_ingress.main import start as start_ingress
 from tistis_sandbox import webhooks as wh
@@ -105,7 +105,7 @@ class TestCrossTenant:
         conn = await connect(settings.migration_database_url)
         try:  # the attacker's clinic brings its own app, so it holds a secret of its own
             async with conn.transaction():
-                await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(attacker.id))
+                await scope(conn, attacker.id)
                 await conn.execute("UPDATE channel_connections SET app_secret = 'attacker-own'")
         finally:
             await conn.close()

@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -30,7 +30,7 @@ from tistis_common.events import (
     routing_pattern,
 )
 from tistis_common.testing.plugin import TestTenant, running
-from tistis_common.topology import declare_topology
+from tistis_common.topology import EXCHANGE, declare_topology
 from tistis_ingress.main import start as start_ingress
 
 PAYLOADS = Path(__file__).parent / "payloads"
@@ -118,6 +118,25 @@ async def tap(settings) -> AsyncIterator[Tap]:
     tap.channel, tap.queue_name = channel, queue.name
     await queue.consume(tap.on_message)
     yield tap
+    await connection.close()
+
+
+@pytest.fixture
+async def events_queue(settings) -> AsyncIterator[Callable[..., Awaitable[aio_pika.abc.AbstractQueue]]]:
+    """`await events_queue(*patterns)`: an exclusive queue of the test's own on `tistis.events`,
+    bound to those routing patterns (what the operator API and the inbox published)."""
+    connection = await connect(settings.rabbitmq_url)
+
+    async def bound(*patterns: str) -> aio_pika.abc.AbstractQueue:
+        channel = await connection.channel()
+        await declare_topology(channel, settings.retry_delays)
+        exchange = await channel.get_exchange(EXCHANGE)
+        queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+        for pattern in patterns:
+            await queue.bind(exchange, routing_key=pattern)
+        return queue
+
+    yield bound
     await connection.close()
 
 

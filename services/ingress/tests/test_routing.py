@@ -15,7 +15,7 @@ import json
 import aio_pika
 import pytest
 from tistis_cli import deadletters as dl
-from tistis_common.db import connect
+from tistis_common.db import connect, scope
 from tistis_common.events import HeldItem, WebhookItemsHeld, dump_event
 from tistis_common.testing.plugin import peek_queue
 from tistis_common.topology import INGRESS_ITEMS
@@ -32,7 +32,7 @@ async def own_secret(settings, tenant, channel: str, secret: str) -> None:
     conn = await connect(settings.migration_database_url)
     try:
         async with conn.transaction():
-            await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(tenant.id))
+            await scope(conn, tenant.id)
             await conn.execute("UPDATE channel_connections SET app_secret = $1 WHERE channel = $2",
                                secret, channel)
     finally:

@@ -1,5 +1,6 @@
 """Who is who: tenants by slug, the tenant owning a platform account, and a tenant's channel
-connections, cached briefly so that a burst of webhooks does not cost queries each.
+connections, cached briefly so that a burst of webhooks does not cost queries each (the
+queries are in `repository.py`).
 
 Every cache is bounded in size and time (cachetools' TTLCache evicts the least recently used
 entry when full and expired ones on every write), and only what exists is cached: a flood of
@@ -11,34 +12,23 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import asyncpg
 from cachetools import TTLCache
-from tistis_common.db import SLUG, tenant_by_slug, tenant_tx
-from tistis_common.secrets import SecretBox
+from tistis_common.db import SLUG
+
+from . import repository
+from .repository import Connection, Tenant
+
+if TYPE_CHECKING:
+    import asyncpg
+    from tistis_common.secrets import SecretBox
 
 # Platform account ids are digits (Meta) or short opaque strings (TikTok open ids).
 # A WhatsApp Business Account as a webhook item's account (whatsapp.py): `waba:<id>`.
 BUSINESS_ACCOUNT = "waba:"
 ACCOUNT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 CACHE_SIZE = 10_000
-
-
-@dataclass(frozen=True)
-class Connection:
-    tenant_id: uuid.UUID
-    platform_account_id: str
-    verify_token: str | None
-    app_secret: str | None
-    app_id: str | None
-    business_account_id: str | None = None  # WhatsApp: the WABA its settings name
-
-
-@dataclass(frozen=True)
-class Tenant:
-    id: uuid.UUID
-    slug: str
 
 
 def valid_slug(slug: str) -> bool:
@@ -75,11 +65,10 @@ class Directory:
         hit = self._tenants.get(slug)
         if hit is not None:
             return hit
-        row = await tenant_by_slug(self.pool, slug)
-        if row is None:
-            return None
-        tenant = self._tenants[slug] = Tenant(row["id"], row["slug"])
-        return tenant
+        found = await repository.tenant(self.pool, slug)
+        if found is not None:
+            self._tenants[slug] = found
+        return found
 
     async def account_tenant(self, channel: str, account: str) -> uuid.UUID | None:
         """The tenant whose enabled connection is this platform account, if any; for
@@ -92,10 +81,9 @@ class Directory:
             return hit
         business_account = _business_account(channel, account)
         if business_account is not None:
-            tenant_id = await self.pool.fetchval("SELECT business_account_tenant($1)",
-                                                 business_account)
+            tenant_id = await repository.business_account_tenant(self.pool, business_account)
         else:
-            tenant_id = await self.pool.fetchval("SELECT account_tenant($1, $2)", channel, account)
+            tenant_id = await repository.account_tenant(self.pool, channel, account)
         if tenant_id is not None:
             self._accounts[key] = tenant_id
         return tenant_id
@@ -116,23 +104,7 @@ class Directory:
         hit = self._connections.get(key)
         if hit is not None:
             return hit
-        found = await read_connections(self.pool, self.secrets, tenant_id, channel)
+        found = await repository.connections(self.pool, self.secrets, tenant_id, channel)
         self._connections[key] = found
         return found
 
-
-async def read_connections(pool: asyncpg.Pool, secrets: SecretBox, tenant_id: uuid.UUID,
-                           channel: str) -> list[Connection]:
-    """The ingress's one read of connection secrets (verify token, app secret)."""
-    async with tenant_tx(pool, tenant_id) as conn:
-        rows = await conn.fetch(
-            """SELECT tenant_id, platform_account_id, verify_token, app_secret, app_id,
-                      settings->>'business_account_id' AS business_account_id
-               FROM channel_connections WHERE channel = $1 AND enabled""",
-            channel,
-        )
-    return [
-        Connection(r["tenant_id"], r["platform_account_id"], secrets.open(r["verify_token"]),
-                   secrets.open(r["app_secret"]), r["app_id"], r["business_account_id"])
-        for r in rows
-    ]

@@ -1,13 +1,15 @@
-"""tistis-ingress: the one HTTP edge."""
+"""tistis-ingress: the one HTTP edge. The only bootstrap: builds the one `Deps`, registers the
+consumers, background loops and routes."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 from tistis_common.runtime import Runtime, serve
 from tistis_common.settings import Settings
-from tistis_common.storage import MediaStore, open_store
+from tistis_common.storage import open_store
 from tistis_common.topology import INGRESS_ITEMS, INGRESS_TEMPLATES
 
+from . import handlers
 from .api import (
     accounts_router,
     appointments_router,
@@ -17,51 +19,58 @@ from .api import (
     media_router,
     operator_router,
     problems,
+    realtime,
     realtime_router,
     templates_router,
 )
 from .api.principal import stream_caller
-from .api.templates import status_applier
+from .api.templates import status_applier, sync_loop
+from .deps import Deps
 from .directory import Directory
-from .fastpath import WebhookFastPath
+from .service import WebhookIntake
 from .web import pages_router
-from .webhooks import WebhookIntake, webhook_router
 
 NAME = "ingress"
 
 
-def build_app(runtime: Runtime, intake: WebhookIntake, store: MediaStore) -> FastAPI:
-    assert runtime.pool and runtime.publisher
+def build_app(deps: Deps, intake: WebhookIntake) -> FastAPI:
     app = FastAPI(title="TIS TIS ingress", version="0.1.0")
     problems.install(app)
-    app.include_router(webhook_router(intake))
-    app.add_middleware(WebhookFastPath, intake=intake)
-    app.include_router(callback_router(runtime))
-    app.include_router(operator_router(runtime))
-    app.include_router(media_router(runtime, store))
-    app.include_router(appointments_router(runtime))
-    app.include_router(realtime_router(runtime, stream_caller(runtime.pool, runtime.settings)))
-    app.include_router(accounts_router(runtime.pool, runtime.settings))
-    app.include_router(inbox_router(runtime.pool, runtime.publisher, runtime.settings))
-    app.include_router(clinic_router(runtime.pool, runtime.publisher, runtime.settings))
-    app.include_router(templates_router(runtime))
-    app.include_router(pages_router(runtime.pool))
+    app.include_router(handlers.webhook_router(intake))
+    # Takes the webhook POSTs before FastAPI's routing: see handlers.py's two doors.
+    app.add_middleware(handlers.WebhookFastPath, intake=intake)
+    app.include_router(callback_router(deps))
+    app.include_router(operator_router(deps))
+    app.include_router(media_router(deps))
+    app.include_router(appointments_router(deps))
+    app.include_router(realtime_router(deps, stream_caller(deps.pool, deps.settings)))
+    app.include_router(accounts_router(deps))
+    app.include_router(inbox_router(deps))
+    app.include_router(clinic_router(deps))
+    app.include_router(templates_router(deps))
+    app.include_router(pages_router(deps))
     return app
 
 
 async def start(settings: Settings) -> Runtime:
     runtime = Runtime(settings, NAME)
     await runtime.start()
-    assert runtime.pool and runtime.publisher
-    intake = WebhookIntake(runtime.settings, Directory(runtime.pool, runtime.secrets), runtime.publisher)
-    # Held webhook items an engineer replayed (`tistis dlq replay ingress.webhook-items.dlq`).
-    runtime.consume(INGRESS_ITEMS, intake.replay)  # type: ignore[arg-type]
-    # WhatsApp template approvals the webhook published (api/templates.py).
-    runtime.consume(INGRESS_TEMPLATES, status_applier(runtime.pool))  # type: ignore[arg-type]
-    await runtime.start_consumers()
+    assert runtime.pool and runtime.publisher and runtime.connection
     store = await open_store(settings)
     runtime.close_at_stop(store.close)
-    await runtime.serve_http(build_app(runtime, intake, store))
+    deps = Deps(settings, runtime.pool, runtime.publisher,
+                directory=Directory(runtime.pool, runtime.secrets), store=store,
+                feed=realtime.RealtimeFeed(runtime.connection), stopping=runtime.stopping)
+    intake = WebhookIntake(deps)
+    # Held webhook items an engineer replayed (`tistis dlq replay ingress.webhook-items.dlq`).
+    runtime.consume(INGRESS_ITEMS, handlers.replay_held(intake))
+    # WhatsApp template approvals the webhook published (api/templates.py).
+    runtime.consume(INGRESS_TEMPLATES, status_applier(deps.pool))
+    await runtime.start_consumers()
+    runtime.background(deps.feed.run)
+    if settings.inbox_template_sync_seconds > 0:
+        runtime.background(lambda stopping: sync_loop(deps.pool, settings, stopping))
+    await runtime.serve_http(build_app(deps, intake))
     return runtime
 
 

@@ -1,7 +1,7 @@
 """Writes the ingress's OpenAPI document to services/ingress/openapi.json (`make openapi`).
 The committed file is generated, never hand-edited; tests/test_openapi_document.py fails when
-it is out of step with the code. Nothing connects: the app is built on stand-ins, and the
-background loops the routers start are cancelled before they do anything."""
+it is out of step with the code. Nothing connects: the app is built on stand-ins, and no
+consumer or background loop is started (those are `main.start`'s)."""
 
 from __future__ import annotations
 
@@ -11,28 +11,22 @@ import sys
 from pathlib import Path
 from typing import Any, cast
 
-from tistis_common.runtime import Runtime
 from tistis_common.settings import Settings
 
+from .api.realtime import RealtimeFeed
+from .deps import Deps
 from .directory import Directory
-from .main import NAME, build_app
-from .webhooks import WebhookIntake
+from .main import build_app
+from .service import WebhookIntake
 
 DOCUMENT = Path(__file__).resolve().parents[2] / "openapi.json"
 
 
 async def _document() -> dict[str, Any]:
-    runtime = Runtime(Settings(), NAME)
     stand_in = cast(Any, object())
-    runtime.pool, runtime.connection, runtime.publisher = stand_in, stand_in, stand_in
-    try:
-        intake = WebhookIntake(runtime.settings, Directory(stand_in, stand_in), stand_in)
-        return build_app(runtime, intake, stand_in).openapi()
-    finally:
-        runtime.stopping.set()
-        for task in runtime._background:
-            task.cancel()
-        await asyncio.gather(*runtime._background, return_exceptions=True)
+    deps = Deps(Settings(), stand_in, stand_in, directory=Directory(stand_in, stand_in),
+                store=stand_in, feed=RealtimeFeed(stand_in), stopping=asyncio.Event())
+    return build_app(deps, WebhookIntake(deps)).openapi()
 
 
 async def render() -> str:

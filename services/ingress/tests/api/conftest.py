@@ -115,18 +115,6 @@ class Tap:
 
 
 @pytest.fixture
-async def tap(settings):
-    import aio_pika
-    from tistis_common.broker import connect as amqp
-    from tistis_common.topology import EXCHANGE, declare_topology
-
-    connection = await amqp(settings.rabbitmq_url)
-    channel = await connection.channel()
-    await declare_topology(channel, settings.retry_delays)
-    exchange = await channel.get_exchange(EXCHANGE)
-    queue = await channel.declare_queue(exclusive=True, auto_delete=True)
-    for pattern in ("message.outbound.*", "conversation.*", "lead.*", "appointment.*"):
-        await queue.bind(exchange, routing_key=pattern)
-    del aio_pika
-    yield Tap(queue)
-    await connection.close()
+async def tap(events_queue):
+    return Tap(await events_queue("message.outbound.*", "conversation.*", "lead.*",
+                                  "appointment.*"))

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 from tistis_common.admin import revoke_api_key
-from tistis_common.db import connect
+from tistis_common.db import connect, scope
 
 
 class TestAuthentication:
@@ -30,7 +30,7 @@ class TestAuthentication:
         conn = await connect(settings.migration_database_url)
         try:
             async with conn.transaction():
-                await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(t.tenant.id))
+                await scope(conn, t.tenant.id)
                 key_id = await conn.fetchval("SELECT id FROM api_keys")
                 assert await revoke_api_key(conn, t.tenant.id, key_id)
         finally:
@@ -44,7 +44,7 @@ class TestReads:
         conn = await connect(settings.migration_database_url)
         try:
             async with conn.transaction():
-                await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(t.tenant.id))
+                await scope(conn, t.tenant.id)
                 await conn.execute(
                     """UPDATE channel_connections SET healthy = false, last_error = 'token expired (190)',
                          last_error_at = now() WHERE channel = 'tiktok'""")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 from tistis_common.admin import issue_api_key
-from tistis_common.db import connect
+from tistis_common.db import connect, scope
 from tistis_common.staff import create_user, hash_password
 from tistis_common.testing.plugin import TestTenant, running
 from tistis_ingress.main import start as start_ingress
@@ -72,7 +72,7 @@ async def clinic(settings, make_tenant):
         conn = await connect(settings.migration_database_url)
         try:
             async with conn.transaction():
-                await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(tenant.id))
+                await scope(conn, tenant.id)
                 admin = await create_user(conn, tenant.id, f"admin-{n}@clinic.mx", "Dra. Ruiz",
                                           "admin", PASSWORD, password_hash=PASSWORD_HASH)
                 agent = await create_user(conn, tenant.id, f"agent-{n}@clinic.mx", "Laura",
@@ -137,16 +137,6 @@ class Outbox:
 
 
 @pytest.fixture
-async def outbox(settings):
-    from tistis_common.broker import connect as amqp
-    from tistis_common.topology import EXCHANGE, declare_topology
-
-    connection = await amqp(settings.rabbitmq_url)
-    channel = await connection.channel()
-    await declare_topology(channel, settings.retry_delays)
-    exchange = await channel.get_exchange(EXCHANGE)
-    queue = await channel.declare_queue(exclusive=True, auto_delete=True)
-    for pattern in ("message.outbound.*", "conversation.*", "appointment.*"):
-        await queue.bind(exchange, routing_key=pattern)
-    yield lambda tenant_id: Outbox(queue, tenant_id)
-    await connection.close()
+async def outbox(events_queue):
+    queue = await events_queue("message.outbound.*", "conversation.*", "appointment.*")
+    return lambda tenant_id: Outbox(queue, tenant_id)

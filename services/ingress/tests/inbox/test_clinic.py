@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from tistis_common.db import connect
+from tistis_common.db import connect, scope
 
 from .conftest import login
 
@@ -19,7 +19,7 @@ async def owner_sql(settings, tenant_id, *statements: tuple) -> list:
     out = []
     try:
         async with conn.transaction():
-            await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(tenant_id))
+            await scope(conn, tenant_id)
             for sql, *args in statements:
                 out.append(await conn.fetchval(sql, *args))
     finally:

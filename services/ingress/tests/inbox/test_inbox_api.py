@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from tistis_common.admin import load_tenant, read_fixture
-from tistis_common.db import connect
+from tistis_common.db import connect, scope
 from tistis_common.secrets import SecretBox
 
 from .conftest import PASSWORD, login
@@ -167,7 +167,7 @@ class TestConversations:
         conn = await connect(settings.migration_database_url)
         try:
             async with conn.transaction():
-                await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(c.tenant.id))
+                await scope(conn, c.tenant.id)
                 for i in range(6):
                     lead = await conn.fetchval(
                         """INSERT INTO leads (tenant_id, channel, platform_user_id, name)
@@ -297,7 +297,7 @@ class TestMessengerWindow:
         conn = await connect(settings.migration_database_url)
         try:
             async with conn.transaction():
-                await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(c.tenant.id))
+                await scope(conn, c.tenant.id)
                 ids = {}
                 for days in (3, 8):
                     lead = await conn.fetchval(

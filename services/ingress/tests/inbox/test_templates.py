@@ -21,7 +21,7 @@ import uuid
 
 import httpx
 import pytest
-from tistis_common.db import connect
+from tistis_common.db import connect, scope
 from tistis_common.testing.plugin import eventually, running
 from tistis_ingress.api.templates import fetch, parse
 from tistis_ingress.main import start as start_ingress
@@ -42,7 +42,7 @@ async def with_waba(settings, tenant_id, waba_id: str) -> None:
     conn = await connect(settings.migration_database_url)
     try:
         async with conn.transaction():
-            await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(tenant_id))
+            await scope(conn, tenant_id)
             await conn.execute(
                 """UPDATE channel_connections SET settings = settings || jsonb_build_object(
                      'business_account_id', $1::text) WHERE channel = 'whatsapp'""", waba_id)

@@ -10,14 +10,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
+from typing import TYPE_CHECKING
 
-import asyncpg
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from tistis_common import metrics
 from tistis_common.admin import issue_api_key
 from tistis_common.db import SLUG, tenant_by_slug, tenant_tx
 from tistis_common.logging import get_logger
-from tistis_common.settings import Settings
 from tistis_common.staff import create_user, verify_password
 
 from . import ratelimit
@@ -37,6 +36,9 @@ from .inbox_models import (
 from .principal import SESSION_COOKIE, Principal, new_session_token, staff, token_hash
 from .problems import errors
 
+if TYPE_CHECKING:
+    from ..deps import Deps
+
 log = get_logger(__name__)
 ROUTE = "inbox.accounts"
 LOGIN_WINDOW = 900
@@ -47,7 +49,8 @@ def _forbidden(detail: str) -> HTTPException:
     return HTTPException(403, detail)
 
 
-def accounts_router(pool: asyncpg.Pool, settings: Settings) -> APIRouter:
+def accounts_router(deps: Deps) -> APIRouter:
+    pool, settings = deps.pool, deps.settings
     router = APIRouter(prefix="/api/v1", tags=["inbox: accounts"])
     who = Depends(staff(pool, settings, ROUTE))
 
@@ -115,8 +118,7 @@ def accounts_router(pool: asyncpg.Pool, settings: Settings) -> APIRouter:
     async def me(principal: Principal = who) -> Me:
         async with tenant_tx(pool, principal.tenant_id) as conn:
             user = await repo.user(conn, principal.user_id) if principal.user_id else None
-            tenant = await conn.fetchrow("SELECT slug, name, timezone FROM tenants WHERE id = $1",
-                                         principal.tenant_id)
+            tenant = await repo.tenant_profile(conn, principal.tenant_id)
         return Me(user=StaffUser(**dict(user)) if user else None, tenant_id=principal.tenant_id,
                   tenant_slug=tenant["slug"], tenant_name=tenant["name"],
                   tenant_timezone=tenant["timezone"], role="admin" if principal.is_admin else "agent",

@@ -11,20 +11,23 @@ is looked up first under the key's tenant (RLS), so another tenant's id is a 404
 from __future__ import annotations
 
 import uuid
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import asyncpg
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict
 from tistis_common.broker import Publisher
 from tistis_common.db import tenant_tx
 from tistis_common.events import AppointmentRequested
-from tistis_common.runtime import Runtime
 
 from . import repository
 from .auth import tenant_key
 from .common import not_found, publish_or_503
 from .problems import errors
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from ..deps import Deps
 
 ROUTE = "operator"
 ACTIONS = {"completed": "complete", "no_show": "no_show"}
@@ -52,10 +55,8 @@ async def queue_outcome(pool: asyncpg.Pool, publisher: Publisher, tenant_id: uui
     return event
 
 
-def appointments_router(runtime: Runtime) -> APIRouter:
-    assert runtime.pool and runtime.publisher
-    pool: asyncpg.Pool = runtime.pool
-    publisher = runtime.publisher
+def appointments_router(deps: Deps) -> APIRouter:
+    pool, publisher = deps.pool, deps.publisher
     router = APIRouter(prefix="/api/v1", tags=["operator"])
     tenant = Depends(tenant_key(pool))
 

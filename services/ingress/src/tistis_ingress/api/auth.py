@@ -12,14 +12,17 @@ import hmac
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import asyncpg
 from fastapi import Header, HTTPException
 from tistis_common import metrics
 from tistis_common.admin import hash_api_key
 from tistis_common.settings import Settings
 
 from . import repository
+
+if TYPE_CHECKING:
+    import asyncpg
 
 UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
 

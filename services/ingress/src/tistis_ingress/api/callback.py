@@ -23,13 +23,11 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-import asyncpg
 from fastapi import APIRouter, Body, Depends, Header, HTTPException
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from tistis_common import metrics
-from tistis_common.broker import Publisher
 from tistis_common.db import tenant_tx
 from tistis_common.events import (
     AppointmentRequested,
@@ -41,12 +39,16 @@ from tistis_common.events import (
 )
 from tistis_common.ids import stable_id
 from tistis_common.logging import get_logger
-from tistis_common.runtime import Runtime
 
 from . import repository
 from .auth import cron_secret
 from .common import CleanStr, not_found, publish_or_503
 from .problems import errors
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from ..deps import Deps
 
 log = get_logger(__name__)
 ROUTE = "callback"
@@ -94,13 +96,11 @@ CallbackAction = Annotated[
 ]
 
 
-def callback_router(runtime: Runtime) -> APIRouter:
-    assert runtime.pool and runtime.publisher
-    pool: asyncpg.Pool = runtime.pool
-    publisher: Publisher = runtime.publisher
+def callback_router(deps: Deps) -> APIRouter:
+    pool, publisher = deps.pool, deps.publisher
     router = APIRouter(tags=["legacy callback"])
 
-    window_seconds = runtime.settings.callback_dedup_window_hours * 3600
+    window_seconds = deps.settings.callback_dedup_window_hours * 3600
 
     async def owner(body: _Action, kind: str, object_id: uuid.UUID) -> uuid.UUID:
         lookup = repository.tenant_of_conversation if kind == "conversation" else repository.tenant_of_lead
@@ -109,7 +109,7 @@ def callback_router(runtime: Runtime) -> APIRouter:
             raise not_found(ROUTE, kind)
         return tenant_id
 
-    @router.post("/api/webhook", status_code=202, dependencies=[Depends(cron_secret(runtime.settings))],
+    @router.post("/api/webhook", status_code=202, dependencies=[Depends(cron_secret(deps.settings))],
                  responses=errors(401, 404, 422, 503))
     async def legacy_callback(
         body: CallbackAction = Body(...),

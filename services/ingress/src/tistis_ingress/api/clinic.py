@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-import asyncpg
 from fastapi import APIRouter, Depends, HTTPException, Query
-from tistis_common.broker import Publisher
 from tistis_common.db import tenant_tx
 from tistis_common.events import AppointmentRequested
-from tistis_common.settings import Settings
 
 from . import clinic_repository as clinic
+from . import repository
 from . import staff_repository as repo
 from .appointments import AppointmentOutcome, queue_outcome
 from .common import not_found, publish_or_503
@@ -42,6 +40,9 @@ from .inbox_models import (
 from .principal import Principal, staff
 from .problems import errors
 
+if TYPE_CHECKING:
+    from ..deps import Deps
+
 ROUTE = "inbox.clinic"
 MAX_REPORT_DAYS = 92
 
@@ -50,7 +51,8 @@ def _share(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
 
-def clinic_router(pool: asyncpg.Pool, publisher: Publisher, settings: Settings) -> APIRouter:
+def clinic_router(deps: Deps) -> APIRouter:
+    pool, publisher, settings = deps.pool, deps.publisher, deps.settings
     router = APIRouter(prefix="/api/v1/inbox", tags=["inbox: clinic"])
     who = Depends(staff(pool, settings, ROUTE))
 
@@ -70,7 +72,7 @@ def clinic_router(pool: asyncpg.Pool, publisher: Publisher, settings: Settings) 
     async def appointments(branch_id: uuid.UUID, on: date = Query(alias="date"),
                            principal: Principal = who) -> AppointmentDay:
         async with tenant_tx(pool, principal.tenant_id) as conn:
-            if not await conn.fetchval("SELECT true FROM branches WHERE id = $1", branch_id):
+            if not await repository.branch_exists(conn, branch_id):
                 raise not_found(ROUTE, "branch")
             rows = await clinic.day(conn, branch_id, on)
         return AppointmentDay(branch_id=branch_id, date=on.isoformat(),
@@ -161,9 +163,8 @@ def clinic_router(pool: asyncpg.Pool, publisher: Publisher, settings: Settings) 
     async def reports(principal: Principal = who, start: date | None = Query(None),
                       end: date | None = Query(None)) -> Report:
         async with tenant_tx(pool, principal.tenant_id) as conn:
-            tz = await conn.fetchval("SELECT timezone FROM tenants WHERE id = $1",
-                                     principal.tenant_id)
-            today = await conn.fetchval("SELECT (now() AT TIME ZONE $1)::date", tz)
+            tz = await clinic.timezone(conn, principal.tenant_id)
+            today = await clinic.today(conn, tz)
             last = end or today
             first = start or last - timedelta(days=6)
             if first > last or (last - first).days >= MAX_REPORT_DAYS:

@@ -102,6 +102,17 @@ async def link(conn: asyncpg.Connection, tenant_id: uuid.UUID, lead_id: uuid.UUI
         lead_id, tenant_id, primary, by)
 
 
+async def timezone(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> str:
+    tz: str = await conn.fetchval("SELECT timezone FROM tenants WHERE id = $1", tenant_id)
+    return tz
+
+
+async def today(conn: asyncpg.Connection, tz: str) -> date:
+    """The date now at the tenant's wall clock, by the database's clock."""
+    day: date = await conn.fetchval("SELECT (now() AT TIME ZONE $1)::date", tz)
+    return day
+
+
 async def report(conn: asyncpg.Connection, tz: str, start: date, end: date) -> list[asyncpg.Record]:
     """Per local day and channel. First response: from a conversation's first patient message of
     the day to the first answer after it (AI or staff, not a system notice). Escalations: every

@@ -16,12 +16,10 @@ import base64
 import binascii
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import asyncpg
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from tistis_common import metrics
-from tistis_common.broker import Publisher
 from tistis_common.db import tenant_tx
 from tistis_common.events import (
     Channel,
@@ -32,7 +30,6 @@ from tistis_common.events import (
     TemplateRef,
 )
 from tistis_common.ids import stable_id
-from tistis_common.settings import Settings
 
 from . import repository
 from . import staff_repository as repo
@@ -59,6 +56,9 @@ from .inbox_models import (
 )
 from .principal import Principal, staff
 from .problems import errors
+
+if TYPE_CHECKING:
+    from ..deps import Deps
 
 ROUTE = "inbox"
 TAKEN_REASON = "taken by staff"
@@ -92,7 +92,8 @@ def render(body: str | None, params: list[str]) -> str:
     return text
 
 
-def inbox_router(pool: asyncpg.Pool, publisher: Publisher, settings: Settings) -> APIRouter:
+def inbox_router(deps: Deps) -> APIRouter:
+    pool, publisher, settings = deps.pool, deps.publisher, deps.settings
     router = APIRouter(prefix="/api/v1/inbox", tags=["inbox"])
     who = Depends(staff(pool, settings, ROUTE))
 
@@ -290,9 +291,7 @@ def inbox_router(pool: asyncpg.Pool, publisher: Publisher, settings: Settings) -
         when the patient answers), marked as staff-handled and assigned to the sender."""
         wa_id = "".join(ch for ch in body.phone if ch.isdigit())
         async with tenant_tx(pool, principal.tenant_id) as conn:
-            account = await conn.fetchval(
-                """SELECT platform_account_id FROM channel_connections
-                   WHERE channel = 'whatsapp' AND enabled ORDER BY created_at LIMIT 1""")
+            account = await repo.whatsapp_account(conn)
             if account is None:
                 raise not_found(ROUTE, "WhatsApp connection")
             conversation_id = await repo.open_outreach(conn, principal.tenant_id, wa_id,

@@ -17,20 +17,16 @@ their own (an image or a PDF) to a patient.
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import asyncpg
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import Response
 from tistis_common import metrics
-from tistis_common.broker import Publisher
 from tistis_common.db import tenant_tx
 from tistis_common.events import Channel, MediaRef, OutboundMessage
 from tistis_common.ids import stable_id
-from tistis_common.runtime import Runtime
 from tistis_common.storage import (
     FileMissing,
-    MediaStore,
     media_key,
     sha256_hex,
     sign_link,
@@ -44,6 +40,9 @@ from .common import not_found, publish_or_503
 from .principal import Principal, staff
 from .problems import errors
 
+if TYPE_CHECKING:
+    from ..deps import Deps
+
 ROUTE = "media"
 INBOX_ROUTE = "inbox.media"
 # What staff may send, and the largest that every platform with an upload API takes
@@ -54,11 +53,8 @@ SERVED_TYPES = ("image/png", "image/jpeg", "application/pdf", "audio/ogg",
                 "application/octet-stream")
 
 
-def media_router(runtime: Runtime, store: MediaStore) -> APIRouter:
-    assert runtime.pool and runtime.publisher
-    pool: asyncpg.Pool = runtime.pool
-    publisher: Publisher = runtime.publisher
-    settings = runtime.settings
+def media_router(deps: Deps) -> APIRouter:
+    pool, publisher, settings, store = deps.pool, deps.publisher, deps.settings, deps.store
     router = APIRouter(prefix="/api/v1", tags=["media"])
     tenant = Depends(tenant_key(pool, ROUTE))
     who = Depends(staff(pool, settings, INBOX_ROUTE))

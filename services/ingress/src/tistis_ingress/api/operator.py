@@ -12,12 +12,10 @@ id of another tenant's object is simply not found (404). Writes are events, not 
 from __future__ import annotations
 
 import uuid
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import asyncpg
 from fastapi import APIRouter, Body, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
-from tistis_common.broker import Publisher
 from tistis_common.db import tenant_tx
 from tistis_common.events import (
     Channel,
@@ -28,12 +26,16 @@ from tistis_common.events import (
     TemplateRef,
 )
 from tistis_common.ids import stable_id
-from tistis_common.runtime import Runtime
 
 from . import repository
 from .auth import tenant_key
 from .common import CleanStr, jsonable, not_found, publish_or_503
 from .problems import errors
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from ..deps import Deps
 
 ROUTE = "operator"
 WELCOME_TEMPLATE = "bienvenida_esva"  # the guide's welcome (patient_name)
@@ -65,10 +67,8 @@ def welcome(conv: asyncpg.Record) -> TemplateRef | None:
                        body_params=[(conv["lead_name"] or "").strip() or "paciente"])
 
 
-def operator_router(runtime: Runtime) -> APIRouter:
-    assert runtime.pool and runtime.publisher
-    pool: asyncpg.Pool = runtime.pool
-    publisher: Publisher = runtime.publisher
+def operator_router(deps: Deps) -> APIRouter:
+    pool, publisher = deps.pool, deps.publisher
     router = APIRouter(prefix="/api/v1", tags=["operator"])
     tenant = Depends(tenant_key(pool))
 

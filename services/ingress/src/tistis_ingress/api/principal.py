@@ -14,8 +14,8 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import asyncpg
 from fastapi import HTTPException, Request
 from tistis_common import metrics
 from tistis_common.admin import hash_api_key
@@ -23,7 +23,11 @@ from tistis_common.db import tenant_session
 from tistis_common.settings import Settings
 
 from . import ratelimit
+from . import staff_repository as repo
 from .auth import Caller
+
+if TYPE_CHECKING:
+    import asyncpg
 
 SESSION_COOKIE = "tistis_session"
 CSRF_HEADER = "x-requested-with"
@@ -55,12 +59,12 @@ def new_session_token() -> str:
 
 async def resolve(pool: asyncpg.Pool, kind: str, credential_hash: str) -> Principal | None:
     if kind == "key":
-        row = await pool.fetchrow("SELECT * FROM api_key_principal($1)", credential_hash)
+        row = await repo.key_principal(pool, credential_hash)
         if row is None:
             return None
         return Principal(row["tenant_id"], row["user_id"], row["role"], key_id=row["key_id"],
                          credential=(kind, credential_hash))
-    row = await pool.fetchrow("SELECT * FROM staff_session_principal($1)", credential_hash)
+    row = await repo.session_principal(pool, credential_hash)
     if row is None:
         return None
     return Principal(row["tenant_id"], row["user_id"], row["role"], session_id=row["session_id"],
@@ -107,8 +111,7 @@ def staff(pool: asyncpg.Pool, settings: Settings, route: str = "inbox"
         if principal.key_id and time.monotonic() - touched.get(principal.key_id, -1e9) > _TOUCH_EVERY:
             touched[principal.key_id] = time.monotonic()
             async with tenant_session(pool, principal.tenant_id) as conn:
-                await conn.execute("UPDATE api_keys SET last_used_at = now() WHERE id = $1",
-                                   principal.key_id)
+                await repo.touch_key(conn, principal.key_id)
         return principal
 
     return authenticate

@@ -32,6 +32,7 @@ import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from fastapi import APIRouter, Depends, Header, HTTPException
@@ -39,11 +40,13 @@ from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
 from tistis_common import metrics
 from tistis_common.logging import get_logger
-from tistis_common.runtime import Runtime
 from tistis_common.topology import EXCHANGE, REALTIME_BINDINGS
 
 from .auth import Caller, key_caller
 from .problems import errors
+
+if TYPE_CHECKING:
+    from ..deps import Deps
 
 log = get_logger(__name__)
 
@@ -223,17 +226,15 @@ class StreamLimits:
     lifetime: float  # seconds a stream may last before the client must reconnect
 
 
-def realtime_router(runtime: Runtime,
+def realtime_router(deps: Deps,
                     authenticate: Callable[..., Awaitable[Caller]] | None = None) -> APIRouter:
-    """Also starts the feed as a background loop of the runtime. `authenticate` is the
+    """The streams of `deps.feed` (its loop is started by `main.start`). `authenticate` is the
     dependency that tells who is calling (default: a tenant API key)."""
-    assert runtime.pool and runtime.connection
-    feed = RealtimeFeed(runtime.connection)
-    runtime.background(feed.run)
+    feed = deps.feed
     router = APIRouter(prefix="/api/v1", tags=["realtime"])
-    limits = StreamLimits(runtime.settings.realtime_recheck_seconds,
-                          runtime.settings.realtime_max_stream_seconds)
-    caller_of = authenticate or key_caller(runtime.pool, "realtime")
+    limits = StreamLimits(deps.settings.realtime_recheck_seconds,
+                          deps.settings.realtime_max_stream_seconds)
+    caller_of = authenticate or key_caller(deps.pool, "realtime")
 
     @router.get("/events/stream", response_class=StreamingResponse, responses={
         200: {"content": {"text/event-stream": {}}, "description": "server-sent events"},
@@ -252,7 +253,7 @@ def realtime_router(runtime: Runtime,
                 raise HTTPException(503, "realtime feed not ready, retry") from exc
             raise
         return StreamingResponse(
-            _events(feed, caller, backlog, queue, runtime.stopping, limits),
+            _events(feed, caller, backlog, queue, deps.stopping, limits),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             # Also when the body never starts (the client left while we waited for `ready`):

@@ -79,10 +79,6 @@ async def messages(conn: asyncpg.Connection, conversation_id: uuid.UUID, limit: 
     )
 
 
-async def lead_exists(conn: asyncpg.Connection, lead_id: uuid.UUID) -> bool:
-    return bool(await conn.fetchval("SELECT true FROM leads WHERE id = $1", lead_id))
-
-
 async def branch_exists(conn: asyncpg.Connection, branch_id: uuid.UUID) -> bool:
     return bool(await conn.fetchval("SELECT true FROM branches WHERE id = $1", branch_id))
 

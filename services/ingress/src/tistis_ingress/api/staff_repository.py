@@ -13,6 +13,46 @@ import asyncpg
 # ------------------------------------------------------------------ accounts
 
 
+async def key_principal(pool: asyncpg.Pool, key_hash: str) -> asyncpg.Record | None:
+    """Who a personal or tenant API key is (SECURITY DEFINER: before any tenant scope)."""
+    return await pool.fetchrow("SELECT * FROM api_key_principal($1)", key_hash)
+
+
+async def session_principal(pool: asyncpg.Pool, token_hash: str) -> asyncpg.Record | None:
+    """Who a staff session is (SECURITY DEFINER: before any tenant scope)."""
+    return await pool.fetchrow("SELECT * FROM staff_session_principal($1)", token_hash)
+
+
+async def touch_key(conn: asyncpg.Connection, key_id: uuid.UUID) -> None:
+    await conn.execute("UPDATE api_keys SET last_used_at = now() WHERE id = $1", key_id)
+
+
+async def tenant_profile(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> asyncpg.Record:
+    """The tenant's slug, name and timezone (`/me`)."""
+    return await conn.fetchrow("SELECT slug, name, timezone FROM tenants WHERE id = $1",
+                               tenant_id)
+
+
+async def count_hit(pool: asyncpg.Pool, bucket: str, window_start: int) -> int:
+    """One more hit in the bucket's fixed window starting at `window_start` (epoch seconds);
+    the window's hits so far (`rate_limits`, across replicas)."""
+    hits: int = await pool.fetchval(
+        """INSERT INTO rate_limits (bucket, window_start, hits) VALUES ($1, to_timestamp($2), 1)
+           ON CONFLICT (bucket, window_start) DO UPDATE SET hits = rate_limits.hits + 1
+           RETURNING hits""",
+        bucket, window_start,
+    )
+    return hits
+
+
+async def forget_old_windows(pool: asyncpg.Pool) -> None:
+    await pool.execute("DELETE FROM rate_limits WHERE window_start < now() - interval '1 day'")
+
+
+# What a failed query raises, for a caller that logs it and goes on (the template sync): asyncpg
+# is imported by repositories only.
+QUERY_FAILED = asyncpg.PostgresError
+
 async def user_by_email(conn: asyncpg.Connection, email: str) -> asyncpg.Record | None:
     return await conn.fetchrow(
         """SELECT id, email, name, role, language, password_hash, disabled_at
@@ -165,7 +205,6 @@ _FILTERS = {
     "closed": _CLOSED,
     "all": "true",
 }
-FILTERS = tuple(_FILTERS)
 
 
 def like_pattern(text: str) -> str:
@@ -233,6 +272,14 @@ async def unread_counts(conn: asyncpg.Connection, me: uuid.UUID | None) -> async
             FROM c""", me)
 
 
+async def whatsapp_account(conn: asyncpg.Connection) -> str | None:
+    """The tenant's first enabled WhatsApp number (outreach is sent from it)."""
+    account: str | None = await conn.fetchval(
+        """SELECT platform_account_id FROM channel_connections
+           WHERE channel = 'whatsapp' AND enabled ORDER BY created_at LIMIT 1""")
+    return account
+
+
 async def open_outreach(conn: asyncpg.Connection, tenant_id: uuid.UUID, wa_id: str,
                         name: str | None, account: str) -> uuid.UUID:
     """The lead and conversation a first template goes to; existing ones are reused."""
@@ -266,6 +313,15 @@ async def upsert_canned_reply(conn: asyncpg.Connection, tenant_id: uuid.UUID, sh
 
 async def delete_canned_reply(conn: asyncpg.Connection, reply_id: uuid.UUID) -> bool:
     return (await conn.execute("DELETE FROM canned_replies WHERE id = $1", reply_id)).endswith(" 1")
+
+
+async def template_accounts(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    """The WhatsApp Business Accounts to sync templates from: `waba_id`, `access_token`."""
+    return await conn.fetch(
+        """SELECT settings->>'business_account_id' AS waba_id, access_token
+           FROM channel_connections
+           WHERE channel = 'whatsapp' AND enabled AND settings ? 'business_account_id'
+             AND access_token IS NOT NULL""")
 
 
 async def templates(conn: asyncpg.Connection) -> list[asyncpg.Record]:

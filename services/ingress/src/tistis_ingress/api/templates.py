@@ -17,21 +17,24 @@ import asyncio
 import re
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import asyncpg
 import httpx
 from fastapi import APIRouter, Depends, HTTPException
 from tistis_common.db import tenant_ids, tenant_tx
 from tistis_common.events import Event, TemplateStatusChanged
 from tistis_common.logging import get_logger
-from tistis_common.runtime import Runtime
 from tistis_common.settings import Settings
 
 from . import staff_repository as repo
 from .inbox_models import Template, TemplateList
 from .principal import Principal, staff
 from .problems import errors
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from ..deps import Deps
 
 log = get_logger(__name__)
 FIRST_SYNC_AFTER = 2.0  # seconds: the service is up and serving first
@@ -74,11 +77,7 @@ async def fetch(http: httpx.AsyncClient, settings: Settings, waba_id: str,
 async def sync_tenant(pool: asyncpg.Pool, http: httpx.AsyncClient, settings: Settings,
                       tenant_id: uuid.UUID) -> int:
     async with tenant_tx(pool, tenant_id) as conn:
-        accounts = await conn.fetch(
-            """SELECT settings->>'business_account_id' AS waba_id, access_token
-               FROM channel_connections
-               WHERE channel = 'whatsapp' AND enabled AND settings ? 'business_account_id'
-                 AND access_token IS NOT NULL""")
+        accounts = await repo.template_accounts(conn)
     rows: list[dict[str, Any]] = []
     for account in accounts:
         rows += await fetch(http, settings, account["waba_id"], account["access_token"])
@@ -103,7 +102,7 @@ async def sync_loop(pool: asyncpg.Pool, settings: Settings, stopping: asyncio.Ev
             for tenant_id in await tenant_ids(pool):
                 try:
                     await sync_tenant(pool, http, settings, tenant_id)
-                except (httpx.HTTPError, ValueError, asyncpg.PostgresError) as exc:
+                except (httpx.HTTPError, ValueError, repo.QUERY_FAILED) as exc:
                     log.warning("templates.sync_failed", tenant_id=str(tenant_id),
                                 error=repr(exc)[:300])
             try:
@@ -128,12 +127,10 @@ def status_applier(pool: asyncpg.Pool) -> Callable[[TemplateStatusChanged], Awai
     return apply_status
 
 
-def templates_router(runtime: Runtime) -> APIRouter:
-    """The templates a conversation may use, and an admin's sync now. Also starts the loop."""
-    assert runtime.pool
-    pool, settings = runtime.pool, runtime.settings
-    if settings.inbox_template_sync_seconds > 0:
-        runtime.background(lambda stopping: sync_loop(pool, settings, stopping))
+def templates_router(deps: Deps) -> APIRouter:
+    """The templates a conversation may use, and an admin's sync now (the periodic sync,
+    `sync_loop`, is started by `main.start`)."""
+    pool, settings = deps.pool, deps.settings
     router = APIRouter(prefix="/api/v1/inbox", tags=["inbox"])
     who = Depends(staff(pool, settings, ROUTE))
 

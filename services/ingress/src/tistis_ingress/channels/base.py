@@ -36,7 +36,9 @@ class StaleSignature(ValueError):
 
 
 @dataclass(frozen=True)
-class Context:
+class Routing:
+    """Where an item was routed: the tenant owning its account, and who "we" are there."""
+
     tenant_id: uuid.UUID
     our_app_ids: frozenset[str]  # Meta app ids / TikTok client keys that are us (echo filter)
 
@@ -73,7 +75,7 @@ class ChannelAdapter(Protocol):
         at all (then nothing of it can be read)."""
         ...
 
-    def normalize(self, item: Item, ctx: Context, out: Normalized) -> None:
+    def normalize(self, item: Item, routing: Routing, out: Normalized) -> None:
         """Events of one item into `out`; any exception concerns this item only."""
         ...
 
@@ -124,10 +126,6 @@ def _repair(value: Any) -> Any:
     if isinstance(value, dict):
         return {_repair(k): _repair(v) for k, v in value.items()}
     return value
-
-
-def storable_text(value: str) -> str:
-    return _repair(value)  # type: ignore[no-any-return]
 
 
 def load_json(data: bytes | str) -> Any:

@@ -28,10 +28,10 @@ from starlette.datastructures import Headers
 from tistis_common.events import Channel, InboundMessage, MediaRef, MessageStatus
 
 from .base import (
-    Context,
     Item,
     MalformedPayload,
     Normalized,
+    Routing,
     as_dict,
     from_millis,
     inbound_event_id,
@@ -92,44 +92,44 @@ class MetaMessagingAdapter:
                 items.extend(Item(account, key, event) for event in events)
         return items
 
-    def normalize(self, item: Item, ctx: Context, out: Normalized) -> None:
+    def normalize(self, item: Item, routing: Routing, out: Normalized) -> None:
         if item.kind == "changes":
             change = as_dict(item.raw, "change")
             if change.get("field") != "messages":
                 out.ignore(change.get("field"))
             else:
-                self._event(as_dict(change["value"], "change value"), item.account, ctx, out,
+                self._event(as_dict(change["value"], "change value"), item.account, routing, out,
                             standby=False)
         elif item.kind in ("messaging", "standby"):
-            self._event(as_dict(item.raw, item.kind), item.account, ctx, out,
+            self._event(as_dict(item.raw, item.kind), item.account, routing, out,
                         standby=item.kind == "standby")
         else:
             raise MalformedPayload(f"unreadable {item.kind}")
 
-    def _event(self, event: dict, account: str, ctx: Context, out: Normalized, *,
+    def _event(self, event: dict, account: str, routing: Routing, out: Normalized, *,
                standby: bool) -> None:
         sender, recipient = str(event["sender"]["id"]), str(event["recipient"]["id"])
         message = event.get("message")
         if isinstance(message, dict) and message.get("is_echo"):
             require(sender == account, "echo from another account than the entry's")
-            if str(message.get("app_id")) in ctx.our_app_ids:
+            if str(message.get("app_id")) in routing.our_app_ids:
                 out.echoes += 1
                 return
-            self._message(message, event, recipient, account, ctx, out, sender_type="agent",
+            self._message(message, event, recipient, account, routing, out, sender_type="agent",
                           standby=standby)
             return
         require(recipient == account, "event for another account than the entry's")
         common = {"standby": standby, "referral": _referral(event.get("referral"))}
         if isinstance(message, dict):
-            self._message(message, event, sender, account, ctx, out, sender_type="lead",
+            self._message(message, event, sender, account, routing, out, sender_type="lead",
                           standby=standby)
         elif isinstance(event.get("postback"), dict):
-            self._postback(event["postback"], event, sender, account, ctx, out, standby)
+            self._postback(event["postback"], event, sender, account, routing, out, standby)
         elif isinstance(event.get("message_edit"), dict):
             edit = event["message_edit"]
             mid = str(edit["mid"])
             out.events.append(self._inbound(
-                ctx, f"{mid}#edit{edit.get('num_edit', event['timestamp'])}", sender, account,
+                routing, f"{mid}#edit{edit.get('num_edit', event['timestamp'])}", sender, account,
                 event, kind="edit", text=text_or_none(edit.get("text")), target_id=mid,
                 standby=standby))
         elif isinstance(event.get("reaction"), dict):
@@ -137,43 +137,43 @@ class MetaMessagingAdapter:
             mid = str(reaction["mid"])
             taken_back = reaction.get("action") == "unreact"
             out.events.append(self._inbound(
-                ctx, f"reaction:{mid}:{sender}:{event['timestamp']}", sender, account, event,
+                routing, f"reaction:{mid}:{sender}:{event['timestamp']}", sender, account, event,
                 kind="reaction", target_id=mid, standby=standby,
                 text="" if taken_back else (text_or_none(reaction.get("emoji"))
                                             or text_or_none(reaction.get("reaction")) or "")))
         elif common["referral"] is not None:  # opened the thread from an ad, link or QR code
             out.events.append(self._inbound(
-                ctx, f"referral:{sender}:{event['timestamp']}", sender, account, event,
+                routing, f"referral:{sender}:{event['timestamp']}", sender, account, event,
                 kind="referral", **common))
         elif isinstance(event.get("delivery"), dict):
-            self._delivery(event["delivery"], event, sender, account, ctx, out)
+            self._delivery(event["delivery"], event, sender, account, routing, out)
         elif isinstance(event.get("read"), dict):
-            self._read(event["read"], event, sender, account, ctx, out)
+            self._read(event["read"], event, sender, account, routing, out)
         else:  # optin, handover (pass/take thread control), ...
             kinds = [k for k in event if k not in ("sender", "recipient", "timestamp")]
             out.ignore(kinds[0] if kinds else "empty")
 
-    def _inbound(self, ctx: Context, message_id: str, user: str, account: str, event: dict,
+    def _inbound(self, routing: Routing, message_id: str, user: str, account: str, event: dict,
                  **fields: Any) -> InboundMessage:
         return InboundMessage(
-            event_id=inbound_event_id(ctx.tenant_id, self.channel, message_id),
-            tenant_id=ctx.tenant_id, channel=self.channel, platform_account_id=account,
+            event_id=inbound_event_id(routing.tenant_id, self.channel, message_id),
+            tenant_id=routing.tenant_id, channel=self.channel, platform_account_id=account,
             platform_user_id=user, platform_message_id=message_id,
             sent_at=from_millis(event["timestamp"]), **fields,
         )
 
-    def _message(self, message: dict, event: dict, user: str, account: str, ctx: Context,
+    def _message(self, message: dict, event: dict, user: str, account: str, routing: Routing,
                  out: Normalized, *, sender_type: str, standby: bool) -> None:
         mid = str(message["mid"])
         common: dict[str, Any] = {"sender_type": sender_type, "standby": standby,
                                   "referral": _referral(message.get("referral")
                                                         or event.get("referral"))}
         if message.get("is_deleted"):  # the patient unsent it: the stored message is marked
-            out.events.append(self._inbound(ctx, f"{mid}#unsend", user, account, event,
+            out.events.append(self._inbound(routing, f"{mid}#unsend", user, account, event,
                                             kind="unsend", target_id=mid, **common))
             return
         if message.get("is_unsupported"):
-            out.events.append(self._inbound(ctx, mid, user, account, event, kind="unsupported",
+            out.events.append(self._inbound(routing, mid, user, account, event, kind="unsupported",
                                             error="unsupported message type", **common))
             return
         reply_to = message.get("reply_to") or {}
@@ -186,19 +186,19 @@ class MetaMessagingAdapter:
         quick_reply = message.get("quick_reply")
         if quick_reply:
             out.events.append(self._inbound(
-                ctx, mid, user, account, event, kind="quick_reply", text=text,
+                routing, mid, user, account, event, kind="quick_reply", text=text,
                 choice_id=text_or_none(quick_reply.get("payload")), choice_title=text, **common))
             return
         if not attachments:
             require(text is not None, "message without text or attachments")
-            out.events.append(self._inbound(ctx, mid, user, account, event, kind="text",
+            out.events.append(self._inbound(routing, mid, user, account, event, kind="text",
                                             text=text, **common))
             return
         # One event per attachment (several photos in one message); the first keeps the mid.
         for i, attachment in enumerate(attachments):
             fields = self._attachment(as_dict(attachment, "attachment"), text if i == 0 else None)
             message_id = mid if i == 0 else f"{mid}#{i}"
-            out.events.append(self._inbound(ctx, message_id, user, account, event, **fields,
+            out.events.append(self._inbound(routing, message_id, user, account, event, **fields,
                                             **common))
 
     def _attachment(self, attachment: dict, text: str | None) -> dict[str, Any]:
@@ -228,43 +228,43 @@ class MetaMessagingAdapter:
             fields["text"] = text_or_none(payload.get("title")) or url
         return fields
 
-    def _postback(self, postback: dict, event: dict, user: str, account: str, ctx: Context,
+    def _postback(self, postback: dict, event: dict, user: str, account: str, routing: Routing,
                   out: Normalized, standby: bool) -> None:
         # Postbacks carry a mid on current API versions; older ones get a stable stand-in.
         mid = postback.get("mid") or f"postback:{user}:{event['timestamp']}:{postback.get('payload')}"
         title = text_or_none(postback.get("title"))
         out.events.append(self._inbound(
-            ctx, str(mid), user, account, event, kind="postback", text=title,
+            routing, str(mid), user, account, event, kind="postback", text=title,
             choice_id=text_or_none(postback.get("payload")), choice_title=title, standby=standby,
             referral=_referral(postback.get("referral"))))
 
-    def _status(self, ctx: Context, account: str, user: str, message_id: str, status: str,
+    def _status(self, routing: Routing, account: str, user: str, message_id: str, status: str,
                 at_ms: object, *, scope: str = "message") -> MessageStatus:
         at = from_millis(at_ms)
         return MessageStatus(
-            event_id=status_event_id(ctx.tenant_id, self.channel, message_id, status, at),
-            tenant_id=ctx.tenant_id, channel=self.channel, platform_account_id=account,
+            event_id=status_event_id(routing.tenant_id, self.channel, message_id, status, at),
+            tenant_id=routing.tenant_id, channel=self.channel, platform_account_id=account,
             platform_message_id=message_id, platform_user_id=user, status=status,  # type: ignore[arg-type]
             status_at=at, scope=scope,  # type: ignore[arg-type]
         )
 
-    def _delivery(self, delivery: dict, event: dict, user: str, account: str, ctx: Context,
+    def _delivery(self, delivery: dict, event: dict, user: str, account: str, routing: Routing,
                   out: Normalized) -> None:
         at = delivery.get("watermark") or event["timestamp"]
         mids = delivery.get("mids") or []
         for mid in mids:
-            out.events.append(self._status(ctx, account, user, str(mid), "delivered", at))
+            out.events.append(self._status(routing, account, user, str(mid), "delivered", at))
         if not mids:  # only a watermark: everything sent to this user up to it
-            out.events.append(self._status(ctx, account, user, user, "delivered", at,
+            out.events.append(self._status(routing, account, user, user, "delivered", at,
                                            scope="conversation"))
 
-    def _read(self, read: dict, event: dict, user: str, account: str, ctx: Context,
+    def _read(self, read: dict, event: dict, user: str, account: str, routing: Routing,
               out: Normalized) -> None:
         if read.get("mid"):  # Instagram names the message read
-            out.events.append(self._status(ctx, account, user, str(read["mid"]), "read",
+            out.events.append(self._status(routing, account, user, str(read["mid"]), "read",
                                            event["timestamp"]))
         else:  # Messenger gives a watermark
-            out.events.append(self._status(ctx, account, user, user, "read",
+            out.events.append(self._status(routing, account, user, user, "read",
                                            read.get("watermark") or event["timestamp"],
                                            scope="conversation"))
 

@@ -21,10 +21,10 @@ from starlette.datastructures import Headers
 from tistis_common.events import Channel, InboundMessage, MediaRef, MessageStatus
 
 from .base import (
-    Context,
     Item,
     MalformedPayload,
     Normalized,
+    Routing,
     StaleSignature,
     as_dict,
     from_millis,
@@ -85,7 +85,7 @@ class TikTokAdapter:
             return [Item("", "envelope", payload)]
         return [Item(str(business), "envelope", payload)]
 
-    def normalize(self, item: Item, ctx: Context, out: Normalized) -> None:
+    def normalize(self, item: Item, routing: Routing, out: Normalized) -> None:
         payload, business = item.raw, item.account
         event = payload["event"]
         if event not in HANDLED_EVENTS:
@@ -95,17 +95,17 @@ class TikTokAdapter:
         content = load_json(content) if isinstance(content, str) else content
         content = as_dict(content, "content")
         if event == "im_mark_read_msg":
-            self._read(content, business, ctx, out)
+            self._read(content, business, routing, out)
         elif event == "im_send_msg":
             require(str(content["from_user"]["id"]) == business, "sender is not the account")
-            self._message(content, str(content["to_user"]["id"]), business, ctx, out,
+            self._message(content, str(content["to_user"]["id"]), business, routing, out,
                           sender_type="agent", name=None)
         else:
             require(str(content["to_user"]["id"]) == business, "recipient is not the account")
-            self._message(content, str(content["from_user"]["id"]), business, ctx, out,
+            self._message(content, str(content["from_user"]["id"]), business, routing, out,
                           sender_type="lead", name=text_or_none(content.get("from")))
 
-    def _message(self, content: dict, user: str, business: str, ctx: Context, out: Normalized,
+    def _message(self, content: dict, user: str, business: str, routing: Routing, out: Normalized,
                  *, sender_type: str, name: str | None) -> None:
         kind = content.get("type")
         body = content.get(kind) if isinstance(kind, str) else None
@@ -131,8 +131,8 @@ class TikTokAdapter:
         message_id = str(content["message_id"])
         reference = content.get("referenced_message_info") or {}
         out.events.append(InboundMessage(
-            event_id=inbound_event_id(ctx.tenant_id, self.channel, message_id),
-            tenant_id=ctx.tenant_id, channel=self.channel, platform_account_id=business,
+            event_id=inbound_event_id(routing.tenant_id, self.channel, message_id),
+            tenant_id=routing.tenant_id, channel=self.channel, platform_account_id=business,
             platform_user_id=user, platform_message_id=message_id,
             platform_conversation_id=text_or_none(content.get("conversation_id")),
             sent_at=from_millis(content["timestamp"]), display_name=name,
@@ -141,7 +141,7 @@ class TikTokAdapter:
             **fields,
         ))
 
-    def _read(self, content: dict, business: str, ctx: Context, out: Normalized) -> None:
+    def _read(self, content: dict, business: str, routing: Routing, out: Normalized) -> None:
         reader = str(content["from_user"]["id"])
         if reader == business:  # the business read the patient's messages: nothing of ours
             out.ignore("im_mark_read_msg.business")
@@ -149,8 +149,8 @@ class TikTokAdapter:
         conversation = str(content["conversation_id"])
         at = from_millis(content["read"]["last_read_timestamp"])
         out.events.append(MessageStatus(
-            event_id=status_event_id(ctx.tenant_id, self.channel, conversation, "read", at),
-            tenant_id=ctx.tenant_id, channel=self.channel, platform_account_id=business,
+            event_id=status_event_id(routing.tenant_id, self.channel, conversation, "read", at),
+            tenant_id=routing.tenant_id, channel=self.channel, platform_account_id=business,
             platform_message_id=conversation, platform_user_id=reader,
             platform_conversation_id=conversation, status="read", status_at=at,
             scope="conversation",

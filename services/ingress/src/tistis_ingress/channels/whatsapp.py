@@ -34,10 +34,10 @@ from tistis_common.ids import stable_id
 
 from ..directory import BUSINESS_ACCOUNT
 from .base import (
-    Context,
     Item,
     MalformedPayload,
     Normalized,
+    Routing,
     as_dict,
     as_list,
     from_seconds,
@@ -110,29 +110,29 @@ class WhatsAppAdapter:
             items.append(Item(account, "errors", value["errors"]))
         return items
 
-    def normalize(self, item: Item, ctx: Context, out: Normalized) -> None:
+    def normalize(self, item: Item, routing: Routing, out: Normalized) -> None:
         if item.kind == "message":
             msg = as_dict(item.raw, "message")
             sender = msg.get("from") or msg.get("from_user_id")
             require(sender, "message without sender")
-            self._message(msg, item, str(sender), ctx, out, sender_type="lead")
+            self._message(msg, item, str(sender), routing, out, sender_type="lead")
         elif item.kind == "echo":
             msg = as_dict(item.raw, "echo")
             recipient = msg.get("to") or msg.get("to_user_id")
             require(recipient, "echo without recipient")
-            self._message(msg, item, str(recipient), ctx, out, sender_type="agent")
+            self._message(msg, item, str(recipient), routing, out, sender_type="agent")
         elif item.kind == "status":
-            self._status(as_dict(item.raw, "status"), item.account, ctx, out)
+            self._status(as_dict(item.raw, "status"), item.account, routing, out)
         elif item.kind == "preference":
-            self._preference(as_dict(item.raw, "preference"), item.account, ctx, out)
+            self._preference(as_dict(item.raw, "preference"), item.account, routing, out)
         elif item.kind == "template_status":
-            self._template_status(as_dict(item.raw, "template_status"), item, ctx, out)
+            self._template_status(as_dict(item.raw, "template_status"), item, routing, out)
         elif item.kind == "errors":  # Meta could not deliver something to us: say so, loudly
             out.ignore(f"errors.{describe_errors(item.raw)}")
         else:
             raise MalformedPayload(f"unreadable {item.kind}")
 
-    def _message(self, msg: dict, item: Item, user: str, ctx: Context, out: Normalized,
+    def _message(self, msg: dict, item: Item, user: str, routing: Routing, out: Normalized,
                  *, sender_type: str) -> None:
         kind = msg.get("type")
         if kind == "request_welcome":  # the chat was opened: no message yet
@@ -152,8 +152,8 @@ class WhatsAppAdapter:
         message_id = str(msg["id"])
         require(message_id, "message without id")
         out.events.append(InboundMessage(
-            event_id=inbound_event_id(ctx.tenant_id, self.channel, message_id),
-            tenant_id=ctx.tenant_id,
+            event_id=inbound_event_id(routing.tenant_id, self.channel, message_id),
+            tenant_id=routing.tenant_id,
             channel=self.channel,
             platform_account_id=item.account,
             platform_user_id=user,
@@ -221,7 +221,7 @@ class WhatsAppAdapter:
         return {"kind": "interactive", "text": str(reply["title"]),
                 "choice_id": str(reply["id"]), "choice_title": str(reply["title"])}
 
-    def _status(self, status: dict, account: str, ctx: Context, out: Normalized) -> None:
+    def _status(self, status: dict, account: str, routing: Routing, out: Normalized) -> None:
         value = status.get("status")
         if value not in STATUSES:  # "deleted", "warning", ...: not a delivery state
             out.ignore(f"status.{value}")
@@ -230,8 +230,8 @@ class WhatsAppAdapter:
         at = from_seconds(status["timestamp"])
         error = (status.get("errors") or [{}])[0]
         out.events.append(MessageStatus(
-            event_id=status_event_id(ctx.tenant_id, self.channel, message_id, value, at),
-            tenant_id=ctx.tenant_id,
+            event_id=status_event_id(routing.tenant_id, self.channel, message_id, value, at),
+            tenant_id=routing.tenant_id,
             channel=self.channel,
             platform_account_id=account,
             platform_message_id=message_id,
@@ -243,7 +243,7 @@ class WhatsAppAdapter:
             platform_conversation_id=text_or_none((status.get("conversation") or {}).get("id")),
         ))
 
-    def _preference(self, pref: dict, account: str, ctx: Context, out: Normalized) -> None:
+    def _preference(self, pref: dict, account: str, routing: Routing, out: Normalized) -> None:
         value = pref.get("value")
         if pref.get("category") != "marketing_messages" or value not in ("stop", "resume"):
             out.ignore(f"user_preferences.{pref.get('category')}.{value}")
@@ -251,8 +251,8 @@ class WhatsAppAdapter:
         user = str(pref.get("wa_id") or pref["user_id"])
         at = from_seconds(pref["timestamp"])
         out.events.append(OptOutChanged(
-            event_id=stable_id("opt_out", ctx.tenant_id, self.channel, user, value, at.isoformat()),
-            tenant_id=ctx.tenant_id,
+            event_id=stable_id("opt_out", routing.tenant_id, self.channel, user, value, at.isoformat()),
+            tenant_id=routing.tenant_id,
             channel=self.channel,
             platform_account_id=account,
             platform_user_id=user,
@@ -263,7 +263,7 @@ class WhatsAppAdapter:
         ))
 
 
-    def _template_status(self, value: dict, item: Item, ctx: Context, out: Normalized) -> None:
+    def _template_status(self, value: dict, item: Item, routing: Routing, out: Normalized) -> None:
         template_id, status = value.get("message_template_id"), value.get("event")
         require(isinstance(template_id, str | int) and not isinstance(template_id, bool),
                 "template status without message_template_id")
@@ -272,9 +272,9 @@ class WhatsAppAdapter:
         at = from_seconds(item.scope.get("time") or 0)
         reason = text_or_none(value.get("reason"))
         out.events.append(TemplateStatusChanged(
-            event_id=stable_id("template_status", ctx.tenant_id, business_account,
+            event_id=stable_id("template_status", routing.tenant_id, business_account,
                                str(template_id), str(status), at.isoformat()),
-            tenant_id=ctx.tenant_id,
+            tenant_id=routing.tenant_id,
             business_account_id=business_account,
             template_id=str(template_id),
             name=text_or_none(value.get("message_template_name")),

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import asyncpg
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -14,6 +14,9 @@ from ..api import staff_repository as repo
 from ..api.principal import SESSION_COOKIE, resolve, token_hash
 from .strings import STRINGS
 
+if TYPE_CHECKING:
+    from ..deps import Deps
+
 HERE = Path(__file__).parent
 STATIC = {"inbox.js": "text/javascript", "inbox.css": "text/css"}
 # The page loads only its own script and style; nothing inline can run.
@@ -21,7 +24,8 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 
 
-def pages_router(pool: asyncpg.Pool) -> APIRouter:
+def pages_router(deps: Deps) -> APIRouter:
+    pool = deps.pool
     router = APIRouter(include_in_schema=False)
     env = Environment(loader=FileSystemLoader(HERE / "templates"),
                       autoescape=select_autoescape(["html"]))

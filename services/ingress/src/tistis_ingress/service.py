@@ -1,12 +1,14 @@
-"""The platforms' door: `GET|POST /api/webhook/{channel}` (the app's one callback URL, for a
-platform app shared by every clinic) and `/api/webhook/{channel}/{tenant_slug}` (the guide's
-per-clinic URL, e.g. for a clinic bringing its own app). Both read a delivery the same way:
-Meta sends the entries of every Page, Instagram account and WhatsApp number of an app in one
-POST, so each item is routed to the tenant that owns its account id, whichever URL it came to.
+"""The webhook's decisions, whichever door the request came in by (`handlers.py`): which secret
+signed a delivery, which tenant each item goes to and whether the signature may address it,
+each item normalized by its channel's adapter (`channels/`), what is published, held or only
+counted, and what the platform is answered.
 
-POST, in order: size limit (413), tenant of the slug if any (404; the slug's format is checked
-before any lookup), signature over the raw body (401, a stale TikTok timestamp included), JSON
-(400), the platform's shape (400), then each item routed by its account:
+Routing: Meta sends the entries of every Page, Instagram account and WhatsApp number of an app
+in one POST, so each item is routed to the tenant that owns its account id, whichever URL it
+came to. In order, after the body is read (413, `handlers.read_limited`): tenant of the slug if
+any (404; the slug's format is checked before any lookup), signature over the raw body (401, a
+stale TikTok timestamp included), JSON (400), the platform's shape (400), then each item routed
+by its account:
 - the signature decides what may be addressed: the shared app secret (settings) every
   connection without its own secret; a connection's own secret only the connections that hold
   it. An account beyond the signature's reach makes the delivery 403 (`cross_tenant`): only
@@ -20,8 +22,8 @@ kinds we do not handle are acknowledged (200) and counted, never published.
 Failure answers follow the platforms' retry semantics: Meta and TikTok retry any non-200 for
 hours, so a transient failure (broker down, a confirm refused, the database not answering) is
 503 and the retry is stored once downstream (stable event ids). Input that can never succeed is
-4xx. An unexpected exception is answered 503 and counted as `error`: retrying is harmless, and a
-500 would tell nothing more. No path answers 500.
+4xx. An unexpected exception is answered 503 and counted as `error` (`handlers.receive`):
+retrying is harmless, and a 500 would tell nothing more. No path answers 500.
 """
 
 from __future__ import annotations
@@ -31,11 +33,8 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from pydantic import BaseModel
 from tistis_common import metrics
 from tistis_common.broker import (
     H_ERROR,
@@ -43,7 +42,6 @@ from tistis_common.broker import (
     H_FAILED_AT,
     H_ORIGINAL_KEY,
     H_ORIGINAL_QUEUE,
-    Publisher,
 )
 from tistis_common.events import (
     NO_TENANT,
@@ -55,35 +53,42 @@ from tistis_common.events import (
     routing_key,
 )
 from tistis_common.logging import get_logger
-from tistis_common.settings import Settings
 from tistis_common.topology import INGRESS_ITEMS
 
 from .channels.base import (
     ChannelAdapter,
-    Context,
     Item,
     MalformedPayload,
     Normalized,
+    Routing,
     StaleSignature,
     load_json,
 )
 from .channels.meta_messaging import FacebookAdapter, InstagramAdapter
 from .channels.tiktok import TikTokAdapter
 from .channels.whatsapp import WhatsAppAdapter
-from .directory import Connection, Directory, Tenant
 from .recent import RecentlyConfirmed
+
+if TYPE_CHECKING:
+    from starlette.datastructures import Headers
+    from tistis_common.settings import Settings
+
+    from .deps import Deps
+    from .repository import Connection, Tenant
 
 log = get_logger(__name__)
 
-MAX_BODY_BYTES = 1024 * 1024
-PATH = "/api/webhook/{channel}/{tenant_slug}"
-APP_PATH = "/api/webhook/{channel}"
 
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What the platform is told: the HTTP status and the body `handlers.WebhookAnswer`
+    documents; `challenge` is the handshake's echo, sent alone as plain text."""
 
-class WebhookAnswer(BaseModel):
-    status: str
+    status: int
+    outcome: str
     events: int = 0
     detail: str | None = None
+    challenge: str | None = None
 
 
 def build_adapters(settings: Settings) -> dict[str, ChannelAdapter]:
@@ -92,24 +97,6 @@ def build_adapters(settings: Settings) -> dict[str, ChannelAdapter]:
         TikTokAdapter(settings.tiktok_signature_tolerance_seconds),
     ]
     return {a.channel.value: a for a in adapters}
-
-
-class BodyTooLarge(Exception):
-    pass
-
-
-async def read_limited(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
-    """The raw body, refusing as soon as it passes `limit` (a declared length is checked first)."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def shared_secret(channel: str, settings: Settings) -> str | None:
@@ -144,53 +131,16 @@ class Held:
                         error=f"{type(self.error).__name__}: {self.error}"[:2000])
 
 
-RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"model": WebhookAnswer, "description": "Accepted (every event, and every unreadable "
-          "item kept for an engineer, confirmed by the broker), or acknowledged without events "
-          "(echo, ignored kinds, accounts no tenant owns, duplicate)"},
-    400: {"model": WebhookAnswer, "description": "Not JSON, or not the platform's shape"},
-    401: {"model": WebhookAnswer, "description": "Missing or invalid signature, stale TikTok timestamp"},
-    403: {"model": WebhookAnswer, "description": "An account the signature may not address"},
-    404: {"model": WebhookAnswer, "description": "Unknown tenant"},
-    413: {"model": WebhookAnswer, "description": "Body over 1 MiB"},
-    503: {"model": WebhookAnswer, "description": "Broker or database unavailable: retry later"},
-}
-REQUEST_BODY = {
-    "required": True,
-    "description": "The platform's webhook JSON, exactly as sent (the signature covers the raw "
-                   "bytes): WhatsApp `object: whatsapp_business_account`, Messenger `object: "
-                   "page`, Instagram `object: instagram`, TikTok envelope with `content`.",
-    "content": {"application/json": {"schema": {"anyOf": [
-        {"title": "MetaWebhook", "type": "object", "required": ["object", "entry"], "properties": {
-            "object": {"type": "string", "enum": ["whatsapp_business_account", "page", "instagram"]},
-            "entry": {"type": "array", "items": {"type": "object", "properties": {
-                "id": {"type": "string"}, "time": {"type": "integer"},
-                "changes": {"type": "array", "items": {"type": "object"}},
-                "messaging": {"type": "array", "items": {"type": "object"}},
-                "standby": {"type": "array", "items": {"type": "object"}},
-            }}},
-        }},
-        {"title": "TikTokWebhook", "type": "object", "required": ["event", "user_openid", "content"],
-         "properties": {
-            "client_key": {"type": "string"}, "create_time": {"type": "integer"},
-            "event": {"type": "string", "enum": ["im_receive_msg", "im_send_msg", "im_mark_read_msg",
-                                                 "direct_message.receive"]},
-            "user_openid": {"type": "string"},
-            "content": {"type": "string", "description": "the event, a JSON string"},
-        }},
-    ]}}},
-}
-
-
 class WebhookIntake:
-    """The POST pipeline and the GET handshake, independent of how the request was routed."""
+    """The POST pipeline and the GET handshake, independent of which door the request came in
+    by (`handlers.WebhookFastPath` or `handlers.webhook_router`)."""
 
-    def __init__(self, settings: Settings, directory: Directory, publisher: Publisher):
-        self.settings = settings
-        self.directory = directory
-        self.adapters = build_adapters(settings)
+    def __init__(self, deps: Deps):
+        self.settings = deps.settings
+        self.directory = deps.directory
+        self.adapters = build_adapters(deps.settings)
         self.recent = RecentlyConfirmed()
-        self.publisher = publisher
+        self.publisher = deps.publisher
         self._counters: dict[tuple[str, ...], Any] = {}
 
     def _count(self, metric: Any, *labels: str) -> Any:
@@ -202,18 +152,17 @@ class WebhookIntake:
         return child
 
     def answer(self, channel: str, outcome: str, status: int, detail: str | None = None,
-               tenant: Tenant | None = None, events: int = 0) -> Response:
+               tenant: Tenant | None = None, events: int = 0) -> Answer:
         self._count(metrics.WEBHOOKS, channel, outcome).inc()
         if tenant is not None:
             self._count(metrics.WEBHOOKS_BY_TENANT, tenant.slug, channel, outcome).inc()
         if status >= 400:
             log.info("webhook.refused", channel=channel, outcome=outcome, status=status,
                      detail=detail, tenant=tenant.slug if tenant else None)
-        return JSONResponse({"status": outcome, "events": events, "detail": detail},
-                            status_code=status)
+        return Answer(status, outcome, events, detail)
 
     async def verify(self, channel: str, tenant_slug: str | None, mode: str | None,
-                     token: str | None, challenge: str | None) -> Response:
+                     token: str | None, challenge: str | None) -> Answer:
         tenant = None
         tokens: set[str | None] = set()
         if tenant_slug is None:  # the app's callback URL: the app-level verify token
@@ -233,27 +182,19 @@ class WebhookIntake:
         tokens.discard(None)
         if mode == "subscribe" and token and challenge is not None and token in tokens:
             self._count(metrics.WEBHOOKS, channel, "verified").inc()
-            return PlainTextResponse(challenge)
+            return Answer(200, "verified", challenge=challenge)
         return self.answer(channel, "verify_failed", 403, "verification failed", tenant)
 
-    async def receive(self, channel: str, tenant_slug: str | None, request: Request) -> Response:
-        """A platform's webhook: verified, routed, normalized, published with broker confirms."""
-        started = time.perf_counter()
-        try:
-            return await self._receive(channel, tenant_slug, request)
-        except Exception as exc:  # a bug of ours: count it, let the platform retry, never 500
-            log.exception("webhook.error", channel=channel, error=repr(exc))
-            return self.answer(channel, "error", 503, "try again later")
-        finally:
-            self._count(metrics.WEBHOOK_SECONDS, channel).observe(time.perf_counter() - started)
+    def observe_duration(self, channel: str, started: float) -> None:
+        """A POST's seconds, from `started` (a `time.perf_counter()`), into its histogram."""
+        self._count(metrics.WEBHOOK_SECONDS, channel).observe(time.perf_counter() - started)
 
-    async def _receive(self, channel: str, tenant_slug: str | None, request: Request) -> Response:
+    async def receive(self, channel: str, tenant_slug: str | None, headers: Headers,
+                      body: bytes) -> Answer:
+        """A platform's webhook, its body read: verified, routed, normalized, published with
+        broker confirms."""
         answer = self.answer
         adapter = self.adapters[channel]
-        try:
-            body = await read_limited(request)
-        except BodyTooLarge:
-            return answer(channel, "too_large", 413, "body over 1 MiB")
         tenant = None
         try:
             if tenant_slug is not None:
@@ -261,7 +202,7 @@ class WebhookIntake:
                 if tenant is None:
                     return answer(channel, "unknown_tenant", 404, "unknown tenant")
             try:
-                signer, payload = await self._signer(channel, adapter, request, body, tenant)
+                signer, payload = await self._signer(channel, adapter, headers, body, tenant)
             except StaleSignature:
                 return answer(channel, "bad_signature", 401, "stale signature timestamp", tenant)
             if signer is None:
@@ -308,9 +249,9 @@ class WebhookIntake:
             try:
                 if connection is None:
                     raise MalformedPayload(f"{item.kind} names no account")
-                ctx = Context(connection.tenant_id, _our_app_ids(channel, connection,
-                                                                 self.settings))
-                adapter.normalize(item, ctx, part)
+                routing = Routing(connection.tenant_id, _our_app_ids(channel, connection,
+                                                                     self.settings))
+                adapter.normalize(item, routing, part)
             except Exception as exc:  # this item only: kept for an engineer, the rest goes on
                 held.append(Held(item, connection.tenant_id if connection else
                                  (tenant.id if tenant else None), exc))
@@ -334,7 +275,7 @@ class WebhookIntake:
                  held=len(held))
         return list(out.events)
 
-    async def _signer(self, channel: str, adapter: ChannelAdapter, request: Request, body: bytes,
+    async def _signer(self, channel: str, adapter: ChannelAdapter, headers: Headers, body: bytes,
                       tenant: Tenant | None) -> tuple[str | None, Any]:
         """The secret that signed the body (None: none of those it may be signed with), and
         the payload when it had to be read to find that secret.
@@ -342,7 +283,6 @@ class WebhookIntake:
         The shared app secret first (no lookup at all); then the own secrets of the slug's
         connections, then of the connections the body names (a clinic's own app on the
         app-level URL). Raises StaleSignature for a right signature over a stale timestamp."""
-        headers = request.headers
         shared = shared_secret(channel, self.settings)
         if shared and adapter.verify_signature(headers, body, shared):
             return shared, None
@@ -365,7 +305,7 @@ class WebhookIntake:
         return None, None
 
     async def _deliver(self, channel: str, tenant: Tenant | None, out: Normalized,
-                       held: list[Held], unknown: set[str]) -> Response:
+                       held: list[Held], unknown: set[str]) -> Answer:
         answer = self.answer
         if unknown:  # nobody's account: acknowledged so the platform stops, never stored
             self._count(metrics.WEBHOOK_EVENTS, channel, "unknown_account").inc(len(unknown))
@@ -422,59 +362,3 @@ class WebhookIntake:
                 {"content_type": "application/json", "message_id": str(event.event_id),
                  "type": event.type}))
         await asyncio.gather(*sends)
-
-
-def webhook_router(intake: WebhookIntake) -> APIRouter:
-    """The routes as FastAPI serves and documents them (OpenAPI). In the running service the
-    POST is usually taken earlier by `fastpath.WebhookFastPath`, which calls the same intake."""
-    router = APIRouter(tags=["webhooks"])
-
-    @router.get(PATH, response_model=None, responses={
-        200: {"description": "hub.challenge, echoed as plain text",
-              "content": {"text/plain": {"schema": {"type": "string"}}}},
-        403: {"model": WebhookAnswer, "description": "Wrong mode or verify token"},
-        404: {"model": WebhookAnswer, "description": "Unknown tenant"},
-        503: {"model": WebhookAnswer, "description": "Database unavailable"},
-    })
-    async def verify(
-        channel: Channel,
-        tenant_slug: str,
-        mode: str | None = Query(None, alias="hub.mode"),
-        token: str | None = Query(None, alias="hub.verify_token"),
-        challenge: str | None = Query(None, alias="hub.challenge"),
-    ) -> Response:
-        """Meta's subscription handshake: echo hub.challenge when the verify token matches the
-        tenant's connection (or WHATSAPP_VERIFY_TOKEN for WhatsApp)."""
-        return await intake.verify(channel.value, tenant_slug, mode, token, challenge)
-
-    @router.post(PATH, response_model=WebhookAnswer, responses=RESPONSES,
-                 openapi_extra={"requestBody": REQUEST_BODY})
-    async def receive(channel: Channel, tenant_slug: str, request: Request) -> Response:
-        """A platform's webhook: verified, each item routed to the tenant owning its account,
-        normalized, published with broker confirms, then 200."""
-        return await intake.receive(channel.value, tenant_slug, request)
-
-    @router.get(APP_PATH, response_model=None, responses={
-        200: {"description": "hub.challenge, echoed as plain text",
-              "content": {"text/plain": {"schema": {"type": "string"}}}},
-        403: {"model": WebhookAnswer, "description": "Wrong mode or verify token"},
-    })
-    async def verify_app(
-        channel: Channel,
-        mode: str | None = Query(None, alias="hub.mode"),
-        token: str | None = Query(None, alias="hub.verify_token"),
-        challenge: str | None = Query(None, alias="hub.challenge"),
-    ) -> Response:
-        """Meta's subscription handshake for the app's callback URL: echo hub.challenge when
-        the verify token is WEBHOOK_VERIFY_TOKEN (or WHATSAPP_VERIFY_TOKEN for WhatsApp)."""
-        return await intake.verify(channel.value, None, mode, token, challenge)
-
-    @router.post(APP_PATH, response_model=WebhookAnswer, responses={
-        k: v for k, v in RESPONSES.items() if k != 404},
-        openapi_extra={"requestBody": REQUEST_BODY})
-    async def receive_app(channel: Channel, request: Request) -> Response:
-        """The app's one callback URL (one platform app for every clinic): each item is routed
-        to the tenant owning its account id, then as the per-clinic URL."""
-        return await intake.receive(channel.value, None, request)
-
-    return router
