@@ -15,8 +15,8 @@ import asyncio
 import uuid
 
 import pytest
-from tistis_ai_responder import handlers, service
 from tistis_ai_responder import repository as repo
+from tistis_ai_responder import service
 from tistis_ai_responder.main import start
 from tistis_common.db import tenant_tx
 from tistis_common.testing.plugin import broker_closes_channel, running
@@ -89,8 +89,8 @@ def _replies(runtime):
 
 
 def _attempts(runtime):
-    """The engine's registry of attempts, through the handler bound to the replies queue."""
-    return _replies(runtime).handler.keywords["deps"].engine.attempts
+    """The service's registry of attempts, through the handler bound to the replies queue."""
+    return _replies(runtime).handler.keywords["deps"].attempts
 
 
 async def _leases(pool, tenant_id) -> list[uuid.UUID]:
@@ -112,7 +112,7 @@ class TestBrokerLostDuringAReply:
                 lease_at_redelivery.extend(await _leases(app_pool, tenant.id))
                 return await claim(conn, conversation_id, *args)
             state = await claim(conn, conversation_id, *args)
-            assert state["claimed"]
+            assert state.claimed
             await brk.close_and_hold()
 
         monkeypatch.setattr(repo, "claim_and_read", claim_then_break)
@@ -146,14 +146,14 @@ class TestBrokerLostDuringAReply:
         self, broken, sandbox, app_pool, patient_message, monkeypatch
     ):
         settings, bus, tenant, brk = broken
-        respond = handlers.respond
+        respond = service.respond
 
-        async def respond_then_break(engine, due):
-            events = await respond(engine, due)
+        async def respond_then_break(deps, due):
+            events = await respond(deps, due)
             if brk.first():
                 await brk.close_and_hold()  # stored, its events not yet published nor acked
             return events
 
-        monkeypatch.setattr(handlers, "respond", respond_then_break)
+        monkeypatch.setattr(service, "respond", respond_then_break)
         await one_reply_each_way(settings, bus, tenant, brk, sandbox, app_pool, patient_message)
         assert brk.cancelled

@@ -10,6 +10,7 @@ import uuid
 
 from tistis_ai_responder import content
 from tistis_ai_responder.context import conversation_messages
+from tistis_ai_responder.media_repository import PatientFile
 from tistis_common.storage import FileStore
 
 PNG = b"\x89PNG fake bytes"
@@ -23,10 +24,10 @@ def row(kind: str, text: str | None = None, direction: str = "inbound") -> dict:
 
 
 def file(message: dict, mime: str, size: int, status: str = "stored",
-         transcript: str | None = None) -> dict:
-    return {"message_id": message["id"], "kind": message["kind"], "status": status,
-            "transcript": transcript, "storage_key": f"k/{message['id']}", "mime_type": mime,
-            "size_bytes": size}
+         transcript: str | None = None) -> PatientFile:
+    return PatientFile(message_id=message["id"], kind=message["kind"], status=status,
+                       transcript=transcript, storage_key=f"k/{message['id']}", mime_type=mime,
+                       size_bytes=size)
 
 
 class TestWithFiles:

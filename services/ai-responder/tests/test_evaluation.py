@@ -14,11 +14,11 @@ async def test_every_case_passes_against_the_demo_brain(sandbox, sandbox_url):
     assert len(cases) >= 30
     assert {c["channel"] for c in cases} == {"whatsapp", "facebook", "instagram", "tiktok"}
     assert {c["lang"] for c in cases} == {"es", "en"}
-    ctx = evaluation.clinic_context(read_fixture(evaluation.CLINIC), "claude-sonnet-4-6")
+    clinic = evaluation.clinic_context(read_fixture(evaluation.CLINIC), "claude-sonnet-4-6")
     responder = ClaudeResponder("sk-ant-sandbox", sandbox_url, timeout=10, max_retries=0,
                                 breaker=CircuitBreaker(10**6, 1))
     try:
-        results = await evaluation.run_all(responder, ctx, cases, now)
+        results = await evaluation.run_all(responder, clinic, cases, now)
     finally:
         await responder.close()
     assert all(r.passed for r in results), evaluation.report(results)

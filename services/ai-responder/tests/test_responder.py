@@ -164,6 +164,10 @@ class TestDuplicatesAndBursts:
         assert len({o.event_id for o in outs}) == 1 and len({o.message_id for o in outs}) == 1
         assert len(await sandbox.requests("anthropic")) == 1
         assert len(await ai_messages(app_pool, tenant.id)) == 1
+        async with tenant_tx(app_pool, tenant.id) as conn:  # kept in the shared outbox
+            kept = await conn.fetch("SELECT event_id FROM event_outbox WHERE consumer = $1",
+                                    "ai-responder.replies")
+        assert outs[0].event_id in {r["event_id"] for r in kept}
 
     async def test_three_quick_messages_get_one_reply_answering_all(
         self, patient_message, settings, ai_settings, bus, sandbox, app_pool, make_tenant

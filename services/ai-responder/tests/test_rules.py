@@ -11,7 +11,7 @@ from tistis_ai_responder.context import Faq, Service, TenantContext, conversatio
 from tistis_ai_responder.fallback import answer_from_catalog
 from tistis_ai_responder.model import CircuitBreaker
 from tistis_ai_responder.policy import describe_opening, matching_keyword, next_opening
-from tistis_common.rules import detect_signals
+from tistis_ai_responder.signals import detect_signals
 
 WEEKDAYS_9_TO_6 = {"timezone": "America/Mexico_City",
                    **{d: [["09:00", "18:00"]] for d in ("mon", "tue", "wed", "thu", "fri")}}

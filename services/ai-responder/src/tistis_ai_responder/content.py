@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import asyncpg
 from tistis_common.logging import get_logger
 from tistis_common.storage import FileMissing, MediaStore
 
 from . import media_repository
+from .media_repository import PatientFile
+
+if TYPE_CHECKING:
+    import asyncpg
 
 log = get_logger(__name__)
 
@@ -40,25 +43,25 @@ def mentions_files(history: Sequence[Mapping[str, Any]]) -> bool:
     return any(row.get("kind") in FILE_KINDS for row in history)
 
 
-async def files_for(conn: asyncpg.Connection, conversation_id: Any) -> dict[str, asyncpg.Record]:
+async def files_for(conn: asyncpg.Connection, conversation_id: Any) -> dict[str, PatientFile]:
     """The conversation's latest files by message id (stored, failed or not transcribed)."""
     rows = await media_repository.recent_files(conn, conversation_id, MAX_FILES * 2)
-    return {str(r["message_id"]): r for r in rows}
+    return {str(r.message_id): r for r in rows}
 
 
-def voice_note_unheard(latest_id: Any, files: Mapping[str, asyncpg.Record]) -> bool:
+def voice_note_unheard(latest_id: Any, files: Mapping[str, PatientFile]) -> bool:
     """The patient's latest message is a voice note nobody could transcribe."""
     row = files.get(str(latest_id))
-    return row is not None and row["kind"] == "audio" and not row["transcript"]
+    return row is not None and row.kind == "audio" and not row.transcript
 
 
-def _label(row: Mapping[str, Any], file: Mapping[str, Any] | None, shown: bool) -> str:
+def _label(row: Mapping[str, Any], file: PatientFile | None, shown: bool) -> str:
     kind, text = row.get("kind"), (row.get("content") or "").strip()
     if kind == "audio":
         return f"[nota de voz, transcrita] {text}" if text else "[nota de voz sin transcribir]"
     name = {"image": "imagen", "sticker": "sticker", "document": "documento"}.get(str(kind),
                                                                                  "archivo")
-    if file is not None and file["status"] != "stored":
+    if file is not None and file.status != "stored":
         note = f"[{name} que no se pudo abrir]"
     elif shown:
         note = f"[{name} adjunta arriba]" if kind != "document" else "[documento adjunto arriba]"
@@ -78,7 +81,7 @@ def _block(mime: str, data: bytes) -> dict[str, Any] | None:
     return None
 
 
-async def with_files(history: Sequence[Mapping[str, Any]], files: Mapping[str, asyncpg.Record],
+async def with_files(history: Sequence[Mapping[str, Any]], files: Mapping[str, PatientFile],
                      store: MediaStore | None) -> list[dict[str, Any]]:
     """The history rows with `blocks` on the latest patient files the model can look at, and
     every file message labelled in text."""
@@ -86,13 +89,14 @@ async def with_files(history: Sequence[Mapping[str, Any]], files: Mapping[str, a
     budget = FILES_BUDGET_BYTES
     for row in reversed(history):  # newest first
         file = files.get(str(row.get("id")))
-        if file is None or file["status"] != "stored" or len(chosen) >= MAX_FILES:
+        if file is None or file.status != "stored" or len(chosen) >= MAX_FILES:
             continue
-        viewable = ((file["mime_type"] in IMAGE_TYPES and file["size_bytes"] <= IMAGE_MAX_BYTES)
-                    or file["mime_type"] == PDF)
-        if viewable and file["size_bytes"] <= budget:
+        size = file.size_bytes or 0
+        viewable = ((file.mime_type in IMAGE_TYPES and size <= IMAGE_MAX_BYTES)
+                    or file.mime_type == PDF)
+        if viewable and size <= budget:
             chosen.add(str(row["id"]))
-            budget -= file["size_bytes"]
+            budget -= size
     out: list[dict[str, Any]] = []
     for row in history:
         if row.get("kind") not in FILE_KINDS:
@@ -103,7 +107,7 @@ async def with_files(history: Sequence[Mapping[str, Any]], files: Mapping[str, a
         block = None
         if key in chosen and store is not None and file is not None:
             try:
-                block = _block(file["mime_type"], await store.get(file["storage_key"]))
+                block = _block(file.mime_type or "", await store.get(file.storage_key or ""))
             except FileMissing:
                 log.warning("media.missing", message_id=key)  # deleted by retention meanwhile
         labelled = {**row, "content": _label(row, file, block is not None)}

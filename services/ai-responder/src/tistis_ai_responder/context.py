@@ -146,8 +146,8 @@ class ContextCache:
         held = self._held.get(tenant_id)
         return held[1] if held is not None and held[0] == version else None
 
-    def put(self, tenant_id: uuid.UUID, version: int, ctx: TenantContext) -> None:
-        self._held[tenant_id] = (version, ctx)
+    def put(self, tenant_id: uuid.UUID, version: int, clinic: TenantContext) -> None:
+        self._held[tenant_id] = (version, clinic)
 
 
 def _hours_text(hours: Mapping[str, Any]) -> str:
@@ -158,32 +158,32 @@ def _hours_text(hours: Mapping[str, Any]) -> str:
     return "; ".join(parts) or "sin horario registrado"
 
 
-def stable_block(ctx: TenantContext) -> str:
+def stable_block(clinic: TenantContext) -> str:
     """Everything that only changes when the clinic edits its setup: the cacheable prefix."""
-    lines = [ctx.system_prompt.strip(), "", f"Clínica: {ctx.name}.",
-             f"Estilo de respuesta: {ctx.response_style}.",
-             f"Idioma por defecto: {ctx.language}.", "",
-             f"Horario de atención por chat: {_hours_text(ctx.business_hours)} "
-             f"(zona {ctx.business_hours.get('timezone') or ctx.timezone}).", "", "Servicios:"]
-    for s in ctx.services:
+    lines = [clinic.system_prompt.strip(), "", f"Clínica: {clinic.name}.",
+             f"Estilo de respuesta: {clinic.response_style}.",
+             f"Idioma por defecto: {clinic.language}.", "",
+             f"Horario de atención por chat: {_hours_text(clinic.business_hours)} "
+             f"(zona {clinic.business_hours.get('timezone') or clinic.timezone}).", "", "Servicios:"]
+    for s in clinic.services:
         extra = f" — {s.description}" if s.description else ""
         lines.append(f"- {s.name}: {s.price_text()}, {s.duration_minutes} min{extra}")
     lines += ["", "Sucursales:"]
-    for b in ctx.branches:
+    for b in clinic.branches:
         where = f", {b.address}" if b.address else ""
         phone = f", tel. {b.phone}" if b.phone else ""
         lines.append(f"- {b.name}{where}{phone}; horario: {_hours_text(b.opening_hours)}")
     lines += ["", "Preguntas frecuentes:"]
-    for f in ctx.faqs:
+    for f in clinic.faqs:
         lines.append(f"- P: {f.question}\n  R: {f.answer}")
     lines += ["", RULES]
     return "\n".join(lines)
 
 
-def system_blocks(ctx: TenantContext, situation: str) -> list[dict[str, Any]]:
+def system_blocks(clinic: TenantContext, situation: str) -> list[dict[str, Any]]:
     """Stable block first with the cache breakpoint; the per-request situation after it."""
     return [
-        {"type": "text", "text": stable_block(ctx), "cache_control": {"type": "ephemeral"}},
+        {"type": "text", "text": stable_block(clinic), "cache_control": {"type": "ephemeral"}},
         {"type": "text", "text": situation},
     ]
 

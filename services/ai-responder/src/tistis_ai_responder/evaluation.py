@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from tistis_common.admin import read_fixture
@@ -31,7 +32,7 @@ from . import tools
 from .context import TenantContext
 from .model import BadModelOutput, CircuitBreaker, ClaudeResponder
 from .phrases import detect
-from .service import Plan, reply_from_decision, situation_text
+from .service import ReplyPlan, reply_from_decision, situation_text
 
 ROOT = Path(__file__).resolve().parents[4]
 CASES = ROOT / "services" / "ai-responder" / "evals" / "cases.yaml"
@@ -139,18 +140,19 @@ def check(case: Mapping[str, Any], decision: tools.Decision, text: str) -> list[
     return fails
 
 
-async def run_case(responder: ClaudeResponder, ctx: TenantContext, case: Mapping[str, Any],
+async def run_case(responder: ClaudeResponder, clinic: TenantContext, case: Mapping[str, Any],
                    now: datetime) -> Result:
     history = _history(case)
     texts = list(case["messages"])
-    choice = tools.find_service(ctx, case["choice"]) if case.get("choice") else None
-    situation = situation_text(ctx, now, None, choice)
+    choice = tools.find_service(clinic, case["choice"]) if case.get("choice") else None
+    situation = situation_text(clinic, now, None, choice)
     result = Result(case)
     try:
-        reply = await responder.reply(ctx, history, situation)
-        decision = tools.decide(ctx, reply.calls)
-        plan = Plan({"lead_name": "María García"}, ctx, texts, situation,  # type: ignore[arg-type]
-                    None, lang=detect(texts, ctx.language), now=now, choice=choice)
+        reply = await responder.reply(clinic, history, situation)
+        decision = tools.decide(clinic, reply.calls)
+        patient = SimpleNamespace(lead_name="María García")  # all a reply reads of its conversation
+        plan = ReplyPlan(patient, clinic, texts, situation, None,  # type: ignore[arg-type]
+                         lang=detect(texts, clinic.language), now=now, choice=choice)
         text = reply_from_decision(plan, decision, reply).text
     except (BadModelOutput, tools.InvalidToolCall) as exc:
         result.failures.append(f"{type(exc).__name__}: {exc}")
@@ -159,13 +161,13 @@ async def run_case(responder: ClaudeResponder, ctx: TenantContext, case: Mapping
     return result
 
 
-async def run_all(responder: ClaudeResponder, ctx: TenantContext, cases: Sequence[Mapping[str, Any]],
+async def run_all(responder: ClaudeResponder, clinic: TenantContext, cases: Sequence[Mapping[str, Any]],
                   now: datetime, concurrency: int = 4) -> list[Result]:
     gate = asyncio.Semaphore(concurrency)
 
     async def one(case: Mapping[str, Any]) -> Result:
         async with gate:
-            return await run_case(responder, ctx, case, now)
+            return await run_case(responder, clinic, case, now)
 
     return list(await asyncio.gather(*(one(c) for c in cases)))
 
@@ -199,11 +201,11 @@ async def _main(args: argparse.Namespace) -> int:
         return 0
     model = os.environ.get("ANTHROPIC_MODEL", "claude-sonnet-4-6")
     now, cases = load(Path(args.cases))
-    ctx = clinic_context(read_fixture(Path(args.clinic)), model)
+    clinic = clinic_context(read_fixture(Path(args.clinic)), model)
     responder = ClaudeResponder(key, args.base_url or os.environ.get("ANTHROPIC_BASE_URL"),
                                 timeout=60, max_retries=3, breaker=CircuitBreaker(10**6, 1))
     try:
-        results = await run_all(responder, ctx, cases, now)
+        results = await run_all(responder, clinic, cases, now)
     finally:
         await responder.close()
     print(f"model {model}, {len(cases)} cases, now {now.isoformat()}")

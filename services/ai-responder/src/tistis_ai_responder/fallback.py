@@ -9,19 +9,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from tistis_common.rules import normalize
-
 from .context import TenantContext
 from .phrases import Lang, say
 from .policy import contains_phrase
+from .signals import normalize
 
-HOLDING = say("holding", "es")
-GREETING = say("greeting", "es")
 GREETING_WORDS = frozenset({"hola", "buenas", "buenos", "dias", "tardes", "noches", "buen", "dia",
                             "hello", "hi", "que", "tal", "saludos"})
 BOOKING_NOTE = say("booking_note", "es")
 BOOKING_WORDS = ("cita", "agendar", "agenda", "reservar", "appointment", "book")
-ESCALATION_HOLDING = say("escalation", "es")
 
 
 @dataclass(frozen=True)
@@ -35,14 +31,14 @@ def _hits(texts: Sequence[str], keywords: Sequence[str]) -> int:
     return sum(1 for k in keywords if any(contains_phrase(t, k) for t in texts))
 
 
-def answer_from_catalog(ctx: TenantContext, texts: Sequence[str],
+def answer_from_catalog(clinic: TenantContext, texts: Sequence[str],
                         lang: Lang = "es") -> FallbackAnswer:
     parts: list[str] = []
-    faqs = sorted(((_hits(texts, f.keywords), i, f) for i, f in enumerate(ctx.faqs)),
+    faqs = sorted(((_hits(texts, f.keywords), i, f) for i, f in enumerate(clinic.faqs)),
                   key=lambda x: (-x[0], x[1]))
     if faqs and faqs[0][0] > 0:
         parts.append(faqs[0][2].answer)
-    for service in ctx.services:
+    for service in clinic.services:
         already_told = contains_phrase(" ".join(parts), service.name)
         if not already_told and _hits(texts, (service.name, *service.keywords)) > 0:
             parts.append(say("price", lang, name=service.name,

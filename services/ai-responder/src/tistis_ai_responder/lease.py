@@ -24,15 +24,17 @@ import asyncio
 import uuid
 from collections.abc import Awaitable
 from contextlib import suppress
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-import asyncpg
 from tistis_common import metrics
 from tistis_common.db import tenant_session
 from tistis_common.lease import ProcessLease
 from tistis_common.logging import get_logger
 
 from . import repository as repo
+
+if TYPE_CHECKING:
+    import asyncpg
 
 log = get_logger(__name__)
 

@@ -1,11 +1,15 @@
-"""tistis-ai-responder: answers patients."""
+"""tistis-ai-responder: answers patients. The only bootstrap: builds the pool, publisher and
+clients, the one `Deps`, and registers the consumers and background tasks of `handlers`."""
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from functools import partial
+from typing import Any
 
 import httpx
+from tistis_common.broker import Publisher
 from tistis_common.events import Event
 from tistis_common.logging import get_logger
 from tistis_common.runtime import Runtime, serve
@@ -13,12 +17,11 @@ from tistis_common.settings import Settings
 from tistis_common.storage import open_store
 from tistis_common.topology import AI_INBOUND, AI_REPLIES, AI_STATE
 
-from .handlers import Deps, handle, handle_reply_due
+from .deps import Deps
+from .handlers import handle, handle_reply_due, handle_state
 from .lease import Attempts, process_lease
 from .locks import ConversationLocks
 from .model import CircuitBreaker, ClaudeResponder
-from .service import Engine
-from .state import handle_state
 
 NAME = "ai-responder"
 log = get_logger(__name__)
@@ -41,8 +44,8 @@ class Notifier:
     """Best-effort publishing outside the runner (typing indicators): never awaited by a reply,
     a failure is logged and forgotten."""
 
-    def __init__(self, runtime: Runtime):
-        self.runtime = runtime
+    def __init__(self, publisher: Publisher):
+        self.publisher = publisher
         self._tasks: set[asyncio.Task] = set()
 
     def __call__(self, event: Event) -> None:
@@ -52,16 +55,16 @@ class Notifier:
 
     async def _publish(self, event: Event) -> None:
         try:
-            assert self.runtime.publisher is not None
-            await self.runtime.publisher.publish(event)
+            await self.publisher.publish(event)
         except Exception as exc:
             log.warning("typing.publish_failed", error=repr(exc)[:300])
 
 
-async def start(settings: Settings) -> Runtime:
+async def start(settings: Settings, **overrides: Any) -> Runtime:
+    """`overrides` replace fields of the `Deps` (tests)."""
     runtime = Runtime(settings, NAME)
     await runtime.start()
-    assert runtime.pool
+    assert runtime.pool and runtime.publisher
     lease = process_lease(runtime.pool)
     await lease.acquire()
     attempts = Attempts(runtime.pool, lease)
@@ -69,18 +72,16 @@ async def start(settings: Settings) -> Runtime:
     runtime.background(lease.keep)
     store = await open_store(settings)
     runtime.close_at_stop(store.close)
-    engine = Engine(
-        pool=runtime.pool, locks=ConversationLocks(), attempts=attempts,
-        responder=build_responder(settings), default_model=settings.anthropic_model,
-        history_messages=settings.ai_history_messages, settings=settings,
-        http=httpx.AsyncClient(timeout=10), notify=Notifier(runtime), store=store,
-    )
-    deps = Deps(engine=engine, debounce_seconds=settings.ai_debounce_seconds)
-    runtime.consume(AI_INBOUND, partial(handle, deps=deps))  # type: ignore[arg-type]
+    deps = replace(Deps(
+        settings=settings, pool=runtime.pool, publisher=runtime.publisher,
+        locks=ConversationLocks(), attempts=attempts, responder=build_responder(settings),
+        http=httpx.AsyncClient(timeout=10), notify=Notifier(runtime.publisher), store=store,
+    ), **overrides)
+    runtime.consume(AI_INBOUND, partial(handle, deps=deps))
     # One consumer slot per reply being composed: the bound on model calls in flight.
-    runtime.consume(AI_REPLIES, partial(handle_reply_due, deps=deps),  # type: ignore[arg-type]
+    runtime.consume(AI_REPLIES, partial(handle_reply_due, deps=deps),
                     prefetch=settings.ai_max_in_flight)
-    runtime.consume(AI_STATE, partial(handle_state, deps=deps))  # type: ignore[arg-type]
+    runtime.consume(AI_STATE, partial(handle_state, deps=deps))
     await runtime.start_consumers()
     await runtime.serve_http()
     return runtime

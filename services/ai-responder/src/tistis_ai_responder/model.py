@@ -113,12 +113,12 @@ class ClaudeResponder:
     async def close(self) -> None:
         await self.client.close()
 
-    async def reply(self, ctx: TenantContext, history: list[Any], situation: str,
+    async def reply(self, clinic: TenantContext, history: list[Any], situation: str,
                     nudge: str | None = None) -> ModelReply:
         started = time.perf_counter()
         trial = self.breaker.is_open  # a call starts while open only as the half-open trial
         try:
-            message = await self._create(ctx, history, situation, nudge)
+            message = await self._create(clinic, history, situation, nudge)
         except (anthropic.RateLimitError, anthropic.InternalServerError,
                 anthropic.APITimeoutError, anthropic.APIConnectionError) as exc:
             self.breaker.failure()
@@ -153,30 +153,30 @@ class ClaudeResponder:
         )
 
 
-    async def _create(self, ctx: TenantContext, history: list[Any], situation: str,
+    async def _create(self, clinic: TenantContext, history: list[Any], situation: str,
                       nudge: str | None) -> anthropic.types.Message:
         request: dict[str, Any] = {
-            "model": ctx.model,
-            "max_tokens": ctx.max_tokens,
-            "system": system_blocks(ctx, situation),
+            "model": clinic.model,
+            "max_tokens": clinic.max_tokens,
+            "system": system_blocks(clinic, situation),
             "messages": conversation_messages(history, nudge),
-            "tools": definitions(ctx),
+            "tools": definitions(clinic),
             "tool_choice": {"type": "any"},
         }
-        if ctx.model in self._no_sampling:
+        if clinic.model in self._no_sampling:
             return await self.client.messages.create(**request)
         # SDK 1.x dropped `temperature` from the signature (the API still takes it on the models
         # that support sampling): it travels in extra_body. Newer models refuse it with a 400;
         # then this model is asked without it from now on.
         try:
             return await self.client.messages.create(
-                **request, extra_body={"temperature": ctx.temperature}
+                **request, extra_body={"temperature": clinic.temperature}
             )
         except anthropic.BadRequestError as exc:
             if "temperature" not in str(exc):
                 raise
-            log.warning("ai.temperature_refused", model=ctx.model)
-            self._no_sampling.add(ctx.model)
+            log.warning("ai.temperature_refused", model=clinic.model)
+            self._no_sampling.add(clinic.model)
             return await self.client.messages.create(**request)
 
 

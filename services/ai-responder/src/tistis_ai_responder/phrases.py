@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from tistis_common.rules import normalize
+from .signals import normalize
 
 Lang = str  # "es" | "en"
 

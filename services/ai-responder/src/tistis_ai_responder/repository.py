@@ -3,27 +3,39 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 from tistis_common.events import InboundMessage
 
+from .context import TenantContext
 
-async def store_inbound(conn: asyncpg.Connection, e: InboundMessage) -> asyncpg.Record:
+
+@dataclass(frozen=True)
+class StoredInbound:
+    lead_id: uuid.UUID
+    conversation_id: uuid.UUID
+    message_id: uuid.UUID | None  # None: its event id is stored under another platform message id
+    new: bool  # False: a redelivery found what the first delivery stored
+    first: bool  # the lead's first message: announce the lead
+
+
+async def store_inbound(conn: asyncpg.Connection, e: InboundMessage) -> StoredInbound:
     """Lead, conversation and message in one statement, once per platform message id.
 
-    Returns lead_id, conversation_id, message_id, `new` (False: a redelivery found what the first
-    delivery stored) and `first` (the lead's first message: announce the lead). Run under the
-    patient's lock, so no other delivery for this patient interleaves. A new patient message opens
-    the 24 h window, counts towards auto escalation and reopens a closed conversation; one from
-    staff (the platform's own app) hands the conversation to them.
+    Run under the patient's lock, so no other delivery for this patient interleaves. A new patient
+    message opens the 24 h window, counts towards auto escalation and reopens a closed
+    conversation; one from staff (the platform's own app) hands the conversation to them.
     """
     payload = e.model_dump(
         mode="json", include={"media", "location", "reply_to", "choice_id", "choice_title",
                               "target_id", "error", "referral", "details", "new_user_id"},
         exclude_none=True,
     ) | ({"standby": True} if e.standby else {})
-    return await conn.fetchrow(
+    row = await conn.fetchrow(
         """WITH lead AS (
              INSERT INTO leads (tenant_id, channel, platform_user_id, name, phone, last_inbound_at)
              VALUES ($1, $2, $3, $4, $5, CASE WHEN $6 = 'lead' THEN $7::timestamptz END)
@@ -83,6 +95,9 @@ async def store_inbound(conn: asyncpg.Connection, e: InboundMessage) -> asyncpg.
         e.sender_type, e.sent_at, e.platform_message_id, e.platform_account_id,
         e.platform_conversation_id, e.kind, e.text, payload, e.event_id,
     )
+    assert row is not None  # the lead and conversation upserts always return their row
+    return StoredInbound(row["lead_id"], row["conversation_id"], row["message_id"], row["new"],
+                         row["first"])
 
 
 async def canonical_user(conn: asyncpg.Connection, e: InboundMessage) -> str | None:
@@ -142,19 +157,54 @@ async def apply_to_target(conn: asyncpg.Connection, conversation_id: uuid.UUID,
     return result != "UPDATE 0"
 
 
-async def conversation_for_reply(
-    conn: asyncpg.Connection, conversation_id: uuid.UUID
-) -> asyncpg.Record | None:
-    return await conn.fetchrow(
-        """SELECT c.id, c.status, c.unresolved_inbound, c.channel, c.platform_conversation_id,
-                  l.id AS lead_id, l.platform_user_id, l.spam, l.name AS lead_name
-           FROM conversations c JOIN leads l ON l.id = c.lead_id
-           WHERE c.id = $1""",
+async def conversation_exists(conn: asyncpg.Connection, conversation_id: uuid.UUID) -> bool:
+    """The conversation, with its lead, is in the tenant's scope."""
+    return bool(await conn.fetchval(
+        """SELECT EXISTS (SELECT 1 FROM conversations c JOIN leads l ON l.id = c.lead_id
+                          WHERE c.id = $1)""",
         conversation_id,
-    )
+    ))
 
 
-_REPLY_STATE = """SELECT c.id, c.status, c.unresolved_inbound, c.channel, c.platform_conversation_id,
+@dataclass(frozen=True)
+class ReplyState:
+    """What a reply decision reads of its conversation (`reply_state` says what each means)."""
+
+    id: uuid.UUID  # the conversation
+    status: str
+    unresolved_inbound: int
+    channel: str
+    lead_id: uuid.UUID
+    platform_user_id: str
+    spam: bool
+    lead_name: str | None
+    opted_out_at: datetime | None
+    context_version: int
+    answered_through: datetime | None
+    latest_choice: str | None
+    stored: bool
+    stored_payload: dict[str, Any] | None
+    handed_to_n8n: bool
+    latest_id: uuid.UUID | None
+    latest_at: datetime | None
+    latest_platform_id: str | None
+    answered: bool
+    unanswered: list[str]
+    history: list[dict[str, Any]]
+
+
+def _reply_state(row: asyncpg.Record) -> ReplyState:
+    return ReplyState(**{f.name: row[f.name] for f in fields(ReplyState)})
+
+
+@dataclass(frozen=True)
+class Claim:
+    claimed: bool  # this statement took the lease
+    claimed_through: datetime | None  # `answered_through` of the row as claimed
+    state: ReplyState
+
+
+_REPLY_STATE = """SELECT c.id, c.status, c.unresolved_inbound, c.channel,
                   l.id AS lead_id, l.platform_user_id, l.spam, l.name AS lead_name,
                   l.opted_out_at, t.context_version, c.answered_through,
                   latest.payload->>'choice_id' AS latest_choice,
@@ -203,7 +253,7 @@ _REPLY_STATE = """SELECT c.id, c.status, c.unresolved_inbound, c.channel, c.plat
 
 
 async def reply_state(conn: asyncpg.Connection, conversation_id: uuid.UUID, reply_id: uuid.UUID,
-                      history_limit: int) -> asyncpg.Record | None:
+                      history_limit: int) -> ReplyState | None:
     """Everything a reply decision reads, in one statement (one snapshot), under the lease:
 
     - the conversation and its lead; the tenant's `context_version` (is the cached context
@@ -219,13 +269,14 @@ async def reply_state(conn: asyncpg.Connection, conversation_id: uuid.UUID, repl
       unanswered patient messages last (a reply answered what came before it, even when the
       patient wrote again while it was being composed).
     """
-    return await conn.fetchrow(_REPLY_STATE, conversation_id, reply_id, N8N_CONSUMER,
-                               history_limit)
+    row = await conn.fetchrow(_REPLY_STATE, conversation_id, reply_id, N8N_CONSUMER,
+                              history_limit)
+    return None if row is None else _reply_state(row)
 
 
 async def claim_and_read(conn: asyncpg.Connection, conversation_id: uuid.UUID,
                          reply_id: uuid.UUID, history_limit: int, process_key: int,
-                         attempt: uuid.UUID, lock_class: int) -> asyncpg.Record | None:
+                         attempt: uuid.UUID, lock_class: int) -> Claim | None:
     """Take the conversation's reply lease for `attempt` (`lease`) and read `reply_state`, in one
     round trip. The lease is free, or held by a process that is gone (its advisory lock is free:
     taken here for this statement only), or by this process without a live attempt (the caller
@@ -233,7 +284,7 @@ async def claim_and_read(conn: asyncpg.Connection, conversation_id: uuid.UUID,
     snapshot, taken before a reply stored by the previous holder at that very moment:
     `claimed_through` (the row as claimed) differs from `answered_through` then, and the caller
     reads again."""
-    return await conn.fetchrow(
+    row = await conn.fetchrow(
         """WITH claim AS (
              UPDATE conversations SET reply_lease = $6, reply_lease_by = $5
              WHERE id = $1
@@ -245,6 +296,7 @@ async def claim_and_read(conn: asyncpg.Connection, conversation_id: uuid.UUID,
            FROM (""" + _REPLY_STATE + """) state""",
         conversation_id, reply_id, N8N_CONSUMER, history_limit, process_key, attempt, lock_class,
     )
+    return None if row is None else Claim(row["claimed"], row["claimed_through"], _reply_state(row))
 
 
 async def release_reply(conn: asyncpg.Connection, conversation_id: uuid.UUID,
@@ -256,13 +308,19 @@ async def release_reply(conn: asyncpg.Connection, conversation_id: uuid.UUID,
     )
 
 
-async def stored_reply(conn: asyncpg.Connection, message_id: uuid.UUID) -> asyncpg.Record | None:
-    return await conn.fetchrow("SELECT id, payload FROM messages WHERE id = $1", message_id)
+async def stored_reply_payload(conn: asyncpg.Connection,
+                               message_id: uuid.UUID) -> dict[str, Any] | None:
+    """The payload a reply was stored with (its events), None when there is no such reply."""
+    row = await conn.fetchrow("SELECT id, payload FROM messages WHERE id = $1", message_id)
+    return None if row is None else row["payload"]
 
 
-async def ai_context(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> asyncpg.Record | None:
-    """The tenant's AI settings with its name and timezone (defaults when no row was set up)."""
-    return await conn.fetchrow(
+async def tenant_context(conn: asyncpg.Connection, tenant_id: uuid.UUID, *, default_model: str,
+                         opt_out_words: Sequence[str],
+                         opt_in_words: Sequence[str]) -> TenantContext | None:
+    """The tenant's AI settings with its name and timezone (defaults when no row was set up) and
+    its catalog; None when there is no such tenant."""
+    row = await conn.fetchrow(
         """SELECT t.name AS tenant_name, t.timezone, a.system_prompt, a.temperature, a.max_tokens,
                   a.response_style, a.business_hours, a.escalation_keywords,
                   a.auto_escalate_after_messages, a.ai_provider, a.model, a.language,
@@ -271,9 +329,13 @@ async def ai_context(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> asyncpg.
            WHERE t.id = $1""",
         tenant_id,
     )
+    if row is None:
+        return None
+    return TenantContext.from_rows(tenant_id, dict(row), await _catalog(conn), default_model,
+                                   opt_out_words, opt_in_words)
 
 
-async def catalog(conn: asyncpg.Connection) -> dict[str, list[asyncpg.Record]]:
+async def _catalog(conn: asyncpg.Connection) -> dict[str, list[asyncpg.Record]]:
     """Services, branches and FAQs of the tenant in scope (RLS), in a stable order for caching."""
     return {
         "services": await conn.fetch(
@@ -451,3 +513,45 @@ async def release_conversation(conn: asyncpg.Connection, conversation_id: uuid.U
            WHERE id = $1 AND status IN ('escalated', 'human')""",
         conversation_id,
     )
+
+
+@dataclass(frozen=True)
+class AiConversation:
+    """What n8n's `ai-conversation` body carries (`n8n.build_ai_conversation_payload`), shaped
+    as the guide's JSON: these keys are the guide's field names."""
+
+    conversation: dict[str, Any]
+    messages: list[dict[str, Any]]  # oldest first
+    lead: dict[str, Any]
+    context: dict[str, Any]
+
+
+async def ai_conversation(conn: asyncpg.Connection, tenant_id: uuid.UUID,
+                          conversation_id: uuid.UUID, history: int) -> AiConversation:
+    """The conversation, its lead, its last `history` messages and the clinic's catalog, for
+    the tenant's n8n workflow; `conn` must be in the tenant's scope, in a transaction."""
+    conv = await conn.fetchrow(
+        "SELECT id, lead_id, channel, status FROM conversations WHERE id = $1", conversation_id
+    )
+    if conv is None:
+        raise LookupError(f"conversation {conversation_id} not found")
+    lead = await conn.fetchrow(
+        """SELECT id, name, phone, interested_services, score, classification FROM leads
+           WHERE id = $1""", conv["lead_id"],
+    )
+    rows = await conn.fetch(
+        """SELECT content, sender_type, created_at FROM (
+             SELECT content, sender_type, created_at FROM messages WHERE conversation_id = $1
+             ORDER BY created_at DESC LIMIT $2) recent ORDER BY created_at""",
+        conversation_id, history,
+    )
+    services = await conn.fetch(
+        "SELECT id, name, description, price_min, price_max, currency, duration_minutes FROM services"
+        " ORDER BY name"
+    )
+    faqs = await conn.fetch("SELECT question, answer FROM faqs ORDER BY question")
+    hours = await conn.fetchval("SELECT business_hours FROM ai_tenant_context WHERE tenant_id = $1",
+                                tenant_id)
+    context = {"services": [dict(s) for s in services], "faqs": [dict(f) for f in faqs],
+               "business_hours": hours or {}}
+    return AiConversation(dict(conv), [dict(r) for r in rows], dict(lead) if lead else {}, context)

@@ -23,9 +23,9 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from tistis_common.events import ListRow, ListSection, Signal, TemplateRef
-from tistis_common.rules import normalize
 
 from .context import Branch, Service, TenantContext, money
+from .signals import normalize
 
 REPLY = "reply_to_patient"
 MENU = "show_services_menu"
@@ -35,7 +35,6 @@ RESCHEDULE = "reschedule_appointment"
 CANCEL = "cancel_appointment"
 INTEREST = "record_interest"
 HANDOVER = "hand_over_to_human"
-TOOL_NAMES = (REPLY, MENU, QUOTE, BOOK, RESCHEDULE, CANCEL, INTEREST, HANDOVER)
 
 # A menu row's id comes back as the patient's choice (list row, quick reply payload).
 SERVICE_CHOICE_PREFIX = "service:"
@@ -50,14 +49,14 @@ Action = Literal["book", "reschedule", "cancel"]
 T = TypeVar("T")
 
 
-def definitions(ctx: TenantContext) -> list[dict[str, Any]]:
+def definitions(clinic: TenantContext) -> list[dict[str, Any]]:
     """The tools offered for this clinic; services and branches are enums of its catalog."""
     service: dict[str, Any] = {"type": "string", "description": "A service of the clinic"}
-    if ctx.services:
-        service["enum"] = [s.name for s in ctx.services]
+    if clinic.services:
+        service["enum"] = [s.name for s in clinic.services]
     branch: dict[str, Any] = {"type": "string", "description": "A branch of the clinic"}
-    if ctx.branches:
-        branch["enum"] = [b.name for b in ctx.branches]
+    if clinic.branches:
+        branch["enum"] = [b.name for b in clinic.branches]
     dates = {"type": "array", "items": {"type": "string"},
              "description": "Wished dates or date-times, ISO 8601 in the clinic's local time "
                             "(2026-12-04 or 2026-12-04T10:00), computed from today's date"}
@@ -195,32 +194,32 @@ class Decision:
     calls: list[str] = field(default_factory=list)  # tool names, for logs and the eval
 
 
-def find_service(ctx: TenantContext, name: str | None) -> Service | None:
+def find_service(clinic: TenantContext, name: str | None) -> Service | None:
     """By name or keyword, case and accent insensitive; a partial name when only one fits."""
     if not name:
         return None
     wanted = normalize(name)
-    for s in ctx.services:
+    for s in clinic.services:
         if wanted == normalize(s.name) or wanted in {normalize(k) for k in s.keywords}:
             return s
-    partial = [s for s in ctx.services if wanted in normalize(s.name) or normalize(s.name) in wanted]
+    partial = [s for s in clinic.services if wanted in normalize(s.name) or normalize(s.name) in wanted]
     return partial[0] if len(partial) == 1 else None
 
 
-def find_branch(ctx: TenantContext, name: str | None) -> Branch | None:
+def find_branch(clinic: TenantContext, name: str | None) -> Branch | None:
     if not name:
         return None
     wanted = normalize(name)
-    found = [b for b in ctx.branches if wanted == normalize(b.name) or wanted in normalize(b.name)]
+    found = [b for b in clinic.branches if wanted == normalize(b.name) or wanted in normalize(b.name)]
     return found[0] if len(found) == 1 else None
 
 
-def _service(ctx: TenantContext, name: str | None) -> Service | None:
-    return _known(name, find_service(ctx, name), "service")
+def _service(clinic: TenantContext, name: str | None) -> Service | None:
+    return _known(name, find_service(clinic, name), "service")
 
 
-def _branch(ctx: TenantContext, name: str | None) -> Branch | None:
-    return _known(name, find_branch(ctx, name), "branch")
+def _branch(clinic: TenantContext, name: str | None) -> Branch | None:
+    return _known(name, find_branch(clinic, name), "branch")
 
 
 def _known(name: str | None, found: T | None, what: str) -> T | None:
@@ -252,7 +251,7 @@ def _validated(call: ToolCall) -> _Input:
         raise InvalidToolCall(f"{call.name}: {str(exc)[:300]}") from exc
 
 
-def decide(ctx: TenantContext, calls: list[ToolCall]) -> Decision:
+def decide(clinic: TenantContext, calls: list[ToolCall]) -> Decision:
     if not calls:
         raise InvalidToolCall("no tool call")
     d = Decision()
@@ -266,20 +265,20 @@ def decide(ctx: TenantContext, calls: list[ToolCall]) -> Decision:
             d.menu = True
             texts += [t for t in [_text(data.text)] if t]
         elif isinstance(data, QuoteInput):
-            services = [_service(ctx, n) for n in data.services]
+            services = [_service(clinic, n) for n in data.services]
             d.quote += [s for s in services if s is not None and s not in d.quote]
             texts += [t for t in [_text(data.text)] if t]
         elif isinstance(data, BookInput):
-            d.bookings.append(Booking("book", _service(ctx, data.service),
-                                      _branch(ctx, data.branch), _dates(data.preferred_dates)))
+            d.bookings.append(Booking("book", _service(clinic, data.service),
+                                      _branch(clinic, data.branch), _dates(data.preferred_dates)))
         elif isinstance(data, RescheduleInput):
-            d.bookings.append(Booking("reschedule", None, _branch(ctx, data.branch),
+            d.bookings.append(Booking("reschedule", None, _branch(clinic, data.branch),
                                       _dates(data.preferred_dates)))
         elif isinstance(data, CancelInput):
             d.bookings.append(Booking("cancel"))
         elif isinstance(data, InterestInput):
             for name in data.services:
-                s = _service(ctx, name)
+                s = _service(clinic, name)
                 if s is not None and s not in d.interests:
                     d.interests.append(s)
             d.signals += [s for s in data.signals if s not in d.signals]
@@ -298,14 +297,14 @@ def decide(ctx: TenantContext, calls: list[ToolCall]) -> Decision:
 # ------------------------------------------------------------------ what the patient gets
 
 
-def menu_sections(ctx: TenantContext, title: str = "Servicios") -> list[ListSection]:
+def menu_sections(clinic: TenantContext, title: str = "Servicios") -> list[ListSection]:
     rows = [ListRow(id=f"{SERVICE_CHOICE_PREFIX}{s.id}", title=s.name[:MENU_TITLE],
                     description=s.price_text()[:MENU_DESCRIPTION])
-            for s in ctx.services[:MENU_ROWS]]
+            for s in clinic.services[:MENU_ROWS]]
     return [ListSection(title=title, rows=rows)]
 
 
-def chosen_service(ctx: TenantContext, choice_id: str | None) -> Service | None:
+def chosen_service(clinic: TenantContext, choice_id: str | None) -> Service | None:
     """The service a tapped menu row names (`service:<id>`)."""
     if not (choice_id or "").startswith(SERVICE_CHOICE_PREFIX):
         return None
@@ -313,7 +312,7 @@ def chosen_service(ctx: TenantContext, choice_id: str | None) -> Service | None:
         wanted = uuid.UUID((choice_id or "")[len(SERVICE_CHOICE_PREFIX):])
     except ValueError:
         return None
-    return next((s for s in ctx.services if s.id == wanted), None)
+    return next((s for s in clinic.services if s.id == wanted), None)
 
 
 def numbered_choice(text: str, menu: dict[str, Any] | None) -> str | None:
@@ -347,9 +346,9 @@ def quote(services: list[Service]) -> Quote:
     return Quote(services, services[0].currency, total_min, total_max)
 
 
-def quote_text(ctx: TenantContext, q: Quote, today: date, lang: str) -> str:
-    head = (f"Quote from {ctx.name} ({today.isoformat()}):" if lang == "en"
-            else f"Cotización de {ctx.name} ({today.strftime('%d/%m/%Y')}):")
+def quote_text(clinic: TenantContext, q: Quote, today: date, lang: str) -> str:
+    head = (f"Quote from {clinic.name} ({today.isoformat()}):" if lang == "en"
+            else f"Cotización de {clinic.name} ({today.strftime('%d/%m/%Y')}):")
     lines = [head] + [f"• {s.name}: {money(s.price_min, s.price_max, s.currency, lang)}"
                       for s in q.services]
     if len(q.services) > 1:

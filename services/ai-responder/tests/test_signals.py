@@ -1,8 +1,8 @@
 """The rule-based signal detector on Spanish and English samples (no broker, no database)."""
 
 import pytest
+from tistis_ai_responder.signals import detect_signals, normalize
 from tistis_common.events import Signal
-from tistis_common.rules import detect_signals, normalize
 
 S = Signal
 

@@ -11,13 +11,9 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from tistis_common.db import connect, tenant_tx
-from tistis_common.n8n import (
-    N8nError,
-    build_ai_conversation_payload,
-    load_ai_conversation,
-    post_to_n8n,
-)
+from tistis_ai_responder import repository as repo
+from tistis_ai_responder.n8n import N8nError, build_ai_conversation_payload, post_to_n8n
+from tistis_common.db import conn_tenant_tx, connect, tenant_tx
 from tistis_common.testing.plugin import serving_app
 
 
@@ -69,8 +65,7 @@ class TestPostToN8n:
         tenant = await make_tenant()
         conn = await connect(settings.migration_database_url)
         try:
-            async with conn.transaction():
-                await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(tenant.id))
+            async with conn_tenant_tx(conn, tenant.id):
                 lead_id = await conn.fetchval(
                     """INSERT INTO leads (tenant_id, channel, platform_user_id, name, interested_services)
                        VALUES ($1, 'whatsapp', '5215512345678', 'Juan', '{limpieza}') RETURNING id""",
@@ -86,7 +81,9 @@ class TestPostToN8n:
         finally:
             await conn.close()
         async with tenant_tx(app_pool, tenant.id) as c:
-            payload = await load_ai_conversation(c, tenant.id, conv_id)
+            found = await repo.ai_conversation(c, tenant.id, conv_id, 20)
+        payload = build_ai_conversation_payload(tenant.id, found.conversation, found.messages,
+                                                found.lead, found.context)
         async with fake_n8n() as (url, received), httpx.AsyncClient() as http:
             await post_to_n8n(http, settings.model_copy(update={"n8n_webhook_url": url,
                                                                  "n8n_api_key": "n8n-key"}), payload)

@@ -3,12 +3,9 @@
 The AI responder, instead of calling Claude, posts the guide's `ai-conversation` event to
 `{N8N_WEBHOOK_URL}/ai-conversation` and stops there: the n8n workflow answers later through the
 legacy callback `POST /api/webhook` (`action: ai_response`, bearer CRON_SECRET), which the
-ingress turns into an `OutboundMessage` (sender_type ai). Usage from the AI responder, after it
-stored the inbound message and outside any transaction:
-
-    async with tenant_tx(pool, tenant_id) as conn:
-        payload = await load_ai_conversation(conn, tenant_id, conversation_id)
-    await post_to_n8n(http, settings, payload)   # raises N8nError: let the runner retry
+ingress turns into an `OutboundMessage` (sender_type ai). The service reads what the body needs
+(`repository.ai_conversation`) under the reply lease, builds it here, and posts it with no
+connection held (`post_to_n8n` raises N8nError: the runner retries).
 
 Body (the guide's "Expected Input"):
 
@@ -26,9 +23,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
 import httpx
-
 from tistis_common.settings import Settings
 
 AI_CONVERSATION_PATH = "/ai-conversation"
@@ -74,38 +69,6 @@ def build_ai_conversation_payload(
             "context": dict(context),
         }),
     }
-
-
-async def load_ai_conversation(conn: asyncpg.Connection, tenant_id: uuid.UUID,
-                               conversation_id: uuid.UUID, history: int = 20) -> dict[str, Any]:
-    """Reads what the body needs; `conn` must be in the tenant's scope (tenant_tx)."""
-    conv = await conn.fetchrow(
-        "SELECT id, lead_id, channel, status FROM conversations WHERE id = $1", conversation_id
-    )
-    if conv is None:
-        raise LookupError(f"conversation {conversation_id} not found")
-    lead = await conn.fetchrow(
-        """SELECT id, name, phone, interested_services, score, classification FROM leads
-           WHERE id = $1""", conv["lead_id"],
-    )
-    rows = await conn.fetch(
-        """SELECT content, sender_type, created_at FROM (
-             SELECT content, sender_type, created_at FROM messages WHERE conversation_id = $1
-             ORDER BY created_at DESC LIMIT $2) recent ORDER BY created_at""",
-        conversation_id, history,
-    )
-    services = await conn.fetch(
-        "SELECT id, name, description, price_min, price_max, currency, duration_minutes FROM services"
-        " ORDER BY name"
-    )
-    faqs = await conn.fetch("SELECT question, answer FROM faqs ORDER BY question")
-    hours = await conn.fetchval("SELECT business_hours FROM ai_tenant_context WHERE tenant_id = $1",
-                                tenant_id)
-    context = {"services": [dict(s) for s in services], "faqs": [dict(f) for f in faqs],
-               "business_hours": hours or {}}
-    return build_ai_conversation_payload(
-        tenant_id, dict(conv), [dict(r) for r in rows], dict(lead) if lead else {}, context
-    )
 
 
 def n8n_url(settings: Settings) -> str:
