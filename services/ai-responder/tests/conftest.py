@@ -13,8 +13,7 @@ import pytest
 from tistis_common.broker import Publisher, connect
 from tistis_common.events import Channel, Event, InboundMessage, parse_event
 from tistis_common.settings import Settings
-from tistis_common.testing.plugin import own_vhost
-from tistis_common.topology import EXCHANGE, declare_topology
+from tistis_common.testing.plugin import own_vhost, tap_events
 
 OBSERVED = ("message.outbound.*", "conversation.escalated", "lead.signals", "lead.created",
             "appointment.requested")
@@ -62,12 +61,7 @@ class Bus:
 
 async def _bus(settings: Settings) -> AsyncIterator[Bus]:
     connection = await connect(settings.rabbitmq_url)
-    channel = await connection.channel()
-    await declare_topology(channel, settings.retry_delays)
-    exchange = await channel.get_exchange(EXCHANGE)
-    queue = await channel.declare_queue(exclusive=True, auto_delete=True)
-    for pattern in OBSERVED:
-        await queue.bind(exchange, routing_key=pattern)
+    queue = await tap_events(connection, settings, *OBSERVED)
     publisher = await Publisher.open(connection)
     yield Bus(publisher, queue)
     await connection.close()

@@ -29,8 +29,8 @@ from tistis_common.events import (
     parse_event,
     routing_pattern,
 )
-from tistis_common.testing.plugin import TestTenant, running
-from tistis_common.topology import EXCHANGE, declare_topology
+from tistis_common.testing.plugin import TestTenant, running, tap_events
+from tistis_common.topology import declare_topology
 from tistis_ingress.main import start as start_ingress
 
 PAYLOADS = Path(__file__).parent / "payloads"
@@ -128,13 +128,7 @@ async def events_queue(settings) -> AsyncIterator[Callable[..., Awaitable[aio_pi
     connection = await connect(settings.rabbitmq_url)
 
     async def bound(*patterns: str) -> aio_pika.abc.AbstractQueue:
-        channel = await connection.channel()
-        await declare_topology(channel, settings.retry_delays)
-        exchange = await channel.get_exchange(EXCHANGE)
-        queue = await channel.declare_queue(exclusive=True, auto_delete=True)
-        for pattern in patterns:
-            await queue.bind(exchange, routing_key=pattern)
-        return queue
+        return await tap_events(connection, settings, *patterns)
 
     yield bound
     await connection.close()

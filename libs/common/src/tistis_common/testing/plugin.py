@@ -288,6 +288,20 @@ async def broker_closes_channel(channel: Any) -> None:
     await underlay.basic_ack(delivery_tag=2**40, wait=False)
 
 
+async def tap_events(connection: Any, settings: Settings, *patterns: str) -> Any:
+    """An exclusive queue of the test's own on `tistis.events`, bound to `patterns`: what the
+    code under test published there, read without taking it from any service's queue."""
+    from tistis_common.topology import EXCHANGE, declare_topology
+
+    channel = await connection.channel()
+    await declare_topology(channel, settings.retry_delays)
+    exchange = await channel.get_exchange(EXCHANGE)
+    queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+    for pattern in patterns:
+        await queue.bind(exchange, routing_key=pattern)
+    return queue
+
+
 async def peek_queue(rabbitmq_url: str, queue: str) -> list[tuple[bytes, dict]]:
     """Every message of a queue (a DLQ), body and headers, left in place (taken without ack,
     then returned)."""
