@@ -15,24 +15,17 @@ does not match "dolorosa"... but "dolores" does, on purpose). Two rules keep it 
 from __future__ import annotations
 
 import re
-import unicodedata
 
 from tistis_common.events import Signal
+from tistis_common.text import fold
 
 __all__ = ["detect_signals", "normalize"]
-
-
-def _fold(text: str) -> str:
-    """Lower case without accents, punctuation kept ("¿Cuánto?" -> "¿cuanto?"): prices, links
-    and apostrophes still read as such. ñ becomes n, which is harmless here."""
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
-    return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
 def normalize(text: str) -> str:
     """Lower case, without accents, words only, single spaces: '¿Cuánto CUESTA?' -> 'cuanto cuesta'.
     For keyword matching elsewhere (the AI responder's escalation words and service names)."""
-    return " ".join(re.findall(r"\w+", _fold(text)))
+    return " ".join(re.findall(r"\w+", fold(text)))
 
 
 def _words(*phrases: str) -> re.Pattern[str]:
@@ -138,7 +131,7 @@ def _is_spam(normalized: str) -> bool:
 
 def detect_signals(text: str) -> list[Signal]:
     """The guide's signals in one message, each once, in the order of `Signal`."""
-    normalized = _fold((text or "")[:MAX_CHARS])
+    normalized = fold((text or "")[:MAX_CHARS])
     if not normalized.strip():
         return []
     if _is_spam(normalized):

@@ -11,12 +11,12 @@
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from tistis_common.events import OutboundMessage
+from tistis_common.text import fold
 
 WHATSAPP_WINDOW = timedelta(hours=24)
 META_WINDOW = timedelta(hours=24)
@@ -77,9 +77,7 @@ def window(event: OutboundMessage, last_inbound_at: datetime | None, now: dateti
 
 
 def _normalize(text: str) -> str:
-    decomposed = unicodedata.normalize("NFKD", text)
-    letters = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return "".join(c for c in letters if c.isalnum() or c.isspace()).strip().casefold()
+    return "".join(c for c in fold(text) if c.isalnum() or c.isspace()).strip()
 
 
 def is_opt_out(text: str | None, words: Iterable[str]) -> bool:

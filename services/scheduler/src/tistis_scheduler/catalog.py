@@ -3,10 +3,11 @@ caring about accents or case ("limpieza" finds "Limpieza dental", "Nogales" find
 
 from __future__ import annotations
 
-import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
+
+from tistis_common.text import fold as text_fold
 
 from .availability import Branch
 
@@ -14,9 +15,8 @@ DEFAULT_DURATION = timedelta(minutes=60)
 
 
 def fold(text: str) -> str:
-    """Lower case without accents: 'Ortodoncía' -> 'ortodoncia'."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    return " ".join("".join(c for c in decomposed if not unicodedata.combining(c)).casefold().split())
+    """Lower case without accents, single spaces: 'Ortodoncía ' -> 'ortodoncia'."""
+    return " ".join(text_fold(text).split())
 
 
 @dataclass(frozen=True)
