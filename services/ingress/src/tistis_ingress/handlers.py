@@ -23,9 +23,11 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel
 from starlette.types import ASGIApp, Receive, Scope, Send
-from tistis_common.events import Channel, Event, WebhookItemsHeld
+from tistis_common.events import Channel, Event, TemplateStatusChanged, WebhookItemsHeld
 from tistis_common.logging import get_logger
 
+from .api.templates import apply_template_status
+from .deps import Deps
 from .service import Answer, WebhookIntake
 
 log = get_logger(__name__)
@@ -111,6 +113,12 @@ def replay_held(intake: WebhookIntake) -> Callable[[WebhookItemsHeld], Awaitable
     """The consumer of `ingress.webhook-items`: held items an engineer replayed (`tistis dlq
     replay ingress.webhook-items.dlq`), read again by the service."""
     return intake.replay
+
+
+async def handle_template_status(event: TemplateStatusChanged, deps: Deps) -> list[Event]:
+    """The consumer of `ingress.template-status`: what the webhook learnt of a template."""
+    await apply_template_status(event, deps.pool)
+    return []
 
 
 RESPONSES: dict[int | str, dict[str, Any]] = {

@@ -3,6 +3,8 @@ consumers, background loops and routes."""
 
 from __future__ import annotations
 
+from functools import partial
+
 from fastapi import FastAPI
 from tistis_common.runtime import Runtime, serve
 from tistis_common.settings import Settings
@@ -24,7 +26,7 @@ from .api import (
     templates_router,
 )
 from .api.principal import stream_caller
-from .api.templates import status_applier, sync_loop
+from .api.templates import sync_loop
 from .deps import Deps
 from .directory import Directory
 from .service import WebhookIntake
@@ -65,7 +67,7 @@ async def start(settings: Settings) -> Runtime:
     # Held webhook items an engineer replayed (`tistis dlq replay ingress.webhook-items.dlq`).
     runtime.consume(INGRESS_ITEMS, handlers.replay_held(intake))
     # WhatsApp template approvals the webhook published (api/templates.py).
-    runtime.consume(INGRESS_TEMPLATES, status_applier(deps.pool))
+    runtime.consume(INGRESS_TEMPLATES, partial(handlers.handle_template_status, deps=deps))
     await runtime.start_consumers()
     runtime.background(deps.feed.run)
     if settings.inbox_template_sync_seconds > 0:

@@ -16,13 +16,12 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import httpx
 from fastapi import APIRouter, Depends, HTTPException
 from tistis_common.db import tenant_ids, tenant_tx
-from tistis_common.events import Event, TemplateStatusChanged
+from tistis_common.events import TemplateStatusChanged
 from tistis_common.logging import get_logger
 from tistis_common.settings import Settings
 
@@ -111,20 +110,15 @@ async def sync_loop(pool: asyncpg.Pool, settings: Settings, stopping: asyncio.Ev
                 pass
 
 
-def status_applier(pool: asyncpg.Pool) -> Callable[[TemplateStatusChanged], Awaitable[list[Event]]]:
-    """The consumer of `ingress.template-status`: a template's new status, in its tenant."""
-
-    async def apply_status(event: TemplateStatusChanged) -> list[Event]:
-        async with tenant_tx(pool, event.tenant_id) as conn:
-            moved = await repo.set_template_status(conn, event.template_id, event.status,
-                                                   event.changed_at)
-        # an unknown template (created since the last sync) arrives with the next sync
-        log.info("templates.status_changed", tenant_id=str(event.tenant_id),
-                 template_id=event.template_id, status=event.status, reason=event.reason,
-                 applied=moved)
-        return []
-
-    return apply_status
+async def apply_template_status(event: TemplateStatusChanged, pool: asyncpg.Pool) -> None:
+    """A template's new status (Meta's `message_template_status_update`), in its tenant."""
+    async with tenant_tx(pool, event.tenant_id) as conn:
+        moved = await repo.set_template_status(conn, event.template_id, event.status,
+                                               event.changed_at)
+    # an unknown template (created since the last sync) arrives with the next sync
+    log.info("templates.status_changed", tenant_id=str(event.tenant_id),
+             template_id=event.template_id, status=event.status, reason=event.reason,
+             applied=moved)
 
 
 def templates_router(deps: Deps) -> APIRouter:
