@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
-from tistis_common import idempotency
+from tistis_common import db, idempotency
 from tistis_common.db import tenant_tx
 from tistis_common.events import LeadClassified
 from tistis_common.migrate import available
@@ -101,7 +101,7 @@ class TestMigration1500:
                     await conn.execute(m.sql)
             tenant = await conn.fetchval(
                 "INSERT INTO tenants (slug, name) VALUES ('m1500', 'M') RETURNING id")
-            await conn.execute("SELECT set_config('app.tenant_id', $1, false)", str(tenant))
+            await db.scope(conn, tenant, session=True)
             requests, choices = uuid.uuid4(), uuid.uuid4()
             await conn.executemany(
                 "INSERT INTO processed_events (consumer, event_id, tenant_id) VALUES ($1, $2, $3)",
@@ -112,9 +112,9 @@ class TestMigration1500:
                                                  published_at) VALUES ($1, $2, $3, '{}', now(), $4)""",
                 [(uuid.uuid4(), tenant, requests, T0), (uuid.uuid4(), tenant, choices, T0),
                  (uuid.uuid4(), tenant, None, None)])
-            await conn.execute("SELECT set_config('app.tenant_id', '', false)")  # as a migration runs
+            await db.scope(conn, None, session=True)  # as a migration runs
             await conn.execute(next(m.sql for m in available() if m.version == 1500))
-            await conn.execute("SELECT set_config('app.tenant_id', $1, false)", str(tenant))
+            await db.scope(conn, tenant, session=True)
             rows = await conn.fetch("SELECT consumer, source_event_id FROM event_outbox")
             assert {(r["consumer"], r["source_event_id"]) for r in rows} == {
                 ("scheduler.requests", requests), ("scheduler.choices", choices), ("scheduler", None)}
