@@ -14,7 +14,7 @@ from tistis_common.topology import AI_INBOUND, ALL_QUEUES, DISPATCHER_OUTBOUND, 
 
 from . import deadletters as dl
 from . import mgmt, repository
-from .common import run, settings
+from .common import owner_db, run, secret_box, settings
 from .tenants import check_connections, refused_refreshes
 
 # The guide's job types, and the queue that does that job here.
@@ -74,12 +74,16 @@ async def _doctor() -> list[Check]:
         checks.append(Check("FAIL", "broker", f"{type(exc).__name__}: {exc}".splitlines()[0]))
     # tokens of every tenant's connections; first the refreshes the platform refused (the
     # token may still work for a while, the check below would not tell)
-    for slug in slugs:
-        for channel, account, detail in await refused_refreshes(slug):
-            checks.append(Check("FAIL", f"token refresh {slug}/{channel}/{account}", detail))
-        for channel, account, status, detail in await check_connections(slug, None):
-            mapped = {"ok": "ok", "bad": "FAIL", "unknown": "warn"}[status]
-            checks.append(Check(mapped, f"token {slug}/{channel}/{account}", detail))
+    if slugs:
+        box = secret_box()
+        async with owner_db() as conn, httpx.AsyncClient(timeout=10) as http:
+            for slug in slugs:
+                for channel, account, detail in await refused_refreshes(conn, slug):
+                    checks.append(Check("FAIL", f"token refresh {slug}/{channel}/{account}", detail))
+                for channel, account, status, detail in await check_connections(
+                        conn, http, box, slug, None):
+                    mapped = {"ok": "ok", "bad": "FAIL", "unknown": "warn"}[status]
+                    checks.append(Check(mapped, f"token {slug}/{channel}/{account}", detail))
     return checks
 
 

@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
@@ -18,6 +18,10 @@ from tistis_common.db import SLUG
 
 from .common import CliError, fail, owner_db, resolve_tenant, run, secret_box, settings
 from .tokencheck import check_token
+
+if TYPE_CHECKING:
+    import asyncpg
+    from tistis_common.secrets import SecretBox
 
 
 class ChannelName(StrEnum):
@@ -181,9 +185,9 @@ def _expiry(expires_in: int | None) -> datetime | None:
     return None if expires_in is None else datetime.now(UTC) + timedelta(seconds=expires_in)
 
 
-async def refused_refreshes(slug: str) -> list[tuple[str, str, str]]:
+async def refused_refreshes(conn: asyncpg.Connection, slug: str) -> list[tuple[str, str, str]]:
     """(channel, account, detail) of the connections whose token refresh was refused."""
-    async with owner_db() as conn, conn.transaction():
+    async with conn.transaction():
         tenant_id = await resolve_tenant(conn, slug)
         rows = await admin.refused_token_refreshes(conn, tenant_id)
     return [(r.channel, r.platform_account_id,
@@ -192,32 +196,38 @@ async def refused_refreshes(slug: str) -> list[tuple[str, str, str]]:
              "connect the channel again (tistis connection rotate)") for r in rows]
 
 
-async def check_connections(slug: str, channel: str | None) -> list[tuple[str, str, str, str]]:
-    """(channel, account, status, detail) for each enabled connection; records the outcome."""
+async def check_connections(conn: asyncpg.Connection, http: httpx.AsyncClient, box: SecretBox,
+                            slug: str, channel: str | None) -> list[tuple[str, str, str, str]]:
+    """(channel, account, status, detail) for each enabled connection; records the outcome.
+    On the caller's connection and client, so that `tistis doctor` checks every tenant's
+    connections with one of each (connecting costs more than the check)."""
     s = settings()
-    async with owner_db() as conn:
-        async with conn.transaction():
-            tenant_id = await resolve_tenant(conn, slug)
-            rows = [r for r in await admin.connection_secrets(conn, tenant_id, secret_box())
-                    if channel is None or r.channel == channel]
-        out: list[tuple[str, str, str, str]] = []
-        async with httpx.AsyncClient(timeout=10) as http:
-            for r in rows:
-                result = await check_token(http, s, r.channel, r.platform_account_id, r.access_token)
-                if result.status != "unknown":
-                    async with conn.transaction():
-                        await admin.record_connection_check(
-                            conn, tenant_id, r.channel, r.platform_account_id,
-                            None if result.status == "ok" else f"token check: {result.detail}",
-                        )
-                out.append((r.channel, r.platform_account_id, result.status, result.detail))
+    async with conn.transaction():
+        tenant_id = await resolve_tenant(conn, slug)
+        rows = [r for r in await admin.connection_secrets(conn, tenant_id, box)
+                if channel is None or r.channel == channel]
+    out: list[tuple[str, str, str, str]] = []
+    for r in rows:
+        result = await check_token(http, s, r.channel, r.platform_account_id, r.access_token)
+        if result.status != "unknown":
+            async with conn.transaction():
+                await admin.record_connection_check(
+                    conn, tenant_id, r.channel, r.platform_account_id,
+                    None if result.status == "ok" else f"token check: {result.detail}",
+                )
+        out.append((r.channel, r.platform_account_id, result.status, result.detail))
     return out
+
+
+async def _check_one_tenant(slug: str, channel: str | None) -> list[tuple[str, str, str, str]]:
+    async with owner_db() as conn, httpx.AsyncClient(timeout=10) as http:
+        return await check_connections(conn, http, secret_box(), slug, channel)
 
 
 @connection_app.command("check")
 def connection_check(slug: str, channel: ChannelName | None = typer.Option(None, "--channel")) -> None:
     """Ask each platform whether the stored token still works; exit 1 if one is refused."""
-    results = run(check_connections(slug, channel.value if channel else None))
+    results = run(_check_one_tenant(slug, channel.value if channel else None))
     if not results:
         fail(f"no enabled connections for {slug}")
     for ch, account, status, detail in results:
