@@ -55,7 +55,7 @@ test-rabbitmq4: install infra ## the broker tests and the short chaos form again
 lint: install ## ruff, mypy and the architecture contracts
 	.venv/bin/ruff check .
 	.venv/bin/lint-imports
-	.venv/bin/lint-imports --no-cache --config importlinter-runtime.toml
+	.venv/bin/lint-imports --no-cache importlinter-runtime.toml
 	.venv/bin/mypy libs/common/src services/*/src tools/cli/src sandbox/src
 
 openapi: install ## regenerate services/ingress/openapi.json (committed; a test keeps it in step)

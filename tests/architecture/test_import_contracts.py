@@ -16,6 +16,6 @@ LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
 
 @pytest.mark.parametrize("config", ["pyproject.toml", "importlinter-runtime.toml"])
 def test_the_import_contracts_hold(config):
-    done = subprocess.run([str(LINT_IMPORTS), "--no-cache", "--config", config], cwd=ROOT,
+    done = subprocess.run([str(LINT_IMPORTS), "--no-cache", config], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout[-4000:]
