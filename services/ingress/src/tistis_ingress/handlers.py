@@ -16,7 +16,6 @@ Change what a POST does in `receive_webhook` or the service, never in one door o
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
@@ -109,10 +108,10 @@ class WebhookFastPath:
         await self.app(scope, receive, send)
 
 
-def replay_held(intake: WebhookIntake) -> Callable[[WebhookItemsHeld], Awaitable[list[Event]]]:
+async def handle_held_items(event: WebhookItemsHeld, intake: WebhookIntake) -> list[Event]:
     """The consumer of `ingress.webhook-items`: held items an engineer replayed (`tistis dlq
     replay ingress.webhook-items.dlq`), read again by the service."""
-    return intake.replay
+    return await intake.replay(event)
 
 
 async def handle_template_status(event: TemplateStatusChanged, deps: Deps) -> list[Event]:

@@ -65,7 +65,7 @@ async def start(settings: Settings) -> Runtime:
                 feed=realtime.RealtimeFeed(runtime.connection), stopping=runtime.stopping)
     intake = WebhookIntake(deps)
     # Held webhook items an engineer replayed (`tistis dlq replay ingress.webhook-items.dlq`).
-    runtime.consume(INGRESS_ITEMS, handlers.replay_held(intake))
+    runtime.consume(INGRESS_ITEMS, partial(handlers.handle_held_items, intake=intake))
     # WhatsApp template approvals the webhook published (api/templates.py).
     runtime.consume(INGRESS_TEMPLATES, partial(handlers.handle_template_status, deps=deps))
     await runtime.start_consumers()
