@@ -7,7 +7,8 @@ webhook's 200 to the reply reaching the fake platform; the same minus the model'
 debounce (the platform's own overhead); the peak of conversations in flight (replies being
 composed plus replies due and waiting for a slot) and of the ai-responder's database
 connections (`pg_stat_activity`, application_name `ai-responder`); the replies queue at its
-peak and at the end (no growth once the model answers). Then a round with an instant model,
+peak and at the end (no growth once the model answers); the CPU per reply of each process
+(`/proc/<pid>/stat`) and where the overhead went (`stages`). Then a round with an instant model,
 the debounce 0 and prefetch 64 (the settings of the earlier figures), for the CPU cost per
 message of each process. It stops by itself: each round waits for its replies at most
 `--settle` seconds after the load ends.
@@ -94,6 +95,42 @@ async def sample(cluster: Cluster, peaks: Peaks, stop: asyncio.Event) -> None:
         await conn.close()
 
 
+async def stages(cluster: Cluster, arrived: dict[str, float], accepted: dict[str, float],
+                 model_seconds: float, debounce: float) -> dict[str, list[float]]:
+    """Where each reply's wait went, from the rows' own times (`created_at` of the patient
+    message and of the reply, the reply's `latency_ms`): the webhook's 200 to the stored
+    message (ingress, broker, store); the stored message to the model's call, beyond the
+    debounce (the delay queue, the replies queue, the claim; and the wait to store the reply,
+    which the row's times cannot tell apart); the model's call beyond its own time (the SDK,
+    the event loop); the stored reply to the fake platform (publish, dispatcher, send)."""
+    conn = await asyncpg.connect(cluster.superuser_url)
+    try:
+        rows = await conn.fetch(
+            """SELECT l.platform_user_id AS recipient,
+                      extract(epoch FROM p.created_at) AS stored,
+                      extract(epoch FROM r.created_at) AS replied, r.latency_ms
+                 FROM conversations c JOIN leads l ON l.id = c.lead_id
+                 JOIN LATERAL (SELECT created_at FROM messages
+                               WHERE conversation_id = c.id AND sender_type = 'lead'
+                               ORDER BY created_at LIMIT 1) p ON true
+                 JOIN LATERAL (SELECT created_at, latency_ms FROM messages
+                               WHERE conversation_id = c.id AND sender_type = 'ai'
+                               ORDER BY created_at LIMIT 1) r ON true
+                WHERE l.platform_user_id = ANY($1::text[])""", list(arrived))
+    finally:
+        await conn.close()
+    out: dict[str, list[float]] = {"ingest": [], "to model": [], "model extra": [],
+                                   "to platform": []}
+    for r in rows:
+        latency = (r["latency_ms"] or 0) / 1000
+        model_start = float(r["replied"]) - latency  # stored right after the answer
+        out["ingest"].append(float(r["stored"]) - accepted[r["recipient"]])
+        out["to model"].append(model_start - float(r["stored"]) - debounce)
+        out["model extra"].append(latency - model_seconds)
+        out["to platform"].append(arrived[r["recipient"]] - float(r["replied"]))
+    return {k: [percentile(v, p) * 1000 for p in (50, 95, 99)] for k, v in out.items() if v}
+
+
 def cpu_seconds(pids: dict[str, list[int]]) -> dict[str, float]:
     out = {}
     for name, group in pids.items():
@@ -108,19 +145,22 @@ def cpu_seconds(pids: dict[str, list[int]]) -> dict[str, float]:
     return out
 
 
-def process_groups(cluster: Cluster) -> dict[str, list[int]]:
+def process_groups(cluster: Cluster,
+                   known: dict[str, list[int]] | None = None) -> dict[str, list[int]]:
     """Our processes: the services, the sandbox, this script, the database's backends serving
     the benchmark's database and the RabbitMQ node on the cluster's port (shared with other
     vhosts: on a busy machine its share includes theirs)."""
     groups = {name: [proc.pid] for name, proc in cluster.procs.items()}
     groups["load generator"] = [os.getpid()]
-    groups["postgres"], groups["rabbitmq"] = [], []
+    groups["postgres"] = list((known or {}).get("postgres", []))
+    groups["rabbitmq"] = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            if cmdline.startswith("postgres: ") and f" {cluster.db_name} " in cmdline:
+            if (cmdline.startswith("postgres: ") and f" {cluster.db_name} " in cmdline
+                    and int(entry.name) not in groups["postgres"]):
                 groups["postgres"].append(int(entry.name))
             elif "beam.smp" in cmdline and (
                     f"RABBITMQ_NODE_PORT={cluster.ports.amqp}".encode()
@@ -145,7 +185,7 @@ async def measure(cluster: Cluster, rate: float, seconds: float, seed: int, *,
     peaks, stop = Peaks(), asyncio.Event()
     # The CPU round measures the pipeline alone: no sampling beside it.
     sampler = asyncio.create_task(sample(cluster, peaks, stop)) if not cpu else None
-    groups = process_groups(cluster) if cpu else {}
+    groups = process_groups(cluster)
     cpu_before = cpu_seconds(groups)
     stats = await drive(cluster.ingress_url, hooks, concurrency=64, duplicate_ratio=0.0, rate=rate)
     wanted = {h.recipient: h for h in hooks if h.accepted_at}
@@ -166,6 +206,8 @@ async def measure(cluster: Cluster, rate: float, seconds: float, seed: int, *,
                     and r.get("recipient") in wanted):
                 arrived.setdefault(r["recipient"], r["time"])
         await asyncio.sleep(1.0)
+    # Processes that started during the round (a pool's new database connections) count whole.
+    groups = process_groups(cluster, groups)
     cpu_after = cpu_seconds(groups)
     stop.set()
     if sampler is not None:
@@ -174,7 +216,10 @@ async def measure(cluster: Cluster, rate: float, seconds: float, seed: int, *,
     overhead = [w - model_seconds - debounce for w in waits]
     first = min((h.accepted_at for h in wanted.values()), default=0)  # type: ignore[type-var]
     last = max(arrived.values(), default=0) - wall_offset
+    accepted = {k: wanted[k].accepted_at + wall_offset for k in arrived}  # type: ignore[operator]
+    breakdown = {} if cpu else await stages(cluster, arrived, accepted, model_seconds, debounce)
     return {
+        "stages": breakdown,
         "offered": rate, "sent": len(hooks), "accepted": len(wanted), "delivered": len(arrived),
         "throughput": len(arrived) / max(1e-9, last - first),  # type: ignore[operator]
         "wait": [percentile(waits, p) * 1000 for p in (50, 95, 99)],
@@ -200,6 +245,12 @@ def show(title: str, rows: list[dict]) -> None:
               f"{p.in_flight:>14.0f} {p.waiting:>12.0f} {p.connections:>16} "
               f"{p.replies_ready:>15}/{r['replies_ready_end']}")
     print("(ms; overhead = wait - model time - debounce: the platform's own share)")
+    for r in rows:
+        print(f"{r['offered']:.0f}/s, CPU per reply (ms): " + ", ".join(
+            f"{k} {v:.2f}" for k, v in sorted(r["cpu_ms"].items(), key=lambda kv: -kv[1]))
+              + f"; total {sum(r['cpu_ms'].values()):.1f}")
+        print(f"{r['offered']:.0f}/s, where the overhead went (p50 / p95 / p99 ms): " + "; ".join(
+            f"{k} {v[0]:.0f} / {v[1]:.0f} / {v[2]:.0f}" for k, v in r["stages"].items()))
     for r in rows:
         backlog = sorted(((n, q) for q, n in r["peaks"].backlog.items()
                           if n and q != "ai-responder.debounce"), reverse=True)[:3]
@@ -238,10 +289,15 @@ async def main() -> None:
     parser.add_argument("--cpu-rate", type=float, default=100,
                         help="offered rate of the instant-model CPU round (0: skip it)")
     parser.add_argument("--cpu-seconds", type=float, default=20)
+    parser.add_argument("--set", action="append", default=[], metavar="SETTING=VALUE",
+                        type=lambda kv: tuple(kv.split("=", 1)),
+                        help="an environment setting for every service, for experiments "
+                             "(e.g. AI_TYPING_AFTER_SECONDS=100: no typing indicators)")
     args = parser.parse_args()
     cluster = Cluster()
     await cluster.prepare()
     cluster.extra_env = {"LOG_LEVEL": "WARNING"}  # every other setting at its default
+    cluster.extra_env.update(args.set)  # experiments only: the figures are at the defaults
     cluster.tenants = await cluster.add_tenants(args.tenants)  # type: ignore[attr-defined]
     cluster.start_all()
     try:

@@ -77,6 +77,10 @@ async def start(settings: Settings, **overrides: Any) -> Runtime:
         locks=ConversationLocks(), attempts=attempts, responder=build_responder(settings),
         http=httpx.AsyncClient(timeout=10), notify=Notifier(runtime.publisher), store=store,
     ), **overrides)
+    # Closed once the consumers drained: the replies in flight finish their calls first.
+    runtime.close_at_stop(deps.http.aclose)
+    if deps.responder is not None:
+        runtime.close_at_stop(deps.responder.close)
     runtime.consume(AI_INBOUND, partial(handle, deps=deps))
     # One consumer slot per reply being composed: the bound on model calls in flight.
     runtime.consume(AI_REPLIES, partial(handle_reply_due, deps=deps),
