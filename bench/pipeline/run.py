@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -33,10 +35,21 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from tistis_common.settings import Settings
+
 from tests.chaos.cluster import SERVICES, Cluster
 from tests.chaos.load import build, drive
 
-DEFAULT_DEBOUNCE = 1.5  # Settings.ai_debounce_seconds
+
+def default(setting: str) -> Any:
+    """A setting's default as the code declares it (not as this shell's environment sets it)."""
+    declared = Settings.model_fields[setting]
+    if declared.default_factory is not None:
+        return declared.default_factory()  # type: ignore[call-arg]
+    return declared.default
+
+
+DEFAULT_DEBOUNCE = default("ai_debounce_seconds")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -296,8 +309,12 @@ async def main() -> None:
     args = parser.parse_args()
     cluster = Cluster()
     await cluster.prepare()
-    cluster.extra_env = {"LOG_LEVEL": "WARNING"}  # every other setting at its default
-    cluster.extra_env.update(args.set)  # experiments only: the figures are at the defaults
+    # Every setting at its default, logging included (INFO: a few JSON lines per reply), and
+    # not the chaos suite's short retries and grace.
+    cluster.extra_env = {"LOG_LEVEL": default("log_level"),
+                         "RETRY_DELAYS": json.dumps(default("retry_delays")),
+                         "SHUTDOWN_GRACE_SECONDS": str(default("shutdown_grace_seconds")),
+                         **dict(args.set)}  # --set: experiments only
     cluster.tenants = await cluster.add_tenants(args.tenants)  # type: ignore[attr-defined]
     cluster.start_all()
     try:
@@ -310,7 +327,9 @@ async def main() -> None:
             show(f"one replica of each service, default settings, model {args.model_seconds:g} s, "
                  f"debounce {DEFAULT_DEBOUNCE:g} s", rows)
         if args.cpu_rate > 0:
-            await restart_services(cluster, {"LOG_LEVEL": "WARNING", "AI_DEBOUNCE_SECONDS": "0",
+            # The settings of the figures before issue 14, for comparison with them.
+            await restart_services(cluster, {**cluster.extra_env, "LOG_LEVEL": "WARNING",
+                                             "AI_DEBOUNCE_SECONDS": "0",
                                              "PREFETCH": "64"})
             show_cpu(await measure(cluster, args.cpu_rate, args.cpu_seconds, seed=3000,
                                    model_seconds=0, debounce=0, settle=args.settle, cpu=True))
